@@ -1,0 +1,2 @@
+//! The `spillway` binary.
+fn main() {}

@@ -1,0 +1,603 @@
+//! Request and response bodies of the HTTP API under `/v1`, shared by server and client.
+//!
+//! Every request body rejects unknown fields, so a typo is an error rather than a silent no-op.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::Role;
+use crate::model::{Attempt, Job, QueueSettings, QueueStats, Task, TaskSpec, TokenInfo, Worker};
+use crate::{JobId, TaskId};
+use chrono::{DateTime, Utc};
+
+/// Most tasks accepted in one submit.
+pub const MAX_TASKS_PER_SUBMIT: u32 = 100_000;
+/// Most tasks one lease call may take.
+pub const MAX_LEASE_BATCH: u32 = 1000;
+/// Longest long-poll wait of a lease call.
+pub const MAX_LEASE_WAIT: Duration = Duration::from_secs(60);
+/// Default and largest page size of list calls.
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+/// Largest page size of list calls.
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+/// One task of a submit: its payload (optional) for the command.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTask {
+    /// Any JSON; written to `$SPILLWAY_PAYLOAD` (a file) and given on stdin.
+    #[serde(default)]
+    pub payload: Option<serde_json::Value>,
+}
+
+/// Submit a job: `count` identical tasks, or one task per entry of `tasks`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitJob {
+    /// The queue (it must exist); default `"default"`.
+    #[serde(default = "default_queue")]
+    pub queue: String,
+    /// Act in this tenant (only for admins of every tenant).
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// A name for people.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// How each task runs.
+    #[serde(flatten)]
+    pub spec: TaskSpec,
+    /// Number of tasks when `tasks` is not given; default 1.
+    #[serde(default)]
+    pub count: Option<u32>,
+    /// One entry per task, each with its own payload.
+    #[serde(default)]
+    pub tasks: Option<Vec<NewTask>>,
+    /// Higher runs first; default 0, range -1000..=1000.
+    #[serde(default)]
+    pub priority: i32,
+    /// Tasks may run on burst capacity.
+    #[serde(default)]
+    pub burstable: bool,
+    /// Free-form labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Submitting again with the same key returns the first job instead of a new one.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+    /// Delete staged inputs once every task has succeeded.
+    #[serde(default)]
+    pub delete_inputs_on_success: bool,
+    /// Attach the files of this upload (see `POST /v1/uploads`) as the job's inputs.
+    #[serde(default)]
+    pub upload_id: Option<String>,
+    /// Do not start before this delay has passed.
+    #[serde(default, with = "humantime_serde")]
+    #[schema(value_type = Option<String>, example = "5m")]
+    pub delay: Option<Duration>,
+}
+
+fn default_queue() -> String {
+    crate::model::DEFAULT_QUEUE.to_string()
+}
+
+impl SubmitJob {
+    /// A one-task job running `command` on `queue`, with every other field at its default.
+    pub fn command(queue: &str, command: Vec<String>) -> Self {
+        Self {
+            queue: queue.to_string(),
+            tenant: None,
+            name: None,
+            spec: TaskSpec {
+                command,
+                shell: false,
+                env: BTreeMap::new(),
+                timeout: None,
+                resources: Default::default(),
+            },
+            count: None,
+            tasks: None,
+            priority: 0,
+            burstable: false,
+            labels: BTreeMap::new(),
+            idempotency_key: None,
+            delete_inputs_on_success: false,
+            upload_id: None,
+            delay: None,
+        }
+    }
+
+    /// The number of tasks this submit creates.
+    pub fn task_count(&self) -> u32 {
+        match (&self.tasks, self.count) {
+            (Some(tasks), _) => u32::try_from(tasks.len()).unwrap_or(u32::MAX),
+            (None, Some(n)) => n,
+            (None, None) => 1,
+        }
+    }
+
+    /// Check everything that can be checked without the store; errors say what to change.
+    pub fn validate(&self, max_payload_bytes: usize) -> crate::Result<()> {
+        use crate::Error;
+        crate::names::validate_name("queue", &self.queue)?;
+        if self.spec.command.is_empty() || self.spec.command[0].is_empty() {
+            return Err(Error::invalid(
+                "command is empty: give the program to run and its arguments, e.g. [\"python3\", \"task.py\"]",
+            ));
+        }
+        if self.spec.command.iter().any(|a| a.contains('\0')) {
+            return Err(Error::invalid("command contains a NUL byte"));
+        }
+        for key in self.spec.env.keys() {
+            let ok = !key.is_empty()
+                && !key.starts_with(|c: char| c.is_ascii_digit())
+                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !ok {
+                return Err(Error::invalid(format!(
+                    "invalid environment variable name {key:?}: use letters, digits and '_', not starting with a digit"
+                )));
+            }
+        }
+        if self.tasks.is_some() && self.count.is_some() {
+            return Err(Error::invalid(
+                "give either count or tasks, not both: tasks already sets the count",
+            ));
+        }
+        let n = self.task_count();
+        if n == 0 || n > MAX_TASKS_PER_SUBMIT {
+            return Err(Error::invalid(format!(
+                "a job needs 1 to {MAX_TASKS_PER_SUBMIT} tasks, got {n}: split larger batches into several jobs"
+            )));
+        }
+        if !(-1000..=1000).contains(&self.priority) {
+            return Err(Error::invalid(format!(
+                "priority {} is out of range: use -1000 to 1000",
+                self.priority
+            )));
+        }
+        let r = &self.spec.resources;
+        if !(r.cpu.is_finite() && r.cpu > 0.0 && r.cpu <= 1024.0) || r.gpu > 64 {
+            return Err(Error::invalid(
+                "resources out of range: cpu must be above 0 and at most 1024, gpu at most 64",
+            ));
+        }
+        if let Some(timeout) = self.spec.timeout
+            && timeout.is_zero()
+        {
+            return Err(Error::invalid("timeout must be above zero, e.g. \"10m\""));
+        }
+        for (k, v) in &self.labels {
+            crate::names::validate_label_key(k)?;
+            crate::names::validate_label_value(k, v)?;
+        }
+        if let Some(key) = &self.idempotency_key
+            && (key.is_empty() || key.len() > 200)
+        {
+            return Err(Error::invalid(
+                "idempotency_key must be 1 to 200 characters",
+            ));
+        }
+        if let Some(name) = &self.name
+            && name.len() > 200
+        {
+            return Err(Error::invalid("name must be at most 200 characters"));
+        }
+        if let Some(tasks) = &self.tasks {
+            for (i, t) in tasks.iter().enumerate() {
+                if let Some(p) = &t.payload {
+                    let size = serde_json::to_vec(p).map(|v| v.len()).unwrap_or(usize::MAX);
+                    if size > max_payload_bytes {
+                        return Err(Error::too_large(format!(
+                            "payload of task {i} is {size} bytes, over the limit of {max_payload_bytes}: stage large data as inputs instead"
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The answer to a submit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Submitted {
+    /// The job (the earlier one when the idempotency key matched).
+    pub job: Job,
+    /// False when an earlier job with the same idempotency key was returned.
+    pub created: bool,
+}
+
+/// A page of results and the cursor to the next one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A task with its attempts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TaskDetail {
+    /// The task.
+    pub task: Task,
+    /// Its attempts, oldest first.
+    pub attempts: Vec<Attempt>,
+}
+
+/// Register a worker before it leases.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterWorker {
+    /// The pool it belongs to; default `"default"`.
+    #[serde(default = "default_pool")]
+    pub pool: String,
+    /// Its host name.
+    pub hostname: String,
+    /// The queues it serves.
+    pub queues: Vec<String>,
+    /// Tasks it runs at once.
+    pub concurrency: u32,
+    /// Act in this tenant (only for admins of every tenant).
+    #[serde(default)]
+    pub tenant: Option<String>,
+}
+
+fn default_pool() -> String {
+    "default".to_string()
+}
+
+/// A worker's periodic sign of life.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerHeartbeat {
+    /// Tasks it is running now.
+    pub running: u32,
+    /// It has stopped leasing and is finishing its tasks.
+    #[serde(default)]
+    pub draining: bool,
+}
+
+/// What the server asks of a worker in answer to its heartbeat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct WorkerHeartbeatReply {
+    /// The worker should stop leasing, finish its tasks and exit.
+    pub drain: bool,
+}
+
+/// Lease up to `max_tasks` tasks, waiting up to `wait` for work to arrive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseRequest {
+    /// The registered worker asking.
+    pub worker_id: String,
+    /// The queues to take from.
+    pub queues: Vec<String>,
+    /// Most tasks to take; default 1, at most 1000.
+    #[serde(default = "one")]
+    pub max_tasks: u32,
+    /// Long-poll: wait this long for work before answering with none; default 0, at most 60s.
+    #[serde(default, with = "humantime_serde")]
+    #[schema(value_type = Option<String>, example = "20s")]
+    pub wait: Option<Duration>,
+    /// Act in this tenant (only for admins of every tenant).
+    #[serde(default)]
+    pub tenant: Option<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A task handed to a worker, with everything needed to run it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LeasedTask {
+    /// The task's id.
+    pub task_id: TaskId,
+    /// Its job.
+    pub job_id: JobId,
+    /// Its index in the job.
+    pub index: u32,
+    /// Its queue.
+    pub queue: String,
+    /// The attempt number, from 1.
+    pub attempt: u32,
+    /// The fencing token every report on this lease must carry.
+    pub lease_token: String,
+    /// When the lease runs out without a heartbeat.
+    pub lease_expires_at: DateTime<Utc>,
+    /// How to run it (from the job).
+    pub spec: TaskSpec,
+    /// Its payload.
+    pub payload: Option<serde_json::Value>,
+    /// Whether the job staged inputs to download.
+    pub has_inputs: bool,
+}
+
+/// The answer to a lease request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LeaseResponse {
+    /// Tasks now leased to the worker; empty when nothing came within the wait.
+    pub tasks: Vec<LeasedTask>,
+}
+
+/// A reference to one lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseRef {
+    /// The task.
+    pub task_id: TaskId,
+    /// The lease token from the lease.
+    pub lease_token: String,
+}
+
+/// Extend several leases at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatRequest {
+    /// The leases to extend.
+    pub leases: Vec<LeaseRef>,
+}
+
+/// The fate of one lease after a heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaseStatus {
+    /// Extended; keep going.
+    Extended,
+    /// Extended, but the job was cancelled: stop the task and report it failed or released.
+    CancelRequested,
+    /// This worker no longer holds the lease: stop the task and report nothing.
+    Lost,
+}
+
+/// One entry of a heartbeat answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HeartbeatResult {
+    /// The task.
+    pub task_id: TaskId,
+    /// What happened to its lease.
+    pub status: LeaseStatus,
+    /// The new expiry when extended.
+    pub lease_expires_at: Option<DateTime<Utc>>,
+}
+
+/// The answer to a heartbeat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HeartbeatResponse {
+    /// One entry per lease asked about, in order.
+    pub results: Vec<HeartbeatResult>,
+}
+
+/// Report one task done.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Completion {
+    /// The task.
+    pub task_id: TaskId,
+    /// The lease token from the lease.
+    pub lease_token: String,
+    /// The command's exit code (0).
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// Metadata about the result, e.g. the files uploaded.
+    #[serde(default)]
+    pub result: Option<serde_json::Value>,
+    /// The last 64 KiB of the command's output.
+    #[serde(default)]
+    pub log_tail: String,
+}
+
+/// Report one task failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Failure {
+    /// The task.
+    pub task_id: TaskId,
+    /// The lease token from the lease.
+    pub lease_token: String,
+    /// What went wrong, for people.
+    pub error: String,
+    /// The command's exit code, if it exited.
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// False to make the task dead at once instead of retrying; default true.
+    #[serde(default = "yes")]
+    pub retryable: bool,
+    /// The last 64 KiB of the command's output.
+    #[serde(default)]
+    pub log_tail: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Why a worker hands a lease back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseReason {
+    /// The worker is stopping (SIGTERM, spot preemption, scale-in): requeue at once and do
+    /// not count a failure.
+    Preempted,
+    /// The job was cancelled and the worker stopped the task.
+    Cancelled,
+}
+
+/// Hand one lease back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Release {
+    /// The task.
+    pub task_id: TaskId,
+    /// The lease token from the lease.
+    pub lease_token: String,
+    /// Why.
+    pub reason: ReleaseReason,
+    /// The last 64 KiB of the command's output.
+    #[serde(default)]
+    pub log_tail: String,
+}
+
+/// Report several completions at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteRequest {
+    /// The completions.
+    pub completions: Vec<Completion>,
+}
+
+/// Report several failures at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FailRequest {
+    /// The failures.
+    pub failures: Vec<Failure>,
+}
+
+/// Hand several leases back at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseRequest {
+    /// The releases.
+    pub releases: Vec<Release>,
+}
+
+/// The outcome of one entry of a batched report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ReportResult {
+    /// The task.
+    pub task_id: TaskId,
+    /// True when the report was applied.
+    pub ok: bool,
+    /// Why not, when `ok` is false (e.g. the lease is no longer held).
+    pub error: Option<String>,
+}
+
+/// The answer to a batched report: one entry per item, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ReportResponse {
+    /// The outcomes.
+    pub results: Vec<ReportResult>,
+}
+
+/// Create a queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateQueue {
+    /// Its name.
+    pub name: String,
+    /// In this tenant (only for admins of every tenant).
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// Its behaviour; defaults for fields left out.
+    #[serde(default)]
+    pub settings: QueueSettings,
+}
+
+/// A queue with its numbers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct QueueView {
+    /// The queue's name.
+    pub name: String,
+    /// Its tenant.
+    pub tenant: String,
+    /// Its behaviour.
+    pub settings: QueueSettings,
+    /// Its numbers.
+    pub stats: QueueStats,
+}
+
+/// Requeue dead letters: the listed tasks, or every dead task of a queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequeueRequest {
+    /// These dead tasks.
+    #[serde(default)]
+    pub task_ids: Vec<TaskId>,
+    /// Or every dead task of this queue.
+    #[serde(default)]
+    pub queue: Option<String>,
+    /// In this tenant (only for admins of every tenant).
+    #[serde(default)]
+    pub tenant: Option<String>,
+}
+
+/// How many tasks an operation changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Changed {
+    /// The number of tasks changed.
+    pub changed: u64,
+}
+
+/// Create a token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    /// A name for people.
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+    /// Its tenant; omit only for an admin of every tenant (which only such an admin can make).
+    #[serde(default)]
+    pub tenant: Option<String>,
+}
+
+/// A new token: the secret is shown once and stored only as a hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CreatedToken {
+    /// The secret to send as `Authorization: Bearer …`.
+    pub token: String,
+    /// What it is.
+    pub info: TokenInfo,
+}
+
+/// Create a tenant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    /// Its name, also its storage prefix.
+    pub name: String,
+}
+
+/// A new upload area for a job's inputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct UploadCreated {
+    /// Pass as `upload_id` when submitting.
+    pub upload_id: String,
+}
+
+/// One stored object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ObjectInfo {
+    /// Its path relative to the listing's prefix.
+    pub path: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// Workers known to the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct WorkerList {
+    /// The workers.
+    pub workers: Vec<Worker>,
+}
+
+/// The body of every error answer (`application/problem+json`, RFC 9457).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the kind of problem.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A short summary of the kind.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What was wrong and how to fix it.
+    pub detail: String,
+    /// A stable machine-readable code (`invalid_argument`, `not_found`, `conflict`, …).
+    pub code: String,
+}

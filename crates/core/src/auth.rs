@@ -1,0 +1,162 @@
+//! Roles, the principal behind a request, and what each role may do.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::Error;
+
+/// What a token may do. Every token also names the tenant it acts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything in its tenant: queues, tokens, jobs, dead letters. An admin token with no
+    /// tenant administers every tenant.
+    Admin,
+    /// Submit, watch and cancel jobs; read results.
+    Submitter,
+    /// Lease, heartbeat, complete, fail and release tasks; read inputs and write results.
+    Worker,
+    /// Read everything in its tenant, change nothing.
+    Viewer,
+}
+
+impl Role {
+    /// The stable lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Submitter => "submitter",
+            Role::Worker => "worker",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    /// Parse the stable name.
+    pub fn parse(value: &str) -> Result<Self, Error> {
+        match value {
+            "admin" => Ok(Role::Admin),
+            "submitter" => Ok(Role::Submitter),
+            "worker" => Ok(Role::Worker),
+            "viewer" => Ok(Role::Viewer),
+            other => Err(Error::invalid(format!(
+                "unknown role {other:?}: use one of admin, submitter, worker, viewer"
+            ))),
+        }
+    }
+
+    /// Whether this role may perform `action`.
+    pub fn allows(self, action: Action) -> bool {
+        use Action::*;
+        match self {
+            Role::Admin => true,
+            Role::Submitter => matches!(action, Read | Submit | Cancel | Requeue),
+            Role::Worker => matches!(action, Read | Work),
+            Role::Viewer => matches!(action, Read),
+        }
+    }
+}
+
+/// A kind of request, for permission checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Read jobs, tasks, queues, results and stats.
+    Read,
+    /// Submit jobs and upload inputs.
+    Submit,
+    /// Cancel jobs.
+    Cancel,
+    /// Requeue dead letters and retry jobs.
+    Requeue,
+    /// Lease and report on tasks, register workers, upload results.
+    Work,
+    /// Create and change queues.
+    ManageQueues,
+    /// Create, list and revoke tokens; create tenants.
+    ManageTokens,
+}
+
+impl Action {
+    fn describe(self) -> &'static str {
+        match self {
+            Action::Read => "read",
+            Action::Submit => "submit jobs",
+            Action::Cancel => "cancel jobs",
+            Action::Requeue => "requeue tasks",
+            Action::Work => "lease and report tasks",
+            Action::ManageQueues => "manage queues",
+            Action::ManageTokens => "manage tokens and tenants",
+        }
+    }
+}
+
+/// Who is making a request: resolved from a bearer token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Principal {
+    /// The token's id (not its secret).
+    pub token_id: String,
+    /// The tenant the token acts for; `None` only for an admin of every tenant.
+    pub tenant: Option<String>,
+    /// The token's role.
+    pub role: Role,
+}
+
+impl Principal {
+    /// Fail unless the role allows `action`.
+    pub fn require(&self, action: Action) -> Result<(), Error> {
+        if self.role.allows(action) {
+            Ok(())
+        } else {
+            Err(Error::permission_denied(format!(
+                "a {} token may not {}: use a token with a role that allows it",
+                self.role.as_str(),
+                action.describe()
+            )))
+        }
+    }
+
+    /// Whether this principal may see `tenant`'s objects.
+    pub fn sees_tenant(&self, tenant: &str) -> bool {
+        self.tenant.as_deref().is_none_or(|own| own == tenant)
+    }
+
+    /// The tenant a request acts in: the token's own, or for an all-tenant admin the one asked
+    /// for (default `"default"`). Fails when a tenant-bound token asks for another tenant.
+    pub fn tenant_for(&self, requested: Option<&str>) -> Result<String, Error> {
+        match (&self.tenant, requested) {
+            (Some(own), None) => Ok(own.clone()),
+            (Some(own), Some(asked)) if own == asked => Ok(own.clone()),
+            (Some(_), Some(asked)) => Err(Error::not_found(format!(
+                "tenant {asked:?} not found for this token"
+            ))),
+            (None, Some(asked)) => Ok(asked.to_string()),
+            (None, None) => Ok(crate::model::DEFAULT_TENANT.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn viewer_cannot_submit_and_worker_cannot_manage() {
+        assert!(!Role::Viewer.allows(Action::Submit));
+        assert!(Role::Viewer.allows(Action::Read));
+        assert!(!Role::Worker.allows(Action::ManageQueues));
+        assert!(Role::Submitter.allows(Action::Submit));
+        assert!(!Role::Submitter.allows(Action::Work));
+    }
+
+    #[test]
+    fn tenant_bound_tokens_stay_in_their_tenant() {
+        let p = Principal {
+            token_id: "t".into(),
+            tenant: Some("a".into()),
+            role: Role::Admin,
+        };
+        assert!(p.sees_tenant("a"));
+        assert!(!p.sees_tenant("b"));
+        assert!(p.tenant_for(Some("b")).is_err());
+        assert_eq!(p.tenant_for(None).ok().as_deref(), Some("a"));
+    }
+}

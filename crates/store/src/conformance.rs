@@ -1,0 +1,1 @@
+//! The conformance suite every [`Store`](crate::Store) backend must pass.

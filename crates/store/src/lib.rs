@@ -1,0 +1,132 @@
+//! Spillway's durable state.
+//!
+//! [`Store`] is the one seam between the queue's logic and a database. Two backends implement
+//! it: SQLite (the embedded default) and PostgreSQL (several server replicas on one database).
+//! Both pass the same conformance suite in [`conformance`].
+//!
+//! Every state change is conditional on the state the caller believes the row is in and, for
+//! leased work, on the lease token, so a stale worker can never complete a task that has since
+//! been handed to another.
+
+pub mod conformance;
+pub mod params;
+pub mod wakeups;
+
+use async_trait::async_trait;
+use spillway_core::api::{HeartbeatResult, LeasedTask, Page, ReportResult};
+use spillway_core::model::{Attempt, Job, Queue, QueueSettings, QueueStats, Task, Tenant, TokenInfo, Worker};
+use spillway_core::{JobId, Result, TaskId, Timestamp};
+
+pub use params::*;
+pub use wakeups::Wakeups;
+
+/// A shared handle to any store.
+pub type DynStore = std::sync::Arc<dyn Store>;
+
+/// Durable state of queues, jobs, tasks, workers and tokens.
+///
+/// Methods are named noun first and take a params struct. `now` always comes from the caller's
+/// clock, never from the database, so that tests can move time.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which backend this is, for logs and metrics (`"sqlite"`, `"postgres"`).
+    fn backend(&self) -> &'static str;
+
+    /// The in-process wake-up hub: the store signals it after every commit that makes work
+    /// leasable (submit, release, requeue, retry becoming due is found by polling). On
+    /// PostgreSQL, signals from other replicas arrive here too (LISTEN/NOTIFY).
+    fn wakeups(&self) -> &Wakeups;
+
+    /// Check the database answers (for `/readyz`).
+    async fn ping(&self) -> Result<()>;
+
+    /// Create a tenant; conflict if it exists.
+    async fn tenant_create(&self, name: &str, now: Timestamp) -> Result<Tenant>;
+    /// Every tenant.
+    async fn tenant_list(&self) -> Result<Vec<Tenant>>;
+
+    /// Store a token (by the hash of its secret); conflict if the id exists.
+    async fn token_create(&self, params: TokenCreate) -> Result<TokenInfo>;
+    /// The token whose secret hashes to `secret_hash`, if any and not revoked.
+    async fn token_lookup(&self, secret_hash: &str) -> Result<Option<TokenInfo>>;
+    /// Tokens of one tenant, or of every tenant for `None`.
+    async fn token_list(&self, tenant: Option<&str>) -> Result<Vec<TokenInfo>>;
+    /// Revoke a token; not found if it is not visible to `tenant` (None sees all).
+    async fn token_revoke(&self, tenant: Option<&str>, id: &str) -> Result<()>;
+
+    /// Create a queue; not found if the tenant does not exist, conflict if the queue does.
+    async fn queue_create(&self, params: QueueCreate) -> Result<Queue>;
+    /// One queue; not found with a message naming it.
+    async fn queue_get(&self, tenant: &str, name: &str) -> Result<Queue>;
+    /// Replace a queue's settings.
+    async fn queue_update(&self, tenant: &str, name: &str, settings: QueueSettings) -> Result<Queue>;
+    /// Queues of one tenant or of all.
+    async fn queue_list(&self, tenant: Option<&str>) -> Result<Vec<Queue>>;
+    /// Counts by state and age of the oldest leasable task, per queue.
+    async fn queue_stats(&self, tenant: Option<&str>, now: Timestamp) -> Result<Vec<QueueStats>>;
+
+    /// Insert a job and its tasks in one transaction. With an idempotency key that the tenant
+    /// already used, insert nothing and return the earlier job with `created == false`.
+    /// Not found if the queue does not exist.
+    async fn job_submit(&self, params: JobSubmit) -> Result<(Job, bool)>;
+    /// One job with its counts; not found if missing or not visible to `tenant`.
+    async fn job_get(&self, tenant: Option<&str>, id: &str) -> Result<Job>;
+    /// Jobs newest first, filtered and paged.
+    async fn job_list(&self, params: JobList) -> Result<Page<Job>>;
+    /// Cancel a job: waiting tasks become cancelled, leased ones get `cancel_requested`.
+    async fn job_cancel(&self, tenant: Option<&str>, id: &str, now: Timestamp) -> Result<Job>;
+    /// Requeue a job's dead and cancelled tasks (failures reset); returns how many.
+    async fn job_retry(&self, tenant: Option<&str>, id: &str, now: Timestamp) -> Result<u64>;
+    /// Jobs that succeeded, asked for their inputs to be deleted, and still have them.
+    async fn job_inputs_to_delete(&self, limit: u32) -> Result<Vec<(String, JobId)>>;
+    /// Record that a job's inputs were deleted.
+    async fn job_inputs_deleted(&self, id: &str) -> Result<()>;
+
+    /// One task; not found if missing or not visible to `tenant`.
+    async fn task_get(&self, tenant: Option<&str>, id: TaskId) -> Result<Task>;
+    /// Tasks in id order, filtered and paged.
+    async fn task_list(&self, params: TaskList) -> Result<Page<Task>>;
+    /// A task's attempts, oldest first.
+    async fn task_attempts(&self, tenant: Option<&str>, id: TaskId) -> Result<Vec<Attempt>>;
+
+    /// Lease up to `max` leasable tasks (state scheduled, available or retrying with
+    /// `run_at <= now`, queue not paused, job not cancelled) from the given queues: highest
+    /// priority first, then earliest `run_at`, then lowest id. Each gets a fresh random lease
+    /// token, `attempt + 1`, an attempt row and `lease_expires_at = now + queue lease_duration`.
+    /// Never hands one task to two callers, however many call at once.
+    async fn task_lease(&self, params: TaskLease) -> Result<Vec<LeasedTask>>;
+    /// Extend leases still held (state leased and token matching).
+    async fn task_heartbeat(&self, params: TaskHeartbeat) -> Result<Vec<HeartbeatResult>>;
+    /// Check that `token` is the current lease of a leased task (for result uploads).
+    async fn lease_check(&self, id: TaskId, token: &str, now: Timestamp) -> Result<Task>;
+    /// Complete leased tasks; an entry whose token is stale is refused, not applied.
+    async fn task_complete(&self, params: TaskComplete) -> Result<Vec<ReportResult>>;
+    /// Fail leased tasks: retrying with backoff while attempts remain, else dead.
+    async fn task_fail(&self, params: TaskFail) -> Result<Vec<ReportResult>>;
+    /// Hand leases back: preempted ones become available at once without counting a failure
+    /// (`preemptions + 1`, `avoid_pool` set); cancelled ones become cancelled.
+    async fn task_release(&self, params: TaskRelease) -> Result<Vec<ReportResult>>;
+    /// Fail every lease that expired before `now` (attempt outcome `lease_expired`); returns
+    /// how many.
+    async fn lease_reap(&self, now: Timestamp) -> Result<u64>;
+
+    /// Dead tasks, oldest first, paged.
+    async fn dead_list(&self, params: DeadList) -> Result<Page<Task>>;
+    /// Requeue dead tasks (the listed ones, or all of a queue): available now, failures reset.
+    async fn dead_requeue(&self, params: DeadRequeue) -> Result<u64>;
+
+    /// Register a worker.
+    async fn worker_register(&self, params: WorkerRegister) -> Result<Worker>;
+    /// Record a worker heartbeat; answers the worker as now stored.
+    async fn worker_heartbeat(&self, params: WorkerBeat) -> Result<Worker>;
+    /// Mark a worker exited.
+    async fn worker_exit(&self, id: &str, now: Timestamp) -> Result<()>;
+    /// Workers of a tenant or of all, newest first; exited ones older than a day are left out.
+    async fn worker_list(&self, tenant: Option<&str>) -> Result<Vec<Worker>>;
+    /// Mark active or draining workers not seen since `silent_since` as down; returns how many.
+    async fn worker_mark_down(&self, silent_since: Timestamp) -> Result<u64>;
+
+    /// Delete finished jobs (with tasks and attempts) whose queue's retention has passed;
+    /// returns the deleted jobs as (tenant, job id, had inputs) so their blobs can go too.
+    async fn retention_sweep(&self, now: Timestamp, limit: u32) -> Result<Vec<(String, JobId, bool)>>;
+}

@@ -1,0 +1,222 @@
+//! Parameter structs of the [`Store`](crate::Store) methods.
+
+use std::collections::BTreeMap;
+
+use spillway_core::api::{Completion, Failure, LeaseRef, Release};
+use spillway_core::auth::Role;
+use spillway_core::model::{QueueSettings, TaskSpec};
+use spillway_core::state::{JobState, TaskState};
+use spillway_core::{JobId, TaskId, Timestamp};
+
+/// Store a new token.
+#[derive(Debug, Clone)]
+pub struct TokenCreate {
+    /// Its id (public).
+    pub id: String,
+    /// A name for people.
+    pub name: String,
+    /// Its tenant; `None` for an admin of every tenant.
+    pub tenant: Option<String>,
+    /// Its role.
+    pub role: Role,
+    /// SHA-256 of the secret, hex.
+    pub secret_hash: String,
+    /// Creation time.
+    pub now: Timestamp,
+}
+
+/// Create a queue.
+#[derive(Debug, Clone)]
+pub struct QueueCreate {
+    /// The tenant (must exist).
+    pub tenant: String,
+    /// The queue's name (already validated).
+    pub name: String,
+    /// Its settings (already validated).
+    pub settings: QueueSettings,
+    /// Creation time.
+    pub now: Timestamp,
+}
+
+/// Insert a job with its tasks.
+#[derive(Debug, Clone)]
+pub struct JobSubmit {
+    /// The new job's id (UUIDv7, made by the caller so inputs can be staged under it first).
+    pub id: JobId,
+    /// The tenant.
+    pub tenant: String,
+    /// The queue (must exist in the tenant).
+    pub queue: String,
+    /// A name for people.
+    pub name: Option<String>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// How tasks run.
+    pub spec: TaskSpec,
+    /// Priority of every task.
+    pub priority: i32,
+    /// Whether tasks may burst.
+    pub burstable: bool,
+    /// Idempotency key, unique per tenant.
+    pub idempotency_key: Option<String>,
+    /// Delete inputs when the job succeeds.
+    pub delete_inputs_on_success: bool,
+    /// Whether inputs were staged under the job's prefix.
+    pub has_inputs: bool,
+    /// One payload per task; the task's index is its position.
+    pub payloads: Vec<Option<serde_json::Value>>,
+    /// Not-before time; tasks start `scheduled` when it is after `now`, else `available`.
+    pub run_at: Timestamp,
+    /// Submit time.
+    pub now: Timestamp,
+}
+
+/// Filter and page jobs.
+#[derive(Debug, Clone, Default)]
+pub struct JobList {
+    /// Only this tenant (None: all).
+    pub tenant: Option<String>,
+    /// Only this queue.
+    pub queue: Option<String>,
+    /// Only jobs in this derived state.
+    pub state: Option<JobState>,
+    /// Only jobs with this label key and value.
+    pub label: Option<(String, String)>,
+    /// Page size (1..=1000).
+    pub limit: u32,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Filter and page tasks.
+#[derive(Debug, Clone, Default)]
+pub struct TaskList {
+    /// Only this tenant (None: all).
+    pub tenant: Option<String>,
+    /// Only this job's tasks.
+    pub job_id: Option<JobId>,
+    /// Only this queue.
+    pub queue: Option<String>,
+    /// Only this state.
+    pub state: Option<TaskState>,
+    /// Page size (1..=1000).
+    pub limit: u32,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Lease tasks for a worker.
+#[derive(Debug, Clone)]
+pub struct TaskLease {
+    /// The tenant whose queues to take from.
+    pub tenant: String,
+    /// The queues.
+    pub queues: Vec<String>,
+    /// The worker taking them.
+    pub worker_id: String,
+    /// The worker's pool: tasks whose `avoid_pool` names it are taken only when nothing
+    /// else is leasable.
+    pub worker_pool: String,
+    /// Take only tasks of burstable jobs (for burst-tier pools).
+    pub burstable_only: bool,
+    /// Most tasks to take.
+    pub max: u32,
+    /// Lease time.
+    pub now: Timestamp,
+}
+
+/// Extend leases.
+#[derive(Debug, Clone)]
+pub struct TaskHeartbeat {
+    /// The leases.
+    pub leases: Vec<LeaseRef>,
+    /// Heartbeat time.
+    pub now: Timestamp,
+}
+
+/// Complete tasks.
+#[derive(Debug, Clone)]
+pub struct TaskComplete {
+    /// The completions.
+    pub items: Vec<Completion>,
+    /// Completion time.
+    pub now: Timestamp,
+}
+
+/// Fail tasks.
+#[derive(Debug, Clone)]
+pub struct TaskFail {
+    /// The failures.
+    pub items: Vec<Failure>,
+    /// Failure time.
+    pub now: Timestamp,
+}
+
+/// Release leases.
+#[derive(Debug, Clone)]
+pub struct TaskRelease {
+    /// The releases.
+    pub items: Vec<Release>,
+    /// The releasing worker's pool, remembered as the task's `avoid_pool`.
+    pub worker_pool: Option<String>,
+    /// Release time.
+    pub now: Timestamp,
+}
+
+/// Page dead letters.
+#[derive(Debug, Clone, Default)]
+pub struct DeadList {
+    /// Only this tenant (None: all).
+    pub tenant: Option<String>,
+    /// Only this queue.
+    pub queue: Option<String>,
+    /// Page size (1..=1000).
+    pub limit: u32,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Requeue dead letters.
+#[derive(Debug, Clone)]
+pub struct DeadRequeue {
+    /// Only tasks of this tenant (None: all).
+    pub tenant: Option<String>,
+    /// These tasks (ignored unless dead).
+    pub task_ids: Vec<TaskId>,
+    /// Or every dead task of this queue.
+    pub queue: Option<String>,
+    /// Requeue time.
+    pub now: Timestamp,
+}
+
+/// Register a worker.
+#[derive(Debug, Clone)]
+pub struct WorkerRegister {
+    /// Its id (made by the caller).
+    pub id: String,
+    /// Its tenant.
+    pub tenant: String,
+    /// Its pool.
+    pub pool: String,
+    /// Its host.
+    pub hostname: String,
+    /// Queues served.
+    pub queues: Vec<String>,
+    /// Tasks at once.
+    pub concurrency: u32,
+    /// Registration time.
+    pub now: Timestamp,
+}
+
+/// A worker's heartbeat.
+#[derive(Debug, Clone)]
+pub struct WorkerBeat {
+    /// The worker.
+    pub id: String,
+    /// Tasks it runs now.
+    pub running: u32,
+    /// It is draining.
+    pub draining: bool,
+    /// Heartbeat time.
+    pub now: Timestamp,
+}
