@@ -1,2 +1,130 @@
-//! The `spillway` binary.
-fn main() {}
+//! The `spillway` binary: one program for the server, workers and the command line.
+
+mod cmd;
+mod config;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Durable batch work queues with object staging, workers and autoscaling.
+///
+/// Start everything on this machine with `spillway up`, then submit work from another
+/// terminal: `spillway submit --count 10 -- echo task {index}`. Commands find the server and
+/// the admin token that `up` wrote on their own; on other machines pass --server and --token
+/// (or SPILLWAY_SERVER and SPILLWAY_TOKEN, or a spillway.toml).
+#[derive(Debug, Parser)]
+#[command(name = "spillway", version, propagate_version = true, max_term_width = 100)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Config file (default: ./spillway.toml when it exists).
+    #[arg(long, global = true, env = "SPILLWAY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Server URL (default: the one `spillway up` recorded, else http://127.0.0.1:7070).
+    #[arg(long, global = true, env = "SPILLWAY_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// Bearer token (default: the admin token `spillway up` wrote on this machine).
+    #[arg(long, global = true, env = "SPILLWAY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Data directory for the database, local blobs and the admin token.
+    #[arg(long, global = true, env = "SPILLWAY_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Act in this tenant (admins of every tenant only; others act in their own).
+    #[arg(long, global = true, env = "SPILLWAY_TENANT")]
+    pub tenant: Option<String>,
+    /// Print JSON instead of tables, for scripts.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Log filter, e.g. `info`, `spillway=debug`.
+    #[arg(long, global = true, env = "SPILLWAY_LOG", default_value = "info")]
+    pub log: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start a server with SQLite and local blobs plus local workers: everything on one machine.
+    Up(cmd::up::UpArgs),
+    /// Run the HTTP server (API, metrics, background services) alone.
+    Server(cmd::server::ServerArgs),
+    /// Run a worker that leases tasks from the server and runs them.
+    Worker(cmd::worker::WorkerArgs),
+    /// Submit a job of one or many tasks.
+    Submit(cmd::submit::SubmitArgs),
+    /// List jobs, newest first.
+    Jobs(cmd::jobs::JobsArgs),
+    /// Show one job with its tasks.
+    Job(cmd::jobs::JobArgs),
+    /// List a job's tasks.
+    Tasks(cmd::jobs::TasksArgs),
+    /// Print the output tail of a task's attempt.
+    Logs(cmd::jobs::LogsArgs),
+    /// Cancel a job: waiting tasks are cancelled, running ones are told to stop.
+    Cancel(cmd::jobs::JobIdArg),
+    /// Run a job's dead and cancelled tasks again.
+    Retry(cmd::jobs::JobIdArg),
+    /// List a job's result files, or download them.
+    Results(cmd::jobs::ResultsArgs),
+    /// Dead letters: list them, or requeue them.
+    Dead(cmd::dead::DeadArgs),
+    /// List, create and change queues.
+    Queues(cmd::admin::QueuesArgs),
+    /// List, create and revoke API tokens.
+    Tokens(cmd::admin::TokensArgs),
+    /// List and create tenants.
+    Tenants(cmd::admin::TenantsArgs),
+    /// Measure queue throughput and latency on SQLite and PostgreSQL.
+    Bench(cmd::bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cmd::init_tracing(&cli.global.log);
+    // kube and object_store may each enable a rustls crypto backend; choose one explicitly so
+    // TLS clients never panic over the ambiguity. It fails only if one is already installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let ctx = cmd::Ctx::new(&cli.global)?;
+        match cli.command {
+            Command::Up(args) => cmd::up::run(&ctx, args).await,
+            Command::Server(args) => cmd::server::run(&ctx, args).await,
+            Command::Worker(args) => cmd::worker::run(&ctx, args).await,
+            Command::Submit(args) => cmd::submit::run(&ctx, args).await,
+            Command::Jobs(args) => cmd::jobs::list(&ctx, args).await,
+            Command::Job(args) => cmd::jobs::show(&ctx, args).await,
+            Command::Tasks(args) => cmd::jobs::tasks(&ctx, args).await,
+            Command::Logs(args) => cmd::jobs::logs(&ctx, args).await,
+            Command::Cancel(args) => cmd::jobs::cancel(&ctx, args).await,
+            Command::Retry(args) => cmd::jobs::retry(&ctx, args).await,
+            Command::Results(args) => cmd::jobs::results(&ctx, args).await,
+            Command::Dead(args) => cmd::dead::run(&ctx, args).await,
+            Command::Queues(args) => cmd::admin::queues(&ctx, args).await,
+            Command::Tokens(args) => cmd::admin::tokens(&ctx, args).await,
+            Command::Tenants(args) => cmd::admin::tenants(&ctx, args).await,
+            Command::Bench(args) => cmd::bench::run(&ctx, args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

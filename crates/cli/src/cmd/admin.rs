@@ -1,0 +1,283 @@
+//! Administration: `queues`, `tokens`, `tenants`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use spillway_core::api::{CreateQueue, CreateTenant, CreateToken};
+use spillway_core::auth::Role;
+use spillway_core::model::QueueSettings;
+
+use super::Ctx;
+use crate::output::{self, opt};
+
+/// Options of `spillway queues`.
+#[derive(Debug, Args)]
+pub struct QueuesArgs {
+    #[command(subcommand)]
+    action: Option<QueueAction>,
+}
+
+/// Queue settings that can be given on the command line.
+#[derive(Debug, Args)]
+struct SettingsArgs {
+    /// Failed attempts before a task is dead (default 5).
+    #[arg(long)]
+    max_attempts: Option<u32>,
+    /// Lease length without a heartbeat (default 30s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    lease: Option<Duration>,
+    /// Delay before the first retry, doubling after (default 1s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    backoff_base: Option<Duration>,
+    /// Longest delay between retries (default 10m).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    backoff_max: Option<Duration>,
+    /// How long finished jobs are kept (default 7days).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    retention: Option<Duration>,
+}
+
+impl SettingsArgs {
+    fn apply(&self, s: &mut QueueSettings) {
+        if let Some(v) = self.max_attempts {
+            s.max_attempts = v;
+        }
+        if let Some(v) = self.lease {
+            s.lease_duration = v;
+        }
+        if let Some(v) = self.backoff_base {
+            s.backoff_base = v;
+        }
+        if let Some(v) = self.backoff_max {
+            s.backoff_max = v;
+        }
+        if let Some(v) = self.retention {
+            s.retention = v;
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum QueueAction {
+    /// List queues with their task counts (the default).
+    List,
+    /// Create a queue.
+    Create {
+        /// Its name.
+        name: String,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+    /// Change a queue's settings.
+    Update {
+        /// Its name.
+        name: String,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+    /// Stop leasing from a queue (it still accepts jobs).
+    Pause {
+        /// Its name.
+        name: String,
+    },
+    /// Lease from a paused queue again.
+    Resume {
+        /// Its name.
+        name: String,
+    },
+}
+
+/// Run `spillway queues`.
+pub async fn queues(ctx: &Ctx, args: QueuesArgs) -> Result<ExitCode> {
+    let client = ctx.client()?.with_tenant(ctx.tenant.clone());
+    match args.action.unwrap_or(QueueAction::List) {
+        QueueAction::List => {
+            let queues = client.queue_list().await?;
+            if ctx.json {
+                output::json(&queues)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut table = output::table(&[
+                "QUEUE", "TENANT", "WAITING", "RUNNING", "RETRYING", "SUCCEEDED", "DEAD", "OLDEST", "PAUSED",
+            ]);
+            for q in &queues {
+                let c = &q.stats.counts;
+                table.add_row(vec![
+                    q.name.clone(),
+                    q.tenant.clone(),
+                    (c.available + c.scheduled).to_string(),
+                    c.leased.to_string(),
+                    c.retrying.to_string(),
+                    c.succeeded.to_string(),
+                    c.dead.to_string(),
+                    opt(q.stats.oldest_available_age_seconds.map(output::seconds)),
+                    if q.settings.paused { "yes" } else { "no" }.to_string(),
+                ]);
+            }
+            println!("{table}");
+        }
+        QueueAction::Create { name, settings } => {
+            let mut s = QueueSettings::default();
+            settings.apply(&mut s);
+            let queue = client
+                .queue_create(&CreateQueue {
+                    name,
+                    tenant: ctx.tenant.clone(),
+                    settings: s,
+                })
+                .await?;
+            print_done(ctx, &queue, &format!("created queue {}", queue.name))?;
+        }
+        QueueAction::Update { name, settings } => {
+            let mut s = client.queue_get(&name).await?.settings;
+            settings.apply(&mut s);
+            let queue = client.queue_update(&name, &s).await?;
+            print_done(ctx, &queue, &format!("updated queue {}", queue.name))?;
+        }
+        QueueAction::Pause { name } => {
+            let mut s = client.queue_get(&name).await?.settings;
+            s.paused = true;
+            let queue = client.queue_update(&name, &s).await?;
+            print_done(ctx, &queue, &format!("paused queue {}", queue.name))?;
+        }
+        QueueAction::Resume { name } => {
+            let mut s = client.queue_get(&name).await?.settings;
+            s.paused = false;
+            let queue = client.queue_update(&name, &s).await?;
+            print_done(ctx, &queue, &format!("resumed queue {}", queue.name))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_done<T: serde::Serialize>(ctx: &Ctx, value: &T, message: &str) -> Result<()> {
+    if ctx.json {
+        output::json(value)
+    } else {
+        println!("{message}");
+        Ok(())
+    }
+}
+
+/// Options of `spillway tokens`.
+#[derive(Debug, Args)]
+pub struct TokensArgs {
+    #[command(subcommand)]
+    action: Option<TokenAction>,
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenAction {
+    /// List tokens (never their secrets; the default).
+    List,
+    /// Create a token and print its secret once.
+    Create {
+        /// A name for people, e.g. `ci-submitter`.
+        #[arg(long)]
+        name: String,
+        /// admin, submitter, worker or viewer.
+        #[arg(long, value_parser = |s: &str| Role::parse(s).map_err(|e| e.to_string()))]
+        role: Role,
+    },
+    /// Revoke a token by id.
+    Revoke {
+        /// The token's id (from `spillway tokens`).
+        id: String,
+    },
+}
+
+/// Run `spillway tokens`. The token's tenant is --tenant (or the caller's own).
+pub async fn tokens(ctx: &Ctx, args: TokensArgs) -> Result<ExitCode> {
+    let client = ctx.client()?.with_tenant(ctx.tenant.clone());
+    match args.action.unwrap_or(TokenAction::List) {
+        TokenAction::List => {
+            let tokens = client.token_list().await?;
+            if ctx.json {
+                output::json(&tokens)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut table = output::table(&["ID", "NAME", "ROLE", "TENANT", "CREATED"]);
+            for t in &tokens {
+                table.add_row(vec![
+                    t.id.clone(),
+                    t.name.clone(),
+                    t.role.as_str().to_string(),
+                    t.tenant.clone().unwrap_or_else(|| "(all)".to_string()),
+                    output::time(&t.created_at),
+                ]);
+            }
+            println!("{table}");
+        }
+        TokenAction::Create { name, role } => {
+            let created = client
+                .token_create(&CreateToken {
+                    name,
+                    role,
+                    tenant: ctx.tenant.clone(),
+                })
+                .await?;
+            if ctx.json {
+                output::json(&created)?;
+            } else {
+                println!("{}", created.token);
+                eprintln!(
+                    "token {} ({} in tenant {}): the secret above is shown only once",
+                    created.info.id,
+                    created.info.role.as_str(),
+                    opt(created.info.tenant.clone())
+                );
+            }
+        }
+        TokenAction::Revoke { id } => {
+            client.token_delete(&id).await?;
+            if !ctx.json {
+                println!("revoked token {id}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Options of `spillway tenants`.
+#[derive(Debug, Args)]
+pub struct TenantsArgs {
+    #[command(subcommand)]
+    action: Option<TenantAction>,
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantAction {
+    /// List tenants (the default).
+    List,
+    /// Create a tenant.
+    Create {
+        /// Its name, also its storage prefix.
+        name: String,
+    },
+}
+
+/// Run `spillway tenants`.
+pub async fn tenants(ctx: &Ctx, args: TenantsArgs) -> Result<ExitCode> {
+    let client = ctx.client()?;
+    match args.action.unwrap_or(TenantAction::List) {
+        TenantAction::List => {
+            let tenants = client.tenant_list().await?;
+            if ctx.json {
+                output::json(&tenants)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut table = output::table(&["TENANT", "CREATED"]);
+            for t in &tenants {
+                table.add_row(vec![t.name.clone(), output::time(&t.created_at)]);
+            }
+            println!("{table}");
+        }
+        TenantAction::Create { name } => {
+            let tenant = client.tenant_create(&CreateTenant { name }).await?;
+            print_done(ctx, &tenant, &format!("created tenant {}", tenant.name))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

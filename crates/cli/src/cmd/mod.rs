@@ -1,0 +1,95 @@
+//! One module per command family. Each command returns the process exit code.
+
+pub mod admin;
+pub mod bench;
+pub mod dead;
+pub mod jobs;
+pub mod server;
+pub mod submit;
+pub mod up;
+pub mod worker;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use spillway_client::Client;
+
+use crate::Global;
+use crate::config::{self, FileConfig};
+
+/// What every command needs: the merged configuration and how to reach the server.
+pub struct Ctx {
+    /// The config file's contents (defaults when there is none).
+    pub file: FileConfig,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The server's base URL.
+    pub server_url: String,
+    /// The bearer token, if one was found.
+    pub token: Option<String>,
+    /// The tenant asked for with --tenant.
+    pub tenant: Option<String>,
+    /// Print JSON instead of tables.
+    pub json: bool,
+}
+
+impl Ctx {
+    /// Merge file, environment and flags.
+    pub fn new(global: &Global) -> Result<Self> {
+        let file = FileConfig::load(global.config.as_deref())?;
+        let data_dir = config::data_dir(global.data_dir.as_deref(), &file);
+        let server_url = config::server_url(global.server.as_deref(), &file, &data_dir);
+        let token = config::token(global.token.as_deref(), &file, &data_dir)?;
+        Ok(Self {
+            file,
+            data_dir,
+            server_url,
+            token,
+            tenant: global.tenant.clone(),
+            json: global.json,
+        })
+    }
+
+    /// A client for the configured server.
+    pub fn client(&self) -> Result<Client> {
+        if self.token.is_none() {
+            anyhow::bail!(
+                "no API token found: pass --token or set SPILLWAY_TOKEN, or start `spillway up` on this machine (it writes {})",
+                self.data_dir.join(config::ADMIN_TOKEN_FILE).display()
+            );
+        }
+        Client::new(&self.server_url, self.token.clone())
+            .with_context(|| format!("cannot make a client for {}", self.server_url))
+    }
+}
+
+/// Log to stderr with the given filter; `RUST_LOG` wins when set.
+pub fn init_tracing(filter: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(filter))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Wait for SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

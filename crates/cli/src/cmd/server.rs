@@ -1,0 +1,166 @@
+//! `spillway server`: the HTTP API, metrics and background services over a store and blobs.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use spillway_blob::{BlobStore, ObjectBlobs};
+use spillway_core::clock::{Clock, SystemClock};
+use spillway_server::{AppState, ServerConfig};
+use spillway_store::DynStore;
+use tokio_util::sync::CancellationToken;
+
+use super::Ctx;
+use crate::config::ADMIN_TOKEN_FILE;
+
+/// Options of `spillway server` (and of the server inside `spillway up`).
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// Address to listen on (default 127.0.0.1:7070).
+    #[arg(long, env = "SPILLWAY_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// State store: `sqlite:///path/spillway.db` (default: in the data directory) or
+    /// `postgres://user@host:5432/db` for several server replicas on one database.
+    #[arg(long, env = "SPILLWAY_STORE", value_name = "URL")]
+    pub store: Option<String>,
+    /// Object storage for inputs and results: `file:///path` (default: in the data
+    /// directory), `s3://bucket/prefix`, `gs://bucket/prefix` or `memory://`.
+    #[arg(long, env = "SPILLWAY_BLOBS", value_name = "URL")]
+    pub blobs: Option<String>,
+}
+
+/// A server running in this process.
+pub struct Running {
+    /// The URL clients use.
+    pub url: String,
+    /// The admin token, when this start created it or it was found in the data directory.
+    pub admin_token: Option<String>,
+    /// Ends when the server has stopped.
+    pub task: tokio::task::JoinHandle<Result<()>>,
+}
+
+/// Open the store named by `url`.
+pub async fn open_store(url: &str) -> Result<DynStore> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let store = spillway_store::postgres::PostgresStore::connect(url, None)
+            .await
+            .with_context(|| format!("cannot open the PostgreSQL store {}", redact(url)))?;
+        return Ok(Arc::new(store));
+    }
+    let path = url.strip_prefix("sqlite://").unwrap_or(url);
+    if path.is_empty() {
+        bail!("store URL {url:?} names no file: use sqlite:///absolute/path.db or postgres://…");
+    }
+    let store = spillway_store::sqlite::SqliteStore::open(Path::new(path))
+        .await
+        .with_context(|| format!("cannot open the SQLite store {path}"))?;
+    Ok(Arc::new(store))
+}
+
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://***{}", &url[..scheme], &url[at..]),
+        _ => url.to_string(),
+    }
+}
+
+/// Start the server described by the config file and `args`; it stops when `stop` is
+/// cancelled.
+pub async fn start(ctx: &Ctx, args: &ServerArgs, stop: CancellationToken) -> Result<Running> {
+    let mut config: ServerConfig = ctx.file.server.clone().unwrap_or_default();
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    std::fs::create_dir_all(&ctx.data_dir)
+        .with_context(|| format!("cannot create the data directory {}", ctx.data_dir.display()))?;
+    let data_dir = ctx
+        .data_dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", ctx.data_dir.display()))?;
+    let store_url = args
+        .store
+        .clone()
+        .or_else(|| ctx.file.storage.store.clone())
+        .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("spillway.db").display()));
+    let blobs_url = args
+        .blobs
+        .clone()
+        .or_else(|| ctx.file.storage.blobs.clone())
+        .unwrap_or_else(|| format!("file://{}", data_dir.join("blobs").display()));
+
+    let store = open_store(&store_url).await?;
+    let blobs: Arc<dyn BlobStore> = Arc::new(
+        ObjectBlobs::from_url(&blobs_url, &Default::default())
+            .with_context(|| format!("cannot open the object store {blobs_url}"))?,
+    );
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+
+    let token_path = data_dir.join(ADMIN_TOKEN_FILE);
+    let admin_token = match spillway_server::bootstrap(&store, clock.now()).await? {
+        Some(secret) => {
+            write_secret(&token_path, &secret)?;
+            Some(secret)
+        }
+        None => std::fs::read_to_string(&token_path)
+            .ok()
+            .map(|t| t.trim().to_string()),
+    };
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}: is another server running there?", config.listen))?;
+    let addr = listener.local_addr()?;
+    let url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let state = AppState::new(store, blobs, clock, config);
+    spillway_server::spawn_services(&state, stop.clone());
+    tracing::info!(%url, store = %redact(&store_url), blobs = %blobs_url, "server listening");
+    let task = tokio::spawn(async move {
+        spillway_server::serve(listener, state, async move { stop.cancelled().await }).await?;
+        Ok(())
+    });
+    Ok(Running {
+        url,
+        admin_token,
+        task,
+    })
+}
+
+/// Write a secret readable by its owner only.
+pub fn write_secret(path: &Path, secret: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    writeln!(file, "{secret}").with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// Run the server until SIGTERM or SIGINT.
+pub async fn run(ctx: &Ctx, args: ServerArgs) -> Result<ExitCode> {
+    let stop = CancellationToken::new();
+    let running = start(ctx, &args, stop.clone()).await?;
+    if let Some(token) = &running.admin_token {
+        eprintln!(
+            "admin token in {}",
+            ctx.data_dir.join(ADMIN_TOKEN_FILE).display()
+        );
+        tracing::debug!(token_len = token.len(), "admin token ready");
+    }
+    println!("spillway server listening on {}", running.url);
+    super::shutdown_signal().await;
+    tracing::info!("stopping");
+    stop.cancel();
+    running.task.await.context("server task panicked")??;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,150 @@
+//! `spillway up`: a server with SQLite and local blobs plus local worker processes, on one
+//! machine, with no flags needed.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
+
+use super::Ctx;
+use super::server::{ServerArgs, write_secret};
+use crate::config::{ADMIN_TOKEN_FILE, SERVER_URL_FILE};
+
+/// Longest wait between restarts of a worker that keeps failing.
+const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(30);
+/// How long workers get to hand their leases back after SIGTERM.
+const WORKER_STOP_GRACE: Duration = Duration::from_secs(15);
+
+/// Options of `spillway up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Local worker processes to start (default: one per core; 0 for none).
+    #[arg(long, env = "SPILLWAY_UP_WORKERS")]
+    workers: Option<u32>,
+    /// Tasks each worker runs at once.
+    #[arg(long, default_value_t = 1)]
+    concurrency: u32,
+    /// Queues the local workers serve.
+    #[arg(long = "queue", default_value = "default")]
+    queues: Vec<String>,
+}
+
+/// Start everything and supervise the workers until SIGTERM or SIGINT.
+pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
+    let stop = CancellationToken::new();
+    let running = super::server::start(ctx, &args.server, stop.clone()).await?;
+    let url_file = ctx.data_dir.join(SERVER_URL_FILE);
+    std::fs::write(&url_file, format!("{}\n", running.url))
+        .with_context(|| format!("cannot write {}", url_file.display()))?;
+    let token = match running.admin_token.clone() {
+        Some(token) => token,
+        None => anyhow::bail!(
+            "the store already has tokens but {} is missing: pass --token, or start with a fresh --data-dir",
+            ctx.data_dir.join(ADMIN_TOKEN_FILE).display()
+        ),
+    };
+    write_secret(&ctx.data_dir.join(ADMIN_TOKEN_FILE), &token)?;
+
+    let workers = args.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1))
+    });
+    println!("Spillway is up at {}", running.url);
+    println!(
+        "  admin token: {} (the CLI on this machine finds it by itself)",
+        ctx.data_dir.join(ADMIN_TOKEN_FILE).display()
+    );
+    println!("  data:        {}", ctx.data_dir.display());
+    println!(
+        "  workers:     {workers} local process(es) serving {}",
+        args.queues.join(", ")
+    );
+    println!();
+    println!("Try, in another terminal:");
+    println!("  spillway submit --count 10 --wait -- echo hello from task {{index}}");
+    println!("  spillway jobs");
+    println!("  curl -s {}/metrics | grep spillway_tasks", running.url);
+    println!("Stop with Ctrl-C.");
+
+    let exe = std::env::current_exe().context("cannot find the spillway executable")?;
+    let mut supervisors = Vec::new();
+    for n in 0..workers {
+        let mut command = Command::new(&exe);
+        command
+            .arg("worker")
+            .arg("--concurrency")
+            .arg(args.concurrency.to_string())
+            .arg("--pool")
+            .arg("local")
+            .args(args.queues.iter().flat_map(|q| ["--queue", q.as_str()]))
+            .env("SPILLWAY_SERVER", &running.url)
+            .env("SPILLWAY_TOKEN", &token)
+            .env("SPILLWAY_DATA_DIR", &ctx.data_dir)
+            .kill_on_drop(true);
+        supervisors.push(tokio::spawn(supervise(n, command, stop.clone())));
+    }
+
+    tokio::select! {
+        _ = super::shutdown_signal() => {}
+        _ = stop.cancelled() => {}
+    }
+    println!("stopping: workers hand back their tasks, then the server stops");
+    stop.cancel();
+    for s in supervisors {
+        let _ = s.await;
+    }
+    running.task.await.context("server task panicked")??;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Keep one worker process running, restarting it with backoff when it dies, and stop it
+/// gracefully (SIGTERM, then SIGKILL after a grace period) when `stop` is cancelled.
+async fn supervise(n: u32, mut command: Command, stop: CancellationToken) {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let mut child = match command.spawn() {
+            Ok(child) => child,
+            Err(err) => {
+                tracing::error!(worker = n, error = %err, "cannot start worker");
+                return;
+            }
+        };
+        let started = tokio::time::Instant::now();
+        tokio::select! {
+            status = child.wait() => {
+                if stop.is_cancelled() {
+                    return;
+                }
+                tracing::warn!(worker = n, status = ?status.ok(), "worker exited; restarting");
+                if started.elapsed() > MAX_RESTART_BACKOFF {
+                    backoff = Duration::from_millis(500);
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.cancelled() => return,
+                }
+                backoff = (backoff * 2).min(MAX_RESTART_BACKOFF);
+            }
+            _ = stop.cancelled() => {
+                terminate(n, &mut child).await;
+                return;
+            }
+        }
+    }
+}
+
+async fn terminate(n: u32, child: &mut Child) {
+    if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    }
+    if tokio::time::timeout(WORKER_STOP_GRACE, child.wait()).await.is_err() {
+        tracing::warn!(worker = n, "worker did not stop in time; killing it");
+        let _ = child.kill().await;
+    }
+}

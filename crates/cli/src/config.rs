@@ -1,0 +1,175 @@
+//! Configuration: `spillway.toml`, then `SPILLWAY_*` environment variables, then flags.
+//!
+//! Flags and environment variables are declared together on the clap arguments (`env = ...`);
+//! the file fills in whatever neither gave. Unknown fields in the file are errors, so a typo
+//! never silently falls back to a default.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+
+/// Name of the config file looked up in the current directory when `--config` is not given.
+pub const DEFAULT_CONFIG_FILE: &str = "spillway.toml";
+/// The server URL used when nothing else names one.
+pub const DEFAULT_SERVER_URL: &str = "http://127.0.0.1:7070";
+/// File in the data directory holding the admin token written by `spillway up`.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+/// File in the data directory holding the URL of the server started by `spillway up`.
+pub const SERVER_URL_FILE: &str = "server.url";
+
+/// The whole `spillway.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    /// Where `up` and `server` keep the SQLite database, local blobs and the admin token.
+    pub data_dir: Option<PathBuf>,
+    /// How the CLI and workers reach the server.
+    pub client: ClientSection,
+    /// Where state and objects live.
+    pub storage: StorageSection,
+    /// The HTTP server's settings.
+    pub server: Option<spillway_server::ServerConfig>,
+    /// Worker defaults.
+    pub worker: WorkerSection,
+}
+
+/// `[client]`: how to reach the server.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientSection {
+    /// The server's base URL.
+    pub server: Option<String>,
+    /// A bearer token.
+    pub token: Option<String>,
+    /// A file holding a bearer token.
+    pub token_file: Option<PathBuf>,
+}
+
+/// `[storage]`: the store and blob URLs.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSection {
+    /// `sqlite:///path/to/spillway.db` (default: in the data directory) or `postgres://…`.
+    pub store: Option<String>,
+    /// `file:///path`, `s3://bucket/prefix`, `gs://bucket/prefix` or `memory://`.
+    pub blobs: Option<String>,
+}
+
+/// `[worker]`: defaults for `spillway worker`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerSection {
+    /// Queues to serve.
+    pub queues: Option<Vec<String>>,
+    /// Tasks at once.
+    pub concurrency: Option<u32>,
+    /// The pool this worker belongs to.
+    pub pool: Option<String>,
+    /// Where task scratch directories go.
+    pub scratch_dir: Option<PathBuf>,
+}
+
+impl FileConfig {
+    /// Load `path`, or `./spillway.toml` when it exists, or defaults.
+    pub fn load(path: Option<&Path>) -> Result<Self> {
+        let path = match path {
+            Some(p) => p.to_path_buf(),
+            None => {
+                let default = PathBuf::from(DEFAULT_CONFIG_FILE);
+                if !default.exists() {
+                    return Ok(Self::default());
+                }
+                default
+            }
+        };
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    /// Parse the text of a config file.
+    pub fn parse(text: &str) -> Result<Self> {
+        Ok(toml::from_str(text)?)
+    }
+}
+
+/// The data directory: flag/env first, then the file, then `$XDG_DATA_HOME/spillway` or
+/// `~/.local/share/spillway`, or `./.spillway` when there is no home.
+pub fn data_dir(flag: Option<&Path>, file: &FileConfig) -> PathBuf {
+    if let Some(dir) = flag.or(file.data_dir.as_deref()) {
+        return dir.to_path_buf();
+    }
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(xdg).join("spillway");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(home).join(".local/share/spillway");
+    }
+    PathBuf::from(".spillway")
+}
+
+/// The server URL: flag/env, then the file, then what `spillway up` recorded, then the default.
+pub fn server_url(flag: Option<&str>, file: &FileConfig, data_dir: &Path) -> String {
+    if let Some(url) = flag.or(file.client.server.as_deref()) {
+        return url.trim_end_matches('/').to_string();
+    }
+    if let Ok(url) = std::fs::read_to_string(data_dir.join(SERVER_URL_FILE)) {
+        let url = url.trim();
+        if !url.is_empty() {
+            return url.to_string();
+        }
+    }
+    DEFAULT_SERVER_URL.to_string()
+}
+
+/// The bearer token: flag/env, then the file's `token` or `token_file`, then the admin token
+/// that `spillway up` wrote on this machine.
+pub fn token(flag: Option<&str>, file: &FileConfig, data_dir: &Path) -> Result<Option<String>> {
+    if let Some(token) = flag.or(file.client.token.as_deref()) {
+        return Ok(Some(token.trim().to_string()));
+    }
+    if let Some(path) = &file.client.token_file {
+        let token = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read token file {}", path.display()))?;
+        return Ok(Some(token.trim().to_string()));
+    }
+    match std::fs::read_to_string(data_dir.join(ADMIN_TOKEN_FILE)) {
+        Ok(token) => Ok(Some(token.trim().to_string())),
+        Err(_) => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sample_config_parses() {
+        let text = include_str!("../../../spillway.example.toml");
+        let config = FileConfig::parse(text).expect("spillway.example.toml must parse");
+        assert!(config.storage.store.is_some());
+        assert!(config.worker.queues.is_some());
+    }
+
+    #[test]
+    fn unknown_fields_are_errors() {
+        let err = FileConfig::parse("[client]\nservr = \"http://x\"\n").expect_err("typo");
+        assert!(err.to_string().contains("servr"), "{err}");
+    }
+
+    #[test]
+    fn token_falls_back_to_the_admin_token_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join(ADMIN_TOKEN_FILE), "sw_secret\n").expect("write");
+        let file = FileConfig::default();
+        assert_eq!(
+            token(None, &file, dir.path()).expect("token").as_deref(),
+            Some("sw_secret")
+        );
+        assert_eq!(
+            token(Some("flag"), &file, dir.path()).expect("token").as_deref(),
+            Some("flag")
+        );
+    }
+}
