@@ -5,6 +5,16 @@
 //! `gs://`. Keys are full object keys built with `spillway_core::keys`; every user-supplied
 //! part is validated there, so nothing here can escape a tenant's prefix.
 
+mod backend;
+pub mod conformance;
+mod error;
+mod key;
+mod object;
+mod options;
+
+pub use object::ObjectBlobs;
+pub use options::{BlobOptions, DEFAULT_PART_SIZE, MIN_PART_SIZE};
+
 use std::pin::Pin;
 
 use async_trait::async_trait;

@@ -1,0 +1,126 @@
+//! Validation of the object keys and prefixes handed to a [`BlobStore`](crate::BlobStore).
+//!
+//! Keys are built by `spillway_core::keys` from validated parts, so these checks should never
+//! fail in practice. They are defence in depth: a key that slips through with a `..` segment
+//! would let `file://` write outside its folder.
+
+use object_store::path::Path;
+use spillway_core::{Error, Result};
+
+/// Check a full object key such as `acme/inputs/<job>/data/a.csv` and turn it into a path.
+///
+/// The rules are those of `spillway_core::keys::validate_relative_path` without its length
+/// limit, which applies to the user's part of a key only.
+pub(crate) fn key_path(key: &str) -> Result<Path> {
+    check("key", key)?;
+    to_path(key)
+}
+
+/// Check a prefix (a folder, without trailing '/'); the empty prefix means the whole store.
+pub(crate) fn prefix_path(prefix: &str) -> Result<Option<Path>> {
+    if prefix.is_empty() {
+        return Ok(None);
+    }
+    check("prefix", prefix)?;
+    to_path(prefix).map(Some)
+}
+
+fn check(what: &str, key: &str) -> Result<()> {
+    let reason = if key.is_empty() {
+        Some("it is empty")
+    } else if key.starts_with('/') {
+        Some("it starts with '/'; object keys are relative to the store's root")
+    } else if key.contains('\\') {
+        Some("it contains a backslash; use '/' between folders")
+    } else if key.chars().any(char::is_control) {
+        Some("it contains a control character")
+    } else if key.split('/').any(|s| s == ".." || s == ".") {
+        Some("it contains a '.' or '..' segment")
+    } else if key.split('/').any(str::is_empty) {
+        Some("it contains an empty segment ('//' or a trailing '/')")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(Error::invalid(format!(
+            "invalid object {what} {key:?}: {reason}"
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn to_path(key: &str) -> Result<Path> {
+    // `parse` keeps the key byte for byte (no percent-encoding), so the object's name in the
+    // bucket is exactly the key; it repeats the segment checks above.
+    Path::parse(key).map_err(|e| {
+        Error::invalid(format!(
+            "invalid object key {key:?}: not a valid object path"
+        ))
+        .with_source(e)
+    })
+}
+
+/// The part of `location` below `prefix`, or `None` if it is not below it.
+pub(crate) fn relative<'a>(location: &'a Path, prefix: Option<&Path>) -> Option<&'a str> {
+    let full = location.as_ref();
+    match prefix {
+        None => Some(full),
+        Some(prefix) => full
+            .strip_prefix(prefix.as_ref())
+            .and_then(|rest| rest.strip_prefix('/'))
+            .filter(|rest| !rest.is_empty()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spillway_core::ErrorKind;
+
+    #[test]
+    fn accepts_layout_keys() {
+        for ok in [
+            "acme/inputs/j1/a.txt",
+            "acme/results/j1/0/out/part 1.csv",
+            "x..y",
+        ] {
+            assert_eq!(
+                key_path(ok).map(|p| p.to_string()).ok().as_deref(),
+                Some(ok)
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_escapes_naming_the_key() {
+        for bad in [
+            "", "/abs", "../x", "a/../b", "a/./b", "a//b", "a/", "a\\b", "a\nb",
+        ] {
+            let err = key_path(bad).err();
+            assert_eq!(
+                err.as_ref().map(|e| e.kind()),
+                Some(ErrorKind::InvalidArgument),
+                "{bad:?}"
+            );
+            let message = err.map(|e| e.message().to_owned()).unwrap_or_default();
+            assert!(message.contains(&format!("{bad:?}")), "{message}");
+        }
+    }
+
+    #[test]
+    fn empty_prefix_is_the_whole_store_but_other_prefixes_are_checked() {
+        assert!(matches!(prefix_path(""), Ok(None)));
+        assert!(prefix_path("a/").is_err());
+        assert!(prefix_path("..").is_err());
+    }
+
+    #[test]
+    fn relative_strips_whole_segments_only() {
+        let prefix = Path::parse("a/b").ok();
+        let inside = Path::parse("a/b/c/d").unwrap_or_default();
+        let sibling = Path::parse("a/bc/d").unwrap_or_default();
+        assert_eq!(relative(&inside, prefix.as_ref()), Some("c/d"));
+        assert_eq!(relative(&sibling, prefix.as_ref()), None);
+        assert_eq!(relative(&inside, None), Some("a/b/c/d"));
+    }
+}
