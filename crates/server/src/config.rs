@@ -1,0 +1,176 @@
+//! The server's typed configuration. Unknown fields are errors; sizes and durations are given
+//! in human units (`"10MiB"`, `"30s"`); every field has a named default.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use spillway_core::Error;
+
+use crate::size::ByteSize;
+
+/// Default listen address: loopback only, so a fresh install is not reachable from outside.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
+/// Default largest JSON request body.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
+/// Default largest payload of one task.
+pub const DEFAULT_MAX_PAYLOAD_BYTES: u64 = spillway_core::model::DEFAULT_MAX_PAYLOAD_BYTES as u64;
+/// Default largest single file upload (inputs and results).
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 1024 * 1024 * 1024;
+/// Default time between lease reaper passes.
+pub const DEFAULT_REAPER_INTERVAL: Duration = Duration::from_secs(1);
+/// Default silence after which a worker is marked down.
+pub const DEFAULT_WORKER_DOWN_AFTER: Duration = Duration::from_secs(30);
+/// Default time between checks for silent workers.
+pub const DEFAULT_WORKER_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+/// Default time between retention cleaner passes.
+pub const DEFAULT_RETENTION_INTERVAL: Duration = Duration::from_secs(60);
+/// Default time between passes that delete inputs of succeeded jobs.
+pub const DEFAULT_INPUT_CLEANER_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How the HTTP server runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// The URL clients reach this server at (e.g. behind a proxy); shown in the OpenAPI
+    /// document. Default: none.
+    pub public_url: Option<String>,
+    /// Largest JSON request body.
+    pub max_body_bytes: ByteSize,
+    /// Largest payload of one task.
+    pub max_payload_bytes: ByteSize,
+    /// Largest single uploaded file (job input or task result).
+    pub max_upload_bytes: ByteSize,
+    /// Time between lease reaper passes.
+    #[serde(with = "humantime_serde")]
+    pub reaper_interval: Duration,
+    /// A worker silent this long is marked down.
+    #[serde(with = "humantime_serde")]
+    pub worker_down_after: Duration,
+    /// Time between checks for silent workers.
+    #[serde(with = "humantime_serde")]
+    pub worker_check_interval: Duration,
+    /// Time between retention cleaner passes.
+    #[serde(with = "humantime_serde")]
+    pub retention_interval: Duration,
+    /// Time between passes that delete the inputs of succeeded jobs.
+    #[serde(with = "humantime_serde")]
+    pub input_cleaner_interval: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            public_url: None,
+            max_body_bytes: ByteSize(DEFAULT_MAX_BODY_BYTES),
+            max_payload_bytes: ByteSize(DEFAULT_MAX_PAYLOAD_BYTES),
+            max_upload_bytes: ByteSize(DEFAULT_MAX_UPLOAD_BYTES),
+            reaper_interval: DEFAULT_REAPER_INTERVAL,
+            worker_down_after: DEFAULT_WORKER_DOWN_AFTER,
+            worker_check_interval: DEFAULT_WORKER_CHECK_INTERVAL,
+            retention_interval: DEFAULT_RETENTION_INTERVAL,
+            input_cleaner_interval: DEFAULT_INPUT_CLEANER_INTERVAL,
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    // A constant literal that always parses; checked by the tests below.
+    DEFAULT_LISTEN
+        .parse()
+        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7070)))
+}
+
+impl ServerConfig {
+    /// Check the values are usable; the error names the field and how to fix it.
+    pub fn validate(&self) -> spillway_core::Result<()> {
+        for (name, size) in [
+            ("max_body_bytes", self.max_body_bytes),
+            ("max_payload_bytes", self.max_payload_bytes),
+            ("max_upload_bytes", self.max_upload_bytes),
+        ] {
+            if size.0 == 0 {
+                return Err(Error::invalid(format!(
+                    "{name} is zero: give a size such as \"10MiB\""
+                )));
+            }
+        }
+        for (name, interval) in [
+            ("reaper_interval", self.reaper_interval),
+            ("worker_down_after", self.worker_down_after),
+            ("worker_check_interval", self.worker_check_interval),
+            ("retention_interval", self.retention_interval),
+            ("input_cleaner_interval", self.input_cleaner_interval),
+        ] {
+            if interval.is_zero() {
+                return Err(Error::invalid(format!(
+                    "{name} is zero: give a duration such as \"5s\""
+                )));
+            }
+        }
+        if let Some(url) = &self.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(Error::invalid(format!(
+                "public_url {url:?} is not an http(s) URL: give e.g. \"https://spillway.example.com\""
+            )));
+        }
+        Ok(())
+    }
+
+    /// The JSON body limit as a `usize` for the router.
+    pub fn body_limit(&self) -> usize {
+        usize::try_from(self.max_body_bytes.0).unwrap_or(usize::MAX)
+    }
+
+    /// The payload limit as a `usize` for validation.
+    pub fn payload_limit(&self) -> usize {
+        usize::try_from(self.max_payload_bytes.0).unwrap_or(usize::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let config = ServerConfig::default();
+        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(config.max_body_bytes.0, 10 * 1024 * 1024);
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn human_units_parse() {
+        let config: ServerConfig = serde_json::from_value(serde_json::json!({
+            "listen": "0.0.0.0:8080",
+            "max_upload_bytes": "2GiB",
+            "worker_down_after": "1m",
+        }))
+        .expect("config parses");
+        assert_eq!(config.max_upload_bytes.0, 2 * 1024 * 1024 * 1024);
+        assert_eq!(config.worker_down_after, Duration::from_secs(60));
+        assert_eq!(config.reaper_interval, DEFAULT_REAPER_INTERVAL);
+    }
+
+    #[test]
+    fn unknown_fields_are_errors() {
+        let err = serde_json::from_value::<ServerConfig>(serde_json::json!({"listne": "x"}))
+            .expect_err("typo accepted");
+        assert!(err.to_string().contains("listne"), "{err}");
+    }
+
+    #[test]
+    fn zero_limits_are_rejected() {
+        let config = ServerConfig {
+            max_body_bytes: ByteSize(0),
+            ..Default::default()
+        };
+        let err = config.validate().expect_err("zero accepted");
+        assert!(err.message().contains("max_body_bytes"), "{err}");
+    }
+}

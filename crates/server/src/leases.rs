@@ -1,0 +1,68 @@
+//! A small in-memory ledger of leases handed out by this server, so reports can be labelled
+//! with their queue, timed for the lease-duration histogram and released with the worker's
+//! pool. Leases taken through another replica are simply not in it.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use spillway_core::api::LeasedTask;
+use spillway_core::{TaskId, Timestamp};
+
+/// Entries kept before old ones (leases long expired) are dropped.
+const LEDGER_MAX: usize = 100_000;
+/// Age after which an entry is surely stale (no lease lasts longer than 24h).
+const LEDGER_MAX_AGE: chrono::TimeDelta = chrono::TimeDelta::hours(25);
+
+/// What the server remembers about one lease.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct LeaseEntry {
+    pub(crate) lease_token: String,
+    pub(crate) leased_at: Timestamp,
+    pub(crate) queue: String,
+    pub(crate) job_id: String,
+    pub(crate) pool: String,
+}
+
+/// Leases by task id.
+#[derive(Debug, Default)]
+pub(crate) struct LeaseLedger {
+    entries: Mutex<HashMap<TaskId, LeaseEntry>>,
+}
+
+impl LeaseLedger {
+    pub(crate) fn record(&self, tasks: &[LeasedTask], pool: &str, now: Timestamp) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() + tasks.len() > LEDGER_MAX {
+            entries.retain(|_, e| now - e.leased_at < LEDGER_MAX_AGE);
+        }
+        for task in tasks {
+            entries.insert(
+                task.task_id,
+                LeaseEntry {
+                    lease_token: task.lease_token.clone(),
+                    leased_at: now,
+                    queue: task.queue.clone(),
+                    job_id: task.job_id.clone(),
+                    pool: pool.to_string(),
+                },
+            );
+        }
+    }
+
+    /// The entry for this exact lease, if this server handed it out.
+    pub(crate) fn get(&self, task: TaskId, token: &str) -> Option<LeaseEntry> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries
+            .get(&task)
+            .filter(|e| e.lease_token == token)
+            .cloned()
+    }
+
+    /// Forget a lease once it was reported.
+    pub(crate) fn remove(&self, task: TaskId, token: &str) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.get(&task).is_some_and(|e| e.lease_token == token) {
+            entries.remove(&task);
+        }
+    }
+}

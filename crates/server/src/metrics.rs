@@ -1,0 +1,217 @@
+//! Prometheus metrics. Queue gauges are read from the store at scrape time, so every replica
+//! reports the same numbers; counters and histograms count what passed through this server.
+//!
+//! Label values are stable strings (state names, outcome names, route templates), never
+//! derived from type names.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use spillway_core::state::TaskState;
+use spillway_core::{Error, Result, Timestamp};
+use spillway_store::Store;
+
+/// The media type of the metrics text.
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The queue label used when the queue of an outcome is not known to this server (a lease
+/// taken through another replica, or expired leases counted by the reaper).
+pub const UNKNOWN_QUEUE: &str = "unknown";
+
+/// How a task attempt ended, as counted in `spillway_task_outcomes_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Completed.
+    Succeeded,
+    /// Reported failed and retryable.
+    Failed,
+    /// Reported failed and not retryable: a dead letter at once.
+    Dead,
+    /// Handed back by a stopping worker.
+    Preempted,
+    /// The lease ran out without word from the worker.
+    LeaseExpired,
+    /// Cancelled with its job.
+    Cancelled,
+}
+
+impl Outcome {
+    /// The stable label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed => "failed",
+            Outcome::Dead => "dead",
+            Outcome::Preempted => "preempted",
+            Outcome::LeaseExpired => "lease_expired",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TaskLabels {
+    tenant: String,
+    queue: String,
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueLabels {
+    tenant: String,
+    queue: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    queue: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    route: String,
+    status: String,
+}
+
+/// Every metric the server exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    tasks: Family<TaskLabels, Gauge>,
+    oldest: Family<QueueLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    outcomes: Family<OutcomeLabels, Counter>,
+    lease_duration: Histogram,
+    end_to_end: Histogram,
+    http: Family<HttpLabels, Counter>,
+    // Scrapes clear and refill the gauges; one at a time keeps them consistent.
+    scrape: tokio::sync::Mutex<()>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Register every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let tasks = Family::<TaskLabels, Gauge>::default();
+        registry.register(
+            "spillway_tasks",
+            "Tasks by tenant, queue and state",
+            tasks.clone(),
+        );
+        let oldest = Family::<QueueLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "spillway_oldest_available_age_seconds",
+            "Age of the oldest task that could be leased now",
+            oldest.clone(),
+        );
+        let outcomes = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "spillway_task_outcomes",
+            "Task attempts by how they ended, as reported through this server",
+            outcomes.clone(),
+        );
+        // 0.05s to about 14 hours.
+        let lease_duration = Histogram::new(exponential_buckets(0.05, 2.0, 20));
+        registry.register(
+            "spillway_lease_duration_seconds",
+            "Time a task held its lease, from lease to complete or fail",
+            lease_duration.clone(),
+        );
+        let end_to_end = Histogram::new(exponential_buckets(0.05, 2.0, 22));
+        registry.register(
+            "spillway_task_end_to_end_seconds",
+            "Time from a job's submit to one of its tasks finishing",
+            end_to_end.clone(),
+        );
+        let http = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "spillway_http_requests",
+            "HTTP requests by route template and status",
+            http.clone(),
+        );
+        Self {
+            registry,
+            tasks,
+            oldest,
+            outcomes,
+            lease_duration,
+            end_to_end,
+            http,
+            scrape: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Count `n` attempts of `queue` that ended as `outcome`.
+    pub fn outcome(&self, queue: &str, outcome: Outcome, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.outcomes
+            .get_or_create(&OutcomeLabels {
+                queue: queue.to_string(),
+                outcome: outcome.as_str().to_string(),
+            })
+            .inc_by(n);
+    }
+
+    /// Record how long a lease was held.
+    pub fn lease_held(&self, held: Duration) {
+        self.lease_duration.observe(held.as_secs_f64());
+    }
+
+    /// Record the time from submit to a task finishing.
+    pub fn end_to_end(&self, took: Duration) {
+        self.end_to_end.observe(took.as_secs_f64());
+    }
+
+    /// Count one HTTP request.
+    pub fn http_request(&self, route: &str, status: u16) {
+        self.http
+            .get_or_create(&HttpLabels {
+                route: route.to_string(),
+                status: status.to_string(),
+            })
+            .inc();
+    }
+
+    /// Refresh the queue gauges from the store and encode every metric as text.
+    pub async fn render(&self, store: &dyn Store, now: Timestamp) -> Result<String> {
+        let _one_at_a_time = self.scrape.lock().await;
+        let stats = store.queue_stats(None, now).await?;
+        self.tasks.clear();
+        self.oldest.clear();
+        for queue in stats {
+            for state in TaskState::ALL {
+                let count = i64::try_from(queue.counts.get(state)).unwrap_or(i64::MAX);
+                self.tasks
+                    .get_or_create(&TaskLabels {
+                        tenant: queue.tenant.clone(),
+                        queue: queue.queue.clone(),
+                        state: state.as_str().to_string(),
+                    })
+                    .set(count);
+            }
+            self.oldest
+                .get_or_create(&QueueLabels {
+                    tenant: queue.tenant.clone(),
+                    queue: queue.queue.clone(),
+                })
+                .set(queue.oldest_available_age_seconds.unwrap_or(0.0));
+        }
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .map_err(|e| Error::internal("could not encode metrics").with_source(e))?;
+        Ok(text)
+    }
+}

@@ -1,0 +1,106 @@
+//! The OpenAPI 3 document, generated from the handlers' `#[utoipa::path]` attributes.
+
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes::{admin, dead, jobs, leasing, objects, queues, system, tasks, workers};
+
+/// The API document served at `/v1/openapi.json`.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Spillway", description = "A durable batch work queue with object staging."),
+    paths(
+        admin::tenant_create, admin::tenant_list,
+        admin::token_create, admin::token_list, admin::token_revoke,
+        queues::create, queues::list, queues::get, queues::update,
+        objects::upload_create, objects::upload_put,
+        jobs::submit, jobs::list, jobs::get, jobs::cancel, jobs::retry, jobs::tasks,
+        objects::inputs_list, objects::input_get, objects::results_list, objects::result_get,
+        tasks::get, tasks::logs, objects::result_put,
+        workers::register, workers::list, workers::heartbeat, workers::exit,
+        leasing::lease, leasing::heartbeat, leasing::complete, leasing::fail, leasing::release,
+        leasing::complete_one, leasing::fail_one,
+        dead::list, dead::requeue,
+        system::openapi, system::metrics, system::healthz, system::readyz,
+    ),
+    components(schemas(
+        spillway_core::api::Problem,
+        spillway_core::api::SubmitJob,
+        spillway_core::api::Submitted,
+        spillway_core::api::NewTask,
+        spillway_core::api::TaskDetail,
+        spillway_core::api::LeaseRequest,
+        spillway_core::api::LeaseResponse,
+        spillway_core::api::LeasedTask,
+        spillway_core::api::LeaseRef,
+        spillway_core::api::LeaseStatus,
+        spillway_core::api::HeartbeatRequest,
+        spillway_core::api::HeartbeatResponse,
+        spillway_core::api::HeartbeatResult,
+        spillway_core::api::Completion,
+        spillway_core::api::Failure,
+        spillway_core::api::Release,
+        spillway_core::api::ReleaseReason,
+        spillway_core::api::CompleteRequest,
+        spillway_core::api::FailRequest,
+        spillway_core::api::ReleaseRequest,
+        spillway_core::api::ReportResult,
+        spillway_core::api::ReportResponse,
+        spillway_core::api::CreateQueue,
+        spillway_core::api::QueueView,
+        spillway_core::api::RequeueRequest,
+        spillway_core::api::Changed,
+        spillway_core::api::CreateToken,
+        spillway_core::api::CreatedToken,
+        spillway_core::api::CreateTenant,
+        spillway_core::api::UploadCreated,
+        spillway_core::api::ObjectInfo,
+        spillway_core::api::RegisterWorker,
+        spillway_core::api::WorkerHeartbeat,
+        spillway_core::api::WorkerHeartbeatReply,
+        spillway_core::api::WorkerList,
+        spillway_core::model::Tenant,
+        spillway_core::model::Queue,
+        spillway_core::model::QueueSettings,
+        spillway_core::model::QueueStats,
+        spillway_core::model::Resources,
+        spillway_core::model::TaskSpec,
+        spillway_core::model::Job,
+        spillway_core::model::Task,
+        spillway_core::model::LeaseInfo,
+        spillway_core::model::Attempt,
+        spillway_core::model::Worker,
+        spillway_core::model::WorkerState,
+        spillway_core::model::TokenInfo,
+        spillway_core::state::TaskState,
+        spillway_core::state::JobState,
+        spillway_core::state::StateCounts,
+        spillway_core::state::AttemptOutcome,
+        spillway_core::auth::Role,
+    )),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "jobs", description = "Submit and follow jobs"),
+        (name = "work", description = "What workers call"),
+        (name = "queues", description = "Queues and their numbers"),
+        (name = "uploads", description = "Stage input files before submitting"),
+        (name = "tasks", description = "One task's details and logs"),
+        (name = "dead", description = "Dead letters"),
+        (name = "admin", description = "Tenants and tokens"),
+        (name = "system", description = "Health, metrics and this document"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Adds the `bearer` security scheme every `/v1` route refers to.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}

@@ -1,0 +1,127 @@
+//! The route table: every path of the API, in the order of the contract.
+
+pub mod admin;
+pub mod dead;
+pub mod jobs;
+pub mod leasing;
+pub mod objects;
+pub mod queues;
+pub mod system;
+pub mod tasks;
+pub mod workers;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::Method;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{delete, get, post, put};
+use spillway_core::Error;
+use spillway_core::api::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use tower_http::trace::TraceLayer;
+
+use crate::problem::ApiError;
+use crate::state::AppState;
+
+/// Check a page size, defaulting to [`DEFAULT_PAGE_SIZE`].
+pub(crate) fn page_limit(limit: Option<u32>) -> Result<u32, Error> {
+    match limit {
+        None => Ok(DEFAULT_PAGE_SIZE),
+        Some(n) if (1..=MAX_PAGE_SIZE).contains(&n) => Ok(n),
+        Some(n) => Err(Error::invalid(format!(
+            "limit {n} is out of range: use 1 to {MAX_PAGE_SIZE}"
+        ))),
+    }
+}
+
+/// The whole HTTP API over `state`.
+pub fn router(state: AppState) -> Router {
+    // Raw uploads are streamed with their own limit (max_upload_bytes); JSON bodies are
+    // buffered and capped at max_body_bytes.
+    let uploads = Router::new()
+        .route("/v1/uploads/{id}/files/{*path}", put(objects::upload_put))
+        .route("/v1/tasks/{id}/results/{*path}", put(objects::result_put))
+        .layer(DefaultBodyLimit::disable());
+    let api = Router::new()
+        .route(
+            "/v1/tenants",
+            post(admin::tenant_create).get(admin::tenant_list),
+        )
+        .route(
+            "/v1/tokens",
+            post(admin::token_create).get(admin::token_list),
+        )
+        .route("/v1/tokens/{id}", delete(admin::token_revoke))
+        .route("/v1/queues", post(queues::create).get(queues::list))
+        .route("/v1/queues/{name}", get(queues::get).patch(queues::update))
+        .route("/v1/uploads", post(objects::upload_create))
+        .route("/v1/jobs", post(jobs::submit).get(jobs::list))
+        .route("/v1/jobs/{id}", get(jobs::get))
+        .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/v1/jobs/{id}/retry", post(jobs::retry))
+        .route("/v1/jobs/{id}/tasks", get(jobs::tasks))
+        .route("/v1/jobs/{id}/inputs", get(objects::inputs_list))
+        .route("/v1/jobs/{id}/inputs/{*path}", get(objects::input_get))
+        .route("/v1/jobs/{id}/results", get(objects::results_list))
+        .route(
+            "/v1/jobs/{id}/results/{index}/{*path}",
+            get(objects::result_get),
+        )
+        .route("/v1/tasks/{id}", get(tasks::get))
+        .route("/v1/tasks/{id}/logs", get(tasks::logs))
+        .route("/v1/workers", post(workers::register).get(workers::list))
+        .route("/v1/workers/{id}/heartbeat", post(workers::heartbeat))
+        .route("/v1/workers/{id}", delete(workers::exit))
+        .route("/v1/tasks/lease", post(leasing::lease))
+        .route("/v1/tasks/heartbeat", post(leasing::heartbeat))
+        .route("/v1/tasks/complete", post(leasing::complete))
+        .route("/v1/tasks/fail", post(leasing::fail))
+        .route("/v1/tasks/release", post(leasing::release))
+        .route("/v1/tasks/{id}/complete", post(leasing::complete_one))
+        .route("/v1/tasks/{id}/fail", post(leasing::fail_one))
+        .route("/v1/dead", get(dead::list))
+        .route("/v1/dead/requeue", post(dead::requeue))
+        .layer(DefaultBodyLimit::max(state.config.body_limit()));
+    Router::new()
+        .merge(api)
+        .merge(uploads)
+        .route("/v1/openapi.json", get(system::openapi))
+        .route("/metrics", get(system::metrics))
+        .route("/healthz", get(system::healthz))
+        .route("/readyz", get(system::readyz))
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn no_route(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError(Error::not_found(format!(
+        "no route for {method} {}: see /v1/openapi.json for the API",
+        uri.path()
+    )))
+}
+
+async fn wrong_method(method: Method, uri: axum::http::Uri) -> Response {
+    crate::problem::method_not_allowed(format!(
+        "method {method} is not allowed on {}: see /v1/openapi.json for the API",
+        uri.path()
+    ))
+}
+
+/// Count every request by its route template (never the raw path) and status.
+async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let response = next.run(request).await;
+    state
+        .metrics
+        .http_request(&route, response.status().as_u16());
+    response
+}

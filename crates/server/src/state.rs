@@ -1,0 +1,129 @@
+//! What every handler shares: the store, blobs, clock, config, metrics and a few small
+//! in-memory caches.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use spillway_blob::BlobStore;
+use spillway_core::Error;
+use spillway_core::clock::Clock;
+use spillway_store::DynStore;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::TokenCache;
+use crate::config::ServerConfig;
+use crate::leases::LeaseLedger;
+use crate::metrics::Metrics;
+
+/// The state behind every request. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// Durable state.
+    pub store: DynStore,
+    /// Staged inputs and results.
+    pub blobs: Arc<dyn BlobStore>,
+    /// The source of time for every store call.
+    pub clock: Arc<dyn Clock>,
+    /// Limits and intervals.
+    pub config: Arc<ServerConfig>,
+    /// Exported metrics.
+    pub metrics: Arc<Metrics>,
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// In-memory helpers; losing them (a restart) only costs a store round trip or a metric sample.
+#[derive(Default)]
+pub(crate) struct Shared {
+    pub(crate) tokens: TokenCache,
+    pub(crate) workers: WorkerCache,
+    pub(crate) leases: LeaseLedger,
+    /// Cancelled when the server begins shutting down, so long-polls answer at once.
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl AppState {
+    /// State over the given store, blobs, clock and config, with fresh metrics.
+    pub fn new(
+        store: DynStore,
+        blobs: Arc<dyn BlobStore>,
+        clock: Arc<dyn Clock>,
+        config: ServerConfig,
+    ) -> Self {
+        Self {
+            store,
+            blobs,
+            clock,
+            config: Arc::new(config),
+            metrics: Arc::new(Metrics::new()),
+            shared: Arc::new(Shared::default()),
+        }
+    }
+
+    /// Make long-polling lease calls answer now instead of waiting out their deadline.
+    pub fn begin_shutdown(&self) {
+        self.shared.shutdown.cancel();
+    }
+}
+
+/// What the server needs to know about a worker on every lease call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WorkerRef {
+    pub(crate) tenant: String,
+    pub(crate) pool: String,
+}
+
+/// Registered workers by id; filled at registration and on first use after a restart.
+#[derive(Debug, Default)]
+pub(crate) struct WorkerCache {
+    workers: Mutex<HashMap<String, WorkerRef>>,
+}
+
+impl WorkerCache {
+    pub(crate) fn insert(&self, id: &str, worker: WorkerRef) {
+        let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        workers.insert(id.to_string(), worker);
+    }
+
+    pub(crate) fn remove(&self, id: &str) {
+        let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        workers.remove(id);
+    }
+
+    fn get(&self, id: &str) -> Option<WorkerRef> {
+        let workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        workers.get(id).cloned()
+    }
+}
+
+impl AppState {
+    /// The registered worker `id` as seen from `scope`; not found when it does not exist or
+    /// belongs to another tenant.
+    pub(crate) async fn worker(&self, scope: Option<&str>, id: &str) -> Result<WorkerRef, Error> {
+        let not_found = || {
+            Error::not_found(format!(
+                "worker {id:?} not found: register it with POST /v1/workers first"
+            ))
+        };
+        let cached = self.shared.workers.get(id);
+        let worker = match cached {
+            Some(worker) => worker,
+            None => {
+                let listed = self.store.worker_list(scope).await?;
+                let found = listed
+                    .into_iter()
+                    .find(|w| w.id == id)
+                    .ok_or_else(not_found)?;
+                let worker = WorkerRef {
+                    tenant: found.tenant,
+                    pool: found.pool,
+                };
+                self.shared.workers.insert(id, worker.clone());
+                worker
+            }
+        };
+        if scope.is_some_and(|tenant| tenant != worker.tenant) {
+            return Err(not_found());
+        }
+        Ok(worker)
+    }
+}
