@@ -1,0 +1,377 @@
+//! The worker's loops: registration, leasing into free slots, heartbeats, and shutdown.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use spillway_client::Client;
+use spillway_core::api::{
+    HeartbeatRequest, LeaseRef, LeaseRequest, LeaseStatus, RegisterWorker, WorkerHeartbeat,
+};
+use spillway_core::{Error, ErrorKind, Result, TaskId};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::backoff::Backoff;
+use crate::config::{WorkerConfig, WorkerSummary};
+use crate::executor::Executor;
+use crate::task::{self, StopHandle, StopReason};
+
+/// A task this worker is running.
+struct Running {
+    lease_token: String,
+    stop: StopHandle,
+}
+
+/// State shared by the loops and the tasks of one worker.
+pub(crate) struct Shared {
+    pub(crate) client: Client,
+    pub(crate) config: WorkerConfig,
+    pub(crate) executor: Arc<dyn Executor>,
+    worker_id: Mutex<String>,
+    /// Serialises re-registration so two loops noticing a forgotten worker register once.
+    register_lock: tokio::sync::Mutex<()>,
+    running: Mutex<HashMap<TaskId, Running>>,
+    slot_freed: Notify,
+    /// Set when the server asks this worker to drain.
+    drain: CancellationToken,
+    summary: Mutex<WorkerSummary>,
+}
+
+impl Shared {
+    pub(crate) fn count(&self, f: impl FnOnce(&mut WorkerSummary)) {
+        f(&mut self.summary.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+
+    fn worker_id(&self) -> String {
+        self.worker_id
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<TaskId, Running>> {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn running_count(&self) -> u32 {
+        u32::try_from(self.running().len()).unwrap_or(u32::MAX)
+    }
+
+    fn stop_all(&self, reason: StopReason) {
+        for task in self.running().values() {
+            task.stop.stop(reason);
+        }
+    }
+}
+
+/// Removes a task from the running set when its future ends (or is dropped) and frees a slot.
+struct SlotGuard {
+    shared: Arc<Shared>,
+    task_id: TaskId,
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        self.shared.running().remove(&self.task_id);
+        self.shared.slot_freed.notify_one();
+    }
+}
+
+/// Run a worker until `shutdown`, a drain request, or (with `exit_when_idle`) an empty queue.
+pub async fn run_with(
+    config: WorkerConfig,
+    executor: Arc<dyn Executor>,
+    shutdown: CancellationToken,
+) -> Result<WorkerSummary> {
+    config.validate()?;
+    let client =
+        Client::new(&config.server_url, config.token.clone())?.with_tenant(config.tenant.clone());
+    tokio::fs::create_dir_all(&config.scratch_dir)
+        .await
+        .map_err(|e| {
+            Error::invalid(format!(
+                "could not create the scratch folder {}: choose a writable folder",
+                config.scratch_dir.display()
+            ))
+            .with_source(e)
+        })?;
+    let shared = Arc::new(Shared {
+        client,
+        config,
+        executor,
+        worker_id: Mutex::new(String::new()),
+        register_lock: tokio::sync::Mutex::new(()),
+        running: Mutex::new(HashMap::new()),
+        slot_freed: Notify::new(),
+        drain: CancellationToken::new(),
+        summary: Mutex::new(WorkerSummary::default()),
+    });
+
+    if !register(&shared, "", &shutdown).await? {
+        return Ok(WorkerSummary::default());
+    }
+    let beats_stop = CancellationToken::new();
+    let beats = tokio::spawn(heartbeat_loop(
+        shared.clone(),
+        shutdown.clone(),
+        beats_stop.clone(),
+    ));
+
+    let mut tasks = JoinSet::new();
+    let leased = lease_loop(&shared, &shutdown, &mut tasks).await;
+    if leased.is_err() {
+        shared.stop_all(StopReason::Shutdown);
+    }
+    finish(&shared, &shutdown, &mut tasks).await;
+
+    beats_stop.cancel();
+    let _ = beats.await;
+    let id = shared.worker_id();
+    if let Err(e) = shared.client.worker_deregister(&id).await {
+        tracing::warn!(worker_id = %id, error = %e, "could not deregister; the server will mark the worker down");
+    }
+    let summary = shared
+        .summary
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    tracing::info!(worker_id = %id, succeeded = summary.succeeded, failed = summary.failed, released = summary.released, lost = summary.lost, "worker stopped");
+    leased.map(|()| summary)
+}
+
+/// Register (again, when `stale_id` is the id the server forgot), retrying while the server
+/// is unreachable. False when shutdown came first.
+async fn register(shared: &Shared, stale_id: &str, shutdown: &CancellationToken) -> Result<bool> {
+    let _one_at_a_time = shared.register_lock.lock().await;
+    if shared.worker_id() != stale_id {
+        return Ok(true); // another loop already registered again
+    }
+    let config = &shared.config;
+    let hostname = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown".to_string());
+    let body = RegisterWorker {
+        pool: config.pool.clone(),
+        hostname,
+        queues: config.queues.clone(),
+        concurrency: config.concurrency,
+        tenant: config.tenant.clone(),
+    };
+    let mut backoff = Backoff::new(config.retry_backoff_max);
+    loop {
+        let answer = tokio::select! {
+            a = shared.client.worker_register(&body) => a,
+            () = shutdown.cancelled() => return Ok(false),
+        };
+        match answer {
+            Ok(worker) => {
+                tracing::info!(worker_id = %worker.id, pool = %worker.pool, queues = ?worker.queues, "worker registered");
+                *shared
+                    .worker_id
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = worker.id;
+                return Ok(true);
+            }
+            Err(e) if passing(&e) => {
+                tracing::warn!(error = %e, "could not register; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff.next_delay()) => {}
+                    () = shutdown.cancelled() => return Ok(false),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Errors worth waiting out: the server is down, restarting or had a hiccup.
+fn passing(e: &Error) -> bool {
+    e.is_retryable() || e.kind() == ErrorKind::Internal
+}
+
+/// Lease into free slots until shutdown, drain or idle exit; errors only on a call the
+/// server will never accept (bad token, missing permission).
+async fn lease_loop(
+    shared: &Arc<Shared>,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> Result<()> {
+    let config = &shared.config;
+    let mut backoff = Backoff::new(config.retry_backoff_max);
+    loop {
+        while tasks.try_join_next().is_some() {}
+        if shutdown.is_cancelled() || shared.drain.is_cancelled() {
+            return Ok(());
+        }
+        let free = config.concurrency.saturating_sub(shared.running_count());
+        if free == 0 {
+            tokio::select! {
+                () = shared.slot_freed.notified() => {}
+                () = shutdown.cancelled() => {}
+                () = shared.drain.cancelled() => {}
+            }
+            continue;
+        }
+        let worker_id = shared.worker_id();
+        let request = LeaseRequest {
+            worker_id: worker_id.clone(),
+            queues: config.queues.clone(),
+            max_tasks: free.min(config.max_lease_batch),
+            wait: Some(config.lease_wait),
+            tenant: config.tenant.clone(),
+        };
+        let answer = tokio::select! {
+            a = shared.client.task_lease(&request) => a,
+            () = shutdown.cancelled() => return Ok(()),
+        };
+        match answer {
+            Ok(leased) => {
+                backoff.reset();
+                if leased.tasks.is_empty() {
+                    if config.exit_when_idle && shared.running_count() == 0 {
+                        tracing::info!("queue is empty and nothing runs; exiting as asked");
+                        return Ok(());
+                    }
+                    continue;
+                }
+                for task in leased.tasks {
+                    let stop = StopHandle::default();
+                    shared.running().insert(
+                        task.task_id,
+                        Running {
+                            lease_token: task.lease_token.clone(),
+                            stop: stop.clone(),
+                        },
+                    );
+                    let guard = SlotGuard {
+                        shared: shared.clone(),
+                        task_id: task.task_id,
+                    };
+                    let shared = shared.clone();
+                    tasks.spawn(async move {
+                        let _guard = guard;
+                        task::run(shared, task, stop).await;
+                    });
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                tracing::warn!(worker_id = %worker_id, error = %e, "the server does not know this worker; registering again");
+                if !register(shared, &worker_id, shutdown).await? {
+                    return Ok(());
+                }
+                pause(&mut backoff, shutdown).await;
+            }
+            Err(e) if passing(&e) => {
+                tracing::warn!(error = %e, "lease failed; retrying");
+                pause(&mut backoff, shutdown).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn pause(backoff: &mut Backoff, shutdown: &CancellationToken) {
+    tokio::select! {
+        () = tokio::time::sleep(backoff.next_delay()) => {}
+        () = shutdown.cancelled() => {}
+    }
+}
+
+/// Let running tasks end; once shutdown is asked, give them the grace period, then stop the
+/// rest (they release their leases as preempted) and wait for their reports.
+async fn finish(shared: &Shared, shutdown: &CancellationToken, tasks: &mut JoinSet<()>) {
+    let grace = shared.config.grace_period;
+    {
+        let all_done = async { while tasks.join_next().await.is_some() {} };
+        let grace_over = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            () = all_done => return,
+            () = grace_over => {}
+        }
+    }
+    let left = shared.running_count();
+    tracing::info!(
+        tasks = left,
+        "grace period over; stopping tasks and releasing their leases"
+    );
+    shared.stop_all(StopReason::Shutdown);
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Every interval: extend all leases in one call, stop tasks whose lease is lost or whose
+/// job was cancelled, and send the worker's own heartbeat (obeying a drain request).
+async fn heartbeat_loop(shared: Arc<Shared>, shutdown: CancellationToken, stop: CancellationToken) {
+    let mut interval = tokio::time::interval(shared.config.heartbeat_interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval.tick().await; // the first tick is immediate; registration just happened
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        tokio::select! {
+            () = beat(&shared, &shutdown) => {}
+            () = stop.cancelled() => return,
+        }
+    }
+}
+
+async fn beat(shared: &Shared, shutdown: &CancellationToken) {
+    let leases: Vec<LeaseRef> = shared
+        .running()
+        .iter()
+        .map(|(id, r)| LeaseRef {
+            task_id: *id,
+            lease_token: r.lease_token.clone(),
+        })
+        .collect();
+    if !leases.is_empty() {
+        match shared
+            .client
+            .task_heartbeat(&HeartbeatRequest { leases })
+            .await
+        {
+            Ok(answer) => {
+                let running = shared.running();
+                for result in answer.results {
+                    let reason = match result.status {
+                        LeaseStatus::Extended => continue,
+                        LeaseStatus::Lost => StopReason::LeaseLost,
+                        LeaseStatus::CancelRequested => StopReason::Cancelled,
+                    };
+                    if let Some(task) = running.get(&result.task_id) {
+                        tracing::info!(task_id = result.task_id, reason = ?reason, "stopping task");
+                        task.stop.stop(reason);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "lease heartbeat failed; tasks keep running"),
+        }
+    }
+    let worker_id = shared.worker_id();
+    let body = WorkerHeartbeat {
+        running: shared.running_count(),
+        draining: shared.drain.is_cancelled() || shutdown.is_cancelled(),
+    };
+    match shared.client.worker_heartbeat(&worker_id, &body).await {
+        Ok(reply) => {
+            if reply.drain && !shared.drain.is_cancelled() {
+                tracing::info!(worker_id = %worker_id, "server asked this worker to drain");
+                shared.drain.cancel();
+                shared.slot_freed.notify_one();
+            }
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            tracing::warn!(worker_id = %worker_id, "the server forgot this worker; registering again");
+            if let Err(e) = register(shared, &worker_id, shutdown).await {
+                tracing::warn!(error = %e, "registering again failed");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "worker heartbeat failed"),
+    }
+}

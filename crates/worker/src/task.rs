@@ -1,0 +1,321 @@
+//! One leased task from start to report: scratch folder, inputs, command, results, report.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use spillway_core::api::{Completion, Failure, LeasedTask, Release, ReleaseReason, ReleaseRequest};
+use spillway_core::{Error, ErrorKind, Result};
+use tokio_util::sync::CancellationToken;
+
+use crate::backoff::Backoff;
+use crate::executor::{ExecRequest, ExitKind};
+use crate::runtime::Shared;
+use crate::staging;
+
+/// How long a completion or failure report is retried while the server is unreachable;
+/// past this the lease has long expired and the server has requeued the task anyway.
+const REPORT_RETRY_FOR: Duration = Duration::from_secs(120);
+/// How long a release on shutdown is retried: shutdown must not wait on a dead server.
+const RELEASE_RETRY_FOR: Duration = Duration::from_secs(5);
+
+/// Why the worker stopped a task before it ended on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// The lease is no longer ours: report nothing.
+    LeaseLost,
+    /// The job was cancelled: release with reason cancelled.
+    Cancelled,
+    /// The worker is shutting down: release as preempted.
+    Shutdown,
+}
+
+/// Stops one task and remembers the first reason given.
+#[derive(Debug, Clone, Default)]
+pub struct StopHandle {
+    token: CancellationToken,
+    reason: Arc<Mutex<Option<StopReason>>>,
+}
+
+impl StopHandle {
+    /// Stop the task for `reason`, unless it was already stopped for another.
+    pub fn stop(&self, reason: StopReason) {
+        self.reason
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert(reason);
+        self.token.cancel();
+    }
+
+    fn reason(&self) -> Option<StopReason> {
+        *self.reason.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// What to tell the server about a task.
+#[derive(Debug)]
+enum Verdict {
+    Complete(Completion),
+    Fail(Failure),
+    Release(Release),
+    /// The lease was lost; nothing may be reported.
+    Nothing,
+}
+
+/// Run `task` to its end and report it; always removes its scratch folder.
+pub async fn run(shared: Arc<Shared>, task: LeasedTask, stop: StopHandle) {
+    let dir = scratch_path(&shared.config.scratch_dir, &task);
+    tracing::info!(task_id = task.task_id, job_id = %task.job_id, attempt = task.attempt, "task started");
+    let verdict = execute(&shared, &task, &dir, &stop).await;
+    report(&shared, &task, verdict).await;
+    if let Err(e) = tokio::fs::remove_dir_all(&dir).await
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(task_id = task.task_id, dir = %dir.display(), error = %e, "could not remove scratch folder");
+    }
+}
+
+async fn execute(shared: &Shared, task: &LeasedTask, dir: &Path, stop: &StopHandle) -> Verdict {
+    let input_dir = dir.join("input");
+    let output_dir = dir.join("output");
+    let payload_file = dir.join("payload.json");
+    let payload = serde_json::to_vec(&task.payload.clone().unwrap_or(serde_json::Value::Null))
+        .unwrap_or_else(|_| b"null".to_vec());
+    if let Err(e) = prepare(dir, &input_dir, &output_dir, &payload_file, &payload).await {
+        return fail(
+            task,
+            format!("could not prepare the scratch folder: {e}"),
+            None,
+            String::new(),
+        );
+    }
+
+    if task.has_inputs {
+        let staged = tokio::select! {
+            r = staging::download_inputs(&shared.client, &task.job_id, &input_dir) => r,
+            () = stop.token.cancelled() => return stopped(task, stop, String::new()),
+        };
+        if let Err(e) = staged {
+            if e.kind() == ErrorKind::Conflict {
+                return Verdict::Nothing;
+            }
+            return fail(
+                task,
+                format!("staging inputs failed: {e}"),
+                None,
+                String::new(),
+            );
+        }
+    }
+
+    let request = ExecRequest {
+        argv: task
+            .spec
+            .command
+            .iter()
+            .map(|a| a.replace("{index}", &task.index.to_string()))
+            .collect(),
+        shell: task.spec.shell,
+        env: task_env(task, &input_dir, &output_dir, &payload_file),
+        cwd: dir.to_path_buf(),
+        stdin: payload,
+        timeout: task.spec.timeout,
+    };
+    let outcome = match shared.executor.run(request, stop.token.clone()).await {
+        Ok(outcome) => outcome,
+        Err(e) => return fail(task, e.message().to_string(), None, String::new()),
+    };
+    let log_tail = outcome.log_tail;
+    match outcome.exit {
+        ExitKind::Stopped => stopped(task, stop, log_tail),
+        ExitKind::Exited(0) => {
+            let uploaded = tokio::select! {
+                r = staging::upload_results(&shared.client, task.task_id, &task.lease_token, &output_dir) => r,
+                () = stop.token.cancelled() => return stopped(task, stop, log_tail),
+            };
+            match uploaded {
+                Ok(files) => Verdict::Complete(Completion {
+                    task_id: task.task_id,
+                    lease_token: task.lease_token.clone(),
+                    exit_code: Some(0),
+                    result: Some(serde_json::json!({ "files": files })),
+                    log_tail,
+                }),
+                Err(e) if e.kind() == ErrorKind::Conflict => Verdict::Nothing,
+                Err(e) => fail(
+                    task,
+                    format!("uploading results failed: {e}"),
+                    Some(0),
+                    log_tail,
+                ),
+            }
+        }
+        ExitKind::Exited(code) => fail(
+            task,
+            format!("exited with status {code}"),
+            Some(code),
+            log_tail,
+        ),
+        ExitKind::Signalled(signal) => {
+            fail(task, format!("killed by signal {signal}"), None, log_tail)
+        }
+        ExitKind::TimedOut(after) => fail(
+            task,
+            format!("timed out after {}", humantime::format_duration(after)),
+            None,
+            log_tail,
+        ),
+    }
+}
+
+/// The command's environment: the job's variables, then Spillway's (which win).
+fn task_env(
+    task: &LeasedTask,
+    input: &Path,
+    output: &Path,
+    payload: &Path,
+) -> BTreeMap<String, String> {
+    let mut env = task.spec.env.clone();
+    let path = |p: &Path| p.to_string_lossy().into_owned();
+    env.insert("SPILLWAY_JOB_ID".into(), task.job_id.clone());
+    env.insert("SPILLWAY_TASK_ID".into(), task.task_id.to_string());
+    env.insert("SPILLWAY_TASK_INDEX".into(), task.index.to_string());
+    env.insert("SPILLWAY_ATTEMPT".into(), task.attempt.to_string());
+    env.insert("SPILLWAY_INPUT_DIR".into(), path(input));
+    env.insert("SPILLWAY_OUTPUT_DIR".into(), path(output));
+    env.insert("SPILLWAY_PAYLOAD".into(), path(payload));
+    env
+}
+
+async fn prepare(
+    dir: &Path,
+    input: &Path,
+    output: &Path,
+    payload_file: &Path,
+    payload: &[u8],
+) -> Result<()> {
+    let io = |what: &str, p: &Path, e: std::io::Error| {
+        Error::internal(format!("could not {what} {}", p.display())).with_source(e)
+    };
+    // A folder left by an earlier crash must not leak files into this attempt.
+    if tokio::fs::try_exists(dir).await.unwrap_or(false) {
+        tokio::fs::remove_dir_all(dir)
+            .await
+            .map_err(|e| io("clear", dir, e))?;
+    }
+    for d in [input, output] {
+        tokio::fs::create_dir_all(d)
+            .await
+            .map_err(|e| io("create", d, e))?;
+    }
+    tokio::fs::write(payload_file, payload)
+        .await
+        .map_err(|e| io("write", payload_file, e))
+}
+
+fn fail(task: &LeasedTask, error: String, exit_code: Option<i32>, log_tail: String) -> Verdict {
+    Verdict::Fail(Failure {
+        task_id: task.task_id,
+        lease_token: task.lease_token.clone(),
+        error,
+        exit_code,
+        retryable: true,
+        log_tail,
+    })
+}
+
+fn stopped(task: &LeasedTask, stop: &StopHandle, log_tail: String) -> Verdict {
+    let reason = match stop.reason() {
+        Some(StopReason::Cancelled) => ReleaseReason::Cancelled,
+        Some(StopReason::Shutdown) => ReleaseReason::Preempted,
+        Some(StopReason::LeaseLost) | None => return Verdict::Nothing,
+    };
+    Verdict::Release(Release {
+        task_id: task.task_id,
+        lease_token: task.lease_token.clone(),
+        reason,
+        log_tail,
+    })
+}
+
+/// Send the verdict, retrying while the server is unreachable, and count it.
+async fn report(shared: &Shared, task: &LeasedTask, verdict: Verdict) {
+    let task_id = task.task_id;
+    let (what, retry_for) = match &verdict {
+        Verdict::Complete(_) => ("complete", REPORT_RETRY_FOR),
+        Verdict::Fail(_) => ("fail", REPORT_RETRY_FOR),
+        Verdict::Release(_) => ("release", RELEASE_RETRY_FOR),
+        Verdict::Nothing => {
+            tracing::warn!(
+                task_id,
+                "lease lost; the task was stopped and nothing is reported"
+            );
+            shared.count(|s| s.lost += 1);
+            return;
+        }
+    };
+    let deadline = tokio::time::Instant::now() + retry_for;
+    let mut backoff = Backoff::new(shared.config.retry_backoff_max);
+    loop {
+        let sent = match &verdict {
+            Verdict::Complete(c) => shared.client.task_complete_one(c).await,
+            Verdict::Fail(f) => shared.client.task_fail_one(f).await,
+            Verdict::Release(r) => release(shared, r).await,
+            Verdict::Nothing => Ok(()),
+        };
+        match sent {
+            Ok(()) => {
+                tracing::info!(task_id, outcome = what, "task reported");
+                shared.count(|s| match &verdict {
+                    Verdict::Complete(_) => s.succeeded += 1,
+                    Verdict::Fail(_) => s.failed += 1,
+                    Verdict::Release(_) => s.released += 1,
+                    Verdict::Nothing => {}
+                });
+                return;
+            }
+            Err(e) if e.kind() == ErrorKind::Conflict || e.kind() == ErrorKind::NotFound => {
+                tracing::warn!(task_id, outcome = what, error = %e, "report refused: the lease is no longer ours");
+                shared.count(|s| s.lost += 1);
+                return;
+            }
+            Err(e)
+                if (e.is_retryable() || e.kind() == ErrorKind::Internal)
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tracing::warn!(task_id, outcome = what, error = %e, "report failed; retrying");
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+            Err(e) => {
+                tracing::error!(task_id, outcome = what, error = %e, "giving up on the report; the lease will expire on the server");
+                return;
+            }
+        }
+    }
+}
+
+async fn release(shared: &Shared, release: &Release) -> Result<()> {
+    let answer = shared
+        .client
+        .task_release(&ReleaseRequest {
+            releases: vec![release.clone()],
+        })
+        .await?;
+    match answer.results.first() {
+        Some(r) if r.ok => Ok(()),
+        Some(r) => Err(Error::conflict(
+            r.error
+                .clone()
+                .unwrap_or_else(|| "release refused".to_string()),
+        )),
+        None => Err(Error::internal(
+            "the server answered a release with no result",
+        )),
+    }
+}
+
+/// The scratch folder of one attempt of a task.
+pub fn scratch_path(root: &Path, task: &LeasedTask) -> PathBuf {
+    root.join(format!("{}-{}", task.task_id, task.attempt))
+}
