@@ -1,0 +1,19 @@
+//! Black-box end-to-end tests: the real `spillway` binary started as child processes (server,
+//! workers, `up`, the CLI), spoken to over HTTP on 127.0.0.1 the way a user would.
+//!
+//! Each test has its own data directory and port, kills its children when it ends, and
+//! waits on conditions with deadlines, never on sleeps. The PostgreSQL test needs
+//! `SPILLWAY_TEST_POSTGRES_URL` (scripts/test provides it).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
+
+#[path = "e2e/cli.rs"]
+mod cli;
+#[path = "e2e/example.rs"]
+mod example;
+#[path = "e2e/faults.rs"]
+mod faults;
+#[path = "e2e/postgres.rs"]
+mod postgres;
+#[path = "e2e/support.rs"]
+mod support;

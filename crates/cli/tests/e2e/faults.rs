@@ -1,0 +1,359 @@
+//! Faults a deployment meets: a server killed under load, workers killed, frozen or stopped
+//! mid-task, and tasks that always fail.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use spillway_client::DeadListQuery;
+use spillway_core::api::{RequeueRequest, SubmitJob};
+use spillway_core::model::QueueSettings;
+use spillway_core::state::{AttemptOutcome, JobState, TaskState};
+
+use crate::support::{
+    STATE_DEADLINE, Server, WorkerSpec, create_queue, fast_settings, free_port, only_task,
+    start_worker, submit, wait_for, wait_job_final, wait_task,
+};
+
+/// A command that sleeps on its first attempt only, so a test can interrupt it there and
+/// see the next attempt succeed at once.
+const SLOW_FIRST_ATTEMPT: &[&str] = &[
+    "sh",
+    "-c",
+    "[ \"$SPILLWAY_ATTEMPT\" = 1 ] && sleep 60; exit 0",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_jobs_survive_a_server_killed_under_load() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let port = free_port();
+    let mut server = Server::start("server-1", &data, port, None).await;
+    let client = server.client();
+    // Leases run out while the server is down; allow enough attempts to ride that out.
+    let settings = QueueSettings {
+        lease_duration: Duration::from_secs(3),
+        ..fast_settings(20)
+    };
+    create_queue(&client, "load", settings).await;
+    let spec = WorkerSpec {
+        concurrency: 4,
+        ..WorkerSpec::new("load")
+    };
+    let mut workers = [
+        start_worker("worker-a", dir.path(), &server.url, &server.token, &spec),
+        start_worker("worker-b", dir.path(), &server.url, &server.token, &spec),
+    ];
+
+    // Submit continuously, keeping every id the server acknowledged.
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let refused = Arc::new(AtomicU64::new(0));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let submitter = {
+        let (client, acked, refused, stop) =
+            (client.clone(), acked.clone(), refused.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut request = SubmitJob::command("load", vec!["true".to_string()]);
+            request.count = Some(5);
+            while !stop.is_cancelled() {
+                match client.job_submit(&request).await {
+                    Ok(s) => acked.lock().expect("lock").push(s.job.id),
+                    Err(_) => {
+                        refused.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                // Pacing, not synchronisation: keep the load steady rather than maximal.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let acked_count = || acked.lock().expect("lock").len();
+
+    // Kill the server once work is flowing: jobs acknowledged and some already done.
+    let first = wait_for("10 acknowledged jobs", STATE_DEADLINE, || async {
+        (acked_count() >= 10).then(|| acked.lock().expect("lock")[0].clone())
+    })
+    .await;
+    wait_job_final(&client, &first, STATE_DEADLINE).await;
+    server.process.kill9();
+    let before_restart = acked_count();
+    wait_for(
+        "a submit refused while the server is down",
+        STATE_DEADLINE,
+        || async { (refused.load(Ordering::SeqCst) > 0).then_some(()) },
+    )
+    .await;
+
+    let server = Server::start("server-2", &data, port, None).await;
+    wait_for(
+        "10 more acknowledged jobs after the restart",
+        STATE_DEADLINE,
+        || async { (acked_count() >= before_restart + 10).then_some(()) },
+    )
+    .await;
+    stop.cancel();
+    submitter.await.expect("submitter task");
+
+    let ids = acked.lock().expect("lock").clone();
+    let deadline = Duration::from_secs(180);
+    for id in &ids {
+        let job = wait_job_final(&client, id, deadline).await;
+        assert_eq!(job.state, JobState::Succeeded, "job {id}: {:?}", job.counts);
+        assert_eq!(job.counts.succeeded, u64::from(job.task_count), "job {id}");
+    }
+    // The workers reconnected by themselves rather than dying with the server.
+    for worker in &mut workers {
+        worker.assert_running();
+    }
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_of_a_killed_worker_runs_again_after_its_lease_expires() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start("server", &dir.path().join("data"), free_port(), None).await;
+    let client = server.client();
+    create_queue(&client, "q", fast_settings(3)).await;
+    let job = submit(&client, "q", SLOW_FIRST_ATTEMPT, 1).await;
+    let task = only_task(&client, &job.id).await;
+
+    let spec = WorkerSpec::new("q");
+    let mut first = start_worker("worker-1", dir.path(), &server.url, &server.token, &spec);
+    wait_task(&client, task.id, "leased", |d| {
+        d.task.state == TaskState::Leased
+    })
+    .await;
+    first.kill9();
+
+    let _second = start_worker("worker-2", dir.path(), &server.url, &server.token, &spec);
+    let done = wait_task(&client, task.id, "finished", |d| d.task.state.is_final()).await;
+    assert_eq!(done.task.state, TaskState::Succeeded, "{done:?}");
+    let outcomes: Vec<_> = done.attempts.iter().map(|a| a.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [AttemptOutcome::LeaseExpired, AttemptOutcome::Succeeded]
+    );
+    assert_eq!(
+        done.task.failures, 1,
+        "an expired lease counts as a failure"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_worker_cannot_overwrite_the_result_of_the_task_it_lost() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start("server", &dir.path().join("data"), free_port(), None).await;
+    let client = server.client();
+    let settings = QueueSettings {
+        lease_duration: Duration::from_secs(3),
+        ..fast_settings(3)
+    };
+    create_queue(&client, "q", settings).await;
+    // Attempt 1 outlives the moment its worker is frozen; later attempts finish well
+    // within a lease (workers heartbeat less often than this short lease).
+    let script = "if [ \"$SPILLWAY_ATTEMPT\" = 1 ]; then sleep 2; else sleep 0.2; fi; \
+                  printf %s \"$MARK\" > \"$SPILLWAY_OUTPUT_DIR/who.txt\"";
+    let job = submit(&client, "q", &["sh", "-c", script], 1).await;
+    let task = only_task(&client, &job.id).await;
+
+    let w1 = start_worker(
+        "worker-w1",
+        dir.path(),
+        &server.url,
+        &server.token,
+        &WorkerSpec {
+            env: vec![("MARK", "w1")],
+            ..WorkerSpec::new("q")
+        },
+    );
+    wait_task(&client, task.id, "leased by w1", |d| {
+        d.task.state == TaskState::Leased
+    })
+    .await;
+    w1.signal(Signal::SIGSTOP);
+    let expired = wait_task(&client, task.id, "attempt 1 to expire", |d| {
+        d.attempts.first().map(|a| a.outcome) == Some(AttemptOutcome::LeaseExpired)
+    })
+    .await;
+    assert_ne!(expired.task.state, TaskState::Succeeded, "{expired:?}");
+
+    let _w2 = start_worker(
+        "worker-w2",
+        dir.path(),
+        &server.url,
+        &server.token,
+        &WorkerSpec {
+            env: vec![("MARK", "w2")],
+            ..WorkerSpec::new("q")
+        },
+    );
+    let done = wait_task(&client, task.id, "finished by w2", |d| {
+        d.task.state.is_final()
+    })
+    .await;
+    assert_eq!(done.task.state, TaskState::Succeeded, "{done:?}");
+
+    // w1 wakes with its command long finished and tries to upload and complete on a lease
+    // that is no longer its own.
+    w1.signal(Signal::SIGCONT);
+    let refused = wait_for("w1 to give up its lost lease", STATE_DEADLINE, || {
+        let log = w1.output();
+        async move {
+            (log.contains("lease lost; the task was stopped and nothing is reported")
+                || log.contains("report refused: the lease is no longer ours"))
+            .then_some(log)
+        }
+    })
+    .await;
+    assert!(
+        !refused.contains("task reported"),
+        "w1 reported a stale result:\n{refused}"
+    );
+
+    let after = client.task_get(task.id).await.expect("task");
+    assert_eq!(after.task.state, TaskState::Succeeded);
+    let outcomes: Vec<_> = after.attempts.iter().map(|a| a.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [AttemptOutcome::LeaseExpired, AttemptOutcome::Succeeded]
+    );
+    let who = read_result(&client, &job.id, 0, "who.txt").await;
+    assert_eq!(
+        who, "w2",
+        "the result object was overwritten by the stale worker"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_that_always_fails_ends_dead_and_can_be_requeued() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start("server", &dir.path().join("data"), free_port(), None).await;
+    let client = server.client();
+    create_queue(&client, "q", fast_settings(3)).await;
+    let job = submit(&client, "q", &["false"], 1).await;
+    let task = only_task(&client, &job.id).await;
+
+    let mut worker = start_worker(
+        "worker",
+        dir.path(),
+        &server.url,
+        &server.token,
+        &WorkerSpec::new("q"),
+    );
+    let dead = wait_task(&client, task.id, "dead", |d| d.task.state.is_final()).await;
+    assert_eq!(dead.task.state, TaskState::Dead, "{dead:?}");
+    assert_eq!(dead.task.failures, 3);
+    assert_eq!(dead.attempts.len(), 3, "{:?}", dead.attempts);
+    for attempt in &dead.attempts {
+        assert_eq!(attempt.outcome, AttemptOutcome::Failed, "{attempt:?}");
+        assert_eq!(attempt.exit_code, Some(1), "{attempt:?}");
+    }
+    let letters = client
+        .dead_list(&DeadListQuery {
+            queue: Some("q".to_string()),
+            ..Default::default()
+        })
+        .await
+        .expect("dead list");
+    let listed: Vec<_> = letters.items.iter().map(|t| t.id).collect();
+    assert_eq!(listed, [task.id]);
+    assert_eq!(
+        wait_job_final(&client, &job.id, STATE_DEADLINE).await.state,
+        JobState::Failed
+    );
+
+    // With no worker left to take it, the requeued task must wait as available.
+    worker.signal(Signal::SIGTERM);
+    assert!(worker.wait_exit(STATE_DEADLINE).await.success());
+    let changed = client
+        .dead_requeue(&RequeueRequest {
+            task_ids: vec![task.id],
+            queue: None,
+            tenant: None,
+        })
+        .await
+        .expect("requeue");
+    assert_eq!(changed.changed, 1);
+    let back = client.task_get(task.id).await.expect("task");
+    assert_eq!(back.task.state, TaskState::Available, "{back:?}");
+    let letters = client
+        .dead_list(&DeadListQuery::default())
+        .await
+        .expect("dead list");
+    assert!(letters.items.is_empty(), "{:?}", letters.items);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_hands_a_running_task_back_without_a_failure() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start("server", &dir.path().join("data"), free_port(), None).await;
+    let client = server.client();
+    // A long lease: the worker must hand the task back itself, not let it expire.
+    let settings = QueueSettings {
+        lease_duration: Duration::from_secs(60),
+        ..fast_settings(3)
+    };
+    create_queue(&client, "q", settings).await;
+    let job = submit(&client, "q", SLOW_FIRST_ATTEMPT, 1).await;
+    let task = only_task(&client, &job.id).await;
+
+    let spec = WorkerSpec {
+        grace: "1s",
+        ..WorkerSpec::new("q")
+    };
+    let mut busy = start_worker("worker-1", dir.path(), &server.url, &server.token, &spec);
+    wait_task(&client, task.id, "leased", |d| {
+        d.task.state == TaskState::Leased
+    })
+    .await;
+    busy.signal(Signal::SIGTERM);
+    let status = busy.wait_exit(STATE_DEADLINE).await;
+    assert!(
+        status.success(),
+        "worker exited with {status}:\n{}",
+        busy.output()
+    );
+
+    let handed_back = client.task_get(task.id).await.expect("task");
+    assert_eq!(
+        handed_back.task.state,
+        TaskState::Available,
+        "{handed_back:?}"
+    );
+    assert_eq!(handed_back.task.failures, 0);
+    assert_eq!(handed_back.task.preemptions, 1);
+    assert_eq!(
+        handed_back.attempts.first().map(|a| a.outcome),
+        Some(AttemptOutcome::Preempted)
+    );
+
+    let _other = start_worker("worker-2", dir.path(), &server.url, &server.token, &spec);
+    let done = wait_task(&client, task.id, "finished", |d| d.task.state.is_final()).await;
+    assert_eq!(done.task.state, TaskState::Succeeded, "{done:?}");
+    assert_eq!(done.task.failures, 0);
+    let outcomes: Vec<_> = done.attempts.iter().map(|a| a.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [AttemptOutcome::Preempted, AttemptOutcome::Succeeded]
+    );
+}
+
+/// Download one result file of one task as text.
+async fn read_result(
+    client: &spillway_client::Client,
+    job: &str,
+    index: u32,
+    path: &str,
+) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dest = dir.path().join("file");
+    let stream = client
+        .job_result_get(job, index, path)
+        .await
+        .unwrap_or_else(|e| panic!("cannot download result {index}/{path}: {e}"));
+    spillway_client::stream_to_file(stream, &dest)
+        .await
+        .expect("save the result");
+    std::fs::read_to_string(&dest).expect("read the result")
+}
