@@ -21,6 +21,23 @@ pub(crate) fn map(op: &str, key: &str, err: object_store::Error) -> Error {
     error.with_source(err)
 }
 
+/// Map a failure reported through `std::io` (the upload writer does), recovering the
+/// `object_store` error inside it where there is one.
+pub(crate) fn map_io(op: &str, key: &str, err: std::io::Error) -> Error {
+    if err
+        .get_ref()
+        .is_some_and(|inner| inner.is::<object_store::Error>())
+    {
+        if let Some(inner) = err.into_inner() {
+            if let Ok(store_err) = inner.downcast::<object_store::Error>() {
+                return map(op, key, *store_err);
+            }
+        }
+        return Error::internal(format!("could not {op} object {key:?}"));
+    }
+    Error::unavailable(format!("could not {op} object {key:?}")).with_source(err)
+}
+
 /// Whether `err` comes from walking into something on local disk that is not a folder.
 pub(crate) fn is_not_a_directory(err: &object_store::Error) -> bool {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);

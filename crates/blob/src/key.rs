@@ -38,6 +38,10 @@ fn check(what: &str, key: &str) -> Result<()> {
         Some("it contains a '.' or '..' segment")
     } else if key.split('/').any(str::is_empty) {
         Some("it contains an empty segment ('//' or a trailing '/')")
+    } else if what == "key" && is_staging_name(key) {
+        Some(
+            "its name ends in '#' and digits, which local disk storage reserves for partial uploads; rename the file",
+        )
     } else {
         None
     };
@@ -46,6 +50,17 @@ fn check(what: &str, key: &str) -> Result<()> {
             "invalid object {what} {key:?}: {reason}"
         ))),
         None => Ok(()),
+    }
+}
+
+/// Whether the last segment looks like `name#123`, the shape of `object_store`'s staging
+/// files on local disk: such objects could be written elsewhere but never listed on disk, so
+/// they are refused on every backend alike.
+fn is_staging_name(key: &str) -> bool {
+    let name = key.rsplit('/').next().unwrap_or(key);
+    match name.split_once('#') {
+        Some((_, suffix)) => !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()),
+        None => false,
     }
 }
 
@@ -83,6 +98,8 @@ mod tests {
             "acme/inputs/j1/a.txt",
             "acme/results/j1/0/out/part 1.csv",
             "x..y",
+            "notes#2.txt",
+            "a#1/b",
         ] {
             assert_eq!(
                 key_path(ok).map(|p| p.to_string()).ok().as_deref(),
@@ -94,7 +111,7 @@ mod tests {
     #[test]
     fn rejects_escapes_naming_the_key() {
         for bad in [
-            "", "/abs", "../x", "a/../b", "a/./b", "a//b", "a/", "a\\b", "a\nb",
+            "", "/abs", "../x", "a/../b", "a/./b", "a//b", "a/", "a\\b", "a\nb", "a/b#12",
         ] {
             let err = key_path(bad).err();
             assert_eq!(

@@ -130,9 +130,10 @@ impl BlobStore for ObjectBlobs {
                 return Err(e);
             }
         }
-        writer.shutdown().await.map_err(|e| {
-            Error::unavailable(format!("could not finish writing object {key:?}")).with_source(e)
-        })?;
+        writer
+            .shutdown()
+            .await
+            .map_err(|e| error::map_io("write", key, e))?;
         tracing::debug!(key, size, "stored object");
         Ok(size)
     }

@@ -12,6 +12,7 @@
 
 use std::sync::Arc;
 
+use spillway_blob::conformance::{one_chunk, read_all};
 use spillway_blob::{BlobOptions, BlobStore, MIN_PART_SIZE, ObjectBlobs};
 
 /// Options for tests: the smallest part size, so the large case spans several parts.
@@ -58,12 +59,37 @@ mod local {
     }
 
     spillway_blob::blob_conformance_tests!(make);
+
+    /// Files are plain files under the folder, a second handle sees them, and deleting a
+    /// prefix removes the folders it leaves empty.
+    #[tokio::test]
+    async fn files_live_in_the_folder_and_deletes_tidy_up() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let first = ObjectBlobs::local(dir.path()).unwrap_or_else(|e| panic!("local: {e}"));
+        let put = first.put("t/inputs/j/d/a.txt", one_chunk(b"on disk")).await;
+        assert!(put.is_ok(), "{:?}", put.err());
+        let on_disk = std::fs::read(dir.path().join("t/inputs/j/d/a.txt"));
+        assert_eq!(on_disk.ok().as_deref(), Some(&b"on disk"[..]));
+
+        let url = format!("file://{}", dir.path().display());
+        let second = ObjectBlobs::from_url(&url, &BlobOptions::default())
+            .unwrap_or_else(|e| panic!("from_url {url}: {e}"));
+        assert_eq!(read_all(&second, "t/inputs/j/d/a.txt").await, b"on disk");
+
+        let deleted = second.delete_prefix("t/inputs/j").await;
+        assert_eq!(deleted.ok(), Some(1));
+        assert!(
+            !dir.path().join("t/inputs/j").exists(),
+            "empty folders were left behind"
+        );
+    }
 }
 
 mod s3 {
     use super::*;
 
-    async fn make() -> Option<Arc<dyn BlobStore>> {
+    /// The bucket URL and options from the environment, or `None` (after saying why) when unset.
+    fn target() -> Option<(String, BlobOptions)> {
         let Some(url) = env("SPILLWAY_TEST_S3_URL") else {
             let reason = "SPILLWAY_TEST_S3_URL is not set; run `eval \"$(scripts/s3-server.sh start)\"` first";
             if env("CI").as_deref() == Some("true") {
@@ -83,14 +109,44 @@ mod s3 {
             secret_access_key: env("SPILLWAY_TEST_S3_SECRET_ACCESS_KEY"),
             ..options()
         };
-        let url = format!("{}/{}", url.trim_end_matches('/'), unique_prefix());
-        let blobs = ObjectBlobs::from_url(&url, &options);
-        Some(Arc::new(
-            blobs.unwrap_or_else(|e| panic!("s3 store at {url}: {e}")),
-        ))
+        Some((url.trim_end_matches('/').to_owned(), options))
+    }
+
+    fn open(url: &str, options: &BlobOptions) -> ObjectBlobs {
+        ObjectBlobs::from_url(url, options).unwrap_or_else(|e| panic!("s3 store at {url}: {e}"))
+    }
+
+    async fn make() -> Option<Arc<dyn BlobStore>> {
+        let (bucket, options) = target()?;
+        Some(Arc::new(open(
+            &format!("{bucket}/{}", unique_prefix()),
+            &options,
+        )))
     }
 
     spillway_blob::blob_conformance_tests!(make);
+
+    /// Objects written through `s3://bucket/prefix` sit under `prefix/` in the bucket.
+    #[tokio::test]
+    async fn url_prefix_is_honoured() {
+        let Some((bucket, options)) = target() else {
+            return;
+        };
+        let prefix = unique_prefix();
+        let prefixed = open(&format!("{bucket}/{prefix}/inner"), &options);
+        let whole = open(&bucket, &options);
+        let key = "t/inputs/j/a.txt";
+        let put = prefixed.put(key, one_chunk(b"prefixed")).await;
+        assert!(put.is_ok(), "{:?}", put.err());
+        let listed = whole
+            .list(&prefix)
+            .await
+            .unwrap_or_else(|e| panic!("list: {e}"));
+        let listed: Vec<&str> = listed.iter().map(|o| o.path.as_str()).collect();
+        assert_eq!(listed, ["inner/t/inputs/j/a.txt"]);
+        let full = format!("{prefix}/inner/{key}");
+        assert_eq!(read_all(&whole, &full).await, b"prefixed");
+    }
 }
 
 mod gcs {
