@@ -87,6 +87,10 @@ impl Executor for LocalProcess {
             }
         };
         let mut command = Command::new(&program);
+        // Scrub first: the job's own env may still set these names on purpose.
+        for name in SCRUBBED_ENV {
+            command.env_remove(name);
+        }
         command
             .args(&args)
             .current_dir(&request.cwd)
@@ -96,9 +100,6 @@ impl Executor for LocalProcess {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
-        for name in SCRUBBED_ENV {
-            command.env_remove(name);
-        }
         let mut child = command.spawn().map_err(|e| {
             Error::invalid(format!(
                 "could not start {program:?}: check that it is installed and on PATH on the worker"
