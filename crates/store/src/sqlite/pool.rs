@@ -1,0 +1,100 @@
+//! Opening connections, and the small pool of read-only connections used for reads.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+use spillway_core::{Error, Result};
+
+use super::rows::db;
+
+/// Idle read connections kept open; more are opened under load and closed afterwards.
+const MAX_IDLE_READERS: usize = 4;
+/// How long a connection waits for a lock before giving up with `SQLITE_BUSY`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Prepared statements cached per connection.
+const STATEMENT_CACHE: usize = 128;
+
+/// Open the read-write connection the writer thread owns: WAL, and `synchronous=FULL` so a
+/// commit is on disk before anyone is told it happened.
+pub(crate) fn open_writer(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path).map_err(|e| {
+        Error::unavailable(format!("could not open sqlite database {}", path.display()))
+            .with_source(e)
+    })?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(db("set the busy timeout"))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -65536;",
+    )
+    .map_err(db("configure the write connection"))?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
+}
+
+fn open_reader(path: &Path) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| {
+        Error::unavailable(format!(
+            "could not open sqlite database {} for reading",
+            path.display()
+        ))
+        .with_source(e)
+    })?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(db("set the busy timeout"))?;
+    conn.execute_batch("PRAGMA cache_size = -16384;")
+        .map_err(db("configure a read connection"))?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
+}
+
+/// Read-only connections, each used by one blocking task at a time.
+#[derive(Clone)]
+pub(crate) struct ReadPool {
+    path: PathBuf,
+    idle: Arc<Mutex<Vec<Connection>>>,
+}
+
+impl ReadPool {
+    pub(crate) fn new(path: &Path) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            idle: Arc::default(),
+        }
+    }
+
+    /// Run `work` on a read connection inside one read transaction (a consistent snapshot).
+    pub(crate) async fn call<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let pool = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let taken = pool.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let conn = match taken {
+                Some(conn) => conn,
+                None => open_reader(&pool.path)?,
+            };
+            conn.execute_batch("BEGIN").map_err(db("begin a read"))?;
+            let result = work(&conn);
+            // A read transaction has nothing to keep; ending it lets the WAL be checkpointed.
+            let ended = conn.execute_batch("COMMIT");
+            if ended.is_ok() {
+                let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
+                if idle.len() < MAX_IDLE_READERS {
+                    idle.push(conn);
+                }
+            }
+            result
+        })
+        .await
+        .map_err(|e| Error::internal("a sqlite read task panicked").with_source(e))?
+    }
+}

@@ -1,0 +1,284 @@
+//! Tasks: read, list, lease, heartbeat and lease checks.
+
+use std::collections::HashMap;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use spillway_core::api::{HeartbeatResult, LeaseStatus, LeasedTask, Page};
+use spillway_core::model::{Attempt, Task, TaskSpec};
+use spillway_core::{Error, Result, TaskId};
+
+use crate::sqlite::rows::{
+    ATTEMPT_COLS, TASK_COLS, WAITING, attempt_row, db, micros, page_size, task_cursor, task_row,
+    time,
+};
+use crate::{TaskHeartbeat, TaskLease, TaskList};
+
+pub(crate) fn task_get(conn: &Connection, tenant: Option<&str>, id: TaskId) -> Result<Task> {
+    conn.prepare_cached(&format!(
+        "SELECT {TASK_COLS} FROM tasks WHERE id = ?1 AND (?2 IS NULL OR tenant = ?2)"
+    ))
+    .and_then(|mut s| s.query_row(params![id, tenant], task_row).optional())
+    .map_err(db("read a task"))?
+    .ok_or_else(|| Error::not_found(format!("task {id} not found")))
+}
+
+pub(crate) fn task_list(conn: &Connection, p: &TaskList) -> Result<Page<Task>> {
+    let limit = page_size(p.limit);
+    let after = task_cursor(p.cursor.as_deref())?;
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {TASK_COLS} FROM tasks
+             WHERE id > ?1 AND (?2 IS NULL OR tenant = ?2) AND (?3 IS NULL OR job_id = ?3)
+               AND (?4 IS NULL OR queue = ?4) AND (?5 IS NULL OR state = ?5)
+             ORDER BY id LIMIT ?6"
+        ))
+        .map_err(db("list tasks"))?;
+    let state = p.state.map(|s| s.as_str());
+    let items = stmt
+        .query_map(
+            params![after, p.tenant, p.job_id, p.queue, state, limit + 1],
+            task_row,
+        )
+        .map_err(db("list tasks"))?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(db("list tasks"))?;
+    Ok(page_of(items, limit as usize))
+}
+
+/// Cut a `limit + 1` fetch down to a page, with a cursor when there was more.
+pub(crate) fn page_of(mut items: Vec<Task>, limit: usize) -> Page<Task> {
+    let next_cursor = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|t| t.id.to_string())
+    } else {
+        None
+    };
+    Page { items, next_cursor }
+}
+
+pub(crate) fn task_attempts(
+    conn: &Connection,
+    tenant: Option<&str>,
+    id: TaskId,
+) -> Result<Vec<Attempt>> {
+    task_get(conn, tenant, id)?;
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {ATTEMPT_COLS} FROM attempts WHERE task_id = ?1 ORDER BY attempt"
+        ))
+        .map_err(db("list attempts"))?;
+    let rows = stmt
+        .query_map([id], attempt_row)
+        .map_err(db("list attempts"))?;
+    rows.collect::<rusqlite::Result<_>>()
+        .map_err(db("list attempts"))
+}
+
+/// A lease candidate: sort key and the queue it came from.
+struct Candidate {
+    avoided: bool,
+    priority: i32,
+    run_at: i64,
+    id: TaskId,
+    lease_ms: i64,
+}
+
+/// 128 random bits as 32 lowercase hex digits.
+fn lease_token() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// Lease up to `max` tasks. Runs on the writer, so no other lease can interleave.
+pub(crate) fn task_lease(conn: &Connection, p: &TaskLease) -> Result<Vec<LeasedTask>> {
+    let max = p.max.min(spillway_core::api::MAX_LEASE_BATCH) as usize;
+    if max == 0 {
+        return Ok(Vec::new());
+    }
+    let mut queue_stmt = conn
+        .prepare_cached("SELECT lease_ms, paused FROM queues WHERE tenant = ?1 AND name = ?2")
+        .map_err(db("read a queue"))?;
+    // Walks the partial index tasks_leasable in order; `avoid` picks which side of the
+    // avoid_pool preference to take.
+    let mut pick = conn
+        .prepare_cached(&format!(
+            "SELECT id, priority, run_at FROM tasks
+             WHERE tenant = ?1 AND queue = ?2 AND state IN {WAITING} AND run_at <= ?3
+               AND (?4 = 0 OR burstable = 1)
+               AND ((?5 = 0 AND (avoid_pool IS NULL OR avoid_pool != ?6))
+                    OR (?5 = 1 AND avoid_pool = ?6))
+             ORDER BY priority DESC, run_at, id LIMIT ?7"
+        ))
+        .map_err(db("prepare the lease query"))?;
+    let mut candidates = Vec::new();
+    for queue in &p.queues {
+        let settings: Option<(i64, bool)> = queue_stmt
+            .query_row([&p.tenant, queue], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(db("read a queue"))?;
+        let Some((lease_ms, false)) = settings else {
+            continue;
+        };
+        for avoided in [false, true] {
+            let rows = pick
+                .query_map(
+                    params![
+                        p.tenant,
+                        queue,
+                        micros(p.now),
+                        p.burstable_only,
+                        avoided,
+                        p.worker_pool,
+                        max as i64
+                    ],
+                    |r| {
+                        Ok(Candidate {
+                            avoided,
+                            id: r.get(0)?,
+                            priority: r.get(1)?,
+                            run_at: r.get(2)?,
+                            lease_ms,
+                        })
+                    },
+                )
+                .map_err(db("find leasable tasks"))?;
+            let before = candidates.len();
+            for row in rows {
+                candidates.push(row.map_err(db("find leasable tasks"))?);
+            }
+            // Tasks that avoid this pool are only looked at when the rest do not fill `max`.
+            if candidates.len() - before >= max {
+                break;
+            }
+        }
+    }
+    candidates.sort_by(|a, b| {
+        (a.avoided, -i64::from(a.priority), a.run_at, a.id).cmp(&(
+            b.avoided,
+            -i64::from(b.priority),
+            b.run_at,
+            b.id,
+        ))
+    });
+    candidates.truncate(max);
+
+    let mut take = conn
+        .prepare_cached(
+            "UPDATE tasks SET state = 'leased', attempt = attempt + 1, lease_token = ?2,
+                              lease_worker = ?3, lease_expires_at = ?4
+             WHERE id = ?1
+             RETURNING job_id, idx, queue, attempt, payload",
+        )
+        .map_err(db("prepare the lease update"))?;
+    let mut attempt = conn
+        .prepare_cached(
+            "INSERT INTO attempts (task_id, attempt, worker_id, started_at, outcome)
+             VALUES (?1, ?2, ?3, ?4, 'running')",
+        )
+        .map_err(db("prepare the attempt insert"))?;
+    let mut jobs: HashMap<String, (TaskSpec, bool)> = HashMap::new();
+    let mut leased = Vec::with_capacity(candidates.len());
+    for c in candidates {
+        let token = lease_token();
+        let expires = micros(p.now) + c.lease_ms * 1000;
+        let (job_id, index, queue, attempt_no, payload): (
+            String,
+            u32,
+            String,
+            u32,
+            Option<String>,
+        ) = take
+            .query_row(params![c.id, token, p.worker_id, expires], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .map_err(db("lease a task"))?;
+        attempt
+            .execute(params![c.id, attempt_no, p.worker_id, micros(p.now)])
+            .map_err(db("record an attempt"))?;
+        if !jobs.contains_key(&job_id) {
+            let (spec, has_inputs): (String, bool) = conn
+                .prepare_cached(
+                    "SELECT spec, has_inputs AND NOT inputs_deleted FROM jobs WHERE id = ?1",
+                )
+                .and_then(|mut s| s.query_row([&job_id], |r| Ok((r.get(0)?, r.get(1)?))))
+                .map_err(db("read a leased task's job"))?;
+            let spec: TaskSpec = serde_json::from_str(&spec).map_err(|e| {
+                Error::internal(format!("job {job_id} has an unreadable spec")).with_source(e)
+            })?;
+            jobs.insert(job_id.clone(), (spec, has_inputs));
+        }
+        let (spec, has_inputs) = jobs
+            .get(&job_id)
+            .cloned()
+            .ok_or_else(|| Error::internal("leased task's job vanished from the cache"))?;
+        let payload = payload
+            .map(|p| serde_json::from_str(&p))
+            .transpose()
+            .map_err(|e| {
+                Error::internal(format!("task {} has an unreadable payload", c.id)).with_source(e)
+            })?;
+        leased.push(LeasedTask {
+            task_id: c.id,
+            job_id,
+            index,
+            queue,
+            attempt: attempt_no,
+            lease_token: token,
+            lease_expires_at: time(expires),
+            spec,
+            payload,
+            has_inputs,
+        });
+    }
+    Ok(leased)
+}
+
+pub(crate) fn task_heartbeat(conn: &Connection, p: &TaskHeartbeat) -> Result<Vec<HeartbeatResult>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "UPDATE tasks SET lease_expires_at = ?3 + 1000 * (
+                 SELECT lease_ms FROM queues q WHERE q.tenant = tasks.tenant AND q.name = tasks.queue)
+             WHERE id = ?1 AND state = 'leased' AND lease_token = ?2
+             RETURNING lease_expires_at, cancel_requested",
+        )
+        .map_err(db("prepare the heartbeat"))?;
+    let mut results = Vec::with_capacity(p.leases.len());
+    for lease in &p.leases {
+        let row: Option<(i64, bool)> = stmt
+            .query_row(
+                params![lease.task_id, lease.lease_token, micros(p.now)],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(db("extend a lease"))?;
+        results.push(match row {
+            Some((expires, cancel)) => HeartbeatResult {
+                task_id: lease.task_id,
+                status: if cancel {
+                    LeaseStatus::CancelRequested
+                } else {
+                    LeaseStatus::Extended
+                },
+                lease_expires_at: Some(time(expires)),
+            },
+            None => HeartbeatResult {
+                task_id: lease.task_id,
+                status: LeaseStatus::Lost,
+                lease_expires_at: None,
+            },
+        });
+    }
+    Ok(results)
+}
+
+pub(crate) fn lease_check(conn: &Connection, id: TaskId, token: &str) -> Result<Task> {
+    let current: Option<String> = conn
+        .prepare_cached("SELECT lease_token FROM tasks WHERE id = ?1 AND state = 'leased'")
+        .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
+        .map_err(db("check a lease"))?;
+    if current.as_deref() != Some(token) {
+        return Err(Error::conflict(format!(
+            "the lease on task {id} is not current: it finished or went to another worker; stop working on it"
+        )));
+    }
+    task_get(conn, None, id)
+}

@@ -1,0 +1,305 @@
+//! [`Store`] for [`SqliteStore`]: each method sends its query to the writer or a reader.
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use spillway_core::api::{HeartbeatResult, LeasedTask, Page, ReportResult};
+use spillway_core::model::{
+    Attempt, Job, Queue, QueueSettings, QueueStats, Task, Tenant, TokenInfo, Worker,
+};
+use spillway_core::{JobId, Result, TaskId, Timestamp};
+
+use super::SqliteStore;
+use super::queries::{admin, jobs, report, tasks};
+use crate::{
+    DeadList, DeadRequeue, JobList, JobSubmit, QueueCreate, Store, TaskComplete, TaskFail,
+    TaskHeartbeat, TaskLease, TaskList, TaskRelease, TokenCreate, Wakeups, WorkerBeat,
+    WorkerRegister,
+};
+
+impl SqliteStore {
+    /// Wake the waiters of every queue that got leasable work in a committed write.
+    fn wake(&self, queues: &BTreeSet<(String, String)>) {
+        for (tenant, queue) in queues {
+            self.wakeups.notify(tenant, queue);
+        }
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn wakeups(&self) -> &Wakeups {
+        &self.wakeups
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.readers
+            .call(|c| {
+                c.query_row("SELECT 1", [], |_| Ok(()))
+                    .map_err(super::rows::db("ping"))
+            })
+            .await
+    }
+
+    async fn tenant_create(&self, name: &str, now: Timestamp) -> Result<Tenant> {
+        let name = name.to_string();
+        self.writer
+            .call(move |c| admin::tenant_create(c, &name, now))
+            .await
+    }
+
+    async fn tenant_list(&self) -> Result<Vec<Tenant>> {
+        self.readers.call(admin::tenant_list).await
+    }
+
+    async fn token_create(&self, params: TokenCreate) -> Result<TokenInfo> {
+        self.writer
+            .call(move |c| admin::token_create(c, &params))
+            .await
+    }
+
+    async fn token_lookup(&self, secret_hash: &str) -> Result<Option<TokenInfo>> {
+        let hash = secret_hash.to_string();
+        self.readers
+            .call(move |c| admin::token_lookup(c, &hash))
+            .await
+    }
+
+    async fn token_list(&self, tenant: Option<&str>) -> Result<Vec<TokenInfo>> {
+        let tenant = tenant.map(str::to_string);
+        self.readers
+            .call(move |c| admin::token_list(c, tenant.as_deref()))
+            .await
+    }
+
+    async fn token_revoke(&self, tenant: Option<&str>, id: &str) -> Result<()> {
+        let (tenant, id) = (tenant.map(str::to_string), id.to_string());
+        self.writer
+            .call(move |c| admin::token_revoke(c, tenant.as_deref(), &id))
+            .await
+    }
+
+    async fn queue_create(&self, p: QueueCreate) -> Result<Queue> {
+        self.writer
+            .call(move |c| admin::queue_create(c, &p.tenant, &p.name, &p.settings, p.now))
+            .await
+    }
+
+    async fn queue_get(&self, tenant: &str, name: &str) -> Result<Queue> {
+        let (tenant, name) = (tenant.to_string(), name.to_string());
+        self.readers
+            .call(move |c| admin::queue_get(c, &tenant, &name))
+            .await
+    }
+
+    async fn queue_update(
+        &self,
+        tenant: &str,
+        name: &str,
+        settings: QueueSettings,
+    ) -> Result<Queue> {
+        let (tenant, name) = (tenant.to_string(), name.to_string());
+        let queue = self
+            .writer
+            .call(move |c| admin::queue_update(c, &tenant, &name, &settings))
+            .await?;
+        // Resuming a paused queue makes its tasks leasable.
+        if !queue.settings.paused {
+            self.wakeups.notify(&queue.tenant, &queue.name);
+        }
+        Ok(queue)
+    }
+
+    async fn queue_list(&self, tenant: Option<&str>) -> Result<Vec<Queue>> {
+        let tenant = tenant.map(str::to_string);
+        self.readers
+            .call(move |c| admin::queue_list(c, tenant.as_deref()))
+            .await
+    }
+
+    async fn queue_stats(&self, tenant: Option<&str>, now: Timestamp) -> Result<Vec<QueueStats>> {
+        let tenant = tenant.map(str::to_string);
+        self.readers
+            .call(move |c| admin::queue_stats(c, tenant.as_deref(), now))
+            .await
+    }
+
+    async fn job_submit(&self, params: JobSubmit) -> Result<(Job, bool)> {
+        let (job, created) = self
+            .writer
+            .call(move |c| jobs::job_submit(c, &params))
+            .await?;
+        if created {
+            self.wakeups.notify(&job.tenant, &job.queue);
+        }
+        Ok((job, created))
+    }
+
+    async fn job_get(&self, tenant: Option<&str>, id: &str) -> Result<Job> {
+        let (tenant, id) = (tenant.map(str::to_string), id.to_string());
+        self.readers
+            .call(move |c| jobs::job_get(c, tenant.as_deref(), &id))
+            .await
+    }
+
+    async fn job_list(&self, params: JobList) -> Result<Page<Job>> {
+        self.readers.call(move |c| jobs::job_list(c, &params)).await
+    }
+
+    async fn job_cancel(&self, tenant: Option<&str>, id: &str, now: Timestamp) -> Result<Job> {
+        let (tenant, id) = (tenant.map(str::to_string), id.to_string());
+        self.writer
+            .call(move |c| jobs::job_cancel(c, tenant.as_deref(), &id, now))
+            .await
+    }
+
+    async fn job_retry(&self, tenant: Option<&str>, id: &str, now: Timestamp) -> Result<u64> {
+        let (tenant, id) = (tenant.map(str::to_string), id.to_string());
+        let (n, job) = self
+            .writer
+            .call(move |c| jobs::job_retry(c, tenant.as_deref(), &id, now))
+            .await?;
+        if n > 0 {
+            self.wakeups.notify(&job.tenant, &job.queue);
+        }
+        Ok(n)
+    }
+
+    async fn job_inputs_to_delete(&self, limit: u32) -> Result<Vec<(String, JobId)>> {
+        self.readers
+            .call(move |c| jobs::job_inputs_to_delete(c, limit))
+            .await
+    }
+
+    async fn job_inputs_deleted(&self, id: &str) -> Result<()> {
+        let id = id.to_string();
+        self.writer
+            .call(move |c| jobs::job_inputs_deleted(c, &id))
+            .await
+    }
+
+    async fn task_get(&self, tenant: Option<&str>, id: TaskId) -> Result<Task> {
+        let tenant = tenant.map(str::to_string);
+        self.readers
+            .call(move |c| tasks::task_get(c, tenant.as_deref(), id))
+            .await
+    }
+
+    async fn task_list(&self, params: TaskList) -> Result<Page<Task>> {
+        self.readers
+            .call(move |c| tasks::task_list(c, &params))
+            .await
+    }
+
+    async fn task_attempts(&self, tenant: Option<&str>, id: TaskId) -> Result<Vec<Attempt>> {
+        let tenant = tenant.map(str::to_string);
+        self.readers
+            .call(move |c| tasks::task_attempts(c, tenant.as_deref(), id))
+            .await
+    }
+
+    async fn task_lease(&self, params: TaskLease) -> Result<Vec<LeasedTask>> {
+        self.writer
+            .call(move |c| tasks::task_lease(c, &params))
+            .await
+    }
+
+    async fn task_heartbeat(&self, params: TaskHeartbeat) -> Result<Vec<HeartbeatResult>> {
+        self.writer
+            .call(move |c| tasks::task_heartbeat(c, &params))
+            .await
+    }
+
+    async fn lease_check(&self, id: TaskId, token: &str, _now: Timestamp) -> Result<Task> {
+        let token = token.to_string();
+        self.readers
+            .call(move |c| tasks::lease_check(c, id, &token))
+            .await
+    }
+
+    async fn task_complete(&self, params: TaskComplete) -> Result<Vec<ReportResult>> {
+        self.writer
+            .call(move |c| report::task_complete(c, &params))
+            .await
+    }
+
+    async fn task_fail(&self, params: TaskFail) -> Result<Vec<ReportResult>> {
+        self.writer
+            .call(move |c| report::task_fail(c, &params))
+            .await
+    }
+
+    async fn task_release(&self, params: TaskRelease) -> Result<Vec<ReportResult>> {
+        let (results, woken) = self
+            .writer
+            .call(move |c| report::task_release(c, &params))
+            .await?;
+        self.wake(&woken);
+        Ok(results)
+    }
+
+    async fn lease_reap(&self, now: Timestamp) -> Result<u64> {
+        self.writer.call(move |c| report::lease_reap(c, now)).await
+    }
+
+    async fn dead_list(&self, params: DeadList) -> Result<Page<Task>> {
+        self.readers
+            .call(move |c| report::dead_list(c, &params))
+            .await
+    }
+
+    async fn dead_requeue(&self, params: DeadRequeue) -> Result<u64> {
+        let (n, woken) = self
+            .writer
+            .call(move |c| report::dead_requeue(c, &params))
+            .await?;
+        self.wake(&woken);
+        Ok(n)
+    }
+
+    async fn worker_register(&self, params: WorkerRegister) -> Result<Worker> {
+        self.writer
+            .call(move |c| admin::worker_register(c, &params))
+            .await
+    }
+
+    async fn worker_heartbeat(&self, params: WorkerBeat) -> Result<Worker> {
+        self.writer
+            .call(move |c| admin::worker_heartbeat(c, &params))
+            .await
+    }
+
+    async fn worker_exit(&self, id: &str, now: Timestamp) -> Result<()> {
+        let id = id.to_string();
+        self.writer
+            .call(move |c| admin::worker_exit(c, &id, now))
+            .await
+    }
+
+    async fn worker_list(&self, tenant: Option<&str>) -> Result<Vec<Worker>> {
+        let tenant = tenant.map(str::to_string);
+        self.readers
+            .call(move |c| admin::worker_list(c, tenant.as_deref()))
+            .await
+    }
+
+    async fn worker_mark_down(&self, silent_since: Timestamp) -> Result<u64> {
+        self.writer
+            .call(move |c| admin::worker_mark_down(c, silent_since))
+            .await
+    }
+
+    async fn retention_sweep(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(String, JobId, bool)>> {
+        self.writer
+            .call(move |c| jobs::retention_sweep(c, now, limit))
+            .await
+    }
+}
