@@ -10,6 +10,7 @@
 
 pub mod conformance;
 pub mod params;
+pub mod sqlite;
 pub mod wakeups;
 
 use async_trait::async_trait;
