@@ -10,6 +10,7 @@
 
 pub mod conformance;
 pub mod params;
+pub mod postgres;
 pub mod sqlite;
 pub mod wakeups;
 

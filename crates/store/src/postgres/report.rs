@@ -1,0 +1,496 @@
+//! Reports on leases (complete, fail, release), the lease reaper and dead letters.
+//!
+//! Every change is conditional on `state = 'leased'` and the caller's lease token. Fail,
+//! release and reap first lock the matching rows, decide each task's fate in Rust (retry
+//! policy lives in `spillway_core::retry`), then write all outcomes with one batched statement.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use deadpool_postgres::GenericClient;
+use spillway_core::api::{Page, ReleaseReason, ReportResult};
+use spillway_core::model::Task;
+use spillway_core::retry::{FailureDecision, decide_failure};
+use spillway_core::state::{AttemptOutcome, TaskState};
+use spillway_core::{Result, TaskId, Timestamp};
+use tokio_postgres::Row;
+
+use super::PostgresStore;
+use super::error::ctx;
+use super::rows::{TASK_COLUMNS, count, get, page_limit};
+use super::tasks::task_page;
+use crate::{DeadList, DeadRequeue, TaskComplete, TaskFail, TaskRelease};
+
+/// Expired leases reaped per transaction.
+const REAP_BATCH: i64 = 500;
+
+/// The leased rows matching (id, token) pairs, locked in id order (so concurrent batches
+/// cannot deadlock), with what deciding their fate needs.
+const LOCK_LEASED_SQL: &str = "
+SELECT t.id, t.lease_token, t.tenant, t.queue, t.attempt, t.failures, t.preemptions,
+       t.max_attempts, t.lease_worker, q.backoff_base_ns, q.backoff_max_ns, j.cancel_requested
+FROM tasks t
+JOIN queues q ON q.tenant = t.tenant AND q.name = t.queue
+JOIN jobs j ON j.id = t.job_id
+WHERE t.state = 'leased'
+  AND (t.id, t.lease_token) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))
+ORDER BY t.id
+FOR UPDATE OF t";
+
+/// Writes the end of many attempts at once: the task's new state and the attempt's outcome.
+const APPLY_SQL: &str = "
+WITH u AS (
+    SELECT * FROM unnest($1::bigint[], $2::int4[], $3::text[], $4::int4[], $5::int4[],
+                         $6::timestamptz[], $7::timestamptz[], $8::int4[], $9::text[],
+                         $10::text[], $11::text[], $12::text[])
+        AS u(id, attempt, state, failures, preemptions, run_at, finished_at, exit_code, error,
+             avoid_pool, outcome, log_tail)
+), moved AS (
+    UPDATE tasks t
+    SET state = u.state, failures = u.failures, preemptions = u.preemptions,
+        run_at = COALESCE(u.run_at, t.run_at), finished_at = u.finished_at,
+        exit_code = u.exit_code, last_error = COALESCE(u.error, t.last_error),
+        avoid_pool = COALESCE(u.avoid_pool, t.avoid_pool),
+        lease_token = NULL, lease_worker = NULL, lease_expires_at = NULL
+    FROM u WHERE t.id = u.id
+)
+UPDATE attempts a
+SET ended_at = $13, outcome = u.outcome, exit_code = u.exit_code, error = u.error,
+    log_tail = u.log_tail
+FROM u WHERE a.task_id = u.id AND a.attempt = u.attempt";
+
+/// A locked leased task, as read by [`LOCK_LEASED_SQL`].
+struct Held {
+    id: TaskId,
+    token: String,
+    tenant: String,
+    queue: String,
+    attempt: i32,
+    failures: u32,
+    preemptions: u32,
+    max_attempts: u32,
+    worker: Option<String>,
+    backoff_base: Duration,
+    backoff_max: Duration,
+    cancel_requested: bool,
+}
+
+impl Held {
+    fn from_row(row: &Row) -> Result<Self> {
+        let ns = |c: &str| -> Result<Duration> {
+            let v: i64 = get(row, c)?;
+            Ok(Duration::from_nanos(u64::try_from(v).unwrap_or(0)))
+        };
+        Ok(Held {
+            id: get(row, "id")?,
+            token: get(row, "lease_token")?,
+            tenant: get(row, "tenant")?,
+            queue: get(row, "queue")?,
+            attempt: get(row, "attempt")?,
+            failures: count(row, "failures")?,
+            preemptions: count(row, "preemptions")?,
+            max_attempts: count(row, "max_attempts")?,
+            worker: get(row, "lease_worker")?,
+            backoff_base: ns("backoff_base_ns")?,
+            backoff_max: ns("backoff_max_ns")?,
+            cancel_requested: get(row, "cancel_requested")?,
+        })
+    }
+
+    /// The fate of a failed attempt: retry after backoff, dead, or cancelled when the job was
+    /// cancelled meanwhile (a retry would never be leased and the job would never finish).
+    fn failed(
+        &self,
+        retryable: bool,
+        now: Timestamp,
+        error: String,
+        exit_code: Option<i32>,
+        outcome: AttemptOutcome,
+        log_tail: String,
+    ) -> Ending {
+        let failures = self.failures + 1;
+        let mut end = Ending::new(self, outcome, log_tail);
+        end.failures = failures;
+        end.exit_code = exit_code;
+        end.error = Some(error);
+        if self.cancel_requested {
+            end.state = TaskState::Cancelled;
+            end.finished_at = Some(now);
+            return end;
+        }
+        let jitter: f64 = rand::random();
+        match decide_failure(
+            failures,
+            self.max_attempts,
+            retryable,
+            self.backoff_base,
+            self.backoff_max,
+            now,
+            jitter,
+        ) {
+            FailureDecision::Retry { at } => {
+                end.state = TaskState::Retrying;
+                end.run_at = Some(at);
+            }
+            FailureDecision::Dead => {
+                end.state = TaskState::Dead;
+                end.finished_at = Some(now);
+            }
+        }
+        end
+    }
+}
+
+/// How one attempt ends, written by [`APPLY_SQL`].
+struct Ending {
+    id: TaskId,
+    attempt: i32,
+    state: TaskState,
+    failures: u32,
+    preemptions: u32,
+    run_at: Option<Timestamp>,
+    finished_at: Option<Timestamp>,
+    exit_code: Option<i32>,
+    error: Option<String>,
+    avoid_pool: Option<String>,
+    outcome: AttemptOutcome,
+    log_tail: String,
+}
+
+impl Ending {
+    fn new(held: &Held, outcome: AttemptOutcome, log_tail: String) -> Self {
+        Ending {
+            id: held.id,
+            attempt: held.attempt,
+            state: TaskState::Leased,
+            failures: held.failures,
+            preemptions: held.preemptions,
+            run_at: None,
+            finished_at: None,
+            exit_code: None,
+            error: None,
+            avoid_pool: None,
+            outcome,
+            log_tail,
+        }
+    }
+}
+
+async fn lock_leased(
+    client: &impl GenericClient,
+    ids: &[TaskId],
+    tokens: &[&str],
+) -> Result<HashMap<(TaskId, String), Held>> {
+    client
+        .query(LOCK_LEASED_SQL, &[&ids, &tokens])
+        .await
+        .map_err(ctx("could not lock leased tasks"))?
+        .iter()
+        .map(|row| Held::from_row(row).map(|h| ((h.id, h.token.clone()), h)))
+        .collect()
+}
+
+async fn apply(client: &impl GenericClient, endings: &[Ending], now: Timestamp) -> Result<()> {
+    if endings.is_empty() {
+        return Ok(());
+    }
+    let col = |f: fn(&Ending) -> i32| endings.iter().map(f).collect::<Vec<i32>>();
+    let ids: Vec<TaskId> = endings.iter().map(|e| e.id).collect();
+    let attempts = col(|e| e.attempt);
+    let states: Vec<&str> = endings.iter().map(|e| e.state.as_str()).collect();
+    let failures = col(|e| super::rows::int(e.failures));
+    let preemptions = col(|e| super::rows::int(e.preemptions));
+    let run_at: Vec<Option<Timestamp>> = endings.iter().map(|e| e.run_at).collect();
+    let finished_at: Vec<Option<Timestamp>> = endings.iter().map(|e| e.finished_at).collect();
+    let exit_codes: Vec<Option<i32>> = endings.iter().map(|e| e.exit_code).collect();
+    let errors: Vec<Option<&str>> = endings.iter().map(|e| e.error.as_deref()).collect();
+    let pools: Vec<Option<&str>> = endings.iter().map(|e| e.avoid_pool.as_deref()).collect();
+    let outcomes: Vec<&str> = endings.iter().map(|e| e.outcome.as_str()).collect();
+    let tails: Vec<&str> = endings.iter().map(|e| e.log_tail.as_str()).collect();
+    client
+        .execute(
+            APPLY_SQL,
+            &[
+                &ids,
+                &attempts,
+                &states,
+                &failures,
+                &preemptions,
+                &run_at,
+                &finished_at,
+                &exit_codes,
+                &errors,
+                &pools,
+                &outcomes,
+                &tails,
+                &now,
+            ],
+        )
+        .await
+        .map_err(ctx("could not record the end of attempts"))?;
+    Ok(())
+}
+
+/// One result per item (task id and token), in order: ok when that lease was applied.
+fn results(
+    ids: &[TaskId],
+    tokens: &[&str],
+    applied: &BTreeSet<(TaskId, String)>,
+) -> Vec<ReportResult> {
+    ids.iter()
+        .zip(tokens)
+        .map(|(id, token)| {
+            let ok = applied.contains(&(*id, (*token).to_string()));
+            ReportResult {
+                task_id: *id,
+                ok,
+                error: (!ok).then(|| {
+                    format!(
+                        "the lease on task {id} is not current: it was reaped, reported or handed to another worker; drop this result"
+                    )
+                }),
+            }
+        })
+        .collect()
+}
+
+impl PostgresStore {
+    pub(super) async fn complete(&self, p: TaskComplete) -> Result<Vec<ReportResult>> {
+        if p.items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<TaskId> = p.items.iter().map(|c| c.task_id).collect();
+        let tokens: Vec<&str> = p.items.iter().map(|c| c.lease_token.as_str()).collect();
+        let exit_codes: Vec<Option<i32>> = p.items.iter().map(|c| c.exit_code).collect();
+        let results_json: Vec<Option<&serde_json::Value>> =
+            p.items.iter().map(|c| c.result.as_ref()).collect();
+        let tails: Vec<&str> = p.items.iter().map(|c| c.log_tail.as_str()).collect();
+        let conn = self.conn().await?;
+        // One statement: the task moves to succeeded only if the lease is current, and its
+        // attempt ends in the same snapshot.
+        let done = conn
+            .query(
+                "WITH i AS (
+                    SELECT * FROM unnest($1::bigint[], $2::text[], $3::int4[], $4::jsonb[], $5::text[])
+                        AS i(id, token, exit_code, result, log_tail)
+                 ), done AS (
+                    UPDATE tasks t
+                    SET state = 'succeeded', finished_at = $6, exit_code = i.exit_code,
+                        result = i.result, lease_token = NULL, lease_worker = NULL,
+                        lease_expires_at = NULL
+                    FROM i WHERE t.id = i.id AND t.state = 'leased' AND t.lease_token = i.token
+                    RETURNING t.id, t.attempt, i.token
+                 ), ended AS (
+                    UPDATE attempts a
+                    SET ended_at = $6, outcome = 'succeeded', exit_code = i.exit_code,
+                        log_tail = i.log_tail
+                    FROM done d JOIN i ON i.id = d.id
+                    WHERE a.task_id = d.id AND a.attempt = d.attempt
+                 )
+                 SELECT id, token FROM done",
+                &[&ids, &tokens, &exit_codes, &results_json, &tails, &p.now],
+            )
+            .await
+            .map_err(ctx("could not complete tasks"))?;
+        let applied = done
+            .iter()
+            .map(|row| Ok((get::<TaskId>(row, "id")?, get::<String>(row, "token")?)))
+            .collect::<Result<BTreeSet<_>>>()?;
+        Ok(results(&ids, &tokens, &applied))
+    }
+
+    pub(super) async fn fail(&self, p: TaskFail) -> Result<Vec<ReportResult>> {
+        if p.items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<TaskId> = p.items.iter().map(|f| f.task_id).collect();
+        let tokens: Vec<&str> = p.items.iter().map(|f| f.lease_token.as_str()).collect();
+        let mut conn = self.conn().await?;
+        let tx = conn
+            .transaction()
+            .await
+            .map_err(ctx("could not start recording failures"))?;
+        let held = lock_leased(&tx, &ids, &tokens).await?;
+        let mut endings = Vec::new();
+        let mut applied = BTreeSet::new();
+        for f in &p.items {
+            let key = (f.task_id, f.lease_token.clone());
+            let Some(h) = held.get(&key) else { continue };
+            if !applied.insert(key) {
+                continue;
+            }
+            endings.push(h.failed(
+                f.retryable,
+                p.now,
+                f.error.clone(),
+                f.exit_code,
+                AttemptOutcome::Failed,
+                f.log_tail.clone(),
+            ));
+        }
+        apply(&tx, &endings, p.now).await?;
+        tx.commit()
+            .await
+            .map_err(ctx("could not commit failures"))?;
+        Ok(results(&ids, &tokens, &applied))
+    }
+
+    pub(super) async fn release(&self, p: TaskRelease) -> Result<Vec<ReportResult>> {
+        if p.items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<TaskId> = p.items.iter().map(|r| r.task_id).collect();
+        let tokens: Vec<&str> = p.items.iter().map(|r| r.lease_token.as_str()).collect();
+        let mut conn = self.conn().await?;
+        let tx = conn
+            .transaction()
+            .await
+            .map_err(ctx("could not start releasing leases"))?;
+        let held = lock_leased(&tx, &ids, &tokens).await?;
+        let mut endings = Vec::new();
+        let mut applied = BTreeSet::new();
+        let mut woken = BTreeSet::new();
+        for r in &p.items {
+            let key = (r.task_id, r.lease_token.clone());
+            let Some(h) = held.get(&key) else { continue };
+            if !applied.insert(key) {
+                continue;
+            }
+            // A preempted task of a cancelled job is cancelled: requeueing it would strand it.
+            let preempted = r.reason == ReleaseReason::Preempted && !h.cancel_requested;
+            let outcome = if preempted {
+                AttemptOutcome::Preempted
+            } else {
+                AttemptOutcome::Cancelled
+            };
+            let mut end = Ending::new(h, outcome, r.log_tail.clone());
+            if preempted {
+                end.state = TaskState::Available;
+                end.preemptions = h.preemptions + 1;
+                end.avoid_pool = p.worker_pool.clone();
+                woken.insert((h.tenant.clone(), h.queue.clone()));
+            } else {
+                end.state = TaskState::Cancelled;
+                end.finished_at = Some(p.now);
+            }
+            endings.push(end);
+        }
+        apply(&tx, &endings, p.now).await?;
+        let woken: Vec<(String, String)> = woken.into_iter().collect();
+        Self::notify_in(&tx, &woken).await?;
+        tx.commit()
+            .await
+            .map_err(ctx("could not commit releases"))?;
+        self.wake_local(woken.iter().map(|(t, q)| (t.as_str(), q.as_str())));
+        Ok(results(&ids, &tokens, &applied))
+    }
+
+    pub(super) async fn reap(&self, now: Timestamp) -> Result<u64> {
+        let mut total = 0u64;
+        loop {
+            let mut conn = self.conn().await?;
+            let tx = conn
+                .transaction()
+                .await
+                .map_err(ctx("could not start reaping leases"))?;
+            // SKIP LOCKED: a lease being reported right now is left to its report.
+            let expired = tx
+                .query(
+                    "SELECT t.id, t.lease_token, t.tenant, t.queue, t.attempt, t.failures, t.preemptions,
+                            t.max_attempts, t.lease_worker, q.backoff_base_ns, q.backoff_max_ns,
+                            j.cancel_requested
+                     FROM tasks t
+                     JOIN queues q ON q.tenant = t.tenant AND q.name = t.queue
+                     JOIN jobs j ON j.id = t.job_id
+                     WHERE t.state = 'leased' AND t.lease_expires_at < $1
+                     ORDER BY t.lease_expires_at, t.id
+                     LIMIT $2
+                     FOR UPDATE OF t SKIP LOCKED",
+                    &[&now, &REAP_BATCH],
+                )
+                .await
+                .map_err(ctx("could not find expired leases"))?;
+            let endings = expired
+                .iter()
+                .map(|row| {
+                    let h = Held::from_row(row)?;
+                    let error = format!(
+                        "lease expired: worker {} sent no heartbeat in time",
+                        h.worker.as_deref().unwrap_or("unknown")
+                    );
+                    Ok(h.failed(
+                        true,
+                        now,
+                        error,
+                        None,
+                        AttemptOutcome::LeaseExpired,
+                        String::new(),
+                    ))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            apply(&tx, &endings, now).await?;
+            tx.commit()
+                .await
+                .map_err(ctx("could not commit reaped leases"))?;
+            total += endings.len() as u64;
+            if endings.is_empty() || i64::try_from(endings.len()).unwrap_or(i64::MAX) < REAP_BATCH {
+                break;
+            }
+        }
+        if total > 0 {
+            tracing::info!(count = total, "reaped expired leases");
+        }
+        Ok(total)
+    }
+
+    pub(super) async fn dead(&self, p: DeadList) -> Result<Page<Task>> {
+        let conn = self.conn().await?;
+        let after = super::rows::cursor::<TaskId>(p.cursor.as_deref())?;
+        let limit = page_limit(p.limit);
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM tasks t JOIN jobs j ON j.id = t.job_id
+             WHERE t.state = 'dead' AND ($1::text IS NULL OR t.tenant = $1)
+               AND ($2::text IS NULL OR t.queue = $2) AND ($3::bigint IS NULL OR t.id > $3)
+             ORDER BY t.id LIMIT $4"
+        );
+        let found = conn
+            .query(&sql, &[&p.tenant, &p.queue, &after, &limit])
+            .await
+            .map_err(ctx("could not list dead tasks"))?;
+        task_page(&found, limit)
+    }
+
+    pub(super) async fn requeue_dead(&self, p: DeadRequeue) -> Result<u64> {
+        if p.task_ids.is_empty() && p.queue.is_none() {
+            return Ok(0);
+        }
+        let by_ids = !p.task_ids.is_empty();
+        let mut conn = self.conn().await?;
+        let tx = conn
+            .transaction()
+            .await
+            .map_err(ctx("could not start requeueing"))?;
+        let moved = tx
+            .query(
+                "UPDATE tasks SET state = 'available', run_at = $5, failures = 0, finished_at = NULL
+                 WHERE state = 'dead' AND ($1::text IS NULL OR tenant = $1)
+                   AND (NOT $2 OR id = ANY($3)) AND ($4::text IS NULL OR queue = $4)
+                 RETURNING tenant, queue",
+                &[&p.tenant, &by_ids, &p.task_ids, &p.queue, &p.now],
+            )
+            .await
+            .map_err(ctx("could not requeue dead tasks"))?;
+        let woken = moved
+            .iter()
+            .map(|row| Ok((get::<String>(row, "tenant")?, get::<String>(row, "queue")?)))
+            .collect::<Result<BTreeSet<_>>>()?
+            .into_iter()
+            .collect::<Vec<_>>();
+        Self::notify_in(&tx, &woken).await?;
+        tx.commit()
+            .await
+            .map_err(ctx("could not commit the requeue"))?;
+        self.wake_local(woken.iter().map(|(t, q)| (t.as_str(), q.as_str())));
+        Ok(moved.len() as u64)
+    }
+}

@@ -1,0 +1,358 @@
+//! The PostgreSQL backend against a real server: the conformance suite, two replicas sharing
+//! one schema, wake-ups across replicas, migrations racing at start-up and leader election.
+//!
+//! Needs `SPILLWAY_TEST_POSTGRES_URL` (e.g. `postgres://postgres@127.0.0.1:5432/test`). Without
+//! it every test prints why it skipped, unless `CI=true`, where a missing database is a failure.
+//! Each test works in its own fresh schema and drops it when it passes.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use spillway_core::api::Completion;
+use spillway_store::conformance::{QUEUE, TENANT, job, setup, setup_queue, t0, test_settings};
+use spillway_store::postgres::PostgresStore;
+use spillway_store::{DynStore, Store, TaskComplete, TaskLease};
+
+const URL_VAR: &str = "SPILLWAY_TEST_POSTGRES_URL";
+
+/// The database URL, or `None` (after saying so) when the test should skip.
+fn database_url() -> Option<String> {
+    match std::env::var(URL_VAR) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "{URL_VAR} is not set but CI=true: point it at a PostgreSQL database, e.g. postgres://postgres@127.0.0.1:5432/test"
+            );
+            eprintln!("skipped: {URL_VAR} is not set; set it to run the PostgreSQL tests");
+            None
+        }
+    }
+}
+
+fn fresh_schema() -> String {
+    format!("spillway_test_{}", uuid::Uuid::new_v4().simple())
+}
+
+async fn connect(url: &str, schema: &str) -> PostgresStore {
+    match PostgresStore::connect(url, Some(schema)).await {
+        Ok(store) => store,
+        Err(e) => panic!(
+            "connect to {URL_VAR} in schema {schema}: {e} ({:?})",
+            std::error::Error::source(&e)
+        ),
+    }
+}
+
+/// Run one conformance case on a fresh schema, dropped afterwards.
+async fn conformance<F, Fut>(case: F)
+where
+    F: FnOnce(DynStore) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let Some(url) = database_url() else { return };
+    let store = Arc::new(connect(&url, &fresh_schema()).await);
+    case(store.clone()).await;
+    if let Err(e) = store.drop_schema().await {
+        panic!("drop_schema: {e}");
+    }
+}
+
+/// The conformance cases, run here rather than through `store_conformance_tests!` because
+/// these must skip when no database is configured. `conformance_case_list_is_complete` fails
+/// when the suite gains a case this list lacks.
+macro_rules! postgres_conformance {
+    ($($case:ident),* $(,)?) => {
+        const CASES: &[&str] = &[$(stringify!($case)),*];
+        mod conformance_cases {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::conformance(spillway_store::conformance::$case).await;
+                }
+            )*
+        }
+    };
+}
+
+postgres_conformance!(
+    tenants_crud,
+    queues_crud,
+    tokens_crud,
+    submit_creates_tasks,
+    submit_is_idempotent_by_key,
+    lease_takes_by_priority_then_run_at_then_id,
+    lease_skips_paused_scheduled_and_other_tenants,
+    heartbeat_extends_only_the_current_lease,
+    complete_refuses_stale_tokens,
+    fail_retries_with_backoff_then_dies,
+    non_retryable_failure_is_dead_at_once,
+    release_preempted_requeues_without_failure,
+    lease_reap_fails_expired_leases,
+    cancel_stops_waiting_and_flags_leased_tasks,
+    job_retry_requeues_dead_and_cancelled,
+    dead_list_and_requeue,
+    job_list_pages_and_filters,
+    task_and_dead_lists_page,
+    tenants_are_isolated,
+    workers_lifecycle,
+    retention_sweep_deletes_only_expired_finished_jobs,
+    job_inputs_deletion_bookkeeping,
+    lease_check_accepts_only_the_current_lease,
+    queue_stats_counts_states,
+    concurrent_leasers_never_share_a_task,
+    wakeups_signal_on_submit,
+);
+
+#[test]
+fn conformance_case_list_is_complete() {
+    let source = include_str!("../src/conformance.rs");
+    let start = source.find("@cases $make;").unwrap_or_else(|| {
+        panic!("the conformance macro no longer lists its cases after `@cases $make;`")
+    });
+    let rest = &source[start + "@cases $make;".len()..];
+    let end = rest.find(");").unwrap_or(rest.len());
+    let suite: HashSet<&str> = rest[..end]
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    let here: HashSet<&str> = CASES.iter().copied().collect();
+    let missing: Vec<_> = suite.difference(&here).collect();
+    assert!(
+        missing.is_empty(),
+        "add these conformance cases to tests/postgres.rs: {missing:?}"
+    );
+}
+
+/// Two replicas on one schema, four leasing loops each, race over 10,000 tasks: no task is
+/// handed out twice while its lease is valid, and every task completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_never_share_a_task() {
+    let Some(url) = database_url() else { return };
+    let schema = fresh_schema();
+    // Connecting both at once also races their migrations.
+    let (a, b) = tokio::join!(connect(&url, &schema), connect(&url, &schema));
+    let owner = Arc::new(a);
+    let (a, b): (DynStore, DynStore) = (owner.clone(), Arc::new(b));
+    setup(&a).await;
+    let submitted = a.job_submit(job(TENANT, QUEUE, 10_000, t0())).await;
+    let (submitted, created) = submitted.unwrap_or_else(|e| panic!("job_submit: {e}"));
+    assert!(created);
+
+    // The clock stands still at t0, so every lease stays valid for the whole race: a task
+    // seen twice was leased twice while its first lease held.
+    let seen = Arc::new(Mutex::new(HashSet::new()));
+    let mut loops = Vec::new();
+    for (replica, store) in [(0, a.clone()), (1, b.clone())] {
+        for n in 0..4 {
+            let store = store.clone();
+            let seen = seen.clone();
+            loops.push(tokio::spawn(async move {
+                let worker_id = format!("r{replica}-w{n}");
+                loop {
+                    let got = store
+                        .task_lease(TaskLease {
+                            tenant: TENANT.into(),
+                            queues: vec![QUEUE.into()],
+                            worker_id: worker_id.clone(),
+                            worker_pool: "pool".into(),
+                            burstable_only: false,
+                            max: 64,
+                            now: t0(),
+                        })
+                        .await
+                        .unwrap_or_else(|e| panic!("task_lease on replica {replica}: {e}"));
+                    if got.is_empty() {
+                        return;
+                    }
+                    {
+                        let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+                        for t in &got {
+                            assert!(
+                                seen.insert(t.task_id),
+                                "task {} was leased twice",
+                                t.task_id
+                            );
+                        }
+                    }
+                    let items = got
+                        .iter()
+                        .map(|t| Completion {
+                            task_id: t.task_id,
+                            lease_token: t.lease_token.clone(),
+                            exit_code: Some(0),
+                            result: None,
+                            log_tail: String::new(),
+                        })
+                        .collect();
+                    let res = store
+                        .task_complete(TaskComplete { items, now: t0() })
+                        .await
+                        .unwrap_or_else(|e| panic!("task_complete on replica {replica}: {e}"));
+                    assert!(
+                        res.iter().all(|r| r.ok),
+                        "a current lease was refused: {res:?}"
+                    );
+                }
+            }));
+        }
+    }
+    for l in loops {
+        if let Err(e) = l.await {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+    assert_eq!(seen.lock().unwrap_or_else(|p| p.into_inner()).len(), 10_000);
+    let done = b
+        .job_get(None, &submitted.id)
+        .await
+        .unwrap_or_else(|e| panic!("job_get: {e}"));
+    assert_eq!(
+        done.counts.succeeded, 10_000,
+        "every task completed exactly once"
+    );
+    drop((a, b));
+    owner
+        .drop_schema()
+        .await
+        .unwrap_or_else(|e| panic!("drop_schema: {e}"));
+}
+
+/// A submit on one replica wakes a long-poll waiting on the other, through LISTEN/NOTIFY.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_from_one_replica_wakes_the_other() {
+    let Some(url) = database_url() else { return };
+    let schema = fresh_schema();
+    let owner = Arc::new(connect(&url, &schema).await);
+    let a: DynStore = owner.clone();
+    let b = connect(&url, &schema).await;
+    // Notifications are database-wide: a queue name of its own keeps other tests' submits
+    // from waking this waiter.
+    let queue = format!("q-{}", uuid::Uuid::new_v4().simple());
+    setup_queue(&a, TENANT, &queue, test_settings()).await;
+
+    let notify = b.wakeups().listener(TENANT, &queue);
+    let notified = notify.notified();
+    tokio::pin!(notified);
+    notified.as_mut().enable();
+    a.job_submit(job(TENANT, &queue, 1, t0()))
+        .await
+        .unwrap_or_else(|e| panic!("job_submit: {e}"));
+    // A deadline, not a delay: the notification is on its way once the submit committed.
+    let woke = tokio::time::timeout(Duration::from_secs(10), notified).await;
+    assert!(
+        woke.is_ok(),
+        "a submit on replica a did not wake a waiter on replica b"
+    );
+    drop((a, b));
+    owner
+        .drop_schema()
+        .await
+        .unwrap_or_else(|e| panic!("drop_schema: {e}"));
+}
+
+/// Several replicas starting at once apply each migration exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_starts_migrate_once() {
+    let Some(url) = database_url() else { return };
+    let schema = fresh_schema();
+    let (a, b, c) = tokio::join!(
+        connect(&url, &schema),
+        connect(&url, &schema),
+        connect(&url, &schema)
+    );
+    drop((b, c));
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    let driver = tokio::spawn(connection);
+    let rows = client
+        .query(
+            &format!(
+                "SELECT version, count(*) AS n FROM {schema}.schema_migrations GROUP BY version"
+            ),
+            &[],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("read schema_migrations: {e}"));
+    assert!(!rows.is_empty(), "no migration was recorded");
+    for row in rows {
+        let (version, n): (i32, i64) = (row.get("version"), row.get("n"));
+        assert_eq!(n, 1, "migration {version} was recorded {n} times");
+    }
+    drop(client);
+    driver.abort();
+    a.drop_schema()
+        .await
+        .unwrap_or_else(|e| panic!("drop_schema: {e}"));
+}
+
+/// Only one replica holds an advisory leadership key at a time; it passes on when released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn advisory_leader_is_exclusive() {
+    let Some(url) = database_url() else { return };
+    let schema = fresh_schema();
+    let a = connect(&url, &schema).await;
+    let b = connect(&url, &schema).await;
+    let key: i64 = rand::random();
+
+    let leader = a
+        .try_advisory_leader(key)
+        .await
+        .unwrap_or_else(|e| panic!("try_advisory_leader: {e}"))
+        .unwrap_or_else(|| panic!("the first replica to ask did not become leader"));
+    assert!(leader.is_held());
+    let second = b
+        .try_advisory_leader(key)
+        .await
+        .unwrap_or_else(|e| panic!("try_advisory_leader: {e}"));
+    assert!(second.is_none(), "two replicas hold leadership at once");
+
+    leader
+        .release()
+        .await
+        .unwrap_or_else(|e| panic!("release: {e}"));
+    let next = b
+        .try_advisory_leader(key)
+        .await
+        .unwrap_or_else(|e| panic!("try_advisory_leader: {e}"));
+    let next = next.unwrap_or_else(|| panic!("leadership was not passed on after release"));
+
+    // Dropping the guard closes its connection, which frees the lock on the server; wait for
+    // that with a deadline.
+    drop(next);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let again = a
+            .try_advisory_leader(key)
+            .await
+            .unwrap_or_else(|e| panic!("try_advisory_leader: {e}"));
+        if again.is_some() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "leadership was still held 10s after its guard was dropped"
+        );
+        // A poll interval, not synchronisation: the loop ends on the condition.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(b);
+    a.drop_schema()
+        .await
+        .unwrap_or_else(|e| panic!("drop_schema: {e}"));
+}
+
+/// A bad schema name is refused before anything reaches the database.
+#[tokio::test]
+async fn rejects_unsafe_schema_names() {
+    let Some(url) = database_url() else { return };
+    let err = PostgresStore::connect(&url, Some("x; DROP TABLE tasks"))
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("an unsafe schema name was accepted"));
+    assert_eq!(err.kind(), spillway_core::ErrorKind::InvalidArgument);
+    assert!(err.message().contains("schema name"), "{err}");
+}
