@@ -25,6 +25,9 @@ pub const DEFAULT_WORKER_DOWN_AFTER: Duration = Duration::from_secs(30);
 pub const DEFAULT_WORKER_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 /// Default time between retention cleaner passes.
 pub const DEFAULT_RETENTION_INTERVAL: Duration = Duration::from_secs(60);
+/// Default time a waiting lease call waits before looking again without a wake-up (retries
+/// and delayed tasks become due without any signal).
+pub const DEFAULT_LEASE_RECHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// Default time between passes that delete inputs of succeeded jobs.
 pub const DEFAULT_INPUT_CLEANER_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -46,6 +49,9 @@ pub struct ServerConfig {
     /// Time between lease reaper passes.
     #[serde(with = "humantime_serde")]
     pub reaper_interval: Duration,
+    /// Time a waiting lease call waits before looking again without a wake-up.
+    #[serde(with = "humantime_serde")]
+    pub lease_recheck_interval: Duration,
     /// A worker silent this long is marked down.
     #[serde(with = "humantime_serde")]
     pub worker_down_after: Duration,
@@ -69,6 +75,7 @@ impl Default for ServerConfig {
             max_payload_bytes: ByteSize(DEFAULT_MAX_PAYLOAD_BYTES),
             max_upload_bytes: ByteSize(DEFAULT_MAX_UPLOAD_BYTES),
             reaper_interval: DEFAULT_REAPER_INTERVAL,
+            lease_recheck_interval: DEFAULT_LEASE_RECHECK_INTERVAL,
             worker_down_after: DEFAULT_WORKER_DOWN_AFTER,
             worker_check_interval: DEFAULT_WORKER_CHECK_INTERVAL,
             retention_interval: DEFAULT_RETENTION_INTERVAL,
@@ -100,6 +107,7 @@ impl ServerConfig {
         }
         for (name, interval) in [
             ("reaper_interval", self.reaper_interval),
+            ("lease_recheck_interval", self.lease_recheck_interval),
             ("worker_down_after", self.worker_down_after),
             ("worker_check_interval", self.worker_check_interval),
             ("retention_interval", self.retention_interval),

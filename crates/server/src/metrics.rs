@@ -79,6 +79,16 @@ struct HttpLabels {
     status: String,
 }
 
+/// Keeps a lease call counted in `spillway_lease_waiters` while it lives.
+#[derive(Debug)]
+pub struct LeaseWaiting(Gauge);
+
+impl Drop for LeaseWaiting {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// Every metric the server exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -89,6 +99,7 @@ pub struct Metrics {
     lease_duration: Histogram,
     end_to_end: Histogram,
     http: Family<HttpLabels, Counter>,
+    lease_waiters: Gauge,
     // Scrapes clear and refill the gauges; one at a time keeps them consistent.
     scrape: tokio::sync::Mutex<()>,
 }
@@ -140,7 +151,14 @@ impl Metrics {
             "HTTP requests by route template and status",
             http.clone(),
         );
+        let lease_waiters = Gauge::default();
+        registry.register(
+            "spillway_lease_waiters",
+            "Lease calls waiting for work right now",
+            lease_waiters.clone(),
+        );
         Self {
+            lease_waiters,
             registry,
             tasks,
             oldest,
@@ -173,6 +191,12 @@ impl Metrics {
     /// Record the time from submit to a task finishing.
     pub fn end_to_end(&self, took: Duration) {
         self.end_to_end.observe(took.as_secs_f64());
+    }
+
+    /// Count a lease call as waiting until the returned guard is dropped.
+    pub fn lease_waiting(&self) -> LeaseWaiting {
+        self.lease_waiters.inc();
+        LeaseWaiting(self.lease_waiters.clone())
     }
 
     /// Count one HTTP request.

@@ -2,7 +2,6 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
@@ -27,9 +26,6 @@ use crate::metrics::{Outcome, UNKNOWN_QUEUE};
 use crate::problem::ApiResult;
 use crate::state::AppState;
 
-/// How often a waiting lease call looks again even without a wake-up, to catch retries and
-/// delayed tasks whose time has come (nothing signals those).
-pub const LEASE_RECHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// Most leases one heartbeat or report may carry.
 const MAX_REPORT_BATCH: usize = MAX_LEASE_BATCH as usize;
 
@@ -98,7 +94,9 @@ pub async fn lease(
             state.shared.leases.record(&tasks, &worker.pool, now);
             break tasks;
         }
-        let until = deadline.min(Instant::now() + LEASE_RECHECK_INTERVAL);
+        // Retries and delayed tasks become due without a signal: look again now and then.
+        let until = deadline.min(Instant::now() + state.config.lease_recheck_interval);
+        let _waiting = state.metrics.lease_waiting();
         tokio::select! {
             _ = select_all(armed.iter_mut().map(|n| n.as_mut())) => {}
             _ = tokio::time::sleep_until(until) => {}

@@ -1,0 +1,10 @@
+//! The HTTP API end to end: a real server on 127.0.0.1 over SQLite in a temporary folder and
+//! in-memory blobs, spoken to with reqwest the way a client would.
+
+mod support;
+
+mod flow;
+mod rejects;
+mod services;
+mod system;
+mod tenancy;

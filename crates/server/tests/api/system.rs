@@ -1,0 +1,200 @@
+//! Health, readiness, metrics, the OpenAPI document and unknown routes.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::support::{Server, ok, problem, simple_job};
+
+/// Every route of the API contract, as (method, OpenAPI path).
+const CONTRACT: &[(&str, &str)] = &[
+    ("post", "/v1/tenants"),
+    ("get", "/v1/tenants"),
+    ("post", "/v1/tokens"),
+    ("get", "/v1/tokens"),
+    ("delete", "/v1/tokens/{id}"),
+    ("post", "/v1/queues"),
+    ("get", "/v1/queues"),
+    ("get", "/v1/queues/{name}"),
+    ("patch", "/v1/queues/{name}"),
+    ("post", "/v1/uploads"),
+    ("put", "/v1/uploads/{id}/files/{path}"),
+    ("post", "/v1/jobs"),
+    ("get", "/v1/jobs"),
+    ("get", "/v1/jobs/{id}"),
+    ("post", "/v1/jobs/{id}/cancel"),
+    ("post", "/v1/jobs/{id}/retry"),
+    ("get", "/v1/jobs/{id}/tasks"),
+    ("get", "/v1/jobs/{id}/inputs"),
+    ("get", "/v1/jobs/{id}/inputs/{path}"),
+    ("get", "/v1/jobs/{id}/results"),
+    ("get", "/v1/jobs/{id}/results/{index}/{path}"),
+    ("get", "/v1/tasks/{id}"),
+    ("get", "/v1/tasks/{id}/logs"),
+    ("put", "/v1/tasks/{id}/results/{path}"),
+    ("post", "/v1/workers"),
+    ("get", "/v1/workers"),
+    ("post", "/v1/workers/{id}/heartbeat"),
+    ("delete", "/v1/workers/{id}"),
+    ("post", "/v1/tasks/lease"),
+    ("post", "/v1/tasks/heartbeat"),
+    ("post", "/v1/tasks/complete"),
+    ("post", "/v1/tasks/fail"),
+    ("post", "/v1/tasks/release"),
+    ("post", "/v1/tasks/{id}/complete"),
+    ("post", "/v1/tasks/{id}/fail"),
+    ("get", "/v1/dead"),
+    ("post", "/v1/dead/requeue"),
+    ("get", "/v1/openapi.json"),
+    ("get", "/metrics"),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+];
+
+#[tokio::test]
+async fn openapi_lists_every_route_without_a_token() {
+    let server = Server::start().await;
+    let resp = server
+        .http
+        .get(format!("{}/v1/openapi.json", server.base))
+        .send()
+        .await
+        .expect("send");
+    let doc: Value = ok(resp, StatusCode::OK).await;
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
+    let mut missing = Vec::new();
+    for (method, path) in CONTRACT {
+        if doc["paths"][path][method].is_null() {
+            missing.push(format!("{method} {path}"));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "routes missing from the document: {missing:?}"
+    );
+    let documented: usize = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .values()
+        .map(|p| p.as_object().map_or(0, |m| m.len()))
+        .sum();
+    assert_eq!(
+        documented,
+        CONTRACT.len(),
+        "the document lists routes outside the contract"
+    );
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    assert!(doc["components"]["schemas"]["SubmitJob"].is_object());
+    assert!(doc["components"]["schemas"]["Problem"].is_object());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn every_contract_route_is_served() {
+    // A request without a token reaches every /v1 route (401) rather than the fallback (404).
+    let server = Server::start().await;
+    for (method, path) in CONTRACT {
+        if !path.starts_with("/v1/") || *path == "/v1/openapi.json" {
+            continue;
+        }
+        let concrete = path
+            .replace("{id}", "1")
+            .replace("{name}", "default")
+            .replace("{index}", "0")
+            .replace("{path}", "f.txt");
+        let method = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
+        let resp = server
+            .http
+            .request(method.clone(), format!("{}{concrete}", server.base))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(
+            resp.status(),
+            StatusCode::UNAUTHORIZED,
+            "{method} {concrete}"
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_show_queues_outcomes_latencies_and_requests() {
+    let server = Server::start().await;
+    let worker = server.worker(&server.admin, &["default"]).await;
+    server.submit(&server.admin, simple_job()).await;
+    server.submit(&server.admin, simple_job()).await;
+    let leased = server.lease(&server.admin, &worker, &["default"], 1).await;
+    let report: Value = ok(
+        server
+            .post(
+                "/v1/tasks/complete",
+                &server.admin,
+                json!({"completions": [{"task_id": leased[0]["task_id"], "lease_token": leased[0]["lease_token"]}]}),
+            )
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(report["results"][0]["ok"], true);
+
+    let resp = server
+        .http
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = resp.text().await.expect("body");
+    for series in [
+        r#"spillway_tasks{tenant="default",queue="default",state="succeeded"} 1"#,
+        r#"spillway_tasks{tenant="default",queue="default",state="available"} 1"#,
+        r#"spillway_tasks{tenant="default",queue="default",state="dead"} 0"#,
+        r#"spillway_oldest_available_age_seconds{tenant="default",queue="default"}"#,
+        r#"spillway_task_outcomes_total{queue="default",outcome="succeeded"} 1"#,
+        "spillway_lease_duration_seconds_count 1",
+        "spillway_task_end_to_end_seconds_count 1",
+        r#"spillway_http_requests_total{route="/v1/jobs",status="201"} 2"#,
+        r#"spillway_http_requests_total{route="/v1/tasks/lease",status="200"} 1"#,
+    ] {
+        assert!(text.contains(series), "missing {series} in:\n{text}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn health_readiness_and_unknown_routes() {
+    let server = Server::start().await;
+    let resp = server
+        .http
+        .get(format!("{}/healthz", server.base))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.text().await.expect("body"), "ok");
+    let resp = server
+        .http
+        .get(format!("{}/readyz", server.base))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    let p = problem(
+        server.get("/v1/nothing-here", &server.admin).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    assert!(p.detail.contains("/v1/nothing-here"), "{}", p.detail);
+    let resp = server
+        .req(Method::DELETE, "/v1/jobs", &server.admin)
+        .send()
+        .await
+        .expect("send");
+    let p = problem(resp, StatusCode::METHOD_NOT_ALLOWED).await;
+    assert!(p.detail.contains("DELETE"), "{}", p.detail);
+    server.stop().await;
+}
