@@ -24,18 +24,20 @@ pub(crate) fn map(op: &str, key: &str, err: object_store::Error) -> Error {
 /// Map a failure reported through `std::io` (the upload writer does), recovering the
 /// `object_store` error inside it where there is one.
 pub(crate) fn map_io(op: &str, key: &str, err: std::io::Error) -> Error {
-    if err
+    if !err
         .get_ref()
         .is_some_and(|inner| inner.is::<object_store::Error>())
     {
-        if let Some(inner) = err.into_inner() {
-            if let Ok(store_err) = inner.downcast::<object_store::Error>() {
-                return map(op, key, *store_err);
-            }
-        }
-        return Error::internal(format!("could not {op} object {key:?}"));
+        return Error::unavailable(format!("could not {op} object {key:?}")).with_source(err);
     }
-    Error::unavailable(format!("could not {op} object {key:?}")).with_source(err)
+    match err
+        .into_inner()
+        .map(|inner| inner.downcast::<object_store::Error>())
+    {
+        Some(Ok(store_err)) => map(op, key, *store_err),
+        // Unreachable: the check above saw an object_store error inside.
+        _ => Error::internal(format!("could not {op} object {key:?}")),
+    }
 }
 
 /// Whether `err` comes from walking into something on local disk that is not a folder.
@@ -85,5 +87,22 @@ mod tests {
         );
         assert!(err.is_retryable());
         assert!(err.message().contains("S3"), "{}", err.message());
+    }
+
+    #[test]
+    fn io_wrapped_store_errors_keep_their_kind() {
+        let wrapped = std::io::Error::other(object_store::Error::InvalidPath {
+            source: object_store::path::Error::EmptySegment {
+                path: "a//b".into(),
+            },
+        });
+        assert_eq!(map_io("write", "k", wrapped).kind(), ErrorKind::Internal);
+        let plain = std::io::Error::new(std::io::ErrorKind::BrokenPipe, "pipe");
+        assert_eq!(map_io("write", "k", plain).kind(), ErrorKind::Unavailable);
+        let missing = std::io::Error::other(object_store::Error::NotFound {
+            path: "k".into(),
+            source: "gone".into(),
+        });
+        assert_eq!(map_io("write", "k", missing).kind(), ErrorKind::NotFound);
     }
 }
