@@ -351,10 +351,7 @@ pub(crate) fn dead_list(conn: &Connection, p: &DeadList) -> Result<Page<Task>> {
 }
 
 /// Requeue dead tasks. Returns how many and the (tenant, queue) pairs that got work back.
-pub(crate) fn dead_requeue(
-    conn: &Connection,
-    p: &DeadRequeue,
-) -> Result<(u64, Woken)> {
+pub(crate) fn dead_requeue(conn: &Connection, p: &DeadRequeue) -> Result<(u64, Woken)> {
     const SET: &str =
         "UPDATE tasks SET state = 'available', failures = 0, finished_at = NULL, run_at = ?1";
     let mut changed: Vec<(String, String, String)> = Vec::new();
