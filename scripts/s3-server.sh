@@ -39,6 +39,8 @@ running_pid() {
     [[ -f "$STATE/pid" ]] || return 1
     pid="$(cat "$STATE/pid")"
     kill -0 "$pid" 2>/dev/null || return 1
+    # A stale pid file may name a pid the system has since reused for something else.
+    grep -q moto_server "/proc/$pid/cmdline" 2>/dev/null || return 1
     echo "$pid"
 }
 
