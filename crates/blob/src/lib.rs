@@ -3,7 +3,9 @@
 //! [`BlobStore`] is the seam; [`ObjectBlobs`] implements it once over the `object_store`
 //! crate for `file://` (the default, under the data directory), `memory://`, `s3://` and
 //! `gs://`. Keys are full object keys built with `spillway_core::keys`; every user-supplied
-//! part is validated there, so nothing here can escape a tenant's prefix.
+//! part is validated there, and every key and prefix is checked again here (no `..`, empty
+//! segments or leading `/`), so nothing can escape a tenant's prefix. The suite every
+//! backend passes is in [`conformance`].
 
 mod backend;
 pub mod conformance;
