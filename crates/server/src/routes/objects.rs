@@ -52,6 +52,22 @@ fn limited_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<ByteStrea
     Ok(Box::pin(stream))
 }
 
+/// A tenant-bound token's tenant exists by construction; an admin of every tenant may name
+/// any, so check it before files are stored under its prefix.
+async fn ensure_tenant(state: &AppState, auth: &Auth, tenant: &str) -> Result<(), Error> {
+    if auth.0.tenant.is_some() {
+        return Ok(());
+    }
+    let tenants = state.store.tenant_list().await?;
+    if tenants.iter().any(|t| t.name == tenant) {
+        Ok(())
+    } else {
+        Err(Error::not_found(format!(
+            "tenant {tenant:?} not found: create it with POST /v1/tenants first"
+        )))
+    }
+}
+
 async fn download(state: &AppState, key: &str) -> ApiResult<Response> {
     let stream = state.blobs.get(key).await?;
     Ok((
@@ -66,12 +82,14 @@ async fn download(state: &AppState, key: &str) -> ApiResult<Response> {
     security(("bearer" = [])),
     responses((status = 201, body = UploadCreated), (status = "4XX", body = Problem)))]
 pub async fn upload_create(
+    State(state): State<AppState>,
     auth: Auth,
     Query(q): Query<TenantQuery>,
 ) -> ApiResult<(StatusCode, Json<UploadCreated>)> {
     auth.require(Action::Submit)?;
     // Nothing is stored until a file arrives: the id only names a prefix in the tenant.
-    auth.tenant(q.tenant.as_deref())?;
+    let tenant = auth.tenant(q.tenant.as_deref())?;
+    ensure_tenant(&state, &auth, &tenant).await?;
     Ok((
         StatusCode::CREATED,
         Json(UploadCreated {
@@ -101,6 +119,7 @@ pub async fn upload_put(
     validate_relative_path(&path)?;
     let tenant = auth.tenant(q.tenant.as_deref())?;
     let stream = limited_body(&headers, body, state.config.max_upload_bytes.0)?;
+    ensure_tenant(&state, &auth, &tenant).await?;
     let key = format!("{}/{path}", uploads_prefix(&tenant, &id));
     let size = state.blobs.put(&key, stream).await?;
     tracing::debug!(%tenant, upload = %id, %path, size, "upload file stored");

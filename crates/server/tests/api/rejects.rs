@@ -139,6 +139,20 @@ async fn invalid_names_are_400() {
     assert!(p.detail.contains("invalid tenant name"), "{}", p.detail);
     let resp = server.get("/v1/jobs?tenant=..", &server.admin).await;
     problem(resp, StatusCode::BAD_REQUEST).await;
+    // An admin of every tenant cannot stage files under a tenant that does not exist.
+    let resp = server
+        .req(
+            Method::PUT,
+            "/v1/uploads/0123456789abcdef0123456789abcdef/files/x?tenant=ghost",
+            &server.admin,
+        )
+        .body("data")
+        .send()
+        .await
+        .expect("send");
+    let p = problem(resp, StatusCode::NOT_FOUND).await;
+    assert!(p.detail.contains("ghost"), "{}", p.detail);
+    assert!(server.blobs.list("ghost").await.expect("list").is_empty());
     assert_eq!(server.snapshot().await, before);
     server.stop().await;
 }
