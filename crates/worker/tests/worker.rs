@@ -1,0 +1,320 @@
+//! The worker end to end against a real server (SQLite in a temporary folder, in-memory
+//! blobs) over HTTP on 127.0.0.1, running real commands.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use spillway_blob::{BlobStore, ObjectBlobs};
+use spillway_client::{Client, TaskListQuery};
+use spillway_core::api::{CreateQueue, CreateToken, SubmitJob};
+use spillway_core::auth::Role;
+use spillway_core::clock::{Clock, SystemClock};
+use spillway_core::model::{QueueSettings, Task};
+use spillway_core::state::{AttemptOutcome, JobState, TaskState};
+use spillway_server::{AppState, ServerConfig};
+use spillway_store::DynStore;
+use spillway_store::sqlite::SqliteStore;
+use spillway_worker::{WorkerConfig, WorkerSummary};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+struct Server {
+    base: String,
+    admin: Client,
+    worker_token: String,
+    stop: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let store: DynStore = Arc::new(
+            SqliteStore::open(&dir.path().join("spillway.db"))
+                .await
+                .unwrap(),
+        );
+        let blobs: Arc<dyn BlobStore> =
+            Arc::new(ObjectBlobs::from_url("memory://", &Default::default()).unwrap());
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let admin_token = spillway_server::bootstrap(&store, clock.now())
+            .await
+            .unwrap()
+            .unwrap();
+        let state = AppState::new(store, blobs, clock, ServerConfig::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
+        tokio::spawn(async move {
+            spillway_server::serve(listener, state, async move { stopped.cancelled().await })
+                .await
+                .unwrap();
+        });
+        let admin = Client::new(&base, Some(admin_token)).unwrap();
+        let worker_token = admin
+            .token_create(&CreateToken {
+                name: "worker".into(),
+                role: Role::Worker,
+                tenant: Some("default".into()),
+            })
+            .await
+            .unwrap()
+            .token;
+        Server {
+            base,
+            admin,
+            worker_token,
+            stop,
+            _dir: dir,
+        }
+    }
+
+    fn worker_config(&self, scratch: &std::path::Path) -> WorkerConfig {
+        let mut config = WorkerConfig::new(&self.base, Some(self.worker_token.clone()));
+        config.concurrency = 2;
+        config.scratch_dir = scratch.to_path_buf();
+        config.heartbeat_interval = Duration::from_millis(200);
+        config.lease_wait = Duration::from_secs(1);
+        config.grace_period = Duration::from_millis(200);
+        config.retry_backoff_max = Duration::from_millis(500);
+        config
+    }
+
+    async fn only_task(&self, job_id: &str) -> Task {
+        let page = self
+            .admin
+            .job_task_list(job_id, &TaskListQuery::default())
+            .await
+            .unwrap();
+        assert_eq!(page.items.len(), 1);
+        page.items.into_iter().next().unwrap()
+    }
+
+    /// Wait until the job's only task satisfies `check`, failing after a generous deadline.
+    async fn wait_task(&self, job_id: &str, what: &str, check: impl Fn(&Task) -> bool) -> Task {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let task = self.only_task(job_id).await;
+            if check(&task) {
+                return task;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}; task is {task:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+fn spawn_worker(config: WorkerConfig, shutdown: CancellationToken) -> JoinHandle<WorkerSummary> {
+    tokio::spawn(async move { spillway_worker::run(config, shutdown).await.unwrap() })
+}
+
+async fn download(client: &Client, job: &str, index: u32, path: &str) -> String {
+    let mut stream = client.job_result_get(job, index, path).await.unwrap();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        bytes.extend_from_slice(&chunk.unwrap());
+    }
+    String::from_utf8(bytes).unwrap()
+}
+
+#[tokio::test]
+async fn a_task_stages_inputs_runs_and_its_result_file_is_downloadable() {
+    let server = Server::start().await;
+    let upload = server.admin.upload_create().await.unwrap();
+    let data = b"input data\n".to_vec();
+    server
+        .admin
+        .upload_put_file(&upload.upload_id, "in/data.txt", data.clone().into(), None)
+        .await
+        .unwrap();
+    let mut submit = SubmitJob::command(
+        "default",
+        vec![
+            "sh".into(),
+            "-c".into(),
+            concat!(
+                "mkdir -p \"$SPILLWAY_OUTPUT_DIR/out dir\" && ",
+                "{ echo \"$1 job=$SPILLWAY_JOB_ID idx=$SPILLWAY_TASK_INDEX attempt=$SPILLWAY_ATTEMPT\"; ",
+                "cat \"$SPILLWAY_PAYLOAD\"; echo; cat; echo; ",
+                "cat \"$SPILLWAY_INPUT_DIR/in/data.txt\"; } > \"$SPILLWAY_OUTPUT_DIR/out dir/r.txt\""
+            )
+            .into(),
+            "sh".into(),
+            "arg {index}".into(),
+        ],
+    );
+    submit.upload_id = Some(upload.upload_id);
+    submit.tasks = Some(vec![spillway_core::api::NewTask {
+        payload: Some(serde_json::json!({"n": 7})),
+    }]);
+    let job = server.admin.job_submit(&submit).await.unwrap().job;
+
+    let scratch = tempfile::tempdir().unwrap();
+    let mut config = server.worker_config(scratch.path());
+    config.exit_when_idle = true;
+    let summary = spillway_worker::run(config, CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(summary.succeeded, 1, "{summary:?}");
+    assert_eq!(summary.failed, 0, "{summary:?}");
+
+    let job_now = server.admin.job_get(&job.id).await.unwrap();
+    assert_eq!(job_now.state, JobState::Succeeded);
+    let results = server.admin.job_result_list(&job.id).await.unwrap();
+    let paths: Vec<_> = results.iter().map(|o| o.path.as_str()).collect();
+    assert_eq!(paths, ["0/out dir/r.txt"]);
+    let text = download(&server.admin, &job.id, 0, "out dir/r.txt").await;
+    assert_eq!(
+        text,
+        format!(
+            "arg 0 job={} idx=0 attempt=1\n{{\"n\":7}}\n{{\"n\":7}}\ninput data\n",
+            job.id
+        )
+    );
+    let task = server.only_task(&job.id).await;
+    let files = &task.result.as_ref().unwrap()["files"];
+    assert_eq!(files[0]["path"], "out dir/r.txt");
+    assert_eq!(files[0]["size"], text.len());
+    // The scratch folder of the task is gone.
+    assert_eq!(std::fs::read_dir(scratch.path()).unwrap().count(), 0);
+}
+
+#[tokio::test]
+async fn shutdown_of_a_busy_worker_releases_its_lease_as_preempted() {
+    let server = Server::start().await;
+    let submit = SubmitJob::command(
+        "default",
+        vec!["sh".into(), "-c".into(), "sleep 100 & wait".into()],
+    );
+    let job = server.admin.job_submit(&submit).await.unwrap().job;
+
+    let scratch = tempfile::tempdir().unwrap();
+    let shutdown = CancellationToken::new();
+    let worker = spawn_worker(server.worker_config(scratch.path()), shutdown.clone());
+    server
+        .wait_task(&job.id, "the task to be leased", |t| {
+            t.state == TaskState::Leased
+        })
+        .await;
+    shutdown.cancel();
+    let summary = worker.await.unwrap();
+    assert_eq!(summary.released, 1, "{summary:?}");
+    assert_eq!(summary.failed, 0, "{summary:?}");
+
+    let task = server.only_task(&job.id).await;
+    assert_eq!(task.state, TaskState::Available);
+    assert_eq!(task.failures, 0);
+    assert_eq!(task.preemptions, 1);
+    let detail = server.admin.task_get(task.id).await.unwrap();
+    assert_eq!(detail.attempts.len(), 1);
+    assert_eq!(detail.attempts[0].outcome, AttemptOutcome::Preempted);
+    let workers = server.admin.worker_list().await.unwrap().workers;
+    assert!(
+        workers
+            .iter()
+            .all(|w| w.state == spillway_core::model::WorkerState::Exited),
+        "{workers:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_command_ends_dead_after_max_attempts_with_its_log_tail() {
+    let server = Server::start().await;
+    server
+        .admin
+        .queue_create(&CreateQueue {
+            name: "flaky".into(),
+            tenant: None,
+            settings: QueueSettings {
+                max_attempts: 2,
+                backoff_base: Duration::from_millis(50),
+                backoff_max: Duration::from_millis(100),
+                ..Default::default()
+            },
+        })
+        .await
+        .unwrap();
+    let submit = SubmitJob::command(
+        "flaky",
+        vec!["sh".into(), "-c".into(), "echo bad news >&2; exit 3".into()],
+    );
+    let job = server.admin.job_submit(&submit).await.unwrap().job;
+
+    let scratch = tempfile::tempdir().unwrap();
+    let shutdown = CancellationToken::new();
+    let mut config = server.worker_config(scratch.path());
+    config.queues = vec!["flaky".into()];
+    let worker = spawn_worker(config, shutdown.clone());
+    let task = server
+        .wait_task(&job.id, "the task to be dead", |t| {
+            t.state == TaskState::Dead
+        })
+        .await;
+    shutdown.cancel();
+    let summary = worker.await.unwrap();
+    assert_eq!(summary.failed, 2, "{summary:?}");
+    assert_eq!(summary.succeeded, 0, "{summary:?}");
+    assert_eq!(task.failures, 2);
+    assert_eq!(task.exit_code, Some(3));
+    assert_eq!(task.last_error.as_deref(), Some("exited with status 3"));
+    let logs = server.admin.task_logs(task.id, None).await.unwrap();
+    assert_eq!(logs, "bad news\n");
+}
+
+#[tokio::test]
+async fn cancelling_the_job_stops_the_running_task_and_releases_it_as_cancelled() {
+    let server = Server::start().await;
+    let submit = SubmitJob::command("default", vec!["sleep".into(), "100".into()]);
+    let job = server.admin.job_submit(&submit).await.unwrap().job;
+
+    let scratch = tempfile::tempdir().unwrap();
+    let shutdown = CancellationToken::new();
+    let worker = spawn_worker(server.worker_config(scratch.path()), shutdown.clone());
+    server
+        .wait_task(&job.id, "the task to be leased", |t| {
+            t.state == TaskState::Leased
+        })
+        .await;
+    server.admin.job_cancel(&job.id).await.unwrap();
+    let task = server
+        .wait_task(&job.id, "the task to be cancelled", |t| {
+            t.state == TaskState::Cancelled
+        })
+        .await;
+    shutdown.cancel();
+    let summary = worker.await.unwrap();
+    assert_eq!(summary.released, 1, "{summary:?}");
+    assert_eq!(summary.failed, 0, "{summary:?}");
+    assert_eq!(task.failures, 0);
+}
+
+#[tokio::test]
+async fn a_timeout_fails_the_task_with_a_clear_message() {
+    let server = Server::start().await;
+    let mut submit = SubmitJob::command("default", vec!["sleep".into(), "100".into()]);
+    submit.spec.timeout = Some(Duration::from_millis(300));
+    let job = server.admin.job_submit(&submit).await.unwrap().job;
+
+    let scratch = tempfile::tempdir().unwrap();
+    let shutdown = CancellationToken::new();
+    let worker = spawn_worker(server.worker_config(scratch.path()), shutdown.clone());
+    let task = server
+        .wait_task(&job.id, "a failure to be recorded", |t| t.failures >= 1)
+        .await;
+    shutdown.cancel();
+    worker.await.unwrap();
+    assert_eq!(task.last_error.as_deref(), Some("timed out after 300ms"));
+}
