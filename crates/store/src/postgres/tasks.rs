@@ -29,7 +29,9 @@ WITH picked AS (
           AND t.run_at <= $3
           AND (NOT $4 OR t.burstable)
           AND ($5::text IS NULL OR t.avoid_pool IS DISTINCT FROM $5)
-          AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = t.job_id AND j.cancel_requested)
+          -- A scalar subquery, not NOT EXISTS: an anti-join would trade the ordered index
+          -- walk for a sort of every waiting task.
+          AND NOT (SELECT j.cancel_requested FROM jobs j WHERE j.id = t.job_id)
         ORDER BY t.priority DESC, t.run_at, t.id
         LIMIT $6
         FOR UPDATE OF t SKIP LOCKED
