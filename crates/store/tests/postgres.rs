@@ -253,6 +253,70 @@ async fn notify_from_one_replica_wakes_the_other() {
         .unwrap_or_else(|e| panic!("drop_schema: {e}"));
 }
 
+/// When the listen connection dies, the store reconnects and wake-ups from other replicas
+/// arrive again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wakeups_survive_a_lost_listen_connection() {
+    let Some(url) = database_url() else { return };
+    let schema = fresh_schema();
+    let owner = Arc::new(connect(&url, &schema).await);
+    let a: DynStore = owner.clone();
+    // A name of its own, so only this store's sessions are cut below.
+    let app = format!("spillway-test-{}", uuid::Uuid::new_v4().simple());
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let b = connect(&format!("{url}{separator}application_name={app}"), &schema).await;
+    let queue = format!("q-{}", uuid::Uuid::new_v4().simple());
+    setup_queue(&a, TENANT, &queue, test_settings()).await;
+
+    let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    let driver = tokio::spawn(connection);
+    let cut = admin
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE application_name = $1 AND query LIKE 'LISTEN%'",
+            &[&app],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("terminate the listen connection: {e}"));
+    assert_eq!(
+        cut.len(),
+        1,
+        "expected exactly one listen connection for {app}"
+    );
+
+    // Submits sent before the listener is back are not heard, so keep submitting until one
+    // wakes the waiter, within a deadline.
+    let notify = b.wakeups().listener(TENANT, &queue);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let notified = notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        a.job_submit(job(TENANT, &queue, 1, t0()))
+            .await
+            .unwrap_or_else(|e| panic!("job_submit: {e}"));
+        if tokio::time::timeout(Duration::from_millis(500), notified)
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no wake-up arrived within 20s of losing the listen connection"
+        );
+    }
+    drop(admin);
+    driver.abort();
+    drop((a, b));
+    owner
+        .drop_schema()
+        .await
+        .unwrap_or_else(|e| panic!("drop_schema: {e}"));
+}
+
 /// Several replicas starting at once apply each migration exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_starts_migrate_once() {

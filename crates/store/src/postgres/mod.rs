@@ -63,6 +63,10 @@ impl PostgresStore {
             )
             .with_source(e)
         })?;
+        if config.get_application_name().is_none() {
+            // Names the sessions in pg_stat_activity.
+            config.application_name("spillway");
+        }
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
