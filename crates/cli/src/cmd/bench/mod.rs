@@ -1,0 +1,255 @@
+//! `spillway bench`: queue throughput and latency on SQLite and PostgreSQL.
+//!
+//! A benchmark, not a test: it reports figures next to their targets and never fails on them.
+//! For each backend and run it starts a fresh server in this process on 127.0.0.1:0 and drives
+//! it over real HTTP with the same client the worker uses, so the server and the load share
+//! this machine's cores:
+//!
+//! - batched: jobs of 1,000 tasks, workers leasing up to 500 at a time and completing in bulk;
+//! - per-request: loops that each submit a one-task job, lease one task and complete it alone;
+//! - latency: an idle worker waits in a long-poll; the time from just before a submit to the
+//!   arrival of the lease answer;
+//! - on PostgreSQL also a plain-SQL baseline (`FOR UPDATE SKIP LOCKED`) on the same database.
+
+mod baseline;
+mod harness;
+mod latency;
+mod report;
+mod throughput;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+
+use super::Ctx;
+use report::{Measured, Report};
+
+/// Tasks per submitted job in the batched scenario.
+pub const JOB_SIZE: u32 = 1_000;
+/// Most tasks one lease call takes in the batched scenario.
+pub const LEASE_BATCH: u32 = 500;
+/// Longest a scenario may take before the benchmark gives up on it.
+pub const SCENARIO_DEADLINE: Duration = Duration::from_secs(600);
+/// Log filter while the benchmark runs: per-request info lines would swamp the output.
+const QUIET_LOG_FILTER: &str = "warn";
+
+/// Options of `spillway bench`.
+///
+/// Starts its own servers (SQLite in a temporary directory; PostgreSQL in a fresh schema that
+/// is dropped afterwards), so it needs no running server and touches no existing data.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Tasks per run in the batched scenario and the PostgreSQL baseline.
+    #[arg(long, default_value_t = 50_000, value_name = "N")]
+    pub tasks: u32,
+    /// Tasks per run in the one-task-per-request scenario (default: a tenth of --tasks).
+    #[arg(long, value_name = "N")]
+    pub single_tasks: Option<u32>,
+    /// Runs of every scenario; the median is reported with the spread.
+    #[arg(long, default_value_t = 3, value_name = "R")]
+    pub runs: u32,
+    /// Concurrent workers in the batched scenario (and connections in the baseline).
+    #[arg(long, default_value_t = 4, value_name = "K")]
+    pub workers: u32,
+    /// Concurrent submit-lease-complete loops in the per-request scenario.
+    #[arg(long, default_value_t = 32, value_name = "C")]
+    pub concurrency: u32,
+    /// Latency samples per run.
+    #[arg(long, default_value_t = 300)]
+    pub samples: u32,
+    /// PostgreSQL to measure, e.g. postgres://postgres@127.0.0.1:5432/test (skipped if unset).
+    #[arg(
+        long,
+        env = "SPILLWAY_TEST_POSTGRES_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub postgres: Option<String>,
+    /// Measure only this backend.
+    #[arg(long, value_enum)]
+    pub only: Option<Backend>,
+}
+
+/// A store backend to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// SQLite in a temporary directory, durable.
+    Sqlite,
+    /// PostgreSQL at --postgres, in a fresh schema.
+    Postgres,
+}
+
+impl Backend {
+    /// The stable name used in output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// The sizes of one benchmark, checked.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Plan {
+    /// Tasks per batched run.
+    pub tasks: u32,
+    /// Tasks per per-request run.
+    pub single_tasks: u32,
+    /// Runs per scenario.
+    pub runs: u32,
+    /// Workers in the batched scenario.
+    pub workers: u32,
+    /// Loops in the per-request scenario.
+    pub concurrency: u32,
+    /// Latency samples per run.
+    pub samples: u32,
+}
+
+impl Plan {
+    fn from_args(args: &BenchArgs) -> Result<Self> {
+        let plan = Plan {
+            tasks: args.tasks,
+            single_tasks: args.single_tasks.unwrap_or((args.tasks / 10).max(1)),
+            runs: args.runs,
+            workers: args.workers,
+            concurrency: args.concurrency,
+            samples: args.samples,
+        };
+        for (flag, value) in [
+            ("--tasks", plan.tasks),
+            ("--single-tasks", plan.single_tasks),
+            ("--runs", plan.runs),
+            ("--workers", plan.workers),
+            ("--concurrency", plan.concurrency),
+            ("--samples", plan.samples),
+        ] {
+            if value == 0 {
+                bail!("{flag} is 0: give at least 1");
+            }
+        }
+        Ok(plan)
+    }
+}
+
+/// Run the benchmark and print its figures.
+pub async fn run(ctx: &Ctx, args: BenchArgs) -> Result<ExitCode> {
+    let plan = Plan::from_args(&args)?;
+    let backends = backends(&args);
+    // The benchmark runs on a runtime of its own whose threads log only warnings, so the
+    // server's per-request info lines neither flood the terminal nor cost time.
+    let report = tokio::task::spawn_blocking(move || {
+        let quiet = quiet_dispatch();
+        tracing::dispatcher::with_default(&quiet, || -> Result<Report> {
+            let runtime = quiet_runtime(quiet.clone())?;
+            runtime.block_on(measure(plan, backends))
+        })
+    })
+    .await
+    .context("the benchmark thread panicked")??;
+    if ctx.json {
+        crate::output::json(&report)?;
+    } else {
+        report.print();
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The backends to measure: `None` for PostgreSQL means it is skipped (no URL).
+fn backends(args: &BenchArgs) -> Vec<(Backend, Option<String>)> {
+    let mut out = Vec::new();
+    if args.only.is_none_or(|b| b == Backend::Sqlite) {
+        out.push((Backend::Sqlite, None));
+    }
+    if args.only.is_none_or(|b| b == Backend::Postgres) {
+        out.push((Backend::Postgres, args.postgres.clone()));
+    }
+    out
+}
+
+fn quiet_dispatch() -> tracing::Dispatch {
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(QUIET_LOG_FILTER))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .finish();
+    tracing::Dispatch::new(subscriber)
+}
+
+fn quiet_runtime(quiet: tracing::Dispatch) -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("spillway-bench")
+        .on_thread_start(move || {
+            // The guard would restore the previous default when dropped; these threads belong
+            // to the benchmark's runtime and end with it, so it is kept for their lifetime.
+            std::mem::forget(tracing::dispatcher::set_default(&quiet));
+        })
+        .build()
+        .context("cannot start the benchmark's async runtime")
+}
+
+/// Every scenario on every backend, `plan.runs` times each.
+async fn measure(plan: Plan, backends: Vec<(Backend, Option<String>)>) -> Result<Report> {
+    let mut report = Report::new(plan.clone());
+    for (backend, url) in backends {
+        if backend == Backend::Postgres && url.is_none() {
+            let note = "postgres skipped: pass --postgres URL or set SPILLWAY_TEST_POSTGRES_URL";
+            eprintln!("{note}");
+            report.skipped.push(note.to_string());
+            continue;
+        }
+        let mut measured = Measured::default();
+        for run in 1..=plan.runs {
+            eprintln!("{} run {run}/{}", backend.as_str(), plan.runs);
+            let server = harness::BenchServer::start(backend, url.as_deref())
+                .await
+                .with_context(|| format!("cannot start a {} server", backend.as_str()))?;
+            let outcome = run_once(&plan, &server, &mut measured).await;
+            let stopped = server.stop().await;
+            outcome?;
+            stopped?;
+            if let Some(url) = &url {
+                let rate = baseline::run(url, plan.tasks, plan.workers)
+                    .await
+                    .context("the plain-SQL baseline failed")?;
+                eprintln!("  baseline      {rate:>10.0} tasks/s");
+                measured.baseline.push(rate);
+            }
+        }
+        report.add(backend, &measured);
+    }
+    Ok(report)
+}
+
+/// The three Spillway scenarios on one fresh server.
+async fn run_once(
+    plan: &Plan,
+    server: &harness::BenchServer,
+    measured: &mut Measured,
+) -> Result<()> {
+    let rate = throughput::batched(server, plan.tasks, plan.workers)
+        .await
+        .context("the batched scenario failed")?;
+    eprintln!("  batched       {rate:>10.0} tasks/s");
+    measured.batched.push(rate);
+
+    let rate = throughput::per_request(server, plan.single_tasks, plan.concurrency)
+        .await
+        .context("the per-request scenario failed")?;
+    eprintln!("  per-request   {rate:>10.0} tasks/s");
+    measured.per_request.push(rate);
+
+    let lat = latency::measure(server, plan.samples)
+        .await
+        .context("the latency scenario failed")?;
+    eprintln!(
+        "  latency       p50 {:.3} ms, p99 {:.3} ms",
+        lat.p50_ms, lat.p99_ms
+    );
+    measured.p50_ms.push(lat.p50_ms);
+    measured.p99_ms.push(lat.p99_ms);
+    Ok(())
+}

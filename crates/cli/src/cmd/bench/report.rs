@@ -1,0 +1,266 @@
+//! The figures: median and spread over the runs, next to their targets, as a table or JSON.
+
+use serde::Serialize;
+
+use super::{Backend, Plan};
+
+/// Target of the batched scenario on SQLite, in tasks per second.
+pub const TARGET_BATCHED_SQLITE: f64 = 100_000.0;
+/// Target of the per-request scenario, in tasks per second.
+pub const TARGET_PER_REQUEST: f64 = 20_000.0;
+/// Target of Spillway's batched throughput on PostgreSQL relative to the plain-SQL baseline.
+pub const TARGET_BASELINE_RATIO: f64 = 0.8;
+/// Target median submit-to-start latency, in milliseconds.
+pub const TARGET_P50_MS: f64 = 1.0;
+/// Target 99th percentile submit-to-start latency, in milliseconds.
+pub const TARGET_P99_MS: f64 = 5.0;
+
+/// The values of every run of one backend, per scenario.
+#[derive(Debug, Default)]
+pub struct Measured {
+    /// Batched throughput, tasks/s.
+    pub batched: Vec<f64>,
+    /// Per-request throughput, tasks/s.
+    pub per_request: Vec<f64>,
+    /// Median latency, ms.
+    pub p50_ms: Vec<f64>,
+    /// 99th percentile latency, ms.
+    pub p99_ms: Vec<f64>,
+    /// Plain-SQL baseline throughput, tasks/s (PostgreSQL only).
+    pub baseline: Vec<f64>,
+}
+
+/// The median and range of a scenario's runs.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Spread {
+    /// The median run.
+    pub median: f64,
+    /// The lowest run.
+    pub min: f64,
+    /// The highest run.
+    pub max: f64,
+}
+
+impl Spread {
+    fn of(values: &[f64]) -> Option<Spread> {
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let n = sorted.len();
+        let median = match n {
+            0 => return None,
+            _ if n % 2 == 1 => sorted[n / 2],
+            _ => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+        };
+        Some(Spread {
+            median,
+            min: sorted[0],
+            max: sorted[n - 1],
+        })
+    }
+}
+
+/// One line of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// `sqlite` or `postgres`.
+    pub backend: &'static str,
+    /// `batched`, `per_request`, `latency_p50`, `latency_p99` or `baseline_sql`.
+    pub scenario: &'static str,
+    /// `tasks/s` or `ms`.
+    pub unit: &'static str,
+    /// Median and range over the runs.
+    pub value: Spread,
+    /// Every run's value, in order.
+    pub runs: Vec<f64>,
+    /// Median over the baseline's median (Spillway batched on PostgreSQL only).
+    pub ratio_vs_baseline: Option<f64>,
+    /// The target, for people.
+    pub target: Option<String>,
+    /// Whether the median meets the target.
+    pub meets_target: Option<bool>,
+}
+
+/// Everything the benchmark measured.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// The sizes used.
+    pub plan: Plan,
+    /// The figures.
+    pub rows: Vec<Row>,
+    /// Backends not measured, and why.
+    pub skipped: Vec<String>,
+}
+
+impl Report {
+    /// An empty report for `plan`.
+    pub fn new(plan: Plan) -> Self {
+        Self {
+            plan,
+            rows: Vec::new(),
+            skipped: Vec::new(),
+        }
+    }
+
+    /// Add one backend's figures with their targets.
+    pub fn add(&mut self, backend: Backend, m: &Measured) {
+        let name = backend.as_str();
+        let baseline = Spread::of(&m.baseline);
+        let mut push = |scenario, unit, runs: &[f64], target: Option<(String, bool)>, ratio| {
+            if let Some(value) = Spread::of(runs) {
+                self.rows.push(Row {
+                    backend: name,
+                    scenario,
+                    unit,
+                    value,
+                    runs: runs.to_vec(),
+                    ratio_vs_baseline: ratio,
+                    meets_target: target.as_ref().map(|t| t.1),
+                    target: target.map(|t| t.0),
+                });
+            }
+        };
+        let batched = Spread::of(&m.batched);
+        let ratio = batched.zip(baseline).map(|(s, b)| s.median / b.median);
+        let batched_target = match (backend, ratio) {
+            (Backend::Sqlite, _) => batched.map(|s| {
+                (
+                    format!(">= {} tasks/s", thousands(TARGET_BATCHED_SQLITE)),
+                    s.median >= TARGET_BATCHED_SQLITE,
+                )
+            }),
+            (Backend::Postgres, Some(r)) => Some((
+                format!(">= {TARGET_BASELINE_RATIO}x baseline"),
+                r >= TARGET_BASELINE_RATIO,
+            )),
+            (Backend::Postgres, None) => None,
+        };
+        push("batched", "tasks/s", &m.batched, batched_target, ratio);
+        let per_request = Spread::of(&m.per_request).map(|s| {
+            (
+                format!(">= {} tasks/s", thousands(TARGET_PER_REQUEST)),
+                s.median >= TARGET_PER_REQUEST,
+            )
+        });
+        push("per_request", "tasks/s", &m.per_request, per_request, None);
+        let p50 = Spread::of(&m.p50_ms)
+            .map(|s| (format!("<= {TARGET_P50_MS} ms"), s.median <= TARGET_P50_MS));
+        push("latency_p50", "ms", &m.p50_ms, p50, None);
+        let p99 = Spread::of(&m.p99_ms)
+            .map(|s| (format!("<= {TARGET_P99_MS} ms"), s.median <= TARGET_P99_MS));
+        push("latency_p99", "ms", &m.p99_ms, p99, None);
+        push("baseline_sql", "tasks/s", &m.baseline, None, None);
+    }
+
+    /// Print the table for people.
+    pub fn print(&self) {
+        let p = &self.plan;
+        println!(
+            "spillway bench: {} runs; batched {} tasks (jobs of {}, {} workers); per-request {} tasks ({} loops); {} latency samples",
+            p.runs,
+            p.tasks,
+            super::JOB_SIZE,
+            p.workers,
+            p.single_tasks,
+            p.concurrency,
+            p.samples
+        );
+        let mut table = crate::output::table(&[
+            "BACKEND",
+            "SCENARIO",
+            "MEDIAN",
+            "MIN..MAX",
+            "VS BASELINE",
+            "TARGET",
+            "MET",
+        ]);
+        for row in &self.rows {
+            let v = row.value;
+            table.add_row(vec![
+                row.backend.to_string(),
+                row.scenario.to_string(),
+                format!("{} {}", figure(v.median, row.unit), row.unit),
+                format!("{}..{}", figure(v.min, row.unit), figure(v.max, row.unit)),
+                row.ratio_vs_baseline
+                    .map_or_else(|| "-".to_string(), |r| format!("{r:.2}x")),
+                row.target.clone().unwrap_or_else(|| "-".to_string()),
+                match row.meets_target {
+                    Some(true) => "yes".to_string(),
+                    Some(false) => "no".to_string(),
+                    None => "-".to_string(),
+                },
+            ]);
+        }
+        println!("{table}");
+        for note in &self.skipped {
+            println!("{note}");
+        }
+    }
+}
+
+/// A throughput as a whole number with thousands separators, a latency with three decimals.
+fn figure(value: f64, unit: &str) -> String {
+    if unit == "ms" {
+        format!("{value:.3}")
+    } else {
+        thousands(value)
+    }
+}
+
+fn thousands(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests fail loudly on purpose
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_takes_the_middle_run_and_the_range() {
+        let s = Spread::of(&[3.0, 1.0, 2.0]).unwrap();
+        assert_eq!((s.median, s.min, s.max), (2.0, 1.0, 3.0));
+        let s = Spread::of(&[4.0, 1.0, 2.0, 3.0]).unwrap();
+        assert_eq!(s.median, 2.5);
+        assert!(Spread::of(&[]).is_none());
+    }
+
+    #[test]
+    fn thousands_groups_digits() {
+        assert_eq!(thousands(1234567.4), "1,234,567");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(thousands(0.0), "0");
+    }
+
+    #[test]
+    fn postgres_batched_is_judged_against_the_baseline() {
+        let mut report = Report::new(Plan {
+            tasks: 1,
+            single_tasks: 1,
+            runs: 1,
+            workers: 1,
+            concurrency: 1,
+            samples: 1,
+        });
+        report.add(
+            Backend::Postgres,
+            &Measured {
+                batched: vec![900.0],
+                baseline: vec![1000.0],
+                ..Default::default()
+            },
+        );
+        let batched = &report.rows[0];
+        assert_eq!(batched.scenario, "batched");
+        assert_eq!(batched.ratio_vs_baseline, Some(0.9));
+        assert_eq!(batched.meets_target, Some(true));
+        assert_eq!(report.rows[1].scenario, "baseline_sql");
+    }
+}
