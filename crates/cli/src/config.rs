@@ -168,7 +168,9 @@ mod tests {
             Some("sw_secret")
         );
         assert_eq!(
-            token(Some("flag"), &file, dir.path()).expect("token").as_deref(),
+            token(Some("flag"), &file, dir.path())
+                .expect("token")
+                .as_deref(),
             Some("flag")
         );
     }

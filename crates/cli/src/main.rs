@@ -16,7 +16,12 @@ use clap::{Args, Parser, Subcommand};
 /// the admin token that `up` wrote on their own; on other machines pass --server and --token
 /// (or SPILLWAY_SERVER and SPILLWAY_TOKEN, or a spillway.toml).
 #[derive(Debug, Parser)]
-#[command(name = "spillway", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "spillway",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 struct Cli {
     #[command(flatten)]
     global: Global,
@@ -92,7 +97,10 @@ fn main() -> ExitCode {
     // kube and object_store may each enable a rustls crypto backend; choose one explicitly so
     // TLS clients never panic over the ambiguity. It fails only if one is already installed.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");

@@ -100,7 +100,15 @@ pub async fn queues(ctx: &Ctx, args: QueuesArgs) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let mut table = output::table(&[
-                "QUEUE", "TENANT", "WAITING", "RUNNING", "RETRYING", "SUCCEEDED", "DEAD", "OLDEST", "PAUSED",
+                "QUEUE",
+                "TENANT",
+                "WAITING",
+                "RUNNING",
+                "RETRYING",
+                "SUCCEEDED",
+                "DEAD",
+                "OLDEST",
+                "PAUSED",
             ]);
             for q in &queues {
                 let c = &q.stats.counts;

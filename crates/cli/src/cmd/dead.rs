@@ -75,7 +75,7 @@ pub async fn run(ctx: &Ctx, args: DeadArgs) -> Result<ExitCode> {
             }
         }
         DeadAction::Requeue { tasks, all } => {
-            if all == !tasks.is_empty() {
+            if all != tasks.is_empty() {
                 bail!("name dead task ids, or pass --all with --queue to requeue a whole queue");
             }
             if all && args.queue.is_none() {

@@ -170,13 +170,36 @@ pub async fn show(ctx: &Ctx, args: JobArgs) -> Result<ExitCode> {
     println!("job       {}", job.id);
     println!("name      {}", opt(job.name.clone()));
     println!("queue     {} (tenant {})", job.queue, job.tenant);
-    println!("state     {}{}", job.state, if job.cancel_requested { " (cancel requested)" } else { "" });
+    println!(
+        "state     {}{}",
+        job.state,
+        if job.cancel_requested {
+            " (cancel requested)"
+        } else {
+            ""
+        }
+    );
     println!("command   {}", job.spec.command.join(" "));
-    println!("tasks     {} total: {} waiting, {} running, {} retrying, {} succeeded, {} dead, {} cancelled",
-        job.task_count, c.available + c.scheduled, c.leased, c.retrying, c.succeeded, c.dead, c.cancelled);
-    println!("priority  {}{}", job.priority, if job.burstable { ", burstable" } else { "" });
+    println!(
+        "tasks     {} total: {} waiting, {} running, {} retrying, {} succeeded, {} dead, {} cancelled",
+        job.task_count,
+        c.available + c.scheduled,
+        c.leased,
+        c.retrying,
+        c.succeeded,
+        c.dead,
+        c.cancelled
+    );
+    println!(
+        "priority  {}{}",
+        job.priority,
+        if job.burstable { ", burstable" } else { "" }
+    );
     println!("created   {}", output::time(&job.created_at));
-    println!("finished  {}", opt(job.finished_at.as_ref().map(output::time)));
+    println!(
+        "finished  {}",
+        opt(job.finished_at.as_ref().map(output::time))
+    );
     if !job.labels.is_empty() {
         let labels: Vec<String> = job.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         println!("labels    {}", labels.join(", "));
@@ -272,7 +295,12 @@ pub async fn results(ctx: &Ctx, args: ResultsArgs) -> Result<ExitCode> {
             spillway_client::stream_to_file(stream, &dest).await?;
         }
         if !ctx.json {
-            println!("downloaded {} result files of job {} into {}", files.len(), job.id, dir.display());
+            println!(
+                "downloaded {} result files of job {} into {}",
+                files.len(),
+                job.id,
+                dir.display()
+            );
         }
     }
     if ctx.json {
@@ -285,7 +313,10 @@ pub async fn results(ctx: &Ctx, args: ResultsArgs) -> Result<ExitCode> {
         println!("{table}");
         println!(
             "{} result files under {}/results/{}/<index>/; download with: spillway results {} --download DIR",
-            files.len(), job.tenant, job.id, job.id
+            files.len(),
+            job.tenant,
+            job.id,
+            job.id
         );
     }
     Ok(ExitCode::SUCCESS)

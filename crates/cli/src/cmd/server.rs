@@ -62,7 +62,9 @@ pub async fn open_store(url: &str) -> Result<DynStore> {
 
 fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://***{}", &url[..scheme], &url[at..]),
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***{}", &url[..scheme], &url[at..])
+        }
         _ => url.to_string(),
     }
 }
@@ -74,8 +76,12 @@ pub async fn start(ctx: &Ctx, args: &ServerArgs, stop: CancellationToken) -> Res
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
-    std::fs::create_dir_all(&ctx.data_dir)
-        .with_context(|| format!("cannot create the data directory {}", ctx.data_dir.display()))?;
+    std::fs::create_dir_all(&ctx.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            ctx.data_dir.display()
+        )
+    })?;
     let data_dir = ctx
         .data_dir
         .canonicalize()
@@ -111,7 +117,12 @@ pub async fn start(ctx: &Ctx, args: &ServerArgs, stop: CancellationToken) -> Res
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .with_context(|| format!("cannot listen on {}: is another server running there?", config.listen))?;
+        .with_context(|| {
+            format!(
+                "cannot listen on {}: is another server running there?",
+                config.listen
+            )
+        })?;
     let addr = listener.local_addr()?;
     let url = config
         .public_url

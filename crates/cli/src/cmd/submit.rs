@@ -99,8 +99,8 @@ fn read_payloads(path: &Path) -> Result<Vec<NewTask>> {
     let reader: Box<dyn BufRead> = if path == Path::new("-") {
         Box::new(std::io::stdin().lock())
     } else {
-        let file = std::fs::File::open(path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
+        let file =
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
         Box::new(std::io::BufReader::new(file))
     };
     let mut tasks = Vec::new();
@@ -121,7 +121,10 @@ fn read_payloads(path: &Path) -> Result<Vec<NewTask>> {
         });
     }
     if tasks.is_empty() {
-        bail!("{} has no payloads: write one JSON value per line", path.display());
+        bail!(
+            "{} has no payloads: write one JSON value per line",
+            path.display()
+        );
     }
     Ok(tasks)
 }
@@ -218,7 +221,10 @@ pub async fn run(ctx: &Ctx, args: SubmitArgs) -> Result<ExitCode> {
         if ctx.json {
             output::json(&job)?;
         } else if submitted.created {
-            println!("submitted job {} ({} tasks) to queue {}", job.id, job.task_count, job.queue);
+            println!(
+                "submitted job {} ({} tasks) to queue {}",
+                job.id, job.task_count, job.queue
+            );
             println!("watch it with: spillway job {}", job.id);
         } else {
             println!("job {} already exists for this idempotency key", job.id);
@@ -299,7 +305,10 @@ fn report(ctx: &Ctx, job: &Job) -> ExitCode {
         );
         println!("results: spillway results {}", job.id);
         if c.dead > 0 {
-            println!("failures: spillway tasks {} --state dead, then spillway logs TASK", job.id);
+            println!(
+                "failures: spillway tasks {} --state dead, then spillway logs TASK",
+                job.id
+            );
         }
     }
     if job.state == JobState::Succeeded {

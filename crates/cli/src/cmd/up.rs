@@ -38,8 +38,10 @@ pub struct UpArgs {
 
 /// Start everything and supervise the workers until SIGTERM or SIGINT.
 pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
+    // Workers stop first and hand their leases back; the server stops only after them.
+    let stop_server = CancellationToken::new();
     let stop = CancellationToken::new();
-    let running = super::server::start(ctx, &args.server, stop.clone()).await?;
+    let running = super::server::start(ctx, &args.server, stop_server.clone()).await?;
     let url_file = ctx.data_dir.join(SERVER_URL_FILE);
     std::fs::write(&url_file, format!("{}\n", running.url))
         .with_context(|| format!("cannot write {}", url_file.display()))?;
@@ -99,6 +101,7 @@ pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
     for s in supervisors {
         let _ = s.await;
     }
+    stop_server.cancel();
     running.task.await.context("server task panicked")??;
     Ok(ExitCode::SUCCESS)
 }
@@ -143,7 +146,10 @@ async fn terminate(n: u32, child: &mut Child) {
     if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
         let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
     }
-    if tokio::time::timeout(WORKER_STOP_GRACE, child.wait()).await.is_err() {
+    if tokio::time::timeout(WORKER_STOP_GRACE, child.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!(worker = n, "worker did not stop in time; killing it");
         let _ = child.kill().await;
     }

@@ -45,7 +45,7 @@ pub async fn run(ctx: &Ctx, args: WorkerArgs) -> Result<ExitCode> {
         "a worker needs a token: pass --token or SPILLWAY_TOKEN (create one with `spillway tokens create --role worker --name NAME`)",
     )?;
     let section = &ctx.file.worker;
-    let mut config = spillway_worker::WorkerConfig::new(&ctx.server_url, &token);
+    let mut config = spillway_worker::WorkerConfig::new(&ctx.server_url, Some(token));
     config.queues = if args.queues.is_empty() {
         section
             .queues
@@ -74,12 +74,7 @@ pub async fn run(ctx: &Ctx, args: WorkerArgs) -> Result<ExitCode> {
         tracing::info!("signal received: stop leasing and hand back unfinished tasks");
         on_signal.cancel();
     });
-    let summary = spillway_worker::run(config, shutdown).await?;
-    tracing::info!(
-        succeeded = summary.succeeded,
-        failed = summary.failed,
-        released = summary.released,
-        "worker stopped"
-    );
+    // The worker logs its own summary when it stops.
+    spillway_worker::run(config, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
