@@ -26,35 +26,56 @@ struct Server {
     admin: Client,
     worker_token: String,
     stop: CancellationToken,
-    _dir: tempfile::TempDir,
+    serving: Option<JoinHandle<()>>,
+    dir: tempfile::TempDir,
+}
+
+/// Serve a server over the SQLite database in `dir` on `listener`; the admin token is
+/// returned on the first start only.
+async fn serve(dir: &tempfile::TempDir, listener: tokio::net::TcpListener) -> Serving {
+    let store: DynStore = Arc::new(
+        SqliteStore::open(&dir.path().join("spillway.db"))
+            .await
+            .unwrap(),
+    );
+    let blobs: Arc<dyn BlobStore> =
+        Arc::new(ObjectBlobs::from_url("memory://", &Default::default()).unwrap());
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let admin_token = spillway_server::bootstrap(&store, clock.now())
+        .await
+        .unwrap();
+    let state = AppState::new(store, blobs, clock, ServerConfig::default());
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    let task = tokio::spawn(async move {
+        spillway_server::serve(listener, state, async move { stopped.cancelled().await })
+            .await
+            .unwrap();
+    });
+    Serving {
+        admin_token,
+        stop,
+        task,
+        addr,
+    }
+}
+
+/// A server started by [`serve`].
+struct Serving {
+    admin_token: Option<String>,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+    addr: std::net::SocketAddr,
 }
 
 impl Server {
     async fn start() -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let store: DynStore = Arc::new(
-            SqliteStore::open(&dir.path().join("spillway.db"))
-                .await
-                .unwrap(),
-        );
-        let blobs: Arc<dyn BlobStore> =
-            Arc::new(ObjectBlobs::from_url("memory://", &Default::default()).unwrap());
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let admin_token = spillway_server::bootstrap(&store, clock.now())
-            .await
-            .unwrap()
-            .unwrap();
-        let state = AppState::new(store, blobs, clock, ServerConfig::default());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let stop = CancellationToken::new();
-        let stopped = stop.clone();
-        tokio::spawn(async move {
-            spillway_server::serve(listener, state, async move { stopped.cancelled().await })
-                .await
-                .unwrap();
-        });
-        let admin = Client::new(&base, Some(admin_token)).unwrap();
+        let serving = serve(&dir, listener).await;
+        let base = format!("http://{}", serving.addr);
+        let admin = Client::new(&base, serving.admin_token).unwrap();
         let worker_token = admin
             .token_create(&CreateToken {
                 name: "worker".into(),
@@ -68,9 +89,24 @@ impl Server {
             base,
             admin,
             worker_token,
-            stop,
-            _dir: dir,
+            stop: serving.stop,
+            serving: Some(serving.task),
+            dir,
         }
+    }
+
+    /// Stop the server, wait until it is gone, and start it again on the same address over
+    /// the same database.
+    async fn restart(&mut self) {
+        self.stop.cancel();
+        if let Some(task) = self.serving.take() {
+            task.await.unwrap();
+        }
+        let addr = self.base.trim_start_matches("http://").to_string();
+        let listener = tokio::net::TcpListener::bind(&addr).await.unwrap();
+        let serving = serve(&self.dir, listener).await;
+        self.stop = serving.stop;
+        self.serving = Some(serving.task);
     }
 
     fn worker_config(&self, scratch: &std::path::Path) -> WorkerConfig {
@@ -317,4 +353,33 @@ async fn a_timeout_fails_the_task_with_a_clear_message() {
     shutdown.cancel();
     worker.await.unwrap();
     assert_eq!(task.last_error.as_deref(), Some("timed out after 300ms"));
+}
+
+#[tokio::test]
+async fn the_worker_survives_a_server_restart_and_keeps_working() {
+    let mut server = Server::start().await;
+    let scratch = tempfile::tempdir().unwrap();
+    let shutdown = CancellationToken::new();
+    let worker = spawn_worker(server.worker_config(scratch.path()), shutdown.clone());
+    let first = SubmitJob::command("default", vec!["true".into()]);
+    let first = server.admin.job_submit(&first).await.unwrap().job;
+    server
+        .wait_task(&first.id, "the first task to succeed", |t| {
+            t.state == TaskState::Succeeded
+        })
+        .await;
+
+    server.restart().await;
+    let second = SubmitJob::command("default", vec!["true".into()]);
+    let second = server.admin.job_submit(&second).await.unwrap().job;
+    server
+        .wait_task(
+            &second.id,
+            "the task submitted after the restart to succeed",
+            |t| t.state == TaskState::Succeeded,
+        )
+        .await;
+    shutdown.cancel();
+    let summary = worker.await.unwrap();
+    assert_eq!(summary.succeeded, 2, "{summary:?}");
 }
