@@ -71,35 +71,36 @@ fn end_attempt(
 }
 
 pub(crate) fn task_complete(conn: &Connection, p: &TaskComplete) -> Result<Vec<ReportResult>> {
+    // Read, then update by id: only the writer changes rows, and a plain UPDATE (no
+    // RETURNING) avoids a statement journal per row.
+    let mut check = conn
+        .prepare_cached(
+            "SELECT job_id, attempt FROM tasks WHERE id = ?1 AND state = 'leased' AND lease_token = ?2",
+        )
+        .map_err(db("prepare the completion"))?;
     let mut stmt = conn
         .prepare_cached(
-            "UPDATE tasks SET state = 'succeeded', exit_code = ?3, result = ?4, finished_at = ?5,
+            "UPDATE tasks SET state = 'succeeded', exit_code = ?2, result = ?3, finished_at = ?4,
                               lease_token = NULL, lease_worker = NULL, lease_expires_at = NULL
-             WHERE id = ?1 AND state = 'leased' AND lease_token = ?2
-             RETURNING job_id, attempt",
+             WHERE id = ?1",
         )
         .map_err(db("prepare the completion"))?;
     let mut results = Vec::with_capacity(p.items.len());
     let mut jobs = BTreeSet::new();
     for item in &p.items {
         let result = item.result.as_ref().map(to_json).transpose()?;
-        let row: Option<(String, u32)> = stmt
-            .query_row(
-                params![
-                    item.task_id,
-                    item.lease_token,
-                    item.exit_code,
-                    result,
-                    micros(p.now)
-                ],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+        let row: Option<(String, u32)> = check
+            .query_row(params![item.task_id, item.lease_token], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()
-            .map_err(db("complete a task"))?;
+            .map_err(db("check a lease"))?;
         let Some((job_id, attempt)) = row else {
             results.push(refused(item.task_id));
             continue;
         };
+        stmt.execute(params![item.task_id, item.exit_code, result, micros(p.now)])
+            .map_err(db("complete a task"))?;
         end_attempt(
             conn,
             item.task_id,

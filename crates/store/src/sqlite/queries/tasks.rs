@@ -74,13 +74,18 @@ pub(crate) fn task_attempts(
         .map_err(db("list attempts"))
 }
 
-/// A lease candidate: sort key and the queue it came from.
+/// A lease candidate: its sort key, what the lease hands out, and its queue's lease length.
 struct Candidate {
     avoided: bool,
     priority: i32,
     run_at: i64,
     id: TaskId,
     lease_ms: i64,
+    job_id: String,
+    index: u32,
+    queue: String,
+    attempt: u32,
+    payload: Option<String>,
 }
 
 /// 128 random bits as 32 lowercase hex digits.
@@ -101,7 +106,7 @@ pub(crate) fn task_lease(conn: &Connection, p: &TaskLease) -> Result<Vec<LeasedT
     // avoid_pool preference to take.
     let mut pick = conn
         .prepare_cached(&format!(
-            "SELECT id, priority, run_at FROM tasks
+            "SELECT id, priority, run_at, job_id, idx, attempt, payload FROM tasks
              WHERE tenant = ?1 AND queue = ?2 AND state IN {WAITING} AND run_at <= ?3
                AND (?4 = 0 OR burstable = 1)
                AND ((?5 = 0 AND (avoid_pool IS NULL OR avoid_pool != ?6))
@@ -137,6 +142,11 @@ pub(crate) fn task_lease(conn: &Connection, p: &TaskLease) -> Result<Vec<LeasedT
                             priority: r.get(1)?,
                             run_at: r.get(2)?,
                             lease_ms,
+                            job_id: r.get(3)?,
+                            index: r.get(4)?,
+                            queue: queue.clone(),
+                            attempt: r.get::<_, u32>(5)? + 1,
+                            payload: r.get(6)?,
                         })
                     },
                 )
@@ -161,12 +171,13 @@ pub(crate) fn task_lease(conn: &Connection, p: &TaskLease) -> Result<Vec<LeasedT
     });
     candidates.truncate(max);
 
+    // No RETURNING in hot updates: SQLite runs RETURNING as a trigger, which makes each
+    // statement open a statement journal inside the per-request savepoint (slow).
     let mut take = conn
         .prepare_cached(
-            "UPDATE tasks SET state = 'leased', attempt = attempt + 1, lease_token = ?2,
+            "UPDATE tasks SET state = 'leased', attempt = ?5, lease_token = ?2,
                               lease_worker = ?3, lease_expires_at = ?4
-             WHERE id = ?1
-             RETURNING job_id, idx, queue, attempt, payload",
+             WHERE id = ?1",
         )
         .map_err(db("prepare the lease update"))?;
     let mut attempt = conn
@@ -180,19 +191,19 @@ pub(crate) fn task_lease(conn: &Connection, p: &TaskLease) -> Result<Vec<LeasedT
     for c in candidates {
         let token = lease_token();
         let expires = micros(p.now) + c.lease_ms * 1000;
-        let (job_id, index, queue, attempt_no, payload): (
-            String,
-            u32,
-            String,
-            u32,
-            Option<String>,
-        ) = take
-            .query_row(params![c.id, token, p.worker_id, expires], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })
+        let Candidate {
+            id,
+            job_id,
+            index,
+            queue,
+            attempt: attempt_no,
+            payload,
+            ..
+        } = c;
+        take.execute(params![id, token, p.worker_id, expires, attempt_no])
             .map_err(db("lease a task"))?;
         attempt
-            .execute(params![c.id, attempt_no, p.worker_id, micros(p.now)])
+            .execute(params![id, attempt_no, p.worker_id, micros(p.now)])
             .map_err(db("record an attempt"))?;
         if !jobs.contains_key(&job_id) {
             let (spec, has_inputs): (String, bool) = conn
@@ -214,10 +225,10 @@ pub(crate) fn task_lease(conn: &Connection, p: &TaskLease) -> Result<Vec<LeasedT
             .map(|p| serde_json::from_str(&p))
             .transpose()
             .map_err(|e| {
-                Error::internal(format!("task {} has an unreadable payload", c.id)).with_source(e)
+                Error::internal(format!("task {id} has an unreadable payload")).with_source(e)
             })?;
         leased.push(LeasedTask {
-            task_id: c.id,
+            task_id: id,
             job_id,
             index,
             queue,
