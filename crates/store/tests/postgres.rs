@@ -420,3 +420,15 @@ async fn rejects_unsafe_schema_names() {
     assert_eq!(err.kind(), spillway_core::ErrorKind::InvalidArgument);
     assert!(err.message().contains("schema name"), "{err}");
 }
+
+/// An unreachable database is reported as unavailable (worth retrying), not as a bug.
+#[tokio::test]
+async fn unreachable_database_is_unavailable() {
+    // Port 1 on loopback refuses connections; no database is needed for this test.
+    let err = PostgresStore::connect("postgres://postgres@127.0.0.1:1/test", None)
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("connected to a port where nothing listens"));
+    assert_eq!(err.kind(), spillway_core::ErrorKind::Unavailable, "{err}");
+    assert!(err.is_retryable());
+}

@@ -12,8 +12,9 @@ pub(crate) fn db(context: &str, err: tokio_postgres::Error) -> Error {
         Some(code) if *code == SqlState::UNIQUE_VIOLATION => return conflict(context, err),
         Some(code) if is_unavailable_code(code) => Kind::Unavailable,
         Some(_) => Kind::Internal,
-        // No SQLSTATE: the socket failed or the connection was closed.
-        None => Kind::Unavailable,
+        None if is_connection_failure(&err) => Kind::Unavailable,
+        // No SQLSTATE and not the connection: a parameter or column type mismatch, a bug.
+        None => Kind::Internal,
     };
     match kind {
         Kind::Unavailable => Error::unavailable(format!(
@@ -73,4 +74,23 @@ fn is_unavailable_code(code: &SqlState) -> bool {
         || *code == SqlState::TOO_MANY_CONNECTIONS
         || *code == SqlState::T_R_SERIALIZATION_FAILURE
         || *code == SqlState::T_R_DEADLOCK_DETECTED
+}
+
+/// Whether an error without SQLSTATE came from the connection rather than from this side.
+fn is_connection_failure(err: &tokio_postgres::Error) -> bool {
+    if err.is_closed() {
+        return true;
+    }
+    if std::error::Error::source(err).is_some_and(|s| s.is::<std::io::Error>()) {
+        return true;
+    }
+    // The driver exposes connect failures and timeouts only through their messages.
+    let text = err.to_string();
+    [
+        "error connecting to server",
+        "timeout waiting for server",
+        "error communicating with the server",
+    ]
+    .iter()
+    .any(|prefix| text.starts_with(prefix))
 }
