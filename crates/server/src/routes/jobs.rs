@@ -116,16 +116,15 @@ async fn discard(state: &AppState, prefix: &str) {
 }
 
 /// Filters of the job list.
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct JobQuery {
     /// Only jobs of this queue.
     pub queue: Option<String>,
     /// Only jobs in this state (queued, running, succeeded, failed, cancelled).
     pub state: Option<String>,
-    /// Only jobs with this label, as `key=value`.
-    pub label: Option<String>,
+    /// Only jobs with this label, as `key=value`; repeat for several (all must match).
+    pub label: Vec<String>,
     /// Page size, 1 to 1000 (default 100).
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
@@ -141,35 +140,82 @@ pub struct JobQuery {
 pub async fn list(
     State(state): State<AppState>,
     auth: Auth,
-    Query(q): Query<JobQuery>,
+    Query(pairs): Query<Vec<(String, String)>>,
 ) -> ApiResult<Json<Page<Job>>> {
     auth.require(Action::Read)?;
+    let q = JobQuery::from_pairs(pairs)?;
     let scope = auth.scope(q.tenant.as_deref())?;
     if let Some(queue) = &q.queue {
         spillway_core::names::validate_name("queue", queue)?;
     }
     let job_state = q.state.as_deref().map(JobState::parse).transpose()?;
-    let label = match q.label {
-        Some(label) => {
-            let (k, v) = label.split_once('=').ok_or_else(|| {
-                Error::invalid(format!("invalid label filter {label:?}: use key=value"))
-            })?;
-            Some((k.to_string(), v.to_string()))
-        }
-        None => None,
-    };
-    let page = state
+    let mut labels = Vec::new();
+    for label in &q.label {
+        let (k, v) = label.split_once('=').ok_or_else(|| {
+            Error::invalid(format!("invalid label filter {label:?}: use key=value"))
+        })?;
+        labels.push((k.to_string(), v.to_string()));
+    }
+    // The store filters by one label; any further ones are applied here, so a page may hold
+    // fewer items than the limit while `next_cursor` still leads on.
+    let mut rest = labels.into_iter();
+    let first = rest.next();
+    let rest: Vec<(String, String)> = rest.collect();
+    let mut page = state
         .store
         .job_list(JobList {
             tenant: scope,
             queue: q.queue,
             state: job_state,
-            label,
+            label: first,
             limit: page_limit(q.limit)?,
             cursor: q.cursor,
         })
         .await?;
+    page.items
+        .retain(|job| rest.iter().all(|(k, v)| job.labels.get(k) == Some(v)));
     Ok(Json(page))
+}
+
+impl JobQuery {
+    /// Read the query pairs by hand: `label` may repeat, nothing else may.
+    fn from_pairs(pairs: Vec<(String, String)>) -> Result<Self, Error> {
+        let mut q = JobQuery::default();
+        for (key, value) in pairs {
+            let once = |slot: &mut Option<String>| {
+                if slot.is_some() {
+                    return Err(Error::invalid(format!(
+                        "invalid query string: {key} is given twice"
+                    )));
+                }
+                *slot = Some(value.clone());
+                Ok(())
+            };
+            match key.as_str() {
+                "queue" => once(&mut q.queue)?,
+                "state" => once(&mut q.state)?,
+                "cursor" => once(&mut q.cursor)?,
+                "tenant" => once(&mut q.tenant)?,
+                "label" => q.label.push(value),
+                "limit" => {
+                    if q.limit.is_some() {
+                        return Err(Error::invalid("invalid query string: limit is given twice"));
+                    }
+                    q.limit = Some(value.parse().map_err(|_| {
+                        Error::invalid(format!(
+                            "invalid query string: limit {value:?} is not a number"
+                        ))
+                    })?);
+                }
+                other => {
+                    return Err(Error::invalid(format!(
+                        "invalid query string: unknown parameter {other:?}; use queue, state, label, limit, cursor or tenant"
+                    )));
+                }
+            }
+        }
+        Ok(q)
+    }
 }
 
 /// One job with its task counts.

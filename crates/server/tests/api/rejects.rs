@@ -276,6 +276,9 @@ async fn bad_query_parameters_are_400() {
         "state=bogus",
         "limit=0",
         "limit=5000",
+        "limit=ten",
+        "limit=1&limit=2",
+        "queue=a&queue=b",
         "colour=blue",
         "label=novalue",
     ] {
