@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-/// Durable batch work queues with object staging, workers and autoscaling.
+/// Durable batch work queues with object staging and workers, on one machine or many.
 ///
 /// Start everything on this machine with `spillway up`, then submit work from another
 /// terminal: `spillway submit --count 10 -- echo task {index}`. Commands find the server and

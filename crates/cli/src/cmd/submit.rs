@@ -21,12 +21,12 @@ use crate::output;
 const WAIT_POLL: Duration = Duration::from_millis(500);
 
 /// Options of `spillway submit`.
-///
-/// Examples:
-///   spillway submit -- echo hello
-///   spillway submit --count 100 -- python3 task.py --shard {index}
-///   spillway submit --from tasks.jsonl --input data/ --wait -- python3 task.py
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  spillway submit -- echo hello
+  spillway submit --count 100 -- python3 task.py --shard {index}
+  spillway submit --from tasks.jsonl --input data/ --wait -- python3 task.py
+  spillway submit --shell --timeout 10m -- 'make -C build && ./run.sh'")]
 pub struct SubmitArgs {
     /// The command and its arguments, after `--`. `{index}` is replaced by each task's index.
     #[arg(required = true, num_args = 1.., value_name = "COMMAND")]
