@@ -55,7 +55,7 @@ async fn acknowledged_jobs_survive_a_server_killed_under_load() {
             (client.clone(), acked.clone(), refused.clone(), stop.clone());
         tokio::spawn(async move {
             let mut request = SubmitJob::command("load", vec!["true".to_string()]);
-            request.count = Some(5);
+            request.count = Some(20);
             while !stop.is_cancelled() {
                 match client.job_submit(&request).await {
                     Ok(s) => acked.lock().expect("lock").push(s.job.id),
@@ -70,12 +70,17 @@ async fn acknowledged_jobs_survive_a_server_killed_under_load() {
     };
     let acked_count = || acked.lock().expect("lock").len();
 
-    // Kill the server once work is flowing: jobs acknowledged and some already done.
+    // Kill the server mid-stream: jobs acknowledged, some done, some tasks under lease.
     let first = wait_for("10 acknowledged jobs", STATE_DEADLINE, || async {
         (acked_count() >= 10).then(|| acked.lock().expect("lock")[0].clone())
     })
     .await;
     wait_job_final(&client, &first, STATE_DEADLINE).await;
+    wait_for("tasks under lease", STATE_DEADLINE, || async {
+        let queue = client.queue_get("load").await.ok()?;
+        (queue.stats.counts.leased > 0).then_some(())
+    })
+    .await;
     server.process.kill9();
     let before_restart = acked_count();
     wait_for(
