@@ -154,6 +154,21 @@ impl Auth {
     }
 }
 
+/// The tenant a request names in its body or its query string; they must agree when both
+/// are given.
+pub fn requested_tenant(
+    body: Option<String>,
+    query: Option<String>,
+) -> Result<Option<String>, Error> {
+    match (body, query) {
+        (Some(b), Some(q)) if b != q => Err(Error::invalid(format!(
+            "tenant {b:?} in the body differs from tenant {q:?} in the query string: give one"
+        ))),
+        (Some(b), _) => Ok(Some(b)),
+        (None, q) => Ok(q),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

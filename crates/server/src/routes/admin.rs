@@ -10,9 +10,10 @@ use spillway_core::names::validate_name;
 use spillway_core::{Error, ErrorKind};
 use spillway_store::{QueueCreate, TokenCreate};
 
-use crate::auth::{Auth, hash_secret, new_secret, new_token_id};
-use crate::extract::{JsonBody, Path};
+use crate::auth::{Auth, hash_secret, new_secret, new_token_id, requested_tenant};
+use crate::extract::{JsonBody, Path, Query};
 use crate::problem::ApiResult;
+use crate::routes::queues::TenantQuery;
 use crate::state::AppState;
 
 /// Longest token name accepted.
@@ -80,15 +81,17 @@ pub async fn tenant_list(
 
 /// Create a token; its secret is in the answer and never shown again.
 #[utoipa::path(post, path = "/v1/tokens", tag = "admin", request_body = CreateToken,
-    security(("bearer" = [])),
+    params(TenantQuery), security(("bearer" = [])),
     responses((status = 201, body = CreatedToken), (status = "4XX", body = Problem)))]
 pub async fn token_create(
     State(state): State<AppState>,
     auth: Auth,
+    Query(q): Query<TenantQuery>,
     body: JsonBody,
 ) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
     auth.require(Action::ManageTokens)?;
-    let req: CreateToken = body.parse()?;
+    let mut req: CreateToken = body.parse()?;
+    req.tenant = requested_tenant(req.tenant, q.tenant)?;
     if req.name.trim().is_empty() || req.name.len() > MAX_TOKEN_NAME {
         return Err(Error::invalid(format!(
             "token name must be 1 to {MAX_TOKEN_NAME} characters, e.g. \"ci-submitter\""
@@ -133,31 +136,32 @@ pub async fn token_create(
 }
 
 /// Tokens the caller can see (never their secrets).
-#[utoipa::path(get, path = "/v1/tokens", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/tokens", tag = "admin", params(TenantQuery), security(("bearer" = [])),
     responses((status = 200, body = Vec<TokenInfo>), (status = "4XX", body = Problem)))]
 pub async fn token_list(
     State(state): State<AppState>,
     auth: Auth,
+    Query(q): Query<TenantQuery>,
 ) -> ApiResult<Json<Vec<TokenInfo>>> {
     auth.require(Action::Read)?;
-    let tokens = state.store.token_list(auth.0.tenant.as_deref()).await?;
+    let scope = auth.scope(q.tenant.as_deref())?;
+    let tokens = state.store.token_list(scope.as_deref()).await?;
     Ok(Json(tokens))
 }
 
 /// Revoke a token.
 #[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "admin", security(("bearer" = [])),
-    params(("id" = String, Path, description = "the token's id")),
+    params(("id" = String, Path, description = "the token's id"), TenantQuery),
     responses((status = 204, description = "revoked"), (status = "4XX", body = Problem)))]
 pub async fn token_revoke(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
+    Query(q): Query<TenantQuery>,
 ) -> ApiResult<StatusCode> {
     auth.require(Action::ManageTokens)?;
-    state
-        .store
-        .token_revoke(auth.0.tenant.as_deref(), &id)
-        .await?;
+    let scope = auth.scope(q.tenant.as_deref())?;
+    state.store.token_revoke(scope.as_deref(), &id).await?;
     state.shared.tokens.forget(&id);
     tracing::info!(token_id = %id, "token revoked");
     Ok(StatusCode::NO_CONTENT)

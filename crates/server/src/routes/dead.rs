@@ -11,10 +11,11 @@ use spillway_core::names::validate_name;
 use spillway_store::{DeadList, DeadRequeue};
 use utoipa::IntoParams;
 
-use crate::auth::Auth;
+use crate::auth::{Auth, requested_tenant};
 use crate::extract::{JsonBody, Query};
 use crate::problem::ApiResult;
 use crate::routes::page_limit;
+use crate::routes::queues::TenantQuery;
 use crate::state::AppState;
 
 /// Filters of the dead letter list.
@@ -60,15 +61,17 @@ pub async fn list(
 
 /// Requeue dead tasks: the listed ones, or every dead task of a queue.
 #[utoipa::path(post, path = "/v1/dead/requeue", tag = "dead", request_body = RequeueRequest,
-    security(("bearer" = [])),
+    params(TenantQuery), security(("bearer" = [])),
     responses((status = 200, body = Changed), (status = "4XX", body = Problem)))]
 pub async fn requeue(
     State(state): State<AppState>,
     auth: Auth,
+    Query(q): Query<TenantQuery>,
     body: JsonBody,
 ) -> ApiResult<Json<Changed>> {
     auth.require(Action::Requeue)?;
-    let req: RequeueRequest = body.parse()?;
+    let mut req: RequeueRequest = body.parse()?;
+    req.tenant = requested_tenant(req.tenant, q.tenant)?;
     if req.task_ids.is_empty() == req.queue.is_none() {
         return Err(Error::invalid(
             "give either task_ids or queue: the dead tasks to requeue, or a queue to requeue all of",

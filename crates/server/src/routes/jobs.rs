@@ -13,7 +13,7 @@ use spillway_core::{Error, clock};
 use spillway_store::{JobList, JobSubmit, TaskList};
 use utoipa::IntoParams;
 
-use crate::auth::Auth;
+use crate::auth::{Auth, requested_tenant};
 use crate::extract::{JsonBody, Path, Query};
 use crate::ids::{new_job_id, validate_upload_id};
 use crate::metrics::Outcome;
@@ -24,16 +24,18 @@ use crate::state::AppState;
 
 /// Submit a job. 201 with a new job, 200 when the idempotency key matched an earlier one.
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = SubmitJob,
-    security(("bearer" = [])),
+    params(TenantQuery), security(("bearer" = [])),
     responses((status = 201, body = Submitted), (status = 200, body = Submitted),
               (status = "4XX", body = Problem)))]
 pub async fn submit(
     State(state): State<AppState>,
     auth: Auth,
+    Query(q): Query<TenantQuery>,
     body: JsonBody,
 ) -> ApiResult<(StatusCode, Json<Submitted>)> {
     auth.require(Action::Submit)?;
-    let req: SubmitJob = body.parse()?;
+    let mut req: SubmitJob = body.parse()?;
+    req.tenant = requested_tenant(req.tenant, q.tenant)?;
     req.validate(state.config.payload_limit())?;
     let tenant = auth.tenant(req.tenant.as_deref())?;
     // Everything that can refuse the request is checked before the first write.

@@ -19,11 +19,12 @@ use spillway_store::{TaskComplete, TaskFail, TaskHeartbeat, TaskLease, TaskRelea
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::auth::Auth;
-use crate::extract::{JsonBody, Path};
+use crate::auth::{Auth, requested_tenant};
+use crate::extract::{JsonBody, Path, Query};
 use crate::ids::job_submitted_at;
 use crate::metrics::{Outcome, UNKNOWN_QUEUE};
 use crate::problem::ApiResult;
+use crate::routes::queues::TenantQuery;
 use crate::state::AppState;
 
 /// Most leases one heartbeat or report may carry.
@@ -31,15 +32,17 @@ const MAX_REPORT_BATCH: usize = MAX_LEASE_BATCH as usize;
 
 /// Lease tasks, waiting up to `wait` for some to arrive.
 #[utoipa::path(post, path = "/v1/tasks/lease", tag = "work", request_body = LeaseRequest,
-    security(("bearer" = [])),
+    params(TenantQuery), security(("bearer" = [])),
     responses((status = 200, body = LeaseResponse), (status = "4XX", body = Problem)))]
 pub async fn lease(
     State(state): State<AppState>,
     auth: Auth,
+    Query(q): Query<TenantQuery>,
     body: JsonBody,
 ) -> ApiResult<Json<LeaseResponse>> {
     auth.require(Action::Work)?;
-    let req: LeaseRequest = body.parse()?;
+    let mut req: LeaseRequest = body.parse()?;
+    req.tenant = requested_tenant(req.tenant, q.tenant)?;
     if req.queues.is_empty() {
         return Err(
             Error::invalid("queues is empty: name at least one queue to lease from").into(),

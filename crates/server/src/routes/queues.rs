@@ -12,7 +12,7 @@ use spillway_core::names::validate_name;
 use spillway_store::QueueCreate;
 use utoipa::IntoParams;
 
-use crate::auth::Auth;
+use crate::auth::{Auth, requested_tenant};
 use crate::extract::{JsonBody, Path, Query, parse_json};
 use crate::problem::ApiResult;
 use crate::state::AppState;
@@ -28,15 +28,17 @@ pub struct TenantQuery {
 
 /// Create a queue.
 #[utoipa::path(post, path = "/v1/queues", tag = "queues", request_body = CreateQueue,
-    security(("bearer" = [])),
+    params(TenantQuery), security(("bearer" = [])),
     responses((status = 201, body = Queue), (status = "4XX", body = Problem)))]
 pub async fn create(
     State(state): State<AppState>,
     auth: Auth,
+    Query(q): Query<TenantQuery>,
     body: JsonBody,
 ) -> ApiResult<(StatusCode, Json<Queue>)> {
     auth.require(Action::ManageQueues)?;
-    let req: CreateQueue = body.parse()?;
+    let mut req: CreateQueue = body.parse()?;
+    req.tenant = requested_tenant(req.tenant, q.tenant)?;
     validate_name("queue", &req.name)?;
     req.settings.validate()?;
     let tenant = auth.tenant(req.tenant.as_deref())?;

@@ -12,7 +12,7 @@ use spillway_core::model::{Worker, WorkerState};
 use spillway_core::names::validate_name;
 use spillway_store::{WorkerBeat, WorkerRegister};
 
-use crate::auth::Auth;
+use crate::auth::{Auth, requested_tenant};
 use crate::extract::{JsonBody, Path, Query};
 use crate::ids::new_worker_id;
 use crate::problem::ApiResult;
@@ -26,15 +26,17 @@ const MAX_HOSTNAME: usize = 255;
 
 /// Register a worker; the answer carries the id it leases with.
 #[utoipa::path(post, path = "/v1/workers", tag = "work", request_body = RegisterWorker,
-    security(("bearer" = [])),
+    params(TenantQuery), security(("bearer" = [])),
     responses((status = 201, body = Worker), (status = "4XX", body = Problem)))]
 pub async fn register(
     State(state): State<AppState>,
     auth: Auth,
+    Query(q): Query<TenantQuery>,
     body: JsonBody,
 ) -> ApiResult<(StatusCode, Json<Worker>)> {
     auth.require(Action::Work)?;
-    let req: RegisterWorker = body.parse()?;
+    let mut req: RegisterWorker = body.parse()?;
+    req.tenant = requested_tenant(req.tenant, q.tenant)?;
     validate_name("pool", &req.pool)?;
     if req.queues.is_empty() {
         return Err(Error::invalid("queues is empty: name at least one queue to serve").into());

@@ -226,3 +226,62 @@ async fn revoked_tokens_stop_working_at_once() {
     .await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_admin_of_every_tenant_names_the_tenant_in_the_query_or_the_body() {
+    let server = Server::start().await;
+    ok::<Value>(
+        server
+            .post("/v1/tenants", &server.admin, json!({"name": "acme"}))
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let by_query: Value = ok(
+        server
+            .post("/v1/jobs?tenant=acme", &server.admin, simple_job())
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(by_query["job"]["tenant"], "acme");
+    let by_body: Value = ok(
+        server
+            .post(
+                "/v1/jobs",
+                &server.admin,
+                json!({"command": ["x"], "tenant": "acme"}),
+            )
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(by_body["job"]["tenant"], "acme");
+    let before = server.snapshot().await;
+    let p = problem(
+        server
+            .post(
+                "/v1/jobs?tenant=default",
+                &server.admin,
+                json!({"command": ["x"], "tenant": "acme"}),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert!(p.detail.contains("differs"), "{}", p.detail);
+    assert_eq!(server.snapshot().await, before);
+    let listed: Value = ok(
+        server.get("/v1/jobs?tenant=acme", &server.admin).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(listed["items"].as_array().map(Vec::len), Some(2));
+    let default: Value = ok(
+        server.get("/v1/jobs?tenant=default", &server.admin).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(default["items"].as_array().map(Vec::len), Some(0));
+    server.stop().await;
+}
