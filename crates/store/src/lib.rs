@@ -16,7 +16,9 @@ pub mod wakeups;
 
 use async_trait::async_trait;
 use spillway_core::api::{HeartbeatResult, LeasedTask, Page, ReportResult};
-use spillway_core::model::{Attempt, Job, Queue, QueueSettings, QueueStats, Task, Tenant, TokenInfo, Worker};
+use spillway_core::model::{
+    Attempt, Job, Queue, QueueSettings, QueueStats, Task, Tenant, TokenInfo, Worker,
+};
 use spillway_core::{JobId, Result, TaskId, Timestamp};
 
 pub use params::*;
@@ -61,7 +63,12 @@ pub trait Store: Send + Sync + 'static {
     /// One queue; not found with a message naming it.
     async fn queue_get(&self, tenant: &str, name: &str) -> Result<Queue>;
     /// Replace a queue's settings.
-    async fn queue_update(&self, tenant: &str, name: &str, settings: QueueSettings) -> Result<Queue>;
+    async fn queue_update(
+        &self,
+        tenant: &str,
+        name: &str,
+        settings: QueueSettings,
+    ) -> Result<Queue>;
     /// Queues of one tenant or of all.
     async fn queue_list(&self, tenant: Option<&str>) -> Result<Vec<Queue>>;
     /// Counts by state and age of the oldest leasable task, per queue.
@@ -130,5 +137,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Delete finished jobs (with tasks and attempts) whose queue's retention has passed;
     /// returns the deleted jobs as (tenant, job id, had inputs) so their blobs can go too.
-    async fn retention_sweep(&self, now: Timestamp, limit: u32) -> Result<Vec<(String, JobId, bool)>>;
+    async fn retention_sweep(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(String, JobId, bool)>>;
 }
