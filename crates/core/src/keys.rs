@@ -67,7 +67,15 @@ mod tests {
     #[test]
     fn rejects_every_escape() {
         for bad in [
-            "", "/etc/passwd", "../x", "a/../../x", "a/./b", "a//b", "a/", "a\\b", "a\nb",
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "a/./b",
+            "a//b",
+            "a/",
+            "a\\b",
+            "a\nb",
         ] {
             assert!(validate_relative_path(bad).is_err(), "{bad:?}");
         }

@@ -82,7 +82,9 @@ impl QueueSettings {
                 self.max_attempts
             )));
         }
-        if self.lease_duration < Duration::from_secs(1) || self.lease_duration > Duration::from_secs(24 * 3600) {
+        if self.lease_duration < Duration::from_secs(1)
+            || self.lease_duration > Duration::from_secs(24 * 3600)
+        {
             return Err(crate::Error::invalid(
                 "lease_duration is out of range: use 1s to 24h",
             ));

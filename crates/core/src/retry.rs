@@ -76,7 +76,13 @@ mod tests {
             decide_failure(4, 5, true, b, b, now, 0.5),
             FailureDecision::Retry { .. }
         ));
-        assert_eq!(decide_failure(5, 5, true, b, b, now, 0.5), FailureDecision::Dead);
-        assert_eq!(decide_failure(1, 5, false, b, b, now, 0.5), FailureDecision::Dead);
+        assert_eq!(
+            decide_failure(5, 5, true, b, b, now, 0.5),
+            FailureDecision::Dead
+        );
+        assert_eq!(
+            decide_failure(1, 5, false, b, b, now, 0.5),
+            FailureDecision::Dead
+        );
     }
 }

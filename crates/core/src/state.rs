@@ -6,7 +6,9 @@ use utoipa::ToSchema;
 use crate::Error;
 
 /// Where a task is in its life. Stored as the lowercase name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskState {
     /// Waiting for its not-before time (`run_at`). Becomes leasable by itself once that time
