@@ -177,11 +177,16 @@ async fn a_frozen_worker_cannot_overwrite_the_result_of_the_task_it_lost() {
     })
     .await;
     w1.signal(Signal::SIGSTOP);
-    let expired = wait_task(&client, task.id, "attempt 1 to expire", |d| {
+    wait_task(&client, task.id, "attempt 1 to expire", |d| {
+        // Attempt 1 sleeps long enough that w1 is frozen before it could report.
+        assert_ne!(
+            d.task.state,
+            TaskState::Succeeded,
+            "w1 finished before SIGSTOP: {d:?}"
+        );
         d.attempts.first().map(|a| a.outcome) == Some(AttemptOutcome::LeaseExpired)
     })
     .await;
-    assert_ne!(expired.task.state, TaskState::Succeeded, "{expired:?}");
 
     let _w2 = start_worker(
         "worker-w2",
