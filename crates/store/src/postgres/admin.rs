@@ -159,7 +159,7 @@ impl PostgresStore {
         match row {
             Some(row) => rows::queue(&row),
             None => Err(Error::not_found(format!(
-                "tenant {:?} not found: create it first",
+                "tenant {:?} not found: create it with `spillway tenants create NAME` or POST /v1/tenants",
                 p.tenant
             ))),
         }
@@ -370,7 +370,7 @@ impl PostgresStore {
 
 fn queue_not_found(tenant: &str, name: &str) -> Error {
     Error::not_found(format!(
-        "queue {name:?} not found in tenant {tenant:?}: create it first"
+        "queue {name:?} not found in tenant {tenant:?}: create it with `spillway queues create {name}` or POST /v1/queues"
     ))
 }
 

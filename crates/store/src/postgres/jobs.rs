@@ -37,7 +37,7 @@ impl PostgresStore {
             Some(row) => get(&row, "max_attempts")?,
             None => {
                 return Err(Error::not_found(format!(
-                    "queue {:?} not found in tenant {:?}: create it first",
+                    "queue {:?} not found in tenant {:?}: create it with `spillway queues create NAME` or POST /v1/queues",
                     p.queue, p.tenant
                 )));
             }

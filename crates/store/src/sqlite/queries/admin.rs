@@ -171,7 +171,7 @@ pub(crate) fn queue_get(conn: &Connection, tenant: &str, name: &str) -> Result<Q
     .map_err(db("read a queue"))?
     .ok_or_else(|| {
         Error::not_found(format!(
-            "queue {name:?} not found in tenant {tenant:?}: create it first"
+            "queue {name:?} not found in tenant {tenant:?}: create it with `spillway queues create {name}` or POST /v1/queues"
         ))
     })
 }
@@ -201,7 +201,7 @@ pub(crate) fn queue_update(
         .map_err(db("update a queue"))?;
     if changed == 0 {
         return Err(Error::not_found(format!(
-            "queue {name:?} not found in tenant {tenant:?}: create it first"
+            "queue {name:?} not found in tenant {tenant:?}: create it with `spillway queues create {name}` or POST /v1/queues"
         )));
     }
     queue_get(conn, tenant, name)
