@@ -1,0 +1,358 @@
+//! Typed configuration of pools (`[[pools]]` in `spillway.toml`) and of the scaling policy
+//! (`[autoscale]`). Unknown fields are errors, durations are human (`"90s"`, `"5m"`) and every
+//! default is a named constant.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use spillway_core::model::Resources;
+use spillway_core::names::validate_name;
+use spillway_core::{Error, Result};
+
+/// Default smallest size of a pool: pools may scale to zero.
+pub const DEFAULT_MIN_WORKERS: u32 = 0;
+/// Default largest size of a pool.
+pub const DEFAULT_MAX_WORKERS: u32 = 10;
+/// Default tasks one worker runs at once.
+pub const DEFAULT_CONCURRENCY: u32 = 1;
+/// Default tier: 0, the home pools that take every task.
+pub const DEFAULT_TIER: u32 = 0;
+/// Default cost of one worker for one hour (in whatever currency the operator uses).
+pub const DEFAULT_COST_PER_HOUR: f64 = 0.0;
+/// Default expected time from asking for a worker to that worker leasing tasks.
+pub const DEFAULT_STARTUP: Duration = Duration::from_secs(60);
+/// Default time a worker must have been idle before it may be drained.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default time within which the backlog should be gone.
+pub const DEFAULT_DRAIN_TARGET: Duration = Duration::from_secs(60);
+/// Default time the policy must want fewer workers before it drains any.
+pub const DEFAULT_SCALE_IN_WINDOW: Duration = Duration::from_secs(60);
+/// Default task duration assumed for a queue before any of its tasks has finished.
+pub const DEFAULT_ASSUMED_TASK_DURATION: Duration = Duration::from_secs(60);
+/// Default time between two passes of the autoscaler.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+/// Largest pool size accepted, to catch typos such as an extra zero or two.
+pub const MAX_POOL_SIZE: u32 = 100_000;
+
+/// What starts and stops a pool's workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// Child processes on the server's machine.
+    Local,
+    /// Workers started by someone else; Spillway only reports what it wants.
+    External,
+    /// A Deployment or Jobs in a Kubernetes cluster.
+    Kubernetes,
+    /// Instances in Google Compute Engine.
+    ComputeEngine,
+    /// The in-memory fake of [`crate::memory`], for tests and the simulator.
+    Memory,
+}
+
+impl ProviderKind {
+    /// The stable lowercase name used in config and metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Local => "local",
+            ProviderKind::External => "external",
+            ProviderKind::Kubernetes => "kubernetes",
+            ProviderKind::ComputeEngine => "compute_engine",
+            ProviderKind::Memory => "memory",
+        }
+    }
+}
+
+/// One `[[pools]]` entry: a named group of workers the autoscaler resizes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// The pool's name; workers report it when they register.
+    pub name: String,
+    /// What starts and stops its workers.
+    pub provider: ProviderKind,
+    /// The queues its workers serve (at least one).
+    pub queues: Vec<String>,
+    /// Fewest workers, kept even when there is no work. Default 0.
+    #[serde(default = "default_min")]
+    pub min: u32,
+    /// Most workers. Default 10.
+    #[serde(default = "default_max")]
+    pub max: u32,
+    /// Tasks one worker runs at once. Default 1.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u32,
+    /// 0 for home pools, which take every task; 1, 2, … for burst tiers, which take only tasks
+    /// of burstable jobs and are used in order once the tiers below are full. Default 0.
+    #[serde(default = "default_tier")]
+    pub tier: u32,
+    /// Cost of one worker for one hour; within a tier the cheaper pool is used first. Default 0.
+    #[serde(default = "default_cost")]
+    pub cost_per_hour: f64,
+    /// Expected time from asking for a worker to it leasing tasks. Default 60s.
+    #[serde(default = "default_startup", with = "humantime_serde")]
+    pub startup: Duration,
+    /// A worker idle this long may be drained when the pool is too large. Default 2m.
+    #[serde(default = "default_idle_timeout", with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// What one worker offers (cpu, memory_mb, gpu).
+    #[serde(default)]
+    pub resources: Resources,
+}
+
+fn default_min() -> u32 {
+    DEFAULT_MIN_WORKERS
+}
+fn default_max() -> u32 {
+    DEFAULT_MAX_WORKERS
+}
+fn default_concurrency() -> u32 {
+    DEFAULT_CONCURRENCY
+}
+fn default_tier() -> u32 {
+    DEFAULT_TIER
+}
+fn default_cost() -> f64 {
+    DEFAULT_COST_PER_HOUR
+}
+fn default_startup() -> Duration {
+    DEFAULT_STARTUP
+}
+fn default_idle_timeout() -> Duration {
+    DEFAULT_IDLE_TIMEOUT
+}
+
+impl PoolConfig {
+    /// A pool with every optional field at its default.
+    pub fn new(name: impl Into<String>, provider: ProviderKind, queues: Vec<String>) -> Self {
+        Self {
+            name: name.into(),
+            provider,
+            queues,
+            min: DEFAULT_MIN_WORKERS,
+            max: DEFAULT_MAX_WORKERS,
+            concurrency: DEFAULT_CONCURRENCY,
+            tier: DEFAULT_TIER,
+            cost_per_hour: DEFAULT_COST_PER_HOUR,
+            startup: DEFAULT_STARTUP,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            resources: Resources::default(),
+        }
+    }
+
+    /// Whether its workers serve `queue`.
+    pub fn serves(&self, queue: &str) -> bool {
+        self.queues.iter().any(|q| q == queue)
+    }
+
+    /// Check one pool on its own.
+    pub fn validate(&self) -> Result<()> {
+        validate_name("pool", &self.name)?;
+        let name = &self.name;
+        if self.queues.is_empty() {
+            return Err(Error::invalid(format!(
+                "pool {name:?} serves no queue: list at least one in `queues`"
+            )));
+        }
+        for queue in &self.queues {
+            validate_name("queue", queue)?;
+        }
+        if self.max == 0 || self.max > MAX_POOL_SIZE {
+            return Err(Error::invalid(format!(
+                "pool {name:?} has max {}: use 1 to {MAX_POOL_SIZE}",
+                self.max
+            )));
+        }
+        if self.min > self.max {
+            return Err(Error::invalid(format!(
+                "pool {name:?} has min {} above max {}: lower min or raise max",
+                self.min, self.max
+            )));
+        }
+        if self.concurrency == 0 || self.concurrency > 1024 {
+            return Err(Error::invalid(format!(
+                "pool {name:?} has concurrency {}: use 1 to 1024",
+                self.concurrency
+            )));
+        }
+        if !(self.cost_per_hour.is_finite() && self.cost_per_hour >= 0.0) {
+            return Err(Error::invalid(format!(
+                "pool {name:?} has cost_per_hour {}: use a number of at least 0",
+                self.cost_per_hour
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Check a whole `[[pools]]` list: each pool, unique names, and a home pool (tier 0) for every
+/// queue a pool serves, since tasks of jobs that are not burstable run only on tier 0.
+pub fn validate_pools(pools: &[PoolConfig]) -> Result<()> {
+    let mut names = BTreeSet::new();
+    for pool in pools {
+        pool.validate()?;
+        if !names.insert(pool.name.as_str()) {
+            return Err(Error::invalid(format!(
+                "pool {:?} is listed twice: give each [[pools]] entry its own name",
+                pool.name
+            )));
+        }
+    }
+    for pool in pools.iter().filter(|p| p.tier > 0) {
+        for queue in &pool.queues {
+            if !pools.iter().any(|p| p.tier == 0 && p.serves(queue)) {
+                return Err(Error::invalid(format!(
+                    "queue {queue:?} has burst pool {:?} but no tier-0 pool: tasks of jobs that are not burstable would never run; add a tier-0 pool for it",
+                    pool.name
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `[autoscale]`: how the policy weighs backlog against time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// How soon the backlog should be gone; the pool is sized so it is. Default 60s.
+    #[serde(with = "humantime_serde")]
+    pub drain_target: Duration,
+    /// How long the policy must want fewer workers before it drains any. Default 60s.
+    #[serde(with = "humantime_serde")]
+    pub scale_in_window: Duration,
+    /// Task duration assumed for a queue until one of its tasks has finished. Default 60s.
+    #[serde(with = "humantime_serde")]
+    pub assumed_task_duration: Duration,
+    /// Time between two passes of the autoscaler. Default 10s.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            drain_target: DEFAULT_DRAIN_TARGET,
+            scale_in_window: DEFAULT_SCALE_IN_WINDOW,
+            assumed_task_duration: DEFAULT_ASSUMED_TASK_DURATION,
+            interval: DEFAULT_INTERVAL,
+        }
+    }
+}
+
+impl PolicyConfig {
+    /// Check the durations are usable.
+    pub fn validate(&self) -> Result<()> {
+        for (field, value) in [
+            ("drain_target", self.drain_target),
+            ("assumed_task_duration", self.assumed_task_duration),
+            ("interval", self.interval),
+        ] {
+            if value.is_zero() {
+                return Err(Error::invalid(format!(
+                    "autoscale {field} is 0: give a positive duration such as \"30s\""
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        #[serde(default)]
+        autoscale: PolicyConfig,
+        pools: Vec<PoolConfig>,
+    }
+
+    const SAMPLE: &str = r#"
+[autoscale]
+drain_target = "2m"
+
+[[pools]]
+name = "home"
+provider = "local"
+queues = ["default"]
+min = 1
+max = 4
+concurrency = 2
+cost_per_hour = 0.1
+startup = "5s"
+resources = { cpu = 2.0, memory_mb = 4096 }
+
+[[pools]]
+name = "spot"
+provider = "compute_engine"
+queues = ["default"]
+max = 100
+tier = 1
+cost_per_hour = 0.3
+idle_timeout = "90s"
+"#;
+
+    #[test]
+    fn sample_parses_with_defaults_filled_in() {
+        let file: File = toml::from_str(SAMPLE).expect("sample parses");
+        assert_eq!(file.autoscale.drain_target, Duration::from_secs(120));
+        assert_eq!(file.autoscale.scale_in_window, DEFAULT_SCALE_IN_WINDOW);
+        let [home, spot] = &file.pools[..] else {
+            panic!("two pools expected: {:?}", file.pools)
+        };
+        assert_eq!((home.min, home.max, home.concurrency), (1, 4, 2));
+        assert_eq!(home.startup, Duration::from_secs(5));
+        assert_eq!(home.resources.memory_mb, 4096);
+        assert_eq!(spot.provider, ProviderKind::ComputeEngine);
+        assert_eq!((spot.min, spot.tier), (DEFAULT_MIN_WORKERS, 1));
+        assert_eq!(spot.startup, DEFAULT_STARTUP);
+        assert_eq!(spot.idle_timeout, Duration::from_secs(90));
+        validate_pools(&file.pools).expect("sample is valid");
+    }
+
+    #[test]
+    fn unknown_fields_are_errors() {
+        let text = SAMPLE.replace("tier = 1", "teir = 1");
+        let err = toml::from_str::<File>(&text).expect_err("typo must fail");
+        assert!(err.to_string().contains("teir"), "{err}");
+    }
+
+    #[test]
+    fn invalid_pools_are_refused_with_the_fix() {
+        let base = PoolConfig::new("p", ProviderKind::Memory, vec!["q".into()]);
+        type Change = Box<dyn Fn(&mut PoolConfig)>;
+        let cases: Vec<(&str, Change)> = vec![
+            ("serves no queue", Box::new(|p| p.queues.clear())),
+            ("max 0", Box::new(|p| p.max = 0)),
+            ("above max", Box::new(|p| p.min = 11)),
+            ("concurrency 0", Box::new(|p| p.concurrency = 0)),
+            ("cost_per_hour", Box::new(|p| p.cost_per_hour = -1.0)),
+            (
+                "invalid pool name",
+                Box::new(|p| p.name = "Bad Name".into()),
+            ),
+        ];
+        for (want, change) in cases {
+            let mut pool = base.clone();
+            change(&mut pool);
+            let err = pool.validate().expect_err(want);
+            assert!(err.message().contains(want), "{want}: {err}");
+        }
+    }
+
+    #[test]
+    fn burst_pool_without_home_pool_is_refused() {
+        let mut spot = PoolConfig::new("spot", ProviderKind::Memory, vec!["q".into()]);
+        spot.tier = 1;
+        let err = validate_pools(&[spot.clone()]).expect_err("no home pool");
+        assert!(err.message().contains("no tier-0 pool"), "{err}");
+        let home = PoolConfig::new("home", ProviderKind::Memory, vec!["q".into()]);
+        validate_pools(&[home.clone(), spot]).expect("home pool present");
+        let err = validate_pools(&[home.clone(), home]).expect_err("duplicate");
+        assert!(err.message().contains("listed twice"), "{err}");
+    }
+}

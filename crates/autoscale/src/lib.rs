@@ -1,0 +1,18 @@
+//! Spillway's autoscaling core, without IO.
+//!
+//! - [`config`]: `[[pools]]` and `[autoscale]` in `spillway.toml`.
+//! - [`provider`]: the [`PoolProvider`](provider::PoolProvider) seam that starts and stops
+//!   workers, with an in-memory fake in [`memory`] and its conformance suite in [`conformance`].
+//! - [`policy`]: pure functions from backlog, leases and measured task times to the size of each
+//!   pool, burst tiers and which idle workers to drain, each decision with its reason in words.
+//! - [`sim`]: a discrete-event simulator that runs the real policy, and a KEDA-style one for
+//!   comparison, against a synthetic or traced workload.
+//!
+//! Nothing here is wired into the server yet: a later autoscaler service will observe pools,
+//! call [`policy::plan`] and apply its decisions through a provider.
+
+pub mod config;
+pub mod conformance;
+pub mod memory;
+pub mod policy;
+pub mod provider;
