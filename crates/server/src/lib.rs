@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod bootstrap;
 pub mod config;
+pub mod dashboard;
 pub mod extract;
 pub mod ids;
 mod leases;

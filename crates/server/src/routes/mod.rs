@@ -85,6 +85,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .merge(uploads)
+        .merge(crate::dashboard::routes(&state))
         .route("/v1/openapi.json", get(system::openapi))
         .route("/metrics", get(system::metrics))
         .route("/healthz", get(system::healthz))

@@ -1,0 +1,97 @@
+// Spillway dashboard: applies live updates from one server-sent event stream per page.
+// Pages work without it; it only keeps numbers current without reloading.
+"use strict";
+(function () {
+  const jobs = Array.from(document.querySelectorAll("[data-job]"), (el) => el.dataset.job);
+  const queues = document.querySelector("[data-live=queues]") !== null;
+  if (jobs.length === 0 && !queues) return;
+  const params = new URLSearchParams();
+  if (jobs.length) params.set("jobs", Array.from(new Set(jobs)).join(","));
+  if (queues) params.set("queues", "1");
+  const live = document.querySelector("p.live");
+  const fragment = document.querySelector("tbody[data-fragment]");
+  const card = document.querySelector("[data-live=job]");
+  let lastFinished = card ? card.dataset.counts : null;
+  let refreshing = false;
+  let pending = false;
+
+  function say(text) {
+    if (!live) return;
+    live.hidden = !text;
+    live.textContent = text || "";
+  }
+
+  function setField(root, name, value) {
+    root.querySelectorAll('[data-field="' + name + '"]').forEach((el) => { el.textContent = String(value); });
+  }
+
+  function setState(root, state) {
+    root.querySelectorAll('[data-field="state"]').forEach((el) => {
+      el.textContent = state;
+      el.className = "badge s-" + state;
+    });
+  }
+
+  function setProgress(root, job) {
+    const total = Math.max(job.task_count, 1);
+    root.querySelectorAll('[data-field="progress"]').forEach((bar) => {
+      for (const part of ["succeeded", "dead", "cancelled", "leased"]) {
+        const span = bar.querySelector(".p-" + part);
+        if (span) span.style.width = ((job.counts[part] || 0) * 100 / total).toFixed(2) + "%";
+      }
+      bar.setAttribute("aria-label", job.finished + " of " + job.task_count + " tasks finished");
+    });
+  }
+
+  // Swap in fresh task rows, at most one request at a time.
+  async function refreshTasks() {
+    if (!fragment) return;
+    if (refreshing) { pending = true; return; }
+    refreshing = true;
+    try {
+      const resp = await fetch(fragment.dataset.fragment, { credentials: "same-origin" });
+      if (resp.ok) fragment.innerHTML = await resp.text();
+    } catch (e) { /* the next update tries again */ }
+    refreshing = false;
+    if (pending) { pending = false; refreshTasks(); }
+  }
+
+  function apply(notice) {
+    for (const job of notice.jobs || []) {
+      document.querySelectorAll('[data-job="' + CSS.escape(job.id) + '"]').forEach((row) => {
+        setState(row, job.state);
+        setProgress(row, job);
+        setField(row, "finished", job.finished);
+        setField(row, "dead", job.counts.dead);
+        row.querySelectorAll("[data-count]").forEach((el) => {
+          el.textContent = String(job.counts[el.dataset.count] || 0);
+        });
+        if (row.dataset.live === "job") {
+          const key = JSON.stringify(job.counts);
+          if (lastFinished !== null && lastFinished !== key) refreshTasks();
+          lastFinished = key;
+        }
+      });
+    }
+    for (const q of notice.queues || []) {
+      document.querySelectorAll('[data-queue="' + CSS.escape(q.key) + '"]').forEach((row) => {
+        for (const f of ["waiting", "running", "succeeded", "dead"]) setField(row, f, q[f]);
+        setField(row, "oldest", q.oldest || "–");
+      });
+    }
+  }
+
+  const source = new EventSource("/events?" + params.toString());
+  source.addEventListener("update", (e) => {
+    say("");
+    try { apply(JSON.parse(e.data)); } catch (err) { /* ignore a malformed notice */ }
+  });
+  source.addEventListener("signed_out", () => {
+    source.close();
+    say("Your session ended (signed out or the server restarted). Reload to sign in again.");
+  });
+  source.addEventListener("error", () => {
+    // EventSource reconnects by itself; just tell the reader the numbers may be stale.
+    if (source.readyState !== EventSource.CLOSED) say("Connection lost: reconnecting…");
+  });
+})();

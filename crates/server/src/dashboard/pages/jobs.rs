@@ -1,0 +1,171 @@
+//! The job list: filtered by queue, state and label, searchable by id, paged on the server.
+
+use std::fmt::Write as _;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Redirect, Response};
+use spillway_core::Error;
+use spillway_core::model::Job;
+use spillway_core::names::validate_name;
+use spillway_core::state::JobState;
+use spillway_store::JobList;
+
+use super::{Params, all_tenants, options, render, scope};
+use crate::dashboard::html::{self, Nav, badge, esc, progress, url};
+use crate::dashboard::{PageResult, Signed};
+use crate::state::AppState;
+
+/// Jobs per page.
+pub const JOBS_PER_PAGE: u32 = 50;
+
+/// The job list page.
+pub async fn list(
+    State(state): State<AppState>,
+    signed: Signed,
+    params: Params,
+) -> PageResult<Response> {
+    let principal = signed.principal();
+    let tenant = scope(principal).map(str::to_string);
+    if let Some(id) = params.get("id") {
+        // Searching by id: go straight to the job when it exists and is visible.
+        return match state.store.job_get(tenant.as_deref(), id).await {
+            Ok(job) => Ok(Redirect::to(&format!("/jobs/{}", url(&job.id))).into_response()),
+            Err(e) if e.kind() == spillway_core::ErrorKind::NotFound => Err(Error::not_found(
+                format!("job {id:?} not found: check the id (it is shown on the job's page)"),
+            )
+            .into()),
+            Err(e) => Err(e.into()),
+        };
+    }
+    let queue = params.get("queue").map(str::to_string);
+    if let Some(q) = &queue {
+        validate_name("queue", q)?;
+    }
+    let job_state = params.get("state").map(JobState::parse).transpose()?;
+    let label = match params.get("label") {
+        Some(l) => Some(
+            l.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .ok_or_else(|| {
+                    Error::invalid(format!("invalid label filter {l:?}: use key=value"))
+                })?,
+        ),
+        None => None,
+    };
+    let cursor = params.get("cursor").map(str::to_string);
+    let page = state
+        .store
+        .job_list(JobList {
+            tenant: tenant.clone(),
+            queue: queue.clone(),
+            state: job_state,
+            label: label.clone(),
+            limit: JOBS_PER_PAGE,
+            cursor: cursor.clone(),
+        })
+        .await?;
+    let mut queues: Vec<String> = state
+        .store
+        .queue_list(tenant.as_deref())
+        .await?
+        .into_iter()
+        .map(|q| q.name)
+        .collect();
+    queues.sort();
+    queues.dedup();
+    let states: Vec<String> = ["queued", "running", "succeeded", "failed", "cancelled"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+
+    let mut body = String::new();
+    let label_text = label.as_ref().map(|(k, v)| format!("{k}={v}"));
+    let _ = write!(
+        body,
+        "<form class=\"filters\" method=\"get\" action=\"/jobs\" role=\"search\">\
+         <div><label for=\"f-queue\">Queue</label><select id=\"f-queue\" name=\"queue\">{}</select></div>\
+         <div><label for=\"f-state\">State</label><select id=\"f-state\" name=\"state\">{}</select></div>\
+         <div><label for=\"f-label\">Label</label><input id=\"f-label\" name=\"label\" placeholder=\"key=value\" value=\"{}\"></div>\
+         <div><button type=\"submit\">Filter</button></div></form>\
+         <form class=\"filters\" method=\"get\" action=\"/jobs\" role=\"search\">\
+         <div><label for=\"f-id\">Job id</label><input id=\"f-id\" name=\"id\" placeholder=\"0190…\"></div>\
+         <div><button type=\"submit\">Go to job</button></div></form>",
+        options(&queues, queue.as_deref(), "any queue"),
+        options(&states, job_state.map(JobState::as_str), "any state"),
+        esc(label_text.as_deref().unwrap_or("")),
+    );
+    if page.items.is_empty() {
+        body.push_str("<p>No jobs match.</p>");
+    } else {
+        jobs_table(&mut body, &page.items, all_tenants(principal));
+    }
+    // Keep the filters on the paging links.
+    let mut keep = String::new();
+    for (k, v) in [
+        ("queue", queue.as_deref()),
+        ("state", job_state.map(JobState::as_str)),
+        ("label", label_text.as_deref()),
+    ] {
+        if let Some(v) = v {
+            let _ = write!(keep, "&{k}={}", url(v));
+        }
+    }
+    body.push_str("<nav class=\"pager\" aria-label=\"Pages\">");
+    if cursor.is_some() {
+        let _ = write!(
+            body,
+            "<a href=\"/jobs?{}\">First page</a>",
+            keep.trim_start_matches('&')
+        );
+    }
+    if let Some(next) = &page.next_cursor {
+        let _ = write!(
+            body,
+            "<a href=\"/jobs?cursor={}{keep}\" rel=\"next\">Next page</a>",
+            url(next)
+        );
+    }
+    body.push_str("</nav>");
+    Ok(render(&signed, "Jobs", Nav::Jobs, &body))
+}
+
+/// A table of jobs whose rows update live (each row names its job in `data-job`).
+pub fn jobs_table(body: &mut String, jobs: &[Job], with_tenant: bool) {
+    body.push_str("<div class=\"table-wrap\"><table data-live=\"jobs\"><thead><tr>");
+    if with_tenant {
+        body.push_str("<th scope=\"col\">Tenant</th>");
+    }
+    body.push_str(
+        "<th scope=\"col\">Job</th><th scope=\"col\">Queue</th><th scope=\"col\">State</th>\
+         <th scope=\"col\">Progress</th><th scope=\"col\">Tasks</th><th scope=\"col\">Submitted</th></tr></thead><tbody>",
+    );
+    for job in jobs {
+        let _ = write!(body, "<tr data-job=\"{}\">", esc(&job.id));
+        if with_tenant {
+            let _ = write!(body, "<td>{}</td>", esc(&job.tenant));
+        }
+        let labels: Vec<String> = job
+            .labels
+            .iter()
+            .map(|(k, v)| format!("<span class=\"label\">{}={}</span>", esc(k), esc(v)))
+            .collect();
+        let _ = write!(
+            body,
+            "<th scope=\"row\"><a href=\"/jobs/{}\">{}</a><br><code class=\"id\">{}</code> {}</th>\
+             <td>{}</td><td>{}</td><td>{}</td>\
+             <td><span data-field=\"finished\">{}</span>/{} done, <span data-field=\"dead\">{}</span> dead</td><td>{}</td></tr>",
+            url(&job.id),
+            esc(job.name.as_deref().unwrap_or("(unnamed)")),
+            esc(&job.id),
+            labels.join(" "),
+            esc(&job.queue),
+            badge(job.state.as_str()),
+            progress(&job.counts, job.task_count),
+            job.counts.finished(),
+            job.task_count,
+            job.counts.dead,
+            html::time(job.created_at),
+        );
+    }
+    body.push_str("</tbody></table></div>");
+}

@@ -1,0 +1,589 @@
+//! The web dashboard over real HTTP: sign-in, cookie flags, CSRF, roles and tenants, submit
+//! with an input file, requeue, escaping and the live event stream.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::{LOCATION, SET_COOKIE};
+use serde_json::{Value, json};
+use spillway_blob::{BlobStore, ObjectBlobs};
+use spillway_core::api::Failure;
+use spillway_core::clock::{Clock, SystemClock};
+use spillway_server::{AppState, ServerConfig};
+use spillway_store::sqlite::SqliteStore;
+use spillway_store::{DynStore, TaskFail, TaskLease, WorkerRegister};
+use tokio::sync::oneshot;
+
+struct Server {
+    base: String,
+    admin: String,
+    store: DynStore,
+    api: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start() -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store: DynStore = Arc::new(
+            SqliteStore::open(&dir.path().join("spillway.db"))
+                .await
+                .expect("open sqlite"),
+        );
+        let blobs: Arc<dyn BlobStore> =
+            Arc::new(ObjectBlobs::from_url("memory://", &Default::default()).expect("blobs"));
+        let clock = SystemClock;
+        let admin = spillway_server::bootstrap(&store, clock.now())
+            .await
+            .expect("bootstrap")
+            .expect("admin token");
+        let state = AppState::new(
+            store.clone(),
+            blobs,
+            Arc::new(clock),
+            ServerConfig::default(),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            spillway_server::serve(listener, state, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("serve");
+        });
+        Server {
+            base,
+            admin,
+            store,
+            api: reqwest::Client::new(),
+            stop: Some(stop),
+            task: Some(task),
+            _dir: dir,
+        }
+    }
+
+    /// Stop the server; this also proves open event streams do not hold up the shutdown.
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(20), task)
+                .await
+                .expect("server stops within 20s")
+                .expect("server task");
+        }
+    }
+
+    async fn api_post(&self, path: &str, token: &str, body: Value) -> Value {
+        let resp = self
+            .api
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
+        assert!(resp.status().is_success(), "POST {path}: {}", resp.status());
+        resp.json().await.expect("json")
+    }
+
+    async fn token(&self, role: &str, tenant: &str) -> String {
+        let body = json!({"name": format!("{role}-{tenant}"), "role": role, "tenant": tenant});
+        self.api_post("/v1/tokens", &self.admin, body).await["token"]
+            .as_str()
+            .expect("secret")
+            .to_string()
+    }
+
+    async fn submit(&self, token: &str, body: Value) -> String {
+        self.api_post("/v1/jobs", token, body).await["job"]["id"]
+            .as_str()
+            .expect("job id")
+            .to_string()
+    }
+
+    /// A browser-like client (cookie jar, no redirects followed) signed in with `token`.
+    async fn browser(&self, token: &str) -> Browser {
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        let b = Browser {
+            base: self.base.clone(),
+            http,
+        };
+        let form = b.get("/login").await;
+        assert_eq!(form.status(), StatusCode::OK);
+        let csrf = csrf_of(&form.text().await.expect("body"));
+        let resp = b
+            .post_form("/login", &[("token", token), ("_csrf", &csrf)])
+            .await;
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER, "sign-in redirects");
+        b
+    }
+}
+
+struct Browser {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Browser {
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("send")
+    }
+
+    async fn page(&self, path: &str) -> String {
+        let resp = self.get(path).await;
+        assert_eq!(resp.status(), StatusCode::OK, "GET {path}");
+        resp.text().await.expect("body")
+    }
+
+    async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .form(form)
+            .send()
+            .await
+            .expect("send")
+    }
+
+    async fn csrf(&self) -> String {
+        csrf_of(&self.page("/").await)
+    }
+}
+
+fn csrf_of(html: &str) -> String {
+    let marker = "name=\"_csrf\" value=\"";
+    let start = html.find(marker).expect("a CSRF field") + marker.len();
+    let end = html[start..].find('"').expect("end of value") + start;
+    html[start..end].to_string()
+}
+
+async fn job(store: &DynStore, id: &str) -> spillway_core::model::Job {
+    store.job_get(None, id).await.expect("job")
+}
+
+#[tokio::test]
+async fn sign_in_sets_a_strict_http_only_session_cookie() {
+    let server = Server::start().await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let home = http
+        .get(format!("{}/", server.base))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(home.status(), StatusCode::SEE_OTHER);
+    assert_eq!(home.headers()[LOCATION], "/login");
+
+    let form = http
+        .get(format!("{}/login", server.base))
+        .send()
+        .await
+        .expect("send");
+    let login_cookie = form.headers()[SET_COOKIE]
+        .to_str()
+        .expect("text")
+        .to_string();
+    assert!(login_cookie.contains("HttpOnly") && login_cookie.contains("SameSite=Strict"));
+    let csrf = csrf_of(&form.text().await.expect("body"));
+    let cookie = login_cookie.split(';').next().expect("pair").to_string();
+
+    // Without the sign-in cookie (a form posted from another site) nobody is signed in.
+    let forged = http
+        .post(format!("{}/login", server.base))
+        .form(&[("token", server.admin.as_str()), ("_csrf", &csrf)])
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert!(forged.headers().get(SET_COOKIE).is_none());
+
+    let wrong = http
+        .post(format!("{}/login", server.base))
+        .header("cookie", &cookie)
+        .form(&[("token", "sw_wrong"), ("_csrf", &csrf)])
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        wrong
+            .text()
+            .await
+            .expect("body")
+            .contains("unknown or revoked token")
+    );
+
+    let ok = http
+        .post(format!("{}/login", server.base))
+        .header("cookie", &cookie)
+        .form(&[("token", server.admin.as_str()), ("_csrf", &csrf)])
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(ok.status(), StatusCode::SEE_OTHER);
+    let session = ok
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("spillway_session="))
+        .expect("session cookie")
+        .to_string();
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(session.contains(flag), "{flag} missing from {session}");
+    }
+    assert!(
+        !session.contains(&server.admin),
+        "the cookie must not carry the token"
+    );
+    let pair = session.split(';').next().expect("pair");
+    let page = http
+        .get(format!("{}/", server.base))
+        .header("cookie", pair)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(page.headers()["cache-control"], "no-store");
+    assert!(
+        page.text()
+            .await
+            .expect("body")
+            .contains("<h1>Overview</h1>")
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn posts_without_the_session_csrf_token_or_from_another_origin_are_refused() {
+    let server = Server::start().await;
+    let id = server
+        .submit(&server.admin, json!({"command": ["true"], "count": 2}))
+        .await;
+    let b = server.browser(&server.admin).await;
+    let path = format!("/jobs/{id}/cancel");
+    for form in [vec![], vec![("_csrf", "forged")]] {
+        let resp = b.post_form(&path, &form).await;
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    }
+    let csrf = b.csrf().await;
+    let cross = b
+        .http
+        .post(format!("{}{path}", b.base))
+        .header("origin", "http://evil.example")
+        .form(&[("_csrf", csrf.as_str())])
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(cross.status(), StatusCode::FORBIDDEN);
+    assert!(!job(&server.store, &id).await.cancel_requested);
+    assert_eq!(job(&server.store, &id).await.counts.cancelled, 0);
+
+    let resp = b.post_form(&path, &[("_csrf", &csrf)]).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(job(&server.store, &id).await.counts.cancelled, 2);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_viewer_sees_only_its_tenant_and_can_change_nothing() {
+    let server = Server::start().await;
+    server
+        .api_post("/v1/tenants", &server.admin, json!({"name": "blue"}))
+        .await;
+    let own = server
+        .submit(&server.admin, json!({"command": ["true"], "name": "mine"}))
+        .await;
+    let other = server
+        .submit(
+            &server.admin,
+            json!({"command": ["true"], "tenant": "blue", "name": "theirs"}),
+        )
+        .await;
+    let viewer = server.token("viewer", "default").await;
+    let b = server.browser(&viewer).await;
+
+    let jobs = b.page("/jobs").await;
+    assert!(jobs.contains(&own));
+    assert!(!jobs.contains(&other), "another tenant's job is listed");
+    assert!(
+        !jobs.contains("href=\"/submit\""),
+        "a viewer is offered submit"
+    );
+    assert_eq!(
+        b.get(&format!("/jobs/{other}")).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        b.get(&format!("/jobs?id={other}")).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let own_page = b.page(&format!("/jobs/{own}")).await;
+    assert!(
+        !own_page.contains("Cancel job"),
+        "a viewer is offered cancel"
+    );
+
+    let csrf = b.csrf().await;
+    assert_eq!(b.get("/submit").await.status(), StatusCode::FORBIDDEN);
+    let form = reqwest::multipart::Form::new()
+        .text("_csrf", csrf.clone())
+        .text("queue", "default")
+        .text("command", "true");
+    let resp = b
+        .http
+        .post(format!("{}/submit", b.base))
+        .multipart(form)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let resp = b
+        .post_form(&format!("/jobs/{own}/cancel"), &[("_csrf", &csrf)])
+        .await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert!(!job(&server.store, &own).await.cancel_requested);
+    let all = server
+        .store
+        .job_list(spillway_store::JobList {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("jobs");
+    assert_eq!(all.items.len(), 2, "the viewer's submit created a job");
+
+    // The event stream says nothing about another tenant's job.
+    let mut events = b.get(&format!("/events?jobs={own},{other}")).await;
+    assert_eq!(events.headers()["content-type"], "text/event-stream");
+    let first = events.chunk().await.expect("read").expect("an event");
+    let text = String::from_utf8_lossy(&first);
+    assert!(text.contains(&own) && !text.contains(&other), "{text}");
+    drop(events);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn submit_with_an_input_file_then_download_it() {
+    let server = Server::start().await;
+    let b = server.browser(&server.admin).await;
+    let form_page = b.page("/submit").await;
+    let csrf = csrf_of(&form_page);
+    let form = reqwest::multipart::Form::new()
+        .text("_csrf", csrf)
+        .text("queue", "default")
+        .text("name", "<b>bold</b> & co")
+        .text("command", "cat $SPILLWAY_INPUT_DIR/data.txt")
+        .text("shell", "on")
+        .text("count", "3")
+        .text("priority", "5")
+        .text("labels", "team=data, run=7")
+        .part(
+            "inputs",
+            reqwest::multipart::Part::bytes(b"hello input".to_vec()).file_name("data.txt"),
+        );
+    let resp = b
+        .http
+        .post(format!("{}/submit", b.base))
+        .multipart(form)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let location = resp.headers()[LOCATION].to_str().expect("text").to_string();
+    let id = location
+        .trim_start_matches("/jobs/")
+        .split('?')
+        .next()
+        .expect("id")
+        .to_string();
+    let submitted = job(&server.store, &id).await;
+    assert_eq!(submitted.task_count, 3);
+    assert_eq!(submitted.priority, 5);
+    assert!(submitted.has_inputs);
+    assert!(submitted.spec.shell);
+    assert_eq!(
+        submitted.labels.get("team").map(String::as_str),
+        Some("data")
+    );
+
+    let page = b.page(&location).await;
+    assert!(
+        page.contains("&lt;b&gt;bold&lt;/b&gt; &amp; co"),
+        "name is escaped"
+    );
+    assert!(!page.contains("<b>bold</b>"));
+    assert!(
+        page.contains("waiting for a worker (position 1)"),
+        "why the first task waits"
+    );
+    let download = b.get(&format!("/jobs/{id}/inputs/data.txt")).await;
+    assert_eq!(download.status(), StatusCode::OK);
+    assert!(
+        download.headers()["content-disposition"]
+            .to_str()
+            .expect("text")
+            .contains("data.txt")
+    );
+    assert_eq!(
+        download.bytes().await.expect("bytes").as_ref(),
+        b"hello input"
+    );
+    // A payload file replaces the count: one task per JSON line.
+    let csrf = b.csrf().await;
+    let form = reqwest::multipart::Form::new()
+        .text("_csrf", csrf)
+        .text("queue", "default")
+        .text("command", "true")
+        .part(
+            "payloads",
+            reqwest::multipart::Part::bytes(b"{\"n\":1}\n{\"n\":2}\n".to_vec())
+                .file_name("p.jsonl"),
+        );
+    let resp = b
+        .http
+        .post(format!("{}/submit", b.base))
+        .multipart(form)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let location = resp.headers()[LOCATION].to_str().expect("text").to_string();
+    let id = location
+        .trim_start_matches("/jobs/")
+        .split('?')
+        .next()
+        .expect("id");
+    assert_eq!(job(&server.store, id).await.task_count, 2);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn dead_tasks_are_listed_and_requeued_and_the_job_stream_follows() {
+    let server = Server::start().await;
+    let id = server
+        .submit(
+            &server.admin,
+            json!({"command": ["false"], "name": "doomed"}),
+        )
+        .await;
+    let now = chrono::Utc::now();
+    server
+        .store
+        .worker_register(WorkerRegister {
+            id: "w1".into(),
+            tenant: "default".into(),
+            pool: "default".into(),
+            hostname: "h".into(),
+            queues: vec!["default".into()],
+            concurrency: 1,
+            now,
+        })
+        .await
+        .expect("register");
+    let b = server.browser(&server.admin).await;
+    let mut events = b.get(&format!("/events?jobs={id}")).await;
+    let first = events.chunk().await.expect("read").expect("an event");
+    assert!(String::from_utf8_lossy(&first).contains("\"state\":\"queued\""));
+
+    let leased = server
+        .store
+        .task_lease(TaskLease {
+            tenant: "default".into(),
+            queues: vec!["default".into()],
+            worker_id: "w1".into(),
+            worker_pool: "default".into(),
+            burstable_only: false,
+            max: 1,
+            now,
+        })
+        .await
+        .expect("lease");
+    let task = &leased[0];
+    server
+        .store
+        .task_fail(TaskFail {
+            items: vec![Failure {
+                task_id: task.task_id,
+                lease_token: task.lease_token.clone(),
+                error: "exit status 1 <oops>".into(),
+                exit_code: Some(1),
+                retryable: false,
+                log_tail: "some output".into(),
+            }],
+            now,
+        })
+        .await
+        .expect("fail");
+    // The stream pushes the change without anyone asking again.
+    let mut seen = String::new();
+    while !seen.contains("\"state\":\"failed\"") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), events.chunk())
+            .await
+            .expect("an update within 10s")
+            .expect("read")
+            .expect("stream open");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+
+    let dead = b.page("/dead").await;
+    assert!(dead.contains("exit status 1 &lt;oops&gt;"));
+    let task_page = b.page(&format!("/tasks/{}", task.task_id)).await;
+    assert!(task_page.contains("some output"));
+    let csrf = csrf_of(&dead);
+    let resp = b
+        .post_form(
+            "/dead/requeue",
+            &[("_csrf", &csrf), ("task_id", &task.task_id.to_string())],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert!(
+        resp.headers()[LOCATION]
+            .to_str()
+            .expect("text")
+            .contains("Requeued+1")
+    );
+    let after = job(&server.store, &id).await;
+    assert_eq!((after.counts.dead, after.counts.available), (0, 1));
+    // The server stops even with the stream still open.
+    server.stop().await;
+    drop(events);
+}
+
+#[tokio::test]
+async fn a_stream_without_a_session_says_signed_out_and_ends() {
+    let server = Server::start().await;
+    let http = reqwest::Client::new();
+    let resp = http
+        .get(format!("{}/events?jobs=x", server.base))
+        .header("cookie", "spillway_session=stale")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = tokio::time::timeout(Duration::from_secs(10), resp.text())
+        .await
+        .expect("the stream ends")
+        .expect("body");
+    assert!(body.contains("event: signed_out"), "{body}");
+    server.stop().await;
+}
