@@ -16,3 +16,4 @@ pub mod conformance;
 pub mod memory;
 pub mod policy;
 pub mod provider;
+pub mod sim;

@@ -10,6 +10,10 @@ use crate::policy::{
 };
 use crate::provider::InstanceState;
 
+/// A fraction of a worker this small is noise in the estimates (a smoothed arrival rate, a
+/// mean), not a reason to start one more.
+pub const SLOT_TOLERANCE: f64 = 0.1;
+
 /// The decision for one pool.
 pub(crate) fn decide(
     config: &PolicyConfig,
