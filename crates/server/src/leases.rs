@@ -1,6 +1,7 @@
 //! A small in-memory ledger of leases handed out by this server, so reports can be labelled
-//! with their queue, timed for the lease-duration histogram and released with the worker's
-//! pool. Leases taken through another replica are simply not in it.
+//! with their queue, timed for the lease-duration histogram, released with the worker's pool
+//! and checked against the caller's tenant without a store round trip. Leases taken through
+//! another replica (or before a restart) are simply not in it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -17,6 +18,7 @@ const LEDGER_MAX_AGE: chrono::TimeDelta = chrono::TimeDelta::hours(25);
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct LeaseEntry {
     pub(crate) lease_token: String,
+    pub(crate) tenant: String,
     pub(crate) leased_at: Timestamp,
     pub(crate) queue: String,
     pub(crate) job_id: String,
@@ -30,7 +32,7 @@ pub(crate) struct LeaseLedger {
 }
 
 impl LeaseLedger {
-    pub(crate) fn record(&self, tasks: &[LeasedTask], pool: &str, now: Timestamp) {
+    pub(crate) fn record(&self, tasks: &[LeasedTask], tenant: &str, pool: &str, now: Timestamp) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if entries.len() + tasks.len() > LEDGER_MAX {
             entries.retain(|_, e| now - e.leased_at < LEDGER_MAX_AGE);
@@ -40,6 +42,7 @@ impl LeaseLedger {
                 task.task_id,
                 LeaseEntry {
                     lease_token: task.lease_token.clone(),
+                    tenant: tenant.to_string(),
                     leased_at: now,
                     queue: task.queue.clone(),
                     job_id: task.job_id.clone(),
@@ -56,6 +59,13 @@ impl LeaseLedger {
             .get(&task)
             .filter(|e| e.lease_token == token)
             .cloned()
+    }
+
+    /// The tenant owning `task`, if this server leased it out and the lease is not yet
+    /// reported. Any token will do: a task never changes tenant.
+    pub(crate) fn tenant_of(&self, task: TaskId) -> Option<String> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.get(&task).map(|e| e.tenant.clone())
     }
 
     /// Forget a lease once it was reported.

@@ -70,6 +70,10 @@ impl AppState {
 pub(crate) struct WorkerRef {
     pub(crate) tenant: String,
     pub(crate) pool: String,
+    /// Said goodbye: it must register again before it leases.
+    pub(crate) exited: bool,
+    /// Said it is draining: its lease calls answer with no tasks.
+    pub(crate) draining: bool,
 }
 
 /// Registered workers by id; filled at registration and on first use after a restart.
@@ -116,6 +120,8 @@ impl AppState {
                 let worker = WorkerRef {
                     tenant: found.tenant,
                     pool: found.pool,
+                    exited: found.state == spillway_core::model::WorkerState::Exited,
+                    draining: found.state == spillway_core::model::WorkerState::Draining,
                 };
                 self.shared.workers.insert(id, worker.clone());
                 worker

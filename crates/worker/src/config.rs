@@ -43,6 +43,9 @@ pub struct WorkerConfig {
     pub max_lease_batch: u32,
     /// Longest pause between retries while the server is unreachable.
     pub retry_backoff_max: Duration,
+    /// Shut down gracefully once the parent process is no longer this pid (checked every
+    /// second), so a worker started by another process does not outlive it; default `None`.
+    pub exit_with_parent: Option<u32>,
 }
 
 impl WorkerConfig {
@@ -66,6 +69,7 @@ impl WorkerConfig {
             exit_when_idle: false,
             max_lease_batch: DEFAULT_MAX_LEASE_BATCH,
             retry_backoff_max: DEFAULT_RETRY_BACKOFF_MAX,
+            exit_with_parent: None,
         }
     }
 

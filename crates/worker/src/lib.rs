@@ -12,6 +12,7 @@ mod config;
 mod executor;
 mod local_process;
 mod log_tail;
+mod parent;
 mod runtime;
 mod staging;
 mod task;

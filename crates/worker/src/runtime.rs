@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use spillway_client::Client;
 use spillway_core::api::{
-    HeartbeatRequest, LeaseRef, LeaseRequest, LeaseStatus, RegisterWorker, WorkerHeartbeat,
+    HeartbeatRequest, LeaseRef, LeaseRequest, LeaseStatus, LeasedTask, RegisterWorker, Release,
+    ReleaseReason, ReleaseRequest, WorkerHeartbeat,
 };
 use spillway_core::{Error, ErrorKind, Result, TaskId};
 use tokio::sync::Notify;
@@ -85,6 +86,11 @@ pub async fn run_with(
     shutdown: CancellationToken,
 ) -> Result<WorkerSummary> {
     config.validate()?;
+    // Our own token, so a lost parent can ask for the same graceful shutdown as a signal.
+    let shutdown = shutdown.child_token();
+    if let Some(parent) = config.exit_with_parent {
+        tokio::spawn(crate::parent::watch(parent, shutdown.clone()));
+    }
     let client =
         Client::new(&config.server_url, config.token.clone())?.with_tenant(config.tenant.clone());
     tokio::fs::create_dir_all(&config.scratch_dir)
@@ -161,9 +167,17 @@ async fn register(shared: &Shared, stale_id: &str, shutdown: &CancellationToken)
     };
     let mut backoff = Backoff::new(config.retry_backoff_max);
     loop {
+        let call = shared.client.worker_register(&body);
+        tokio::pin!(call);
         let answer = tokio::select! {
-            a = shared.client.worker_register(&body) => a,
-            () = shutdown.cancelled() => return Ok(false),
+            a = &mut call => a,
+            () = shutdown.cancelled() => {
+                // A registration the server made as shutdown came must not stay active.
+                if let Ok(worker) = call.await {
+                    let _ = shared.client.worker_deregister(&worker.id).await;
+                }
+                return Ok(false);
+            }
         };
         match answer {
             Ok(worker) => {
@@ -222,9 +236,25 @@ async fn lease_loop(
             wait: Some(config.lease_wait),
             tenant: config.tenant.clone(),
         };
+        let mut call = Box::pin({
+            let shared = shared.clone();
+            async move { shared.client.task_lease(&request).await }
+        });
         let answer = tokio::select! {
-            a = shared.client.task_lease(&request) => a,
-            () = shutdown.cancelled() => return Ok(()),
+            a = &mut call => a,
+            () = shutdown.cancelled() => {
+                // Dropping the call would strand whatever the server hands out at this very
+                // moment until its lease expires: let it answer (the server does within the
+                // wait, alongside the running tasks' grace period) and give back at once what
+                // it brought.
+                let shared = shared.clone();
+                tasks.spawn(async move {
+                    if let Ok(leased) = call.await {
+                        release_unstarted(&shared, leased.tasks).await;
+                    }
+                });
+                return Ok(());
+            }
         };
         match answer {
             Ok(leased) => {
@@ -256,8 +286,10 @@ async fn lease_loop(
                     });
                 }
             }
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                tracing::warn!(worker_id = %worker_id, error = %e, "the server does not know this worker; registering again");
+            // Not found: the server forgot the worker (a fresh database); conflict: the worker
+            // was marked exited. Either way its id is spent.
+            Err(e) if forgotten(&e) => {
+                tracing::warn!(worker_id = %worker_id, error = %e, "the server does not know this worker as active; registering again");
                 if !register(shared, &worker_id, shutdown).await? {
                     return Ok(());
                 }
@@ -268,6 +300,46 @@ async fn lease_loop(
                 pause(&mut backoff, shutdown).await;
             }
             Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Whether an answer about the worker itself means its id is spent and it must register again.
+fn forgotten(e: &Error) -> bool {
+    matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Conflict)
+}
+
+/// Hand back, as preempted, tasks leased while shutting down; they never started.
+async fn release_unstarted(shared: &Shared, tasks: Vec<LeasedTask>) {
+    if tasks.is_empty() {
+        return;
+    }
+    let releases: Vec<Release> = tasks
+        .into_iter()
+        .map(|t| Release {
+            task_id: t.task_id,
+            lease_token: t.lease_token,
+            reason: ReleaseReason::Preempted,
+            log_tail: String::new(),
+        })
+        .collect();
+    let asked = releases.len();
+    match shared
+        .client
+        .task_release(&ReleaseRequest { releases })
+        .await
+    {
+        Ok(answer) => {
+            let released = answer.results.iter().filter(|r| r.ok).count() as u64;
+            shared.count(|s| s.released += released);
+            tracing::info!(
+                tasks = asked,
+                released,
+                "released tasks leased during shutdown"
+            );
+        }
+        Err(e) => {
+            tracing::warn!(tasks = asked, error = %e, "could not release tasks leased during shutdown; their leases will expire on the server");
         }
     }
 }
@@ -309,9 +381,13 @@ async fn heartbeat_loop(shared: Arc<Shared>, shutdown: CancellationToken, stop: 
     let mut interval = tokio::time::interval(shared.config.heartbeat_interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     interval.tick().await; // the first tick is immediate; registration just happened
+    let mut draining_told = false;
     loop {
         tokio::select! {
             _ = interval.tick() => {}
+            // Say "draining" at once, so a waiting lease call ends before tasks are released
+            // (else it could take them straight back).
+            () = shutdown.cancelled(), if !draining_told => draining_told = true,
             () = stop.cancelled() => return,
         }
         tokio::select! {
@@ -366,8 +442,8 @@ async fn beat(shared: &Shared, shutdown: &CancellationToken) {
                 shared.slot_freed.notify_one();
             }
         }
-        Err(e) if e.kind() == ErrorKind::NotFound => {
-            tracing::warn!(worker_id = %worker_id, "the server forgot this worker; registering again");
+        Err(e) if forgotten(&e) => {
+            tracing::warn!(worker_id = %worker_id, error = %e, "the server does not know this worker as active; registering again");
             if let Err(e) = register(shared, &worker_id, shutdown).await {
                 tracing::warn!(error = %e, "registering again failed");
             }

@@ -1,5 +1,7 @@
 //! The worker's side of a task: lease (long-poll), heartbeat, complete, fail, release.
 
+mod scope;
+
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -25,6 +27,7 @@ use crate::ids::job_submitted_at;
 use crate::metrics::{Outcome, UNKNOWN_QUEUE};
 use crate::problem::ApiResult;
 use crate::routes::queues::TenantQuery;
+use crate::routes::workers::refuse_exited;
 use crate::state::AppState;
 
 /// Most leases one heartbeat or report may carry.
@@ -85,6 +88,12 @@ pub async fn lease(
                 notified
             })
             .collect();
+        // The worker may have said goodbye or begun draining since the call came in.
+        let current = state.worker(Some(&tenant), &req.worker_id).await?;
+        refuse_exited(&req.worker_id, &current)?;
+        if current.draining {
+            break Vec::new();
+        }
         let now = state.clock.now();
         let tasks = state
             .store
@@ -94,7 +103,10 @@ pub async fn lease(
             })
             .await?;
         if !tasks.is_empty() || Instant::now() >= deadline || state.shared.shutdown.is_cancelled() {
-            state.shared.leases.record(&tasks, &worker.pool, now);
+            state
+                .shared
+                .leases
+                .record(&tasks, &tenant, &worker.pool, now);
             break tasks;
         }
         // Retries and delayed tasks become due without a signal: look again now and then.
@@ -124,13 +136,21 @@ pub async fn heartbeat(
     auth.require(Action::Work)?;
     let req: HeartbeatRequest = body.parse()?;
     check_batch("leases", req.leases.len())?;
-    let results = state
-        .store
-        .task_heartbeat(TaskHeartbeat {
-            leases: req.leases,
-            now: state.clock.now(),
-        })
-        .await?;
+    let ids: Vec<TaskId> = req.leases.iter().map(|l| l.task_id).collect();
+    let owned = scope::owned(&state, auth.0.tenant.as_deref(), &ids).await?;
+    let leases = scope::keep(req.leases, &owned);
+    let extended = if leases.is_empty() {
+        Vec::new()
+    } else {
+        state
+            .store
+            .task_heartbeat(TaskHeartbeat {
+                leases,
+                now: state.clock.now(),
+            })
+            .await?
+    };
+    let results = scope::merge(&ids, &owned, extended, scope::refused_beat);
     Ok(Json(HeartbeatResponse { results }))
 }
 
@@ -186,6 +206,9 @@ async fn complete_all(
     state: &AppState,
     items: Vec<Completion>,
 ) -> Result<Vec<ReportResult>, Error> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
     let reported: Vec<Reported> = items
         .iter()
         .map(|c| Reported {
@@ -204,6 +227,9 @@ async fn complete_all(
 }
 
 async fn fail_all(state: &AppState, items: Vec<Failure>) -> Result<Vec<ReportResult>, Error> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
     let reported: Vec<Reported> = items
         .iter()
         .map(|f| Reported {
@@ -234,7 +260,10 @@ pub async fn complete(
     auth.require(Action::Work)?;
     let req: CompleteRequest = body.parse()?;
     check_batch("completions", req.completions.len())?;
-    let results = complete_all(&state, req.completions).await?;
+    let ids: Vec<TaskId> = req.completions.iter().map(|c| c.task_id).collect();
+    let owned = scope::owned(&state, auth.0.tenant.as_deref(), &ids).await?;
+    let applied = complete_all(&state, scope::keep(req.completions, &owned)).await?;
+    let results = scope::merge(&ids, &owned, applied, scope::refused_report);
     Ok(Json(ReportResponse { results }))
 }
 
@@ -250,7 +279,10 @@ pub async fn fail(
     auth.require(Action::Work)?;
     let req: FailRequest = body.parse()?;
     check_batch("failures", req.failures.len())?;
-    let results = fail_all(&state, req.failures).await?;
+    let ids: Vec<TaskId> = req.failures.iter().map(|f| f.task_id).collect();
+    let owned = scope::owned(&state, auth.0.tenant.as_deref(), &ids).await?;
+    let applied = fail_all(&state, scope::keep(req.failures, &owned)).await?;
+    let results = scope::merge(&ids, &owned, applied, scope::refused_report);
     Ok(Json(ReportResponse { results }))
 }
 
@@ -266,14 +298,19 @@ pub async fn release(
     auth.require(Action::Work)?;
     let req: ReleaseRequest = body.parse()?;
     check_batch("releases", req.releases.len())?;
+    let ids: Vec<TaskId> = req.releases.iter().map(|r| r.task_id).collect();
+    let owned = scope::owned(&state, auth.0.tenant.as_deref(), &ids).await?;
+    let releases = scope::keep(req.releases, &owned);
+    if releases.is_empty() {
+        let results = scope::merge(&ids, &owned, Vec::new(), scope::refused_report);
+        return Ok(Json(ReportResponse { results }));
+    }
     // The pool of the worker that leased them, so the next lease prefers another pool.
-    let worker_pool = req
-        .releases
+    let worker_pool = releases
         .iter()
         .find_map(|r| state.shared.leases.get(r.task_id, &r.lease_token))
         .map(|e| e.pool);
-    let reported: Vec<Reported> = req
-        .releases
+    let reported: Vec<Reported> = releases
         .iter()
         .map(|r| Reported {
             task_id: r.task_id,
@@ -288,12 +325,13 @@ pub async fn release(
     let results = state
         .store
         .task_release(TaskRelease {
-            items: req.releases,
+            items: releases,
             worker_pool,
             now,
         })
         .await?;
     account(&state, &reported, &results, now);
+    let results = scope::merge(&ids, &owned, results, scope::refused_report);
     Ok(Json(ReportResponse { results }))
 }
 
@@ -335,7 +373,7 @@ pub async fn complete_one(
     auth.require(Action::Work)?;
     let req: Completion = body.parse()?;
     same_task(id, req.task_id)?;
-    state.store.task_get(auth.0.tenant.as_deref(), id).await?;
+    scope::ensure_owned(&state, auth.0.tenant.as_deref(), id).await?;
     single(id, complete_all(&state, vec![req]).await?)
 }
 
@@ -354,7 +392,7 @@ pub async fn fail_one(
     auth.require(Action::Work)?;
     let req: Failure = body.parse()?;
     same_task(id, req.task_id)?;
-    state.store.task_get(auth.0.tenant.as_deref(), id).await?;
+    scope::ensure_owned(&state, auth.0.tenant.as_deref(), id).await?;
     single(id, fail_all(&state, vec![req]).await?)
 }
 

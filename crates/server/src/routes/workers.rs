@@ -74,6 +74,8 @@ pub async fn register(
         WorkerRef {
             tenant,
             pool: req.pool,
+            exited: false,
+            draining: false,
         },
     );
     tracing::info!(worker_id = %worker.id, tenant = %worker.tenant, pool = %worker.pool, "worker registered");
@@ -108,19 +110,40 @@ pub async fn heartbeat(
 ) -> ApiResult<Json<WorkerHeartbeatReply>> {
     auth.require(Action::Work)?;
     let req: WorkerHeartbeat = body.parse()?;
-    state.worker(auth.0.tenant.as_deref(), &id).await?;
+    let known = state.worker(auth.0.tenant.as_deref(), &id).await?;
+    refuse_exited(&id, &known)?;
     let worker = state
         .store
         .worker_heartbeat(WorkerBeat {
-            id,
+            id: id.clone(),
             running: req.running,
             draining: req.draining,
             now: state.clock.now(),
         })
         .await?;
+    // A waiting lease call of a draining worker answers at its next look.
+    state.shared.workers.insert(
+        &id,
+        WorkerRef {
+            exited: worker.state == WorkerState::Exited,
+            draining: worker.state == WorkerState::Draining,
+            ..known
+        },
+    );
     Ok(Json(WorkerHeartbeatReply {
         drain: worker.state == WorkerState::Draining,
     }))
+}
+
+/// Conflict when the worker said goodbye: an exited worker's id is spent, and the worker must
+/// register again (the runtime does so on this answer).
+pub(crate) fn refuse_exited(id: &str, worker: &WorkerRef) -> Result<(), Error> {
+    if worker.exited {
+        return Err(Error::conflict(format!(
+            "worker {id:?} has exited: register again with POST /v1/workers and use the new id"
+        )));
+    }
+    Ok(())
 }
 
 /// A worker says goodbye.

@@ -8,3 +8,4 @@ mod rejects;
 mod services;
 mod system;
 mod tenancy;
+mod work_scope;

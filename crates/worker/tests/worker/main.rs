@@ -21,6 +21,8 @@ use spillway_worker::{WorkerConfig, WorkerSummary};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+mod rejoin;
+
 struct Server {
     base: String,
     admin: Client,
@@ -31,7 +33,7 @@ struct Server {
 }
 
 /// Serve a server over the SQLite database in `dir` on `listener`; the admin token is
-/// returned on the first start only.
+/// returned on the first start only (of that database).
 async fn serve(dir: &tempfile::TempDir, listener: tokio::net::TcpListener) -> Serving {
     let store: DynStore = Arc::new(
         SqliteStore::open(&dir.path().join("spillway.db"))
