@@ -80,9 +80,10 @@ CREATE TABLE tasks (
     created_at        INTEGER NOT NULL,
     finished_at       INTEGER
 );
--- The lease query walks this index in order: only waiting tasks are in it.
+-- The lease query walks this index in order: only waiting tasks are in it. Comparisons, not
+-- IN (...): a constant IN list costs an ephemeral table on every UPDATE of a task.
 CREATE INDEX tasks_leasable ON tasks (tenant, queue, priority DESC, run_at, id)
-    WHERE state IN ('scheduled', 'available', 'retrying');
+    WHERE (state = 'scheduled' OR state = 'available' OR state = 'retrying');
 -- Job counts are computed from tasks grouped by state.
 CREATE INDEX tasks_by_job ON tasks (job_id, state);
 CREATE INDEX tasks_lease_expiry ON tasks (lease_expires_at) WHERE state = 'leased';

@@ -12,8 +12,12 @@ use spillway_core::model::{
 use spillway_core::state::{AttemptOutcome, JobState, StateCounts, TaskState};
 use spillway_core::{Error, Result, Timestamp};
 
-/// Task states a lease may take, as they appear in SQL (must match the partial index).
-pub(crate) const WAITING: &str = "('scheduled', 'available', 'retrying')";
+/// "The task waits to be leased" in SQL, written exactly as the partial index `tasks_leasable`
+/// is (so queries can use it). Comparisons, not `IN (...)`: SQLite evaluates a constant IN
+/// list of more than two values through an ephemeral table, built again for every UPDATE
+/// that checks the partial index.
+pub(crate) const WAITING: &str =
+    "(state = 'scheduled' OR state = 'available' OR state = 'retrying')";
 /// Task states that are not final, as they appear in SQL.
 pub(crate) const UNFINISHED: &str = "('scheduled', 'available', 'leased', 'retrying')";
 

@@ -265,7 +265,7 @@ pub(crate) fn queue_stats(
     let mut oldest = conn
         .prepare_cached(&format!(
             "SELECT min(run_at) FROM tasks
-             WHERE tenant = ?1 AND queue = ?2 AND state IN {WAITING} AND run_at <= ?3"
+             WHERE tenant = ?1 AND queue = ?2 AND {WAITING} AND run_at <= ?3"
         ))
         .map_err(db("find the oldest leasable task"))?;
     for s in stats.values_mut() {

@@ -225,7 +225,7 @@ pub(crate) fn job_cancel(
     conn.execute(
         &format!(
             "UPDATE tasks SET state = 'cancelled', finished_at = ?2
-             WHERE job_id = ?1 AND state IN {WAITING}"
+             WHERE job_id = ?1 AND {WAITING}"
         ),
         params![id, micros(now)],
     )

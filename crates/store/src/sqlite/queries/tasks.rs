@@ -107,7 +107,7 @@ pub(crate) fn task_lease(conn: &Connection, p: &TaskLease) -> Result<Vec<LeasedT
     let mut pick = conn
         .prepare_cached(&format!(
             "SELECT id, priority, run_at, job_id, idx, attempt, payload FROM tasks
-             WHERE tenant = ?1 AND queue = ?2 AND state IN {WAITING} AND run_at <= ?3
+             WHERE tenant = ?1 AND queue = ?2 AND {WAITING} AND run_at <= ?3
                AND (?4 = 0 OR burstable = 1)
                AND ((?5 = 0 AND (avoid_pool IS NULL OR avoid_pool != ?6))
                     OR (?5 = 1 AND avoid_pool = ?6))
