@@ -89,6 +89,8 @@ enum Command {
     Tenants(cmd::admin::TenantsArgs),
     /// Measure queue throughput and latency on SQLite and PostgreSQL.
     Bench(cmd::bench::BenchArgs),
+    /// Simulate a workload under Spillway's autoscaling policy and a KEDA-style one, and compare.
+    Simulate(cmd::simulate::SimulateArgs),
 }
 
 fn main() -> ExitCode {
@@ -126,6 +128,7 @@ fn main() -> ExitCode {
             Command::Tokens(args) => cmd::admin::tokens(&ctx, args).await,
             Command::Tenants(args) => cmd::admin::tenants(&ctx, args).await,
             Command::Bench(args) => cmd::bench::run(&ctx, args).await,
+            Command::Simulate(args) => cmd::simulate::run(&ctx, args).await,
         }
     });
     match result {

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod dead;
 pub mod jobs;
 pub mod server;
+pub mod simulate;
 pub mod submit;
 pub mod up;
 pub mod worker;
