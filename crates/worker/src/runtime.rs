@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use spillway_client::Client;
 use spillway_core::api::{
@@ -21,7 +22,21 @@ use crate::task::{self, StopHandle, StopReason};
 /// A task this worker is running.
 struct Running {
     lease_token: String,
+    /// How long the lease lasted when it was handed out; heartbeats come at a third of it.
+    lease_length: Duration,
     stop: StopHandle,
+}
+
+/// The shortest pause between heartbeats, however short a queue's lease is.
+const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(200);
+
+/// The pause before the next heartbeat: the configured interval, or a third of the shortest
+/// lease held, so that a queue with short leases keeps them alive.
+fn heartbeat_period(configured: Duration, leases: impl Iterator<Item = Duration>) -> Duration {
+    leases
+        .map(|length| length / 3)
+        .fold(configured, Duration::min)
+        .max(MIN_HEARTBEAT_INTERVAL)
 }
 
 /// State shared by the loops and the tasks of one worker.
@@ -34,6 +49,8 @@ pub(crate) struct Shared {
     register_lock: tokio::sync::Mutex<()>,
     running: Mutex<HashMap<TaskId, Running>>,
     slot_freed: Notify,
+    /// Signalled when a task is leased, so the heartbeat loop can shorten its pause.
+    lease_taken: Notify,
     /// Set when the server asks this worker to drain.
     drain: CancellationToken,
     summary: Mutex<WorkerSummary>,
@@ -110,6 +127,7 @@ pub async fn run_with(
         register_lock: tokio::sync::Mutex::new(()),
         running: Mutex::new(HashMap::new()),
         slot_freed: Notify::new(),
+        lease_taken: Notify::new(),
         drain: CancellationToken::new(),
         summary: Mutex::new(WorkerSummary::default()),
     });
@@ -272,9 +290,13 @@ async fn lease_loop(
                         task.task_id,
                         Running {
                             lease_token: task.lease_token.clone(),
+                            lease_length: (task.lease_expires_at - chrono::Utc::now())
+                                .to_std()
+                                .unwrap_or(MIN_HEARTBEAT_INTERVAL),
                             stop: stop.clone(),
                         },
                     );
+                    shared.lease_taken.notify_one();
                     let guard = SlotGuard {
                         shared: shared.clone(),
                         task_id: task.task_id,
@@ -378,18 +400,23 @@ async fn finish(shared: &Shared, shutdown: &CancellationToken, tasks: &mut JoinS
 /// Every interval: extend all leases in one call, stop tasks whose lease is lost or whose
 /// job was cancelled, and send the worker's own heartbeat (obeying a drain request).
 async fn heartbeat_loop(shared: Arc<Shared>, shutdown: CancellationToken, stop: CancellationToken) {
-    let mut interval = tokio::time::interval(shared.config.heartbeat_interval);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    interval.tick().await; // the first tick is immediate; registration just happened
     let mut draining_told = false;
+    let mut last_beat = tokio::time::Instant::now();
     loop {
+        let period = heartbeat_period(
+            shared.config.heartbeat_interval,
+            shared.running().values().map(|r| r.lease_length),
+        );
         tokio::select! {
-            _ = interval.tick() => {}
+            () = tokio::time::sleep_until(last_beat + period) => {}
+            // A new task may hold a shorter lease than any before: look again.
+            () = shared.lease_taken.notified() => continue,
             // Say "draining" at once, so a waiting lease call ends before tasks are released
             // (else it could take them straight back).
             () = shutdown.cancelled(), if !draining_told => draining_told = true,
             () = stop.cancelled() => return,
         }
+        last_beat = tokio::time::Instant::now();
         tokio::select! {
             () = beat(&shared, &shutdown) => {}
             () = stop.cancelled() => return,
@@ -449,5 +476,26 @@ async fn beat(shared: &Shared, shutdown: &CancellationToken) {
             }
         }
         Err(e) => tracing::warn!(error = %e, "worker heartbeat failed"),
+    }
+}
+
+#[cfg(test)]
+mod heartbeat_tests {
+    use super::*;
+
+    #[test]
+    fn heartbeats_come_at_a_third_of_the_shortest_lease() {
+        let configured = Duration::from_secs(10);
+        assert_eq!(heartbeat_period(configured, std::iter::empty()), configured);
+        let leases = [Duration::from_secs(60), Duration::from_secs(3)];
+        assert_eq!(
+            heartbeat_period(configured, leases.into_iter()),
+            Duration::from_secs(1)
+        );
+        let tiny = [Duration::from_millis(30)];
+        assert_eq!(
+            heartbeat_period(configured, tiny.into_iter()),
+            MIN_HEARTBEAT_INTERVAL
+        );
     }
 }

@@ -80,6 +80,7 @@ pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
         let mut command = Command::new(&exe);
         command
             .arg("worker")
+            .arg("--exit-with-parent")
             .arg("--concurrency")
             .arg(args.concurrency.to_string())
             .arg("--pool")

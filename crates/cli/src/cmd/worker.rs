@@ -37,6 +37,10 @@ pub struct WorkerArgs {
     /// Exit once the queues are empty and nothing runs.
     #[arg(long)]
     exit_when_idle: bool,
+    /// Stop gracefully when the process that started this worker goes away (used by
+    /// `spillway up`, so that its workers never outlive it).
+    #[arg(long)]
+    exit_with_parent: bool,
 }
 
 /// Run a worker until it is told to stop (or, with --exit-when-idle, runs out of work).
@@ -65,6 +69,9 @@ pub async fn run(ctx: &Ctx, args: WorkerArgs) -> Result<ExitCode> {
     }
     config.grace_period = args.grace;
     config.exit_when_idle = args.exit_when_idle;
+    config.exit_with_parent = args
+        .exit_with_parent
+        .then(std::os::unix::process::parent_id);
     config.tenant = ctx.tenant.clone();
 
     let shutdown = CancellationToken::new();

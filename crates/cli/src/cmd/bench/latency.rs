@@ -25,6 +25,8 @@ pub struct Latency {
     pub p50_ms: f64,
     /// 99th percentile.
     pub p99_ms: f64,
+    /// Median time of the submit request alone, to tell commit time from wake-up time.
+    pub submit_p50_ms: f64,
 }
 
 /// Take `samples` samples on a fresh queue.
@@ -36,6 +38,7 @@ pub async fn measure(server: &BenchServer, samples: u32) -> Result<Latency> {
     // Microseconds, from 1 µs to 60 s, 3 significant figures.
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
         .context("cannot make the latency histogram")?;
+    let mut submits = histogram.clone();
     for i in 0..WARM_UP + samples {
         let worker = server.worker.clone();
         let lease_request = request.clone();
@@ -50,6 +53,7 @@ pub async fn measure(server: &BenchServer, samples: u32) -> Result<Latency> {
             .job_submit(&job(queue, Some(vec![payload(i)])))
             .await
             .context("submit failed")?;
+        let submitted = Instant::now();
         let (arrived, leased) = tokio::time::timeout(LEASE_WAIT * 2, waiting)
             .await
             .context("the waiting lease call never answered")?
@@ -72,5 +76,13 @@ pub async fn measure(server: &BenchServer, samples: u32) -> Result<Latency> {
     Ok(Latency {
         p50_ms: histogram.value_at_quantile(0.50) as f64 / 1000.0,
         p99_ms: histogram.value_at_quantile(0.99) as f64 / 1000.0,
+        submit_p50_ms: submits.value_at_quantile(0.50) as f64 / 1000.0,
     })
+}
+
+/// Whole microseconds, at least 1 (the histogram's lowest value).
+fn micros(elapsed: Duration) -> u64 {
+    u64::try_from(elapsed.as_micros())
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
