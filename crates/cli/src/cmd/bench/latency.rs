@@ -63,9 +63,8 @@ pub async fn measure(server: &BenchServer, samples: u32) -> Result<Latency> {
             bail!("the waiting lease call answered without the submitted task");
         };
         if i >= WARM_UP {
-            let micros =
-                u64::try_from(arrived.duration_since(start).as_micros()).unwrap_or(u64::MAX);
-            histogram.saturating_record(micros.max(1));
+            histogram.saturating_record(micros(arrived.duration_since(start)));
+            submits.saturating_record(micros(submitted.duration_since(start)));
         }
         server
             .worker
