@@ -20,8 +20,11 @@ pub(crate) enum Controller {
     Spillway {
         config: PolicyConfig,
         memory: PolicyMemory,
-        /// Arrivals per past tick within [`RATE_WINDOW`], oldest first.
-        arrivals: VecDeque<(u64, u64)>,
+        /// Per past tick within [`RATE_WINDOW`], oldest first: time, arrivals, tasks
+        /// finished and their run time in seconds.
+        recent: VecDeque<(u64, u64, u64, f64)>,
+        /// The last measured mean task time, kept through windows without a finished task.
+        mean: Option<f64>,
     },
     Keda {
         config: KedaConfig,
@@ -54,35 +57,42 @@ impl Controller {
             Controller::Spillway {
                 config,
                 memory,
-                arrivals,
-            } => spillway_tick(config, memory, arrivals, sim),
+                recent,
+                mean,
+            } => spillway_tick(config, memory, recent, mean, sim),
             Controller::Keda { config, recent } => keda_tick(config, recent, sim),
         }
     }
 }
 
-/// The window over which the arrival rate handed to the policy is measured, as a server would
-/// measure it from recent submissions.
+/// The window over which the arrival rate and mean task time handed to the policy are
+/// measured, as a server would measure them from recent submissions and completions.
 pub(crate) const RATE_WINDOW: Duration = Duration::from_secs(300);
 
 fn spillway_tick(
     config: &PolicyConfig,
     memory: &mut PolicyMemory,
-    arrivals: &mut VecDeque<(u64, u64)>,
+    recent: &mut VecDeque<(u64, u64, u64, f64)>,
+    mean: &mut Option<f64>,
     sim: &mut Sim<'_>,
 ) {
     let window = (RATE_WINDOW.as_secs_f64() * MICROS) as u64;
-    arrivals.push_back((sim.now, sim.arrivals_since_tick));
-    while arrivals.front().is_some_and(|(t, _)| t + window <= sim.now) {
-        arrivals.pop_front();
+    let (finished, run_seconds) = sim.finished_since_tick;
+    recent.push_back((sim.now, sim.arrivals_since_tick, finished, run_seconds));
+    while recent.front().is_some_and(|(t, ..)| t + window <= sim.now) {
+        recent.pop_front();
     }
-    let recent: u64 = arrivals.iter().map(|(_, n)| n).sum();
+    let arrived: u64 = recent.iter().map(|r| r.1).sum();
+    let finished: u64 = recent.iter().map(|r| r.2).sum();
+    if finished > 0 {
+        *mean = Some(recent.iter().map(|r| r.3).sum::<f64>() / finished as f64);
+    }
     let queues = [QueueDemand {
         queue: SIM_QUEUE.to_string(),
         waiting: (sim.home_queue.len() + sim.any_queue.len()) as u64,
         waiting_burstable: sim.any_queue.len() as u64,
-        mean_task_seconds: sim.mean_seconds,
-        arrivals_per_second: recent as f64 / RATE_WINDOW.as_secs_f64(),
+        mean_task_seconds: *mean,
+        arrivals_per_second: arrived as f64 / RATE_WINDOW.as_secs_f64(),
     }];
     let now = timestamp(sim.now);
     let decisions = {

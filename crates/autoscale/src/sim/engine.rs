@@ -63,8 +63,8 @@ pub(crate) struct Sim<'a> {
     /// Waiting burstable tasks, oldest first.
     pub(crate) any_queue: VecDeque<u32>,
     pub(crate) in_flight: u64,
-    /// Exponentially weighted mean run time of finished tasks, in seconds.
-    pub(crate) mean_seconds: Option<f64>,
+    /// Tasks finished since the last tick, and their run time in seconds.
+    pub(crate) finished_since_tick: (u64, f64),
     /// Arrivals since the last tick.
     pub(crate) arrivals_since_tick: u64,
     workload: &'a Workload,
@@ -79,9 +79,6 @@ pub(crate) struct Sim<'a> {
     lost_work_us: u64,
     started_at: Vec<u64>,
 }
-
-/// Weight of the newest finished task in the running mean of task times.
-const MEAN_WEIGHT: f64 = 0.05;
 
 impl<'a> Sim<'a> {
     fn push(&mut self, at: u64, event: Event) {
@@ -277,11 +274,9 @@ impl<'a> Sim<'a> {
                     w.tasks.swap_remove(pos);
                 }
                 self.in_flight -= 1;
-                let seconds = self.workload.durations[task as usize] as f64 / MICROS;
-                self.mean_seconds = Some(match self.mean_seconds {
-                    Some(m) => m + MEAN_WEIGHT * (seconds - m),
-                    None => seconds,
-                });
+                self.finished_since_tick.0 += 1;
+                self.finished_since_tick.1 +=
+                    self.workload.durations[task as usize] as f64 / MICROS;
                 match self.workers[worker as usize].state {
                     WorkerState::Draining => {
                         if self.workers[worker as usize].tasks.is_empty() {
@@ -336,7 +331,7 @@ pub(crate) fn run(workload: &Workload, setup: &SimSetup, controller: &mut Contro
         home_queue: VecDeque::with_capacity(n),
         any_queue: VecDeque::with_capacity(n),
         in_flight: 0,
-        mean_seconds: None,
+        finished_since_tick: (0, 0.0),
         arrivals_since_tick: 0,
         workload,
         events: BinaryHeap::new(),
@@ -392,6 +387,7 @@ pub(crate) fn run(workload: &Workload, setup: &SimSetup, controller: &mut Contro
             }
             controller.tick(&mut sim);
             sim.arrivals_since_tick = 0;
+            sim.finished_since_tick = (0, 0.0);
             let workers: u32 = (0..pools.len()).map(|p| sim.members[p].len() as u32).sum();
             peak_workers = peak_workers.max(workers);
             timeline.push(Sample {

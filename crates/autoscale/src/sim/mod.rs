@@ -143,7 +143,8 @@ pub fn simulate(workload: &Workload, setup: &SimSetup, policy: PolicyKind) -> Si
         PolicyKind::Spillway => Controller::Spillway {
             config: setup.policy.clone(),
             memory: Default::default(),
-            arrivals: VecDeque::new(),
+            recent: VecDeque::new(),
+            mean: None,
         },
         PolicyKind::Keda => Controller::Keda {
             config: setup.keda.clone(),
