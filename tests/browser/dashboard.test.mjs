@@ -123,6 +123,8 @@ test("an admin signs in, submits a job with an input file and sees it finish liv
   const link = page.getByRole("link", { name: "out.txt" });
   await link.waitFor({ timeout: 30000 });
   assert.equal(await page.evaluate(() => window.__sameDocument), true, "the page reloaded");
+  assert.equal(await page.getByRole("button", { name: "Cancel job" }).isVisible(), false, "cancel offered for a finished job");
+  assert.match(await page.locator("[data-field=finished_at]").textContent(), /UTC$/);
   await page.getByRole("link", { name: "hello.txt" }).waitFor();
   await shot(page, "job");
   const [download] = await Promise.all([page.waitForEvent("download"), link.click()]);

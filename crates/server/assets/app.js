@@ -63,6 +63,10 @@
         setProgress(row, job);
         setField(row, "finished", job.finished);
         setField(row, "dead", job.counts.dead);
+        if (job.finished_at) setField(row, "finished_at", job.finished_at);
+        if (["succeeded", "failed", "cancelled"].includes(job.state)) {
+          row.querySelectorAll("[data-hide-when-final]").forEach((el) => { el.hidden = true; });
+        }
         row.querySelectorAll("[data-count]").forEach((el) => {
           el.textContent = String(job.counts[el.dataset.count] || 0);
         });

@@ -114,6 +114,7 @@ async fn snapshot(w: &Watch, scope: Option<&str>) -> spillway_core::Result<Value
                 "task_count": job.task_count,
                 "finished": job.counts.finished(),
                 "counts": job.counts,
+                "finished_at": job.finished_at.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()),
             })),
             // A job deleted by retention, or never visible: nothing to say about it.
             Err(e) if e.kind() == spillway_core::ErrorKind::NotFound => {}

@@ -80,7 +80,10 @@ pub async fn page(
         ("Submitted", html::time(job.created_at)),
         (
             "Finished",
-            job.finished_at.map_or("–".to_string(), html::time),
+            format!(
+                "<span data-field=\"finished_at\">{}</span>",
+                job.finished_at.map_or("–".to_string(), html::time)
+            ),
         ),
     ];
     for (k, v) in facts {
@@ -90,12 +93,15 @@ pub async fn page(
     let csrf = &signed.0.csrf;
     let path = format!("/jobs/{}", url(&job.id));
     if principal.role.allows(Action::Cancel) && !job.state.is_final() && !job.cancel_requested {
+        // The page's script hides it once the job finishes.
+        body.push_str("<span data-hide-when-final>");
         body.push_str(&post_button(
             &format!("{path}/cancel"),
             "Cancel job",
             csrf,
             &[],
         ));
+        body.push_str("</span>");
     }
     if principal.role.allows(Action::Requeue) && job.counts.dead + job.counts.cancelled > 0 {
         body.push_str(&post_button(
@@ -181,7 +187,6 @@ pub async fn page(
 fn counts_line(job: &Job) -> String {
     TaskState::ALL
         .iter()
-        .filter(|s| job.counts.get(**s) > 0)
         .map(|s| {
             format!(
                 "<span class=\"count\">{} <span data-count=\"{}\">{}</span></span>",
