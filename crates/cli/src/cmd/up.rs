@@ -59,7 +59,12 @@ pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
     });
     println!("Spillway is up at {}", running.url);
     println!(
-        "  admin token: {} (the CLI on this machine finds it by itself)",
+        "  dashboard:   {}/ (sign in with the admin token)",
+        running.url
+    );
+    println!("  admin token: {token}");
+    println!(
+        "               also in {} (the CLI on this machine finds it by itself)",
         ctx.data_dir.join(ADMIN_TOKEN_FILE).display()
     );
     println!("  data:        {}", ctx.data_dir.display());
