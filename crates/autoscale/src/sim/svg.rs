@@ -54,9 +54,15 @@ pub fn chart(title: &str, runs: &[SimReport]) -> String {
                 let y = top + PANEL - v / nice(max) * PANEL;
                 let _ = write!(path, "{x:.1},{y:.1} ");
             }
+            // Later lines are dashed so that a line hidden under another still shows.
+            let dash = if k == 0 {
+                ""
+            } else {
+                r#" stroke-dasharray="7 4""#
+            };
             let _ = writeln!(
                 out,
-                r#"<polyline fill="none" stroke="{}" stroke-width="1.5" points="{}"/>"#,
+                r#"<polyline fill="none" stroke="{}" stroke-width="1.5"{dash} points="{}"/>"#,
                 COLOURS[k % COLOURS.len()],
                 path.trim_end()
             );
