@@ -218,6 +218,14 @@ fn demand_words(
     if busy > needed && busy > c.min {
         words.push_str(&format!("; {busy} busy"));
     }
+    let starting = pool
+        .instances
+        .iter()
+        .filter(|i| i.state == InstanceState::Starting)
+        .count();
+    if starting > 0 {
+        words.push_str(&format!("; {starting} starting"));
+    }
     if needed > c.max || share.capped {
         words.push_str(&format!("; clamped to max {}", c.max));
     } else if c.min > needed.max(busy) {

@@ -137,6 +137,26 @@ fn reason_names_backlog_mean_and_target() {
 }
 
 #[test]
+fn workers_still_starting_count_and_are_named() {
+    let config = PolicyConfig::default();
+    let p = pool("home", 0, 0, 100, 1.0);
+    let names = ids(10);
+    let pools = [view(&p, instances(&names, 0, 0, 10))];
+    let d = &one(
+        &config,
+        t0(),
+        &[queue(480, 0, Some(1.2))],
+        &pools,
+        &mut PolicyMemory::default(),
+    )[0];
+    assert_eq!((d.action, d.desired), (Action::Hold, 10), "{}", d.reason);
+    assert_eq!(
+        d.reason,
+        "10: backlog 480, mean 1.2 s, drain target 60 s; 10 starting"
+    );
+}
+
+#[test]
 fn arrivals_keep_slots_busy_by_littles_law() {
     let config = PolicyConfig::default();
     let p = pool("home", 0, 0, 100, 1.0);

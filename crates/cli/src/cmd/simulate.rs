@@ -271,3 +271,78 @@ pub async fn run(ctx: &Ctx, args: SimulateArgs) -> Result<ExitCode> {
     );
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: SimulateArgs,
+    }
+
+    fn parse(args: &[&str]) -> SimulateArgs {
+        let argv = std::iter::once("simulate").chain(args.iter().copied());
+        Cli::try_parse_from(argv).expect("arguments parse").args
+    }
+
+    #[test]
+    fn pools_file_may_be_a_whole_spillway_toml_and_flags_override_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("spillway.toml");
+        std::fs::write(
+            &path,
+            r#"
+data_dir = "/tmp/elsewhere"
+[autoscale]
+drain_target = "2m"
+[[pools]]
+name = "home"
+provider = "local"
+queues = ["gpu"]
+max = 3
+[[pools]]
+name = "spot"
+provider = "compute_engine"
+queues = ["gpu"]
+tier = 1
+"#,
+        )
+        .expect("write pools file");
+        let args = parse(&[
+            "--pools",
+            path.to_str().expect("utf-8 path"),
+            "--interval",
+            "5s",
+        ]);
+        let setup = setup(&args).expect("valid setup");
+        assert_eq!(setup.pools.len(), 2);
+        assert_eq!(setup.pools[1].queues, vec![SIM_QUEUE.to_string()]);
+        assert_eq!(setup.policy.drain_target, Duration::from_secs(120));
+        assert_eq!(setup.policy.interval, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn traces_are_read_from_files_and_bad_values_are_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("arrivals.txt");
+        std::fs::write(&path, "0\n0.5\n2\n").expect("write trace");
+        let spec = format!("trace:{}", path.display());
+        assert_eq!(
+            arrivals(&spec).expect("trace reads"),
+            Arrivals::Trace(vec![0.0, 0.5, 2.0])
+        );
+        let err = arrivals("trace:/no/such/file").expect_err("missing file");
+        assert!(
+            format!("{err:#}").contains("cannot read arrival trace"),
+            "{err:#}"
+        );
+        let err = setup(&parse(&["--burstable", "1.5"])).expect_err("share above 1");
+        assert!(err.to_string().contains("--burstable 1.5"), "{err}");
+        let err = setup(&parse(&["--min", "5", "--max", "2"])).expect_err("min above max");
+        assert!(err.to_string().contains("above max"), "{err}");
+    }
+}
