@@ -3,7 +3,7 @@
 //! Every transition names the state the row must be in and, for leased work, the lease token,
 //! so a report on a lease that is no longer current changes nothing.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -71,74 +71,49 @@ fn end_attempt(
 }
 
 pub(crate) fn task_complete(conn: &Connection, p: &TaskComplete) -> Result<Vec<ReportResult>> {
-    // Set-based: one statement each to check the leases, update the tasks and close the
-    // attempts, whatever the batch size. The batch goes in as a JSON array (json_each), and
-    // no statement uses RETURNING (that would open a statement journal).
-    let keys: Vec<(TaskId, &str)> = p
-        .items
-        .iter()
-        .map(|i| (i.task_id, i.lease_token.as_str()))
-        .collect();
-    let mut current: HashMap<usize, (String, u32)> = HashMap::with_capacity(keys.len());
-    {
-        let mut check = conn
-            .prepare_cached(
-                "SELECT j.key, t.job_id, t.attempt
-                 FROM json_each(?1) j JOIN tasks t ON t.id = j.value ->> 0
-                 WHERE t.state = 'leased' AND t.lease_token = j.value ->> 1",
-            )
-            .map_err(db("prepare the completion"))?;
-        let rows = check
-            .query_map([to_json(&keys)?], |r| {
-                Ok((r.get::<_, usize>(0)?, (r.get(1)?, r.get(2)?)))
-            })
-            .map_err(db("check leases"))?;
-        for row in rows {
-            let (at, found) = row.map_err(db("check leases"))?;
-            current.insert(at, found);
-        }
-    }
-    // In request order; a task named twice completes once, as if done one by one.
+    // Read, then update by id: only the writer changes rows, and a plain UPDATE (no
+    // RETURNING) avoids a statement journal per row.
+    let mut check = conn
+        .prepare_cached(
+            "SELECT job_id, attempt FROM tasks WHERE id = ?1 AND state = 'leased' AND lease_token = ?2",
+        )
+        .map_err(db("prepare the completion"))?;
+    let mut stmt = conn
+        .prepare_cached(
+            "UPDATE tasks SET state = 'succeeded', exit_code = ?2, result = ?3, finished_at = ?4,
+                              lease_token = NULL, lease_worker = NULL, lease_expires_at = NULL
+             WHERE id = ?1",
+        )
+        .map_err(db("prepare the completion"))?;
     let mut results = Vec::with_capacity(p.items.len());
-    let mut done: Vec<(TaskId, Option<i32>, Option<String>, &str, u32)> = Vec::new();
-    let mut seen = HashSet::new();
     let mut jobs = BTreeSet::new();
-    for (at, item) in p.items.iter().enumerate() {
-        match current.remove(&at) {
-            Some((job_id, attempt)) if seen.insert(item.task_id) => {
-                let result = item.result.as_ref().map(to_json).transpose()?;
-                done.push((
-                    item.task_id,
-                    item.exit_code,
-                    result,
-                    &item.log_tail,
-                    attempt,
-                ));
-                jobs.insert(job_id);
-                results.push(applied(item.task_id));
-            }
-            _ => results.push(refused(item.task_id)),
-        }
+    for item in &p.items {
+        let result = item.result.as_ref().map(to_json).transpose()?;
+        let row: Option<(String, u32)> = check
+            .query_row(params![item.task_id, item.lease_token], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+            .map_err(db("check a lease"))?;
+        let Some((job_id, attempt)) = row else {
+            results.push(refused(item.task_id));
+            continue;
+        };
+        stmt.execute(params![item.task_id, item.exit_code, result, micros(p.now)])
+            .map_err(db("complete a task"))?;
+        end_attempt(
+            conn,
+            item.task_id,
+            attempt,
+            "succeeded",
+            item.exit_code,
+            None,
+            &item.log_tail,
+            p.now,
+        )?;
+        jobs.insert(job_id);
+        results.push(applied(item.task_id));
     }
-    if done.is_empty() {
-        return Ok(results);
-    }
-    let done = to_json(&done)?;
-    conn.prepare_cached(
-        "UPDATE tasks SET state = 'succeeded', exit_code = j.value ->> 1, result = j.value ->> 2,
-                          finished_at = ?2,
-                          lease_token = NULL, lease_worker = NULL, lease_expires_at = NULL
-         FROM json_each(?1) j WHERE tasks.id = j.value ->> 0",
-    )
-    .and_then(|mut s| s.execute(params![done, micros(p.now)]))
-    .map_err(db("complete tasks"))?;
-    conn.prepare_cached(
-        "UPDATE attempts SET ended_at = ?2, outcome = 'succeeded', exit_code = j.value ->> 1,
-                             error = NULL, log_tail = j.value ->> 3
-         FROM json_each(?1) j WHERE task_id = j.value ->> 0 AND attempt = j.value ->> 4",
-    )
-    .and_then(|mut s| s.execute(params![done, micros(p.now)]))
-    .map_err(db("close attempts"))?;
     for job in &jobs {
         finish_if_done(conn, job, p.now)?;
     }

@@ -9,7 +9,7 @@ use spillway_core::{Error, Result, TaskId};
 
 use crate::sqlite::rows::{
     ATTEMPT_COLS, TASK_COLS, WAITING, attempt_row, db, micros, page_size, task_cursor, task_row,
-    time, to_json,
+    time,
 };
 use crate::{TaskHeartbeat, TaskLease, TaskList};
 
@@ -171,9 +171,23 @@ pub(crate) fn task_lease(conn: &Connection, p: &TaskLease) -> Result<Vec<LeasedT
     });
     candidates.truncate(max);
 
+    // No RETURNING in hot updates: SQLite runs RETURNING as a trigger, which makes each
+    // statement open a statement journal inside the per-request savepoint (slow).
+    let mut take = conn
+        .prepare_cached(
+            "UPDATE tasks SET state = 'leased', attempt = ?5, lease_token = ?2,
+                              lease_worker = ?3, lease_expires_at = ?4
+             WHERE id = ?1",
+        )
+        .map_err(db("prepare the lease update"))?;
+    let mut attempt = conn
+        .prepare_cached(
+            "INSERT INTO attempts (task_id, attempt, worker_id, started_at, outcome)
+             VALUES (?1, ?2, ?3, ?4, 'running')",
+        )
+        .map_err(db("prepare the attempt insert"))?;
     let mut jobs: HashMap<String, (TaskSpec, bool)> = HashMap::new();
     let mut leased = Vec::with_capacity(candidates.len());
-    let mut taken: Vec<(TaskId, String, u32, i64)> = Vec::with_capacity(candidates.len());
     for c in candidates {
         let token = lease_token();
         let expires = micros(p.now) + c.lease_ms * 1000;
@@ -186,7 +200,11 @@ pub(crate) fn task_lease(conn: &Connection, p: &TaskLease) -> Result<Vec<LeasedT
             payload,
             ..
         } = c;
-        taken.push((id, token.clone(), attempt_no, expires));
+        take.execute(params![id, token, p.worker_id, expires, attempt_no])
+            .map_err(db("lease a task"))?;
+        attempt
+            .execute(params![id, attempt_no, p.worker_id, micros(p.now)])
+            .map_err(db("record an attempt"))?;
         if !jobs.contains_key(&job_id) {
             let (spec, has_inputs): (String, bool) = conn
                 .prepare_cached(
@@ -222,26 +240,6 @@ pub(crate) fn task_lease(conn: &Connection, p: &TaskLease) -> Result<Vec<LeasedT
             has_inputs,
         });
     }
-    if taken.is_empty() {
-        return Ok(leased);
-    }
-    // Set-based: one UPDATE and one INSERT for the whole batch (json_each), rather than two
-    // statements per task; no RETURNING (SQLite runs it as a trigger, with a statement
-    // journal inside the per-request savepoint).
-    let taken = to_json(&taken)?;
-    conn.prepare_cached(
-        "UPDATE tasks SET state = 'leased', attempt = j.value ->> 2, lease_token = j.value ->> 1,
-                          lease_worker = ?2, lease_expires_at = j.value ->> 3
-         FROM json_each(?1) j WHERE tasks.id = j.value ->> 0",
-    )
-    .and_then(|mut s| s.execute(params![taken, p.worker_id]))
-    .map_err(db("lease tasks"))?;
-    conn.prepare_cached(
-        "INSERT INTO attempts (task_id, attempt, worker_id, started_at, outcome)
-         SELECT j.value ->> 0, j.value ->> 2, ?2, ?3, 'running' FROM json_each(?1) j",
-    )
-    .and_then(|mut s| s.execute(params![taken, p.worker_id, micros(p.now)]))
-    .map_err(db("record attempts"))?;
     Ok(leased)
 }
 
