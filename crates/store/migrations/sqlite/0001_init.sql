@@ -30,7 +30,10 @@ CREATE TABLE queues (
 ) WITHOUT ROWID;
 
 CREATE TABLE jobs (
-    id                        TEXT PRIMARY KEY,
+    -- Tasks refer to their job by this key (an explicit INTEGER PRIMARY KEY, so VACUUM keeps
+    -- it): an integer keeps the per-job task index small and cheap to update.
+    key                       INTEGER PRIMARY KEY,
+    id                        TEXT NOT NULL UNIQUE,
     tenant                    TEXT NOT NULL,
     queue                     TEXT NOT NULL,
     name                      TEXT,
@@ -57,6 +60,7 @@ CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
 CREATE TABLE tasks (
     id                INTEGER PRIMARY KEY,
     job_id            TEXT NOT NULL,
+    job_key           INTEGER NOT NULL,
     tenant            TEXT NOT NULL,
     queue             TEXT NOT NULL,
     idx               INTEGER NOT NULL,
@@ -85,7 +89,7 @@ CREATE TABLE tasks (
 CREATE INDEX tasks_leasable ON tasks (tenant, queue, priority DESC, run_at, id)
     WHERE (state = 'scheduled' OR state = 'available' OR state = 'retrying');
 -- Job counts are computed from tasks grouped by state.
-CREATE INDEX tasks_by_job ON tasks (job_id, state);
+CREATE INDEX tasks_by_job ON tasks (job_key, state);
 CREATE INDEX tasks_lease_expiry ON tasks (lease_expires_at) WHERE state = 'leased';
 CREATE INDEX tasks_dead ON tasks (tenant, queue, id) WHERE state = 'dead';
 

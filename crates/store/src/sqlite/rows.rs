@@ -167,7 +167,7 @@ pub(crate) fn job_row(row: &Row<'_>) -> rusqlite::Result<Job> {
 /// Fill a job's counts from its tasks and derive its state.
 pub(crate) fn with_counts(conn: &Connection, mut job: Job) -> Result<Job> {
     let mut stmt = conn
-        .prepare_cached("SELECT state, count(*) FROM tasks WHERE job_id = ?1 GROUP BY state")
+        .prepare_cached("SELECT state, count(*) FROM tasks WHERE job_key = (SELECT key FROM jobs WHERE id = ?1) GROUP BY state")
         .map_err(db("prepare the job counts query"))?;
     let rows = stmt
         .query_map([&job.id], |r| {

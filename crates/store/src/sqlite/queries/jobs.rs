@@ -68,6 +68,8 @@ pub(crate) fn job_submit(conn: &Connection, p: &JobSubmit) -> Result<(Job, bool)
         }
     })?;
 
+    // Tasks point at their job by its integer key: the per-job index stays small and cheap.
+    let job_key = conn.last_insert_rowid();
     let state = if p.run_at > p.now {
         TaskState::Scheduled
     } else {
@@ -75,9 +77,9 @@ pub(crate) fn job_submit(conn: &Connection, p: &JobSubmit) -> Result<(Job, bool)
     };
     let mut insert = conn
         .prepare_cached(
-            "INSERT INTO tasks (job_id, tenant, queue, idx, state, priority, burstable, run_at,
-                                max_attempts, payload, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            "INSERT INTO tasks (job_id, job_key, tenant, queue, idx, state, priority, burstable,
+                                run_at, max_attempts, payload, created_at)
+             VALUES (?1, ?12, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )
         .map_err(db("prepare the task insert"))?;
     for (index, payload) in p.payloads.iter().enumerate() {
@@ -94,7 +96,8 @@ pub(crate) fn job_submit(conn: &Connection, p: &JobSubmit) -> Result<(Job, bool)
                 micros(p.run_at),
                 max_attempts,
                 payload,
-                micros(p.now)
+                micros(p.now),
+                job_key
             ])
             .map_err(db("insert a task"))?;
     }
@@ -197,7 +200,7 @@ pub(crate) fn finish_if_done(conn: &Connection, job_id: &str, now: Timestamp) ->
     conn.prepare_cached(&format!(
         "UPDATE jobs SET finished_at = ?2
          WHERE id = ?1 AND finished_at IS NULL
-           AND NOT EXISTS (SELECT 1 FROM tasks WHERE job_id = ?1 AND state IN {UNFINISHED})"
+           AND NOT EXISTS (SELECT 1 FROM tasks WHERE job_key = jobs.key AND state IN {UNFINISHED})"
     ))
     .and_then(|mut s| s.execute(params![job_id, micros(now)]))
     .map_err(db("mark a job finished"))?;
@@ -225,13 +228,13 @@ pub(crate) fn job_cancel(
     conn.execute(
         &format!(
             "UPDATE tasks SET state = 'cancelled', finished_at = ?2
-             WHERE job_id = ?1 AND {WAITING}"
+             WHERE job_key = (SELECT key FROM jobs WHERE id = ?1) AND {WAITING}"
         ),
         params![id, micros(now)],
     )
     .map_err(db("cancel a job's waiting tasks"))?;
     conn.execute(
-        "UPDATE tasks SET cancel_requested = 1 WHERE job_id = ?1 AND state = 'leased'",
+        "UPDATE tasks SET cancel_requested = 1 WHERE job_key = (SELECT key FROM jobs WHERE id = ?1) AND state = 'leased'",
         [id],
     )
     .map_err(db("flag a job's leased tasks"))?;
@@ -253,7 +256,7 @@ pub(crate) fn job_retry(
         .execute(
             "UPDATE tasks SET state = 'available', failures = 0, finished_at = NULL,
                               cancel_requested = 0, run_at = ?2
-             WHERE job_id = ?1 AND state IN ('dead', 'cancelled')",
+             WHERE job_key = (SELECT key FROM jobs WHERE id = ?1) AND state IN ('dead', 'cancelled')",
             params![id, micros(now)],
         )
         .map_err(db("requeue a job's tasks"))?;
@@ -272,7 +275,7 @@ pub(crate) fn job_inputs_to_delete(conn: &Connection, limit: u32) -> Result<Vec<
             "SELECT tenant, id FROM jobs
              WHERE finished_at IS NOT NULL AND delete_inputs_on_success = 1 AND has_inputs = 1
                AND inputs_deleted = 0
-               AND NOT EXISTS (SELECT 1 FROM tasks WHERE job_id = jobs.id AND state != 'succeeded')
+               AND NOT EXISTS (SELECT 1 FROM tasks WHERE job_key = jobs.key AND state != 'succeeded')
              ORDER BY finished_at LIMIT ?1",
         )
         .map_err(db("list jobs whose inputs to delete"))?;
@@ -314,11 +317,11 @@ pub(crate) fn retention_sweep(
         .map_err(db("find jobs past retention"))?;
     for (_, id, _) in &expired {
         conn.execute(
-            "DELETE FROM attempts WHERE task_id IN (SELECT id FROM tasks WHERE job_id = ?1)",
+            "DELETE FROM attempts WHERE task_id IN (SELECT id FROM tasks WHERE job_key = (SELECT key FROM jobs WHERE id = ?1))",
             [id],
         )
         .map_err(db("delete a job's attempts"))?;
-        conn.execute("DELETE FROM tasks WHERE job_id = ?1", [id])
+        conn.execute("DELETE FROM tasks WHERE job_key = (SELECT key FROM jobs WHERE id = ?1)", [id])
             .map_err(db("delete a job's tasks"))?;
         conn.execute("DELETE FROM jobs WHERE id = ?1", [id])
             .map_err(db("delete a job"))?;
