@@ -210,8 +210,7 @@ impl PostgresStore {
         let queue = rows::queue(&row)?;
         if !queue.settings.paused {
             // Unpausing makes waiting work leasable.
-            self.notify_queues(&[(tenant.to_string(), name.to_string())])
-                .await?;
+            self.wake(&[(tenant.to_string(), name.to_string())]);
         }
         Ok(queue)
     }

@@ -115,14 +115,11 @@ impl PostgresStore {
         .await
         .map_err(ctx("could not insert the tasks"))?;
         let woken = [(p.tenant.clone(), p.queue.clone())];
-        if state == TaskState::Available {
-            Self::notify_in(&tx, &woken).await?;
-        }
         tx.commit()
             .await
             .map_err(ctx("could not commit the submit"))?;
         if state == TaskState::Available {
-            self.wake_local(woken.iter().map(|(t, q)| (t.as_str(), q.as_str())));
+            self.wake(&woken);
         }
         let mut counts = StateCounts::default();
         counts.add(state, u64::from(task_count));
@@ -258,14 +255,11 @@ impl PostgresStore {
             get::<String>(&job, "tenant")?,
             get::<String>(&job, "queue")?,
         )];
-        if n > 0 {
-            Self::notify_in(&tx, &woken).await?;
-        }
         tx.commit()
             .await
             .map_err(ctx("could not commit the retry"))?;
         if n > 0 {
-            self.wake_local(woken.iter().map(|(t, q)| (t.as_str(), q.as_str())));
+            self.wake(&woken);
         }
         Ok(n)
     }

@@ -1,9 +1,10 @@
 //! The PostgreSQL backend: several server replicas share one database.
 //!
 //! Leasing uses `FOR UPDATE SKIP LOCKED`, so replicas never hand one task out twice and never
-//! wait on each other's locks. Commits that make work leasable send `NOTIFY spillway_work`;
-//! every replica LISTENs and wakes its own long-polls. Migrations run at connect under an
-//! advisory lock, so replicas starting together migrate exactly once.
+//! wait on each other's locks. Commits that make work leasable are followed by a coalesced
+//! `NOTIFY spillway_work` (see [`notify`]); every replica LISTENs and wakes its own long-polls.
+//! Migrations run at connect under an advisory lock, so replicas starting together migrate
+//! exactly once.
 
 mod admin;
 mod error;
@@ -11,6 +12,7 @@ mod jobs;
 mod leader;
 mod listen;
 mod migrate;
+mod notify;
 mod report;
 mod rows;
 mod store;
@@ -40,6 +42,7 @@ pub struct PostgresStore {
     config: tokio_postgres::Config,
     schema: Option<String>,
     wakeups: Arc<Wakeups>,
+    notifier: notify::Notifier,
     _listener: listen::Listener,
 }
 
@@ -101,11 +104,13 @@ impl PostgresStore {
             schema = schema.unwrap_or("public"),
             "postgresql store ready"
         );
+        let notifier = notify::Notifier::start(pool.clone());
         Ok(PostgresStore {
             pool,
             config,
             schema: schema.map(str::to_string),
             wakeups,
+            notifier,
             _listener: listener,
         })
     }
@@ -138,11 +143,14 @@ impl PostgresStore {
         self.pool.get().await.map_err(error::pool)
     }
 
-    /// Wake local long-polls at once; other replicas hear the NOTIFY sent in the transaction.
-    fn wake_local<'a>(&self, queues: impl IntoIterator<Item = (&'a str, &'a str)>) {
-        for (tenant, queue) in queues {
+    /// Wake the long-polls on `queues` (tenant, queue) after the commit that made their work
+    /// leasable: this process's at once, other replicas' through a coalesced NOTIFY.
+    fn wake(&self, queues: &[(String, String)]) {
+        let named = || queues.iter().map(|(t, q)| (t.as_str(), q.as_str()));
+        for (tenant, queue) in named() {
             self.wakeups.notify(tenant, queue);
         }
+        self.notifier.send(named());
     }
 }
 
@@ -163,38 +171,5 @@ fn validate_schema(schema: &str) -> Result<()> {
         Err(Error::invalid(format!(
             "invalid postgresql schema name {schema:?}: use 1 to 63 characters of a-z, 0-9 and '_', starting with a letter or '_'"
         )))
-    }
-}
-
-impl PostgresStore {
-    /// Queue wake-ups for `queues` in the open transaction (PostgreSQL delivers them to every
-    /// listener only when it commits). Call [`PostgresStore::wake_local`] after the commit.
-    async fn notify_in(
-        client: &impl deadpool_postgres::GenericClient,
-        queues: &[(String, String)],
-    ) -> Result<()> {
-        if queues.is_empty() {
-            return Ok(());
-        }
-        let payloads: Vec<String> = queues
-            .iter()
-            .map(|(tenant, queue)| listen::payload(tenant, queue))
-            .collect();
-        client
-            .execute(
-                "SELECT pg_notify($1, p) FROM (SELECT DISTINCT unnest($2::text[]) AS p) AS q",
-                &[&listen::CHANNEL, &payloads],
-            )
-            .await
-            .map_err(error::ctx("could not send wake-ups"))?;
-        Ok(())
-    }
-
-    /// Wake every replica's long-polls on `queues` (outside a transaction).
-    async fn notify_queues(&self, queues: &[(String, String)]) -> Result<()> {
-        let conn = self.conn().await?;
-        Self::notify_in(&conn, queues).await?;
-        self.wake_local(queues.iter().map(|(t, q)| (t.as_str(), q.as_str())));
-        Ok(())
     }
 }

@@ -377,11 +377,10 @@ impl PostgresStore {
         }
         apply(&tx, &endings, p.now).await?;
         let woken: Vec<(String, String)> = woken.into_iter().collect();
-        Self::notify_in(&tx, &woken).await?;
         tx.commit()
             .await
             .map_err(ctx("could not commit releases"))?;
-        self.wake_local(woken.iter().map(|(t, q)| (t.as_str(), q.as_str())));
+        self.wake(&woken);
         Ok(results(&ids, &tokens, &applied))
     }
 
@@ -486,11 +485,10 @@ impl PostgresStore {
             .collect::<Result<BTreeSet<_>>>()?
             .into_iter()
             .collect::<Vec<_>>();
-        Self::notify_in(&tx, &woken).await?;
         tx.commit()
             .await
             .map_err(ctx("could not commit the requeue"))?;
-        self.wake_local(woken.iter().map(|(t, q)| (t.as_str(), q.as_str())));
+        self.wake(&woken);
         Ok(moved.len() as u64)
     }
 }

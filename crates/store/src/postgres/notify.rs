@@ -1,0 +1,91 @@
+//! Sending wake-ups to other replicas: `NOTIFY spillway_work, '<tenant>/<queue>'`, sent after
+//! the work's own commit, coalesced, one notifying transaction at a time.
+//!
+//! A transaction that NOTIFYs holds PostgreSQL's global notify-queue lock from before its commit
+//! until the commit is on disk. Notifying inside every submit therefore made all submits commit
+//! one after another, each waiting for the previous one's WAL flush (no group commit). Here the
+//! data commits notify nobody; a background task sends everything asked for since its last send
+//! in one short transaction of its own. Wake-ups are hints: waiters also look again every
+//! recheck interval, so a lost one (database briefly down, store dropped) only delays a lease.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use deadpool_postgres::Pool;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use super::error::{ctx, pool as pool_error};
+use super::listen::{CHANNEL, payload};
+
+/// Payloads asked for and not yet sent, and the signal that there are some.
+#[derive(Default)]
+struct Pending {
+    payloads: Mutex<BTreeSet<String>>,
+    signal: Notify,
+}
+
+/// The background sender; stops when dropped.
+pub(super) struct Notifier {
+    pending: Arc<Pending>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Notifier {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Notifier {
+    /// Start the sender, which takes its connections from `pool`.
+    pub(super) fn start(pool: Pool) -> Self {
+        let pending = Arc::new(Pending::default());
+        let task = tokio::spawn(run(pool, pending.clone()));
+        Self { pending, task }
+    }
+
+    /// Ask for a wake-up of every replica's waiters on `queues` (tenant, queue); call it after
+    /// the commit that made their work leasable.
+    pub(super) fn send<'a>(&self, queues: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        let mut payloads = self
+            .pending
+            .payloads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let before = payloads.len();
+        payloads.extend(queues.into_iter().map(|(t, q)| payload(t, q)));
+        if payloads.len() > before {
+            // A stored permit: a send racing with the task's take is never lost.
+            self.pending.signal.notify_one();
+        }
+    }
+}
+
+async fn run(pool: Pool, pending: Arc<Pending>) {
+    loop {
+        pending.signal.notified().await;
+        let batch: Vec<String> = {
+            let mut payloads = pending.payloads.lock().unwrap_or_else(|p| p.into_inner());
+            std::mem::take(&mut *payloads).into_iter().collect()
+        };
+        if batch.is_empty() {
+            continue;
+        }
+        if let Err(error) = send_batch(&pool, &batch).await {
+            // Waiters look again on their own within the recheck interval.
+            tracing::warn!(%error, queues = batch.len(), "could not send wake-ups to other replicas");
+        }
+    }
+}
+
+async fn send_batch(pool: &Pool, payloads: &[String]) -> spillway_core::Result<()> {
+    let conn = pool.get().await.map_err(pool_error)?;
+    conn.execute(
+        "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p",
+        &[&CHANNEL, &payloads],
+    )
+    .await
+    .map_err(ctx("could not send wake-ups"))?;
+    Ok(())
+}
