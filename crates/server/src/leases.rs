@@ -2,8 +2,12 @@
 //! with their queue, timed for the lease-duration histogram, released with the worker's pool
 //! and checked against the caller's tenant without a store round trip. Leases taken through
 //! another replica (or before a restart) are simply not in it.
+//!
+//! It also remembers which queues lease calls have found, so a long-poll does not read the
+//! queue from the store on every call just to answer 404 for a missing one. Queues are never
+//! deleted, so a queue once found exists for good.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use spillway_core::api::LeasedTask;
@@ -11,6 +15,8 @@ use spillway_core::{TaskId, Timestamp};
 
 /// Entries kept before old ones (leases long expired) are dropped.
 const LEDGER_MAX: usize = 100_000;
+/// Queues remembered as existing; past this, further ones are looked up every time.
+const KNOWN_QUEUES_MAX: usize = 10_000;
 /// Age after which an entry is surely stale (no lease lasts longer than 24h).
 const LEDGER_MAX_AGE: chrono::TimeDelta = chrono::TimeDelta::hours(25);
 
@@ -29,6 +35,8 @@ pub(crate) struct LeaseEntry {
 #[derive(Debug, Default)]
 pub(crate) struct LeaseLedger {
     entries: Mutex<HashMap<TaskId, LeaseEntry>>,
+    /// (tenant, queue) pairs known to exist.
+    queues: Mutex<HashSet<(String, String)>>,
 }
 
 impl LeaseLedger {
@@ -74,5 +82,34 @@ impl LeaseLedger {
         if entries.get(&task).is_some_and(|e| e.lease_token == token) {
             entries.remove(&task);
         }
+    }
+
+    /// Whether queue `name` of `tenant` was found before.
+    pub(crate) fn queue_known(&self, tenant: &str, name: &str) -> bool {
+        let queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        queues.contains(&(tenant.to_string(), name.to_string()))
+    }
+
+    /// Remember that queue `name` of `tenant` exists.
+    pub(crate) fn queue_found(&self, tenant: &str, name: &str) {
+        let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        if queues.len() < KNOWN_QUEUES_MAX {
+            queues.insert((tenant.to_string(), name.to_string()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn found_queues_are_known_per_tenant() {
+        let ledger = LeaseLedger::default();
+        assert!(!ledger.queue_known("acme", "render"));
+        ledger.queue_found("acme", "render");
+        assert!(ledger.queue_known("acme", "render"));
+        assert!(!ledger.queue_known("other", "render"));
+        assert!(!ledger.queue_known("acme", "encode"));
     }
 }

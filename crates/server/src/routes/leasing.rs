@@ -59,7 +59,11 @@ pub async fn lease(
     }
     let tenant = auth.tenant(req.tenant.as_deref())?;
     for queue in &req.queues {
-        state.store.queue_get(&tenant, queue).await?;
+        // 404 for a missing queue; one found before needs no store read.
+        if !state.shared.leases.queue_known(&tenant, queue) {
+            state.store.queue_get(&tenant, queue).await?;
+            state.shared.leases.queue_found(&tenant, queue);
+        }
     }
     let worker = state.worker(Some(&tenant), &req.worker_id).await?;
     let wait = req.wait.unwrap_or_default().min(MAX_LEASE_WAIT);
