@@ -321,8 +321,11 @@ pub(crate) fn retention_sweep(
             [id],
         )
         .map_err(db("delete a job's attempts"))?;
-        conn.execute("DELETE FROM tasks WHERE job_key = (SELECT key FROM jobs WHERE id = ?1)", [id])
-            .map_err(db("delete a job's tasks"))?;
+        conn.execute(
+            "DELETE FROM tasks WHERE job_key = (SELECT key FROM jobs WHERE id = ?1)",
+            [id],
+        )
+        .map_err(db("delete a job's tasks"))?;
         conn.execute("DELETE FROM jobs WHERE id = ?1", [id])
             .map_err(db("delete a job"))?;
     }

@@ -93,6 +93,23 @@ fn lease_token() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
+/// The lease query: walks the partial index `tasks_leasable` in order (a test checks the plan).
+fn pick_sql() -> String {
+    format!(
+        "SELECT id, priority, run_at, job_id, idx, attempt, payload FROM tasks
+         WHERE tenant = ?1 AND queue = ?2 AND {WAITING} AND run_at <= ?3
+           AND (?4 = 0 OR burstable = 1)
+           AND ((?5 = 0 AND (avoid_pool IS NULL OR avoid_pool != ?6))
+                OR (?5 = 1 AND avoid_pool = ?6))
+         ORDER BY priority DESC, run_at, id LIMIT ?7"
+    )
+}
+
+/// Hand one task out (a test checks it builds no ephemeral table).
+const TAKE_SQL: &str = "UPDATE tasks SET state = 'leased', attempt = ?5, lease_token = ?2,
+                                         lease_worker = ?3, lease_expires_at = ?4
+                        WHERE id = ?1";
+
 /// Lease up to `max` tasks. Runs on the writer, so no other lease can interleave.
 pub(crate) fn task_lease(conn: &Connection, p: &TaskLease) -> Result<Vec<LeasedTask>> {
     let max = p.max.min(spillway_core::api::MAX_LEASE_BATCH) as usize;
@@ -105,14 +122,7 @@ pub(crate) fn task_lease(conn: &Connection, p: &TaskLease) -> Result<Vec<LeasedT
     // Walks the partial index tasks_leasable in order; `avoid` picks which side of the
     // avoid_pool preference to take.
     let mut pick = conn
-        .prepare_cached(&format!(
-            "SELECT id, priority, run_at, job_id, idx, attempt, payload FROM tasks
-             WHERE tenant = ?1 AND queue = ?2 AND {WAITING} AND run_at <= ?3
-               AND (?4 = 0 OR burstable = 1)
-               AND ((?5 = 0 AND (avoid_pool IS NULL OR avoid_pool != ?6))
-                    OR (?5 = 1 AND avoid_pool = ?6))
-             ORDER BY priority DESC, run_at, id LIMIT ?7"
-        ))
+        .prepare_cached(&pick_sql())
         .map_err(db("prepare the lease query"))?;
     let mut candidates = Vec::new();
     for queue in &p.queues {
@@ -174,11 +184,7 @@ pub(crate) fn task_lease(conn: &Connection, p: &TaskLease) -> Result<Vec<LeasedT
     // No RETURNING in hot updates: SQLite runs RETURNING as a trigger, which makes each
     // statement open a statement journal inside the per-request savepoint (slow).
     let mut take = conn
-        .prepare_cached(
-            "UPDATE tasks SET state = 'leased', attempt = ?5, lease_token = ?2,
-                              lease_worker = ?3, lease_expires_at = ?4
-             WHERE id = ?1",
-        )
+        .prepare_cached(TAKE_SQL)
         .map_err(db("prepare the lease update"))?;
     let mut attempt = conn
         .prepare_cached(
@@ -292,4 +298,55 @@ pub(crate) fn lease_check(conn: &Connection, id: TaskId, token: &str) -> Result<
         )));
     }
     task_get(conn, None, id)
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    use super::{TAKE_SQL, pick_sql};
+
+    fn schema() -> Connection {
+        let conn = Connection::open_in_memory().unwrap_or_else(|e| panic!("open: {e}"));
+        conn.execute_batch(include_str!("../../../migrations/sqlite/0001_init.sql"))
+            .unwrap_or_else(|e| panic!("schema: {e}"));
+        conn
+    }
+
+    /// The waiting-state predicate must match the partial index's text for SQLite to use it.
+    #[test]
+    fn lease_query_walks_the_leasable_index_in_order() {
+        let conn = schema();
+        let mut plan = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", pick_sql()))
+            .unwrap_or_else(|e| panic!("prepare: {e}"));
+        let details: Vec<String> = plan
+            .query_map(
+                rusqlite::params!["t", "q", 0, 0, 0, Option::<String>::None, 10],
+                |r| r.get(3),
+            )
+            .and_then(|rows| rows.collect())
+            .unwrap_or_else(|e| panic!("plan: {e}"));
+        let plan = details.join("; ");
+        assert!(plan.contains("USING INDEX tasks_leasable"), "{plan}");
+        assert!(
+            !plan.contains("TEMP B-TREE"),
+            "sorts instead of walking the index: {plan}"
+        );
+    }
+
+    /// A constant `IN (...)` list of three or more values in a partial index's predicate makes
+    /// every UPDATE of a task build ephemeral tables; the schema must avoid it.
+    #[test]
+    fn task_updates_build_no_ephemeral_tables() {
+        let conn = schema();
+        let mut explain = conn
+            .prepare(&format!("EXPLAIN {TAKE_SQL}"))
+            .unwrap_or_else(|e| panic!("prepare: {e}"));
+        let opcodes: Vec<String> = explain
+            .query_map(rusqlite::params![1, "t", "w", 0, 1], |r| r.get(1))
+            .and_then(|rows| rows.collect())
+            .unwrap_or_else(|e| panic!("explain: {e}"));
+        assert!(!opcodes.iter().any(|o| o == "OpenEphemeral"), "{opcodes:?}");
+    }
 }
