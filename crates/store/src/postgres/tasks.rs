@@ -124,12 +124,8 @@ impl PostgresStore {
         if p.max == 0 || p.queues.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = self.conn().await?;
-        let tx = conn
-            .transaction()
-            .await
-            .map_err(ctx("could not start the lease"))?;
-        let stmt = tx
+        let conn = self.conn().await?;
+        let stmt = conn
             .prepare_cached(LEASE_SQL)
             .await
             .map_err(ctx("could not prepare the lease"))?;
@@ -139,7 +135,9 @@ impl PostgresStore {
             if want <= 0 {
                 break;
             }
-            let got = tx
+            // Each pass is one statement that commits on its own: no BEGIN and COMMIT round
+            // trips, and most leases are served by the first pass alone.
+            let got = conn
                 .query(
                     &stmt,
                     &[
@@ -152,15 +150,21 @@ impl PostgresStore {
                         &p.worker_id,
                     ],
                 )
-                .await
-                .map_err(ctx("could not lease tasks"))?;
+                .await;
+            let got = match got {
+                Ok(rows) => rows,
+                Err(error) if !leased.is_empty() => {
+                    // The first pass's leases are committed: hand them out rather than leave
+                    // them to expire unworked.
+                    tracing::warn!(%error, leased = leased.len(), "second lease pass failed; returning the first pass's tasks");
+                    break;
+                }
+                Err(error) => return Err(ctx("could not lease tasks")(error)),
+            };
             for row in &got {
                 leased.push(leased_task(row)?);
             }
         }
-        tx.commit()
-            .await
-            .map_err(ctx("could not commit the lease"))?;
         if !leased.is_empty() {
             tracing::debug!(tenant = %p.tenant, worker = %p.worker_id, count = leased.len(), "leased tasks");
         }
