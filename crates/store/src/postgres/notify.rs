@@ -80,12 +80,23 @@ async fn run(pool: Pool, pending: Arc<Pending>) {
 }
 
 async fn send_batch(pool: &Pool, payloads: &[String]) -> spillway_core::Result<()> {
-    let conn = pool.get().await.map_err(pool_error)?;
-    conn.execute(
+    let mut conn = pool.get().await.map_err(pool_error)?;
+    let tx = conn
+        .transaction()
+        .await
+        .map_err(ctx("could not start sending wake-ups"))?;
+    // This transaction writes no data, only the notifications, which PostgreSQL never keeps
+    // across a crash anyway; waiting for its commit record to reach disk would put a WAL flush
+    // next to every submit's own. Every data commit keeps the configured synchronous_commit.
+    tx.batch_execute("SET LOCAL synchronous_commit = off")
+        .await
+        .map_err(ctx("could not start sending wake-ups"))?;
+    tx.execute(
         "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p",
         &[&CHANNEL, &payloads],
     )
     .await
     .map_err(ctx("could not send wake-ups"))?;
+    tx.commit().await.map_err(ctx("could not send wake-ups"))?;
     Ok(())
 }
