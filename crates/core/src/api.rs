@@ -601,3 +601,54 @@ pub struct Problem {
     /// A stable machine-readable code (`invalid_argument`, `not_found`, `conflict`, …).
     pub code: String,
 }
+
+/// Why a task is not running (yet): one cause, with its words for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitReasonKind {
+    /// Its queue is paused: nothing is leased from it until it is resumed.
+    QueuePaused,
+    /// It failed and waits out its backoff until `until`.
+    Backoff,
+    /// Its job asked to start no earlier than `until`.
+    Scheduled,
+    /// Pools are configured but none serves its queue, so no autoscaled worker will take it.
+    NoPool,
+    /// Every pool that may take it is at its maximum.
+    PoolsAtMaximum,
+    /// Its job is not burstable and every tier-0 pool serving its queue is full.
+    HomePoolFull,
+    /// It is leasable and waits for a worker to lease it.
+    WaitingForWorker,
+}
+
+/// One reason a task is not running.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct WaitReason {
+    /// The kind of reason, for programs.
+    pub kind: WaitReasonKind,
+    /// The reason in words, for people.
+    pub message: String,
+    /// When the reason ends by itself (backoff or schedule), if it does.
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// The answer to `GET /v1/tasks/{id}/why`: where a task stands and why it is not running.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TaskWhy {
+    /// The task.
+    pub task_id: TaskId,
+    /// Its state.
+    pub state: crate::state::TaskState,
+    /// Its queue.
+    pub queue: String,
+    /// Leasable tasks of its queue that a worker takes before it (priority, then `run_at`,
+    /// then id); 0 means next. `None` when the task is not waiting or the count was not
+    /// finished (queues with more waiting tasks than the server counts on one call).
+    pub position: Option<u64>,
+    /// When it is expected to start, from its position and the rate at which its queue's
+    /// tasks are finishing; `None` when that cannot be estimated.
+    pub estimated_start: Option<DateTime<Utc>>,
+    /// Why it is not running, most important first; empty when it is running or finished.
+    pub reasons: Vec<WaitReason>,
+}
