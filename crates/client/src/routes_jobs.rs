@@ -2,7 +2,8 @@
 
 use reqwest::{Body, Method, header};
 use spillway_core::api::{
-    Changed, ObjectInfo, Page, RequeueRequest, SubmitJob, Submitted, TaskDetail, UploadCreated,
+    Changed, ObjectInfo, Page, RequeueRequest, SubmitJob, Submitted, TaskDetail, TaskWhy,
+    UploadCreated,
 };
 use spillway_core::model::{Job, Task};
 use spillway_core::{Result, TaskId};
@@ -119,6 +120,13 @@ impl Client {
             rb = rb.query(&[("attempt", attempt)]);
         }
         self.send_text(rb).await
+    }
+
+    /// `GET /v1/tasks/{id}/why`: where a task stands in its queue and why it is not running.
+    pub async fn task_why(&self, id: TaskId) -> Result<TaskWhy> {
+        let id = id.to_string();
+        self.send_json(self.request(Method::GET, &["v1", "tasks", &id, "why"]))
+            .await
     }
 
     /// `GET /v1/dead`: one page of dead letters.
