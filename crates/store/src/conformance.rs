@@ -23,12 +23,14 @@
 //! - a heartbeat from a `down` worker makes it `active` (or `draining`) again.
 
 mod admin;
+mod autoscale;
 mod jobs;
 mod lease;
 mod lists;
 mod ops;
 
 pub use admin::*;
+pub use autoscale::*;
 pub use jobs::*;
 pub use lease::*;
 pub use lists::*;
@@ -75,6 +77,9 @@ macro_rules! store_conformance_tests {
             queue_stats_counts_states,
             concurrent_leasers_never_share_a_task,
             wakeups_signal_on_submit,
+            queue_demand_counts_backlog_leases_and_run_times,
+            worker_drain_is_sticky,
+            leader_lease_is_granted_and_held,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

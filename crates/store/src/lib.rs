@@ -8,6 +8,7 @@
 //! leased work, on the lease token, so a stale worker can never complete a task that has since
 //! been handed to another.
 
+pub mod autoscale;
 pub mod conformance;
 pub mod params;
 pub mod postgres;
@@ -21,6 +22,7 @@ use spillway_core::model::{
 };
 use spillway_core::{JobId, Result, TaskId, Timestamp};
 
+pub use autoscale::{LeaderLease, QueueDemand};
 pub use params::*;
 pub use wakeups::Wakeups;
 
@@ -134,6 +136,18 @@ pub trait Store: Send + Sync + 'static {
     async fn worker_list(&self, tenant: Option<&str>) -> Result<Vec<Worker>>;
     /// Mark active or draining workers not seen since `silent_since` as down; returns how many.
     async fn worker_mark_down(&self, silent_since: Timestamp) -> Result<u64>;
+    /// Ask a worker to drain: its state becomes draining (sticky until it exits or goes
+    /// down), so its next heartbeat answer says drain. Not found if it does not exist;
+    /// exited and down workers are left as they are.
+    async fn worker_drain(&self, id: &str, now: Timestamp) -> Result<()>;
+
+    /// What every queue asks of the workers now: leasable and leased tasks, mean run time and
+    /// recent arrivals, one entry per queue of every tenant.
+    async fn queue_demand(&self, now: Timestamp) -> Result<Vec<QueueDemand>>;
+    /// Try to become the one replica that acts for `key` (e.g. the autoscaler); `None` when
+    /// another replica holds it. Keep the lease while acting and check
+    /// [`LeaderLease::is_held`] before each pass.
+    async fn leader_try(&self, key: i64) -> Result<Option<LeaderLease>>;
 
     /// Delete finished jobs (with tasks and attempts) whose queue's retention has passed;
     /// returns the deleted jobs as (tenant, job id, had inputs) so their blobs can go too.

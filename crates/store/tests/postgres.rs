@@ -103,6 +103,9 @@ postgres_conformance!(
     queue_stats_counts_states,
     concurrent_leasers_never_share_a_task,
     wakeups_signal_on_submit,
+    queue_demand_counts_backlog_leases_and_run_times,
+    worker_drain_is_sticky,
+    leader_lease_is_granted_and_held,
 );
 
 #[test]
@@ -431,4 +434,46 @@ async fn unreachable_database_is_unavailable() {
         .unwrap_or_else(|| panic!("connected to a port where nothing listens"));
     assert_eq!(err.kind(), spillway_core::ErrorKind::Unavailable, "{err}");
     assert!(err.is_retryable());
+}
+
+/// Through the `Store` trait, too: a second replica gets no lease while the first holds one,
+/// and gets it once the first lease is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_try_is_exclusive() {
+    let Some(url) = database_url() else { return };
+    let schema = fresh_schema();
+    let a: DynStore = Arc::new(connect(&url, &schema).await);
+    let b = connect(&url, &schema).await;
+    let key: i64 = rand::random();
+    let lease = a
+        .leader_try(key)
+        .await
+        .unwrap_or_else(|e| panic!("leader_try: {e}"))
+        .unwrap_or_else(|| panic!("the first replica to ask did not become leader"));
+    assert!(lease.is_held());
+    let second = b
+        .leader_try(key)
+        .await
+        .unwrap_or_else(|e| panic!("leader_try: {e}"));
+    assert!(second.is_none(), "two replicas hold leadership at once");
+    drop(lease);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let next = b
+            .leader_try(key)
+            .await
+            .unwrap_or_else(|e| panic!("leader_try: {e}"));
+        if next.is_some_and(|l| l.is_held()) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "leadership was not passed on after the lease was dropped"
+        );
+        // A poll interval, not synchronisation: the loop ends on the condition.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    b.drop_schema()
+        .await
+        .unwrap_or_else(|e| panic!("drop_schema: {e}"));
 }

@@ -7,6 +7,7 @@
 //! exactly once.
 
 mod admin;
+mod demand;
 mod error;
 mod jobs;
 mod leader;

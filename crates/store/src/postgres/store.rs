@@ -9,9 +9,9 @@ use spillway_core::{JobId, Result, TaskId, Timestamp};
 
 use super::PostgresStore;
 use crate::{
-    DeadList, DeadRequeue, JobList, JobSubmit, QueueCreate, Store, TaskComplete, TaskFail,
-    TaskHeartbeat, TaskLease, TaskList, TaskRelease, TokenCreate, Wakeups, WorkerBeat,
-    WorkerRegister,
+    DeadList, DeadRequeue, JobList, JobSubmit, LeaderLease, QueueCreate, QueueDemand, Store,
+    TaskComplete, TaskFail, TaskHeartbeat, TaskLease, TaskList, TaskRelease, TokenCreate, Wakeups,
+    WorkerBeat, WorkerRegister,
 };
 
 #[async_trait]
@@ -172,6 +172,19 @@ impl Store for PostgresStore {
 
     async fn worker_mark_down(&self, silent_since: Timestamp) -> Result<u64> {
         self.workers_mark_down(silent_since).await
+    }
+
+    async fn worker_drain(&self, id: &str, _now: Timestamp) -> Result<()> {
+        self.drain_worker(id).await
+    }
+
+    async fn queue_demand(&self, now: Timestamp) -> Result<Vec<QueueDemand>> {
+        self.demand(now).await
+    }
+
+    async fn leader_try(&self, key: i64) -> Result<Option<LeaderLease>> {
+        let guard = self.try_advisory_leader(key).await?;
+        Ok(guard.map(|g| LeaderLease::new(g, super::LeaderGuard::is_held)))
     }
 
     async fn retention_sweep(

@@ -10,11 +10,11 @@ use spillway_core::model::{
 use spillway_core::{JobId, Result, TaskId, Timestamp};
 
 use super::SqliteStore;
-use super::queries::{admin, jobs, report, tasks};
+use super::queries::{admin, demand, jobs, report, tasks};
 use crate::{
-    DeadList, DeadRequeue, JobList, JobSubmit, QueueCreate, Store, TaskComplete, TaskFail,
-    TaskHeartbeat, TaskLease, TaskList, TaskRelease, TokenCreate, Wakeups, WorkerBeat,
-    WorkerRegister,
+    DeadList, DeadRequeue, JobList, JobSubmit, LeaderLease, QueueCreate, QueueDemand, Store,
+    TaskComplete, TaskFail, TaskHeartbeat, TaskLease, TaskList, TaskRelease, TokenCreate, Wakeups,
+    WorkerBeat, WorkerRegister,
 };
 
 impl SqliteStore {
@@ -291,6 +291,24 @@ impl Store for SqliteStore {
         self.writer
             .call(move |c| admin::worker_mark_down(c, silent_since))
             .await
+    }
+
+    async fn worker_drain(&self, id: &str, _now: Timestamp) -> Result<()> {
+        let id = id.to_string();
+        self.writer
+            .call(move |c| demand::worker_drain(c, &id))
+            .await
+    }
+
+    async fn queue_demand(&self, now: Timestamp) -> Result<Vec<QueueDemand>> {
+        self.readers
+            .call(move |c| demand::queue_demand(c, now))
+            .await
+    }
+
+    async fn leader_try(&self, _key: i64) -> Result<Option<LeaderLease>> {
+        // One process owns the database file, so it is always the leader.
+        Ok(Some(LeaderLease::always()))
     }
 
     async fn retention_sweep(

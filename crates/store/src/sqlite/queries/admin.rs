@@ -311,12 +311,13 @@ fn worker_get(conn: &Connection, id: &str) -> Result<Worker> {
 }
 
 pub(crate) fn worker_heartbeat(conn: &Connection, p: &WorkerBeat) -> Result<Worker> {
-    // A heartbeat brings a down worker back; an exited one stays exited.
+    // A heartbeat brings a down worker back; draining is sticky (the autoscaler may have
+    // asked for it); an exited one stays exited.
     let changed = conn
         .prepare_cached(
             "UPDATE workers SET running = ?2, last_seen = ?3,
                  state = CASE WHEN state = 'exited' THEN 'exited'
-                              WHEN ?4 THEN 'draining' ELSE 'active' END
+                              WHEN ?4 OR state = 'draining' THEN 'draining' ELSE 'active' END
              WHERE id = ?1",
         )
         .and_then(|mut s| s.execute(params![p.id, p.running, micros(p.now), p.draining]))

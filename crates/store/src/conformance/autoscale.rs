@@ -1,0 +1,146 @@
+//! Cases for what the autoscaler reads and asks: queue demand, draining workers, leadership.
+
+use spillway_core::ErrorKind;
+use spillway_core::api::Completion;
+use spillway_core::model::WorkerState;
+
+use super::{
+    OTHER, QUEUE, TENANT, after, job, lease, must, must_fail, setup, setup_queue, submit, t0,
+    test_settings,
+};
+use crate::{DynStore, TaskComplete, WorkerBeat, WorkerRegister};
+
+/// Demand: leasable (and burstable) tasks, leased ones, the mean run time of succeeded tasks
+/// and arrivals in the last minute, per queue of every tenant.
+pub async fn queue_demand_counts_backlog_leases_and_run_times(store: DynStore) {
+    setup(&store).await;
+    setup_queue(&store, OTHER, QUEUE, test_settings()).await;
+    let demand = must("queue_demand", store.queue_demand(t0()).await);
+    assert_eq!(demand.len(), 2, "one entry per queue: {demand:?}");
+    assert!(
+        demand
+            .iter()
+            .all(|d| d.waiting == 0 && d.mean_duration_seconds.is_none()),
+        "{demand:?}"
+    );
+
+    submit(&store, job(TENANT, QUEUE, 3, t0())).await;
+    let mut burst = job(TENANT, QUEUE, 2, t0());
+    burst.burstable = true;
+    submit(&store, burst).await;
+    let mut later = job(TENANT, QUEUE, 4, t0());
+    later.run_at = after(t0(), 3600);
+    submit(&store, later).await;
+
+    let got = lease(&store, QUEUE, 1, after(t0(), 1)).await;
+    assert_eq!(got.len(), 1);
+    let results = must(
+        "task_complete",
+        store
+            .task_complete(TaskComplete {
+                items: vec![Completion {
+                    task_id: got[0].task_id,
+                    lease_token: got[0].lease_token.clone(),
+                    exit_code: Some(0),
+                    result: None,
+                    log_tail: String::new(),
+                }],
+                now: after(t0(), 5),
+            })
+            .await,
+    );
+    assert!(results[0].ok, "{results:?}");
+    lease(&store, QUEUE, 1, after(t0(), 6)).await;
+
+    let demand = must("queue_demand", store.queue_demand(after(t0(), 10)).await);
+    let mine = demand
+        .iter()
+        .find(|d| d.tenant == TENANT && d.queue == QUEUE)
+        .unwrap_or_else(|| panic!("no demand for {TENANT}/{QUEUE}: {demand:?}"));
+    // 9 tasks: 1 succeeded, 1 leased, 4 not due, 3 leasable (2 of them burstable, since the
+    // two leased first were of the first job).
+    assert_eq!(
+        (mine.waiting, mine.waiting_burstable, mine.leased),
+        (3, 2, 1)
+    );
+    assert_eq!(mine.mean_duration_seconds, Some(4.0));
+    assert_eq!(mine.arrivals, 9, "every task was created within the minute");
+    let theirs = demand
+        .iter()
+        .find(|d| d.tenant == OTHER)
+        .unwrap_or_else(|| panic!("no demand for {OTHER}: {demand:?}"));
+    assert_eq!((theirs.waiting, theirs.leased, theirs.arrivals), (0, 0, 0));
+
+    let later = must("queue_demand", store.queue_demand(after(t0(), 120)).await);
+    assert_eq!(
+        later[0].arrivals, 0,
+        "arrivals older than a minute are not counted"
+    );
+
+    let mut paused = test_settings();
+    paused.paused = true;
+    must("pause", store.queue_update(TENANT, QUEUE, paused).await);
+    let demand = must("queue_demand", store.queue_demand(after(t0(), 10)).await);
+    let mine = demand
+        .iter()
+        .find(|d| d.tenant == TENANT)
+        .unwrap_or_else(|| panic!("no demand for {TENANT}: {demand:?}"));
+    assert_eq!(mine.waiting, 0, "a paused queue has nothing leasable");
+}
+
+/// Drain: an active worker becomes draining and stays so across its heartbeats.
+pub async fn worker_drain_is_sticky(store: DynStore) {
+    setup(&store).await;
+    must(
+        "worker_register",
+        store
+            .worker_register(WorkerRegister {
+                id: "w-d".into(),
+                tenant: TENANT.into(),
+                pool: "default".into(),
+                hostname: "host-1".into(),
+                queues: vec![QUEUE.into()],
+                concurrency: 1,
+                now: t0(),
+            })
+            .await,
+    );
+    must(
+        "worker_drain",
+        store.worker_drain("w-d", after(t0(), 1)).await,
+    );
+    let w = must(
+        "worker_heartbeat",
+        store
+            .worker_heartbeat(WorkerBeat {
+                id: "w-d".into(),
+                running: 1,
+                draining: false,
+                now: after(t0(), 2),
+            })
+            .await,
+    );
+    assert_eq!(
+        w.state,
+        WorkerState::Draining,
+        "a drained worker stays draining though its heartbeat does not say so"
+    );
+    must(
+        "worker_drain again",
+        store.worker_drain("w-d", after(t0(), 3)).await,
+    );
+    must_fail(
+        "worker_drain unknown",
+        ErrorKind::NotFound,
+        store.worker_drain("nope", t0()).await,
+    );
+}
+
+/// Leadership: a lease is granted to a lone replica and reports itself held.
+pub async fn leader_lease_is_granted_and_held(store: DynStore) {
+    // Random: PostgreSQL advisory keys are shared by every schema of the database.
+    let key: i64 = rand::random();
+    let lease = must("leader_try", store.leader_try(key).await)
+        .unwrap_or_else(|| panic!("a lone replica must become leader"));
+    assert!(lease.is_held());
+}
