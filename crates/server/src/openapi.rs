@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, dead, jobs, leasing, objects, queues, system, tasks, workers};
+use crate::routes::{admin, dead, jobs, leasing, objects, queues, system, tasks, why, workers};
 
 /// The API document served at `/v1/openapi.json`.
 #[derive(OpenApi)]
@@ -16,7 +16,7 @@ use crate::routes::{admin, dead, jobs, leasing, objects, queues, system, tasks, 
         objects::upload_create, objects::upload_put,
         jobs::submit, jobs::list, jobs::get, jobs::cancel, jobs::retry, jobs::tasks,
         objects::inputs_list, objects::input_get, objects::results_list, objects::result_get,
-        tasks::get, tasks::logs, objects::result_put,
+        tasks::get, tasks::logs, why::why, objects::result_put,
         workers::register, workers::list, workers::heartbeat, workers::exit,
         leasing::lease, leasing::heartbeat, leasing::complete, leasing::fail, leasing::release,
         leasing::complete_one, leasing::fail_one,
@@ -59,6 +59,9 @@ use crate::routes::{admin, dead, jobs, leasing, objects, queues, system, tasks, 
         spillway_core::api::WorkerHeartbeat,
         spillway_core::api::WorkerHeartbeatReply,
         spillway_core::api::WorkerList,
+        spillway_core::api::TaskWhy,
+        spillway_core::api::WaitReason,
+        spillway_core::api::WaitReasonKind,
         spillway_core::model::Tenant,
         spillway_core::model::Queue,
         spillway_core::model::QueueSettings,

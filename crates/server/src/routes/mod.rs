@@ -8,6 +8,7 @@ pub mod objects;
 pub mod queues;
 pub mod system;
 pub mod tasks;
+pub mod why;
 pub mod workers;
 
 use axum::Router;
@@ -69,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/tasks/{id}", get(tasks::get))
         .route("/v1/tasks/{id}/logs", get(tasks::logs))
+        .route("/v1/tasks/{id}/why", get(why::why))
         .route("/v1/workers", post(workers::register).get(workers::list))
         .route("/v1/workers/{id}/heartbeat", post(workers::heartbeat))
         .route("/v1/workers/{id}", delete(workers::exit))

@@ -30,6 +30,7 @@ const CONTRACT: &[(&str, &str)] = &[
     ("get", "/v1/jobs/{id}/results/{index}/{path}"),
     ("get", "/v1/tasks/{id}"),
     ("get", "/v1/tasks/{id}/logs"),
+    ("get", "/v1/tasks/{id}/why"),
     ("put", "/v1/tasks/{id}/results/{path}"),
     ("post", "/v1/workers"),
     ("get", "/v1/workers"),
