@@ -652,3 +652,59 @@ pub struct TaskWhy {
     /// Why it is not running, most important first; empty when it is running or finished.
     pub reasons: Vec<WaitReason>,
 }
+
+/// One autoscaled pool as listed by `GET /v1/pools`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PoolStatus {
+    /// The pool's name (`[[pools]] name`).
+    pub name: String,
+    /// What starts its workers: `local`, `external`, `kubernetes`, ...
+    pub provider: String,
+    /// 0 for a home pool, 1, 2, ... for burst tiers (which take only burstable tasks).
+    pub tier: u32,
+    /// Fewest workers kept.
+    pub min: u32,
+    /// Most workers.
+    pub max: u32,
+    /// Live workers (starting or running) last asked of the provider.
+    pub desired: u32,
+    /// Live instances the provider reports (starting or running).
+    pub actual: u32,
+    /// Registered workers of the pool holding at least one lease.
+    pub busy: u32,
+    /// Registered workers of the pool holding no lease.
+    pub idle: u32,
+    /// Instances told to finish their tasks and exit.
+    pub draining: u32,
+    /// Instances gone (exited, crashed, preempted) that the provider still reports.
+    pub down: u32,
+    /// Why the pool has fewer workers than asked for, in the provider's words.
+    pub problems: Vec<String>,
+    /// The latest changes of its size, oldest first (at most 20).
+    pub decisions: Vec<PoolDecisionRecord>,
+}
+
+/// One change of a pool's size, with its reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PoolDecisionRecord {
+    /// When it was decided.
+    pub at: DateTime<Utc>,
+    /// Live workers before.
+    pub from: u32,
+    /// Live workers asked for.
+    pub to: u32,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// `PATCH /v1/pools/{name}`: change a pool's bounds until the server restarts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PoolUpdate {
+    /// New fewest workers.
+    #[serde(default)]
+    pub min: Option<u32>,
+    /// New most workers.
+    #[serde(default)]
+    pub max: Option<u32>,
+}
