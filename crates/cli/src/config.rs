@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::Deserialize;
+use spillway_autoscale::config::{PolicyConfig, PoolConfig, validate_pools};
 
 /// Name of the config file looked up in the current directory when `--config` is not given.
 pub const DEFAULT_CONFIG_FILE: &str = "spillway.toml";
@@ -32,6 +33,10 @@ pub struct FileConfig {
     pub server: Option<spillway_server::ServerConfig>,
     /// Worker defaults.
     pub worker: WorkerSection,
+    /// `[[pools]]`: groups of workers the server's autoscaler sizes from their queues' backlog.
+    pub pools: Vec<PoolConfig>,
+    /// `[autoscale]`: how the autoscaler weighs backlog against time.
+    pub autoscale: Option<PolicyConfig>,
 }
 
 /// `[client]`: how to reach the server.
@@ -88,9 +93,19 @@ impl FileConfig {
         Self::parse(&text).with_context(|| format!("invalid config file {}", path.display()))
     }
 
-    /// Parse the text of a config file.
+    /// Parse the text of a config file and check its pools and autoscale settings.
     pub fn parse(text: &str) -> Result<Self> {
-        Ok(toml::from_str(text)?)
+        let config: Self = toml::from_str(text)?;
+        validate_pools(&config.pools)?;
+        if let Some(autoscale) = &config.autoscale {
+            autoscale.validate()?;
+        }
+        Ok(config)
+    }
+
+    /// Whether `[[pools]]` are configured, so the autoscaler runs the workers.
+    pub fn autoscaled(&self) -> bool {
+        !self.pools.is_empty()
     }
 }
 
@@ -150,6 +165,17 @@ mod tests {
         let config = FileConfig::parse(text).expect("spillway.example.toml must parse");
         assert!(config.storage.store.is_some());
         assert!(config.worker.queues.is_some());
+        assert!(config.autoscaled(), "the sample shows [[pools]]");
+        assert!(config.autoscale.is_some(), "the sample shows [autoscale]");
+    }
+
+    #[test]
+    fn pools_are_validated_at_load() {
+        let text = "[[pools]]\nname = \"spot\"\nprovider = \"local\"\nqueues = [\"q\"]\ntier = 1\n";
+        let err = FileConfig::parse(text).expect_err("burst pool without home pool");
+        assert!(err.to_string().contains("no tier-0 pool"), "{err}");
+        let err = FileConfig::parse("[autoscale]\ninterval = \"0s\"\n").expect_err("zero interval");
+        assert!(err.to_string().contains("interval"), "{err}");
     }
 
     #[test]

@@ -73,6 +73,8 @@ enum Command {
     Tasks(cmd::jobs::TasksArgs),
     /// Print the output tail of a task's attempt.
     Logs(cmd::jobs::LogsArgs),
+    /// Say why a task is not running: its place in the queue and what holds it.
+    Why(cmd::why::WhyArgs),
     /// Cancel a job: waiting tasks are cancelled, running ones are told to stop.
     Cancel(cmd::jobs::JobIdArg),
     /// Run a job's dead and cancelled tasks again.
@@ -120,6 +122,7 @@ fn main() -> ExitCode {
             Command::Job(args) => cmd::jobs::show(&ctx, args).await,
             Command::Tasks(args) => cmd::jobs::tasks(&ctx, args).await,
             Command::Logs(args) => cmd::jobs::logs(&ctx, args).await,
+            Command::Why(args) => cmd::why::run(&ctx, args).await,
             Command::Cancel(args) => cmd::jobs::cancel(&ctx, args).await,
             Command::Retry(args) => cmd::jobs::retry(&ctx, args).await,
             Command::Results(args) => cmd::jobs::results(&ctx, args).await,

@@ -8,6 +8,7 @@ pub mod server;
 pub mod simulate;
 pub mod submit;
 pub mod up;
+pub mod why;
 pub mod worker;
 
 use std::path::PathBuf;

@@ -25,7 +25,8 @@ const WORKER_STOP_GRACE: Duration = Duration::from_secs(15);
 pub struct UpArgs {
     #[command(flatten)]
     server: ServerArgs,
-    /// Local worker processes to start (default: one per core; 0 for none).
+    /// Local worker processes to start (default: one per core, or none when `[[pools]]` are
+    /// configured and the autoscaler runs the workers; 0 for none).
     #[arg(long, env = "SPILLWAY_UP_WORKERS")]
     workers: Option<u32>,
     /// Tasks each worker runs at once.
@@ -54,9 +55,14 @@ pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
     };
     write_secret(&ctx.data_dir.join(ADMIN_TOKEN_FILE), &token)?;
 
-    let workers = args.workers.unwrap_or_else(|| {
-        std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1))
-    });
+    // With [[pools]] the server's autoscaler runs the workers; --workers still adds fixed ones.
+    let workers = match args.workers {
+        Some(n) => n,
+        None if ctx.file.autoscaled() => 0,
+        None => {
+            std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1))
+        }
+    };
     println!("Spillway is up at {}", running.url);
     println!(
         "  dashboard:   {}/ (sign in with the admin token)",
@@ -68,10 +74,26 @@ pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
         ctx.data_dir.join(ADMIN_TOKEN_FILE).display()
     );
     println!("  data:        {}", ctx.data_dir.display());
-    println!(
-        "  workers:     {workers} local process(es) serving {}",
-        args.queues.join(", ")
-    );
+    if workers > 0 || !ctx.file.autoscaled() {
+        println!(
+            "  workers:     {workers} local process(es) serving {}",
+            args.queues.join(", ")
+        );
+    }
+    for pool in &ctx.file.pools {
+        println!(
+            "  pool:        {} ({}, tier {}, {} to {} workers) serving {}",
+            pool.name,
+            pool.provider.as_str(),
+            pool.tier,
+            pool.min,
+            pool.max,
+            pool.queues.join(", ")
+        );
+    }
+    if ctx.file.autoscaled() {
+        println!("               see `spillway pools` for what the autoscaler decides");
+    }
     println!();
     println!("Try, in another terminal:");
     println!("  spillway submit --count 10 --wait -- echo hello from task {{index}}");
