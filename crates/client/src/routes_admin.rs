@@ -1,8 +1,10 @@
-//! Tenants, tokens and queues.
+//! Tenants, tokens, queues and pools.
 
 use reqwest::Method;
 use spillway_core::Result;
-use spillway_core::api::{CreateQueue, CreateTenant, CreateToken, CreatedToken, QueueView};
+use spillway_core::api::{
+    CreateQueue, CreateTenant, CreateToken, CreatedToken, PoolStatus, PoolUpdate, QueueView,
+};
 use spillway_core::model::{Queue, QueueSettings, Tenant, TokenInfo};
 
 use crate::Client;
@@ -61,6 +63,21 @@ impl Client {
         self.send_json(
             self.request(Method::PATCH, &["v1", "queues", name])
                 .json(settings),
+        )
+        .await
+    }
+
+    /// `GET /v1/pools`: every autoscaled pool with its size, workers and latest decisions.
+    pub async fn pool_list(&self) -> Result<Vec<PoolStatus>> {
+        self.send_json(self.request(Method::GET, &["v1", "pools"]))
+            .await
+    }
+
+    /// `PATCH /v1/pools/{name}`: change a pool's bounds (until the server restarts).
+    pub async fn pool_update(&self, name: &str, body: &PoolUpdate) -> Result<PoolStatus> {
+        self.send_json(
+            self.request(Method::PATCH, &["v1", "pools", name])
+                .json(body),
         )
         .await
     }
