@@ -9,7 +9,7 @@
 //! then drains every other request already queued (up to a bound), and runs them all in ONE
 //! `BEGIN IMMEDIATE … COMMIT`: one fsync pays for the whole group. Each request runs inside
 //! its own `SAVEPOINT`, so a request that fails is rolled back alone and the others still
-//! commit. Only after the `COMMIT` returns is any caller answered, so an answer always means
+//! commit (a group of one skips the savepoint and rolls back the transaction if it fails). Only after the `COMMIT` returns is any caller answered, so an answer always means
 //! "on disk". Under load the groups grow by themselves (requests pile up while the previous
 //! fsync runs), which is what lets many small calls reach high throughput; at rest a single
 //! request commits at once, with no added delay.

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 use spillway_core::{Error, Result};
 
@@ -40,6 +41,7 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection> {
          PRAGMA journal_size_limit = 268435456;",
     )
     .map_err(db("configure the write connection"))?;
+    stable_plans(&conn)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }
@@ -57,8 +59,20 @@ fn open_reader(path: &Path) -> Result<Connection> {
         .map_err(db("set the busy timeout"))?;
     conn.execute_batch("PRAGMA cache_size = -16384;")
         .map_err(db("configure a read connection"))?;
+    stable_plans(&conn)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
+}
+
+/// Turn on the query planner stability guarantee. Without it SQLite reads bound values while
+/// planning (a `LIMIT ?`, a parameter matched against a partial index's constant) and then
+/// marks the statement expired whenever its parameters are rebound or cleared, which
+/// rusqlite's statement cache does on every return: such statements (the lease query among
+/// them) were compiled again on every call.
+pub(crate) fn stable_plans(conn: &Connection) -> Result<()> {
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+        .map(drop)
+        .map_err(db("enable the query planner stability guarantee"))
 }
 
 /// Read-only connections, each used by one blocking task at a time.
@@ -89,10 +103,15 @@ impl ReadPool {
                 Some(conn) => conn,
                 None => open_reader(&pool.path)?,
             };
-            conn.execute_batch("BEGIN").map_err(db("begin a read"))?;
+            // Cached statements: parsing BEGIN and COMMIT on every read showed in profiles.
+            conn.prepare_cached("BEGIN")
+                .and_then(|mut s| s.execute([]))
+                .map_err(db("begin a read"))?;
             let result = work(&conn);
             // A read transaction has nothing to keep; ending it lets the WAL be checkpointed.
-            let ended = conn.execute_batch("COMMIT");
+            let ended = conn
+                .prepare_cached("COMMIT")
+                .and_then(|mut s| s.execute([]));
             if ended.is_ok() {
                 let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
                 if idle.len() < MAX_IDLE_READERS {

@@ -14,7 +14,8 @@ const MAX_GROUP: usize = 512;
 /// How a finished request answers its caller once the fate of the commit is known.
 type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
 
-/// One queued write: run it in a savepoint, learn whether it failed, answer after commit.
+/// One queued write: run it (in a savepoint when grouped), learn whether it failed, answer
+/// after commit.
 trait Request: Send {
     /// Run against the open transaction; returns whether it failed and how to answer.
     fn run(self: Box<Self>, conn: &Connection) -> (bool, Answer);
@@ -119,10 +120,19 @@ fn run(conn: Connection, receiver: mpsc::Receiver<Box<dyn Request>>) {
     tracing::debug!("sqlite writer stopped");
 }
 
-/// Run every request of `group` in one transaction, each in its own savepoint, commit once,
-/// then answer them all.
+/// Run one fixed control statement (BEGIN, SAVEPOINT, COMMIT, ...) from the statement cache,
+/// so the writer does not parse it again for every group.
+fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
+/// Run every request of `group` in one transaction, commit once, then answer them all.
+///
+/// With several requests, each runs in its own savepoint so a failed one is rolled back
+/// alone. A lone request needs no savepoint: if it fails, the whole transaction is rolled
+/// back instead of committed.
 fn commit_group(conn: &Connection, group: Vec<Box<dyn Request>>) {
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(e) = control(conn, "BEGIN IMMEDIATE") {
         let message = format!("sqlite could not begin a write transaction: {e}");
         tracing::error!(error = %e, requests = group.len(), "sqlite begin failed");
         for request in group {
@@ -131,9 +141,11 @@ fn commit_group(conn: &Connection, group: Vec<Box<dyn Request>>) {
         return;
     }
     let size = group.len();
+    let alone = size == 1;
     let mut answers = Vec::with_capacity(size);
+    let mut any_ok = false;
     for request in group {
-        if let Err(e) = conn.execute_batch("SAVEPOINT request") {
+        if !alone && let Err(e) = control(conn, "SAVEPOINT request") {
             request.abort(&format!("sqlite could not open a savepoint: {e}"));
             continue;
         }
@@ -145,17 +157,34 @@ fn commit_group(conn: &Connection, group: Vec<Box<dyn Request>>) {
                 (true, Box::new(|_: Option<&str>| {}) as Answer)
             }
         };
-        let end = if failed {
-            "ROLLBACK TO request; RELEASE request"
+        answers.push(answer);
+        any_ok |= !failed;
+        if alone {
+            break;
+        }
+        let closed = if failed {
+            control(conn, "ROLLBACK TO request").and_then(|()| control(conn, "RELEASE request"))
         } else {
-            "RELEASE request"
+            control(conn, "RELEASE request")
         };
-        if let Err(e) = conn.execute_batch(end) {
+        if let Err(e) = closed {
             tracing::error!(error = %e, "sqlite could not close a savepoint");
         }
-        answers.push(answer);
     }
-    match conn.execute_batch("COMMIT") {
+    if !any_ok {
+        // Nothing to keep: every request failed (each answers with its own error). Some
+        // errors (disk full, I/O) already ended the transaction.
+        if !conn.is_autocommit()
+            && let Err(e) = control(conn, "ROLLBACK")
+        {
+            tracing::error!(error = %e, "sqlite could not roll back a failed group");
+        }
+        for answer in answers {
+            answer(None);
+        }
+        return;
+    }
+    match control(conn, "COMMIT") {
         Ok(()) => {
             for answer in answers {
                 answer(None);
@@ -163,11 +192,74 @@ fn commit_group(conn: &Connection, group: Vec<Box<dyn Request>>) {
         }
         Err(e) => {
             tracing::error!(error = %e, requests = size, "sqlite group commit failed");
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = control(conn, "ROLLBACK");
             let message = format!("sqlite could not commit: {e}");
             for answer in answers {
                 answer(Some(&message));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+    use spillway_core::{Error, Result};
+
+    use super::Writer;
+
+    fn writer() -> Writer {
+        let conn = Connection::open_in_memory().unwrap_or_else(|e| panic!("open: {e}"));
+        conn.execute_batch("CREATE TABLE t (n INTEGER NOT NULL)")
+            .unwrap_or_else(|e| panic!("schema: {e}"));
+        Writer::start(conn).unwrap_or_else(|e| panic!("start: {e}"))
+    }
+
+    /// Insert `n`, then fail when `n` is odd: a failed write must leave nothing behind.
+    async fn insert(writer: &Writer, n: i64) -> Result<()> {
+        writer
+            .call(move |c| {
+                c.execute("INSERT INTO t (n) VALUES (?1)", [n])
+                    .map_err(|e| Error::internal("insert").with_source(e))?;
+                if n % 2 == 1 {
+                    return Err(Error::conflict(format!("odd {n}")));
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn rows(writer: &Writer) -> Vec<i64> {
+        writer
+            .call(|c| {
+                c.prepare("SELECT n FROM t ORDER BY n")
+                    .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+                    .map_err(|e| Error::internal("read").with_source(e))
+            })
+            .await
+            .unwrap_or_else(|e| panic!("read: {e}"))
+    }
+
+    #[tokio::test]
+    async fn a_lone_failed_write_is_rolled_back() {
+        let writer = writer();
+        let err = insert(&writer, 1).await.err();
+        assert!(err.is_some_and(|e| e.to_string().contains("odd 1")));
+        insert(&writer, 2)
+            .await
+            .unwrap_or_else(|e| panic!("insert: {e}"));
+        assert_eq!(rows(&writer).await, vec![2]);
+    }
+
+    /// However the requests are grouped, each failed one is rolled back alone.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failed_writes_in_a_group_roll_back_alone() {
+        let writer = writer();
+        let results = futures::future::join_all((0..64).map(|n| insert(&writer, n))).await;
+        for (n, result) in results.iter().enumerate() {
+            assert_eq!(result.is_ok(), n % 2 == 0, "request {n}: {result:?}");
+        }
+        let expected: Vec<i64> = (0..64).filter(|n| n % 2 == 0).collect();
+        assert_eq!(rows(&writer).await, expected);
     }
 }

@@ -310,6 +310,7 @@ mod tests {
         let conn = Connection::open_in_memory().unwrap_or_else(|e| panic!("open: {e}"));
         conn.execute_batch(include_str!("../../../migrations/sqlite/0001_init.sql"))
             .unwrap_or_else(|e| panic!("schema: {e}"));
+        crate::sqlite::pool::stable_plans(&conn).unwrap_or_else(|e| panic!("config: {e}"));
         conn
     }
 
@@ -333,6 +334,31 @@ mod tests {
             !plan.contains("TEMP B-TREE"),
             "sorts instead of walking the index: {plan}"
         );
+    }
+
+    /// The lease query runs on every lease call: the statement cache must hand it back
+    /// compiled, not re-prepared because a bound value (such as the LIMIT) was rebound.
+    #[test]
+    fn lease_query_is_not_prepared_again_per_call() {
+        let conn = schema();
+        let sql = pick_sql();
+        for limit in [10, 10, 500] {
+            let mut pick = conn
+                .prepare_cached(&sql)
+                .unwrap_or_else(|e| panic!("prepare: {e}"));
+            let rows = pick
+                .query_map(
+                    rusqlite::params!["t", "q", 0, 0, 0, Option::<String>::None, limit],
+                    |r| r.get::<_, i64>(0),
+                )
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .unwrap_or_else(|e| panic!("pick: {e}"));
+            assert!(rows.is_empty());
+        }
+        let pick = conn
+            .prepare_cached(&sql)
+            .unwrap_or_else(|e| panic!("prepare: {e}"));
+        assert_eq!(pick.get_status(rusqlite::StatementStatus::RePrepare), 0);
     }
 
     /// A constant `IN (...)` list of three or more values in a partial index's predicate makes
