@@ -3,7 +3,7 @@
 //! and checked against the caller's tenant without a store round trip. Leases taken through
 //! another replica (or before a restart) are simply not in it.
 //!
-//! It also remembers which queues lease calls have found, so a long-poll does not read the
+//! It also remembers which queues lease and submit calls have found, so neither reads the
 //! queue from the store on every call just to answer 404 for a missing one. Queues are never
 //! deleted, so a queue once found exists for good.
 

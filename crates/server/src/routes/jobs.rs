@@ -38,8 +38,12 @@ pub async fn submit(
     req.tenant = requested_tenant(req.tenant, q.tenant)?;
     req.validate(state.config.payload_limit())?;
     let tenant = auth.tenant(req.tenant.as_deref())?;
-    // Everything that can refuse the request is checked before the first write.
-    state.store.queue_get(&tenant, &req.queue).await?;
+    // Everything that can refuse the request is checked before the first write: 404 for a
+    // missing queue (one found before needs no store read; job_submit reads its settings).
+    if !state.shared.leases.queue_known(&tenant, &req.queue) {
+        state.store.queue_get(&tenant, &req.queue).await?;
+        state.shared.leases.queue_found(&tenant, &req.queue);
+    }
     let upload = match &req.upload_id {
         Some(id) => {
             validate_upload_id(id)?;
