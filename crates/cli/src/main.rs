@@ -89,6 +89,8 @@ enum Command {
     Tokens(cmd::admin::TokensArgs),
     /// List and create tenants.
     Tenants(cmd::admin::TenantsArgs),
+    /// Autoscaled pools: sizes, workers and the autoscaler's decisions; change their bounds.
+    Pools(cmd::pools::PoolsArgs),
     /// Measure queue throughput and latency on SQLite and PostgreSQL.
     Bench(cmd::bench::BenchArgs),
     /// Simulate a workload under Spillway's autoscaling policy and a KEDA-style one, and compare.
@@ -130,6 +132,7 @@ fn main() -> ExitCode {
             Command::Queues(args) => cmd::admin::queues(&ctx, args).await,
             Command::Tokens(args) => cmd::admin::tokens(&ctx, args).await,
             Command::Tenants(args) => cmd::admin::tenants(&ctx, args).await,
+            Command::Pools(args) => cmd::pools::run(&ctx, args).await,
             Command::Bench(args) => cmd::bench::run(&ctx, args).await,
             Command::Simulate(args) => cmd::simulate::run(&ctx, args).await,
         }

@@ -7,6 +7,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
 
+#[path = "e2e/autoscale.rs"]
+mod autoscale;
 #[path = "e2e/cli.rs"]
 mod cli;
 #[path = "e2e/example.rs"]

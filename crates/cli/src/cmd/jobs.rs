@@ -204,6 +204,17 @@ pub async fn show(ctx: &Ctx, args: JobArgs) -> Result<ExitCode> {
         let labels: Vec<String> = job.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         println!("labels    {}", labels.join(", "));
     }
+    // One look-up for the first waiting task says what holds the waiting tasks; a server
+    // without /why (older) just leaves the line out.
+    if let Some(waiting) = tasks.items.iter().find(|t| t.state.is_waiting())
+        && let Ok(why) = client.task_why(waiting.id).await
+        && let Some(reason) = why.reasons.first()
+    {
+        println!(
+            "waiting   {} (task {}; `spillway why {}`)",
+            reason.message, waiting.id, waiting.id
+        );
+    }
     println!();
     println!("{}", task_table(&tasks.items));
     if tasks.next_cursor.is_some() {

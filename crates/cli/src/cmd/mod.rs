@@ -4,6 +4,7 @@ pub mod admin;
 pub mod bench;
 pub mod dead;
 pub mod jobs;
+pub mod pools;
 pub mod server;
 pub mod simulate;
 pub mod submit;
