@@ -32,7 +32,7 @@ pub const DEFAULT_LEASE_RECHECK_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_INPUT_CLEANER_INTERVAL: Duration = Duration::from_secs(60);
 
 /// How the HTTP server runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Address to listen on.
@@ -64,6 +64,14 @@ pub struct ServerConfig {
     /// Time between passes that delete the inputs of succeeded jobs.
     #[serde(with = "humantime_serde")]
     pub input_cleaner_interval: Duration,
+    /// Pools of workers the autoscaler resizes (`[[server.pools]]`). Default: none, and
+    /// then no autoscaler runs.
+    pub pools: Vec<spillway_autoscale::config::PoolConfig>,
+    /// How the autoscaler weighs backlog against time (`[server.autoscale]`).
+    pub autoscale: spillway_autoscale::config::PolicyConfig,
+    /// The `spillway` binary that `local` pools run as `spillway worker`. Default: the
+    /// running program.
+    pub worker_program: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -80,6 +88,9 @@ impl Default for ServerConfig {
             worker_check_interval: DEFAULT_WORKER_CHECK_INTERVAL,
             retention_interval: DEFAULT_RETENTION_INTERVAL,
             input_cleaner_interval: DEFAULT_INPUT_CLEANER_INTERVAL,
+            pools: Vec::new(),
+            autoscale: spillway_autoscale::config::PolicyConfig::default(),
+            worker_program: None,
         }
     }
 }
@@ -116,6 +127,21 @@ impl ServerConfig {
             if interval.is_zero() {
                 return Err(Error::invalid(format!(
                     "{name} is zero: give a duration such as \"5s\""
+                )));
+            }
+        }
+        spillway_autoscale::config::validate_pools(&self.pools)?;
+        self.autoscale.validate()?;
+        for pool in &self.pools {
+            use spillway_autoscale::config::ProviderKind;
+            if matches!(
+                pool.provider,
+                ProviderKind::Kubernetes | ProviderKind::ComputeEngine
+            ) {
+                return Err(Error::invalid(format!(
+                    "pool {:?} uses provider {:?}, which this server cannot run yet: use \"local\", \"external\" or \"memory\"",
+                    pool.name,
+                    pool.provider.as_str()
                 )));
             }
         }

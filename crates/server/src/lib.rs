@@ -6,6 +6,7 @@
 //! [`router`] yourself or call [`serve`]; start the background work with [`spawn_services`].
 
 pub mod auth;
+pub mod autoscale;
 pub mod bootstrap;
 pub mod config;
 pub mod dashboard;

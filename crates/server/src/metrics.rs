@@ -74,6 +74,17 @@ struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolLabels {
+    pool: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolStateLabels {
+    pool: String,
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
     route: String,
     status: String,
@@ -100,6 +111,9 @@ pub struct Metrics {
     end_to_end: Histogram,
     http: Family<HttpLabels, Counter>,
     lease_waiters: Gauge,
+    pool_desired: Family<PoolLabels, Gauge>,
+    pool_workers: Family<PoolStateLabels, Gauge>,
+    workers_down: Gauge,
     // Scrapes clear and refill the gauges; one at a time keeps them consistent.
     scrape: tokio::sync::Mutex<()>,
 }
@@ -157,8 +171,29 @@ impl Metrics {
             "Lease calls waiting for work right now",
             lease_waiters.clone(),
         );
+        let pool_desired = Family::<PoolLabels, Gauge>::default();
+        registry.register(
+            "spillway_pool_desired_workers",
+            "Workers the autoscaler wants in each pool",
+            pool_desired.clone(),
+        );
+        let pool_workers = Family::<PoolStateLabels, Gauge>::default();
+        registry.register(
+            "spillway_pool_workers",
+            "Workers of each pool by state (busy, idle, starting, draining, down)",
+            pool_workers.clone(),
+        );
+        let workers_down = Gauge::default();
+        registry.register(
+            "spillway_workers_down",
+            "Registered workers that missed their heartbeats",
+            workers_down.clone(),
+        );
         Self {
             lease_waiters,
+            pool_desired,
+            pool_workers,
+            workers_down,
             registry,
             tasks,
             oldest,
@@ -209,6 +244,35 @@ impl Metrics {
             .inc();
     }
 
+    /// Publish what the autoscaler last saw of its pools.
+    pub fn set_pools(&self, pools: &[spillway_core::api::PoolStatus]) {
+        self.pool_desired.clear();
+        self.pool_workers.clear();
+        for pool in pools {
+            let gauge = |n: u32| i64::from(n);
+            self.pool_desired
+                .get_or_create(&PoolLabels {
+                    pool: pool.name.clone(),
+                })
+                .set(gauge(pool.desired));
+            let starting = pool.actual.saturating_sub(pool.busy + pool.idle);
+            for (state, n) in [
+                ("busy", pool.busy),
+                ("idle", pool.idle),
+                ("starting", starting),
+                ("draining", pool.draining),
+                ("down", pool.down),
+            ] {
+                self.pool_workers
+                    .get_or_create(&PoolStateLabels {
+                        pool: pool.name.clone(),
+                        state: state.to_string(),
+                    })
+                    .set(gauge(n));
+            }
+        }
+    }
+
     /// Refresh the queue gauges from the store and encode every metric as text.
     pub async fn render(&self, store: &dyn Store, now: Timestamp) -> Result<String> {
         let _one_at_a_time = self.scrape.lock().await;
@@ -233,6 +297,13 @@ impl Metrics {
                 })
                 .set(queue.oldest_available_age_seconds.unwrap_or(0.0));
         }
+        let workers = store.worker_list(None).await?;
+        let down = workers
+            .iter()
+            .filter(|w| w.state == spillway_core::model::WorkerState::Down)
+            .count();
+        self.workers_down
+            .set(i64::try_from(down).unwrap_or(i64::MAX));
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .map_err(|e| Error::internal("could not encode metrics").with_source(e))?;

@@ -3,7 +3,9 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, dead, jobs, leasing, objects, queues, system, tasks, why, workers};
+use crate::routes::{
+    admin, dead, jobs, leasing, objects, pools, queues, system, tasks, why, workers,
+};
 
 /// The API document served at `/v1/openapi.json`.
 #[derive(OpenApi)]
@@ -21,6 +23,7 @@ use crate::routes::{admin, dead, jobs, leasing, objects, queues, system, tasks, 
         leasing::lease, leasing::heartbeat, leasing::complete, leasing::fail, leasing::release,
         leasing::complete_one, leasing::fail_one,
         dead::list, dead::requeue,
+        pools::list, pools::update,
         system::openapi, system::metrics, system::healthz, system::readyz,
     ),
     components(schemas(
@@ -58,6 +61,9 @@ use crate::routes::{admin, dead, jobs, leasing, objects, queues, system, tasks, 
         spillway_core::api::RegisterWorker,
         spillway_core::api::WorkerHeartbeat,
         spillway_core::api::WorkerHeartbeatReply,
+        spillway_core::api::PoolStatus,
+        spillway_core::api::PoolDecisionRecord,
+        spillway_core::api::PoolUpdate,
         spillway_core::api::WorkerList,
         spillway_core::api::TaskWhy,
         spillway_core::api::WaitReason,

@@ -11,6 +11,7 @@ use spillway_store::DynStore;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::TokenCache;
+use crate::autoscale::PoolBoard;
 use crate::config::ServerConfig;
 use crate::leases::LeaseLedger;
 use crate::metrics::Metrics;
@@ -37,6 +38,8 @@ pub(crate) struct Shared {
     pub(crate) tokens: TokenCache,
     pub(crate) workers: WorkerCache,
     pub(crate) leases: LeaseLedger,
+    /// Autoscaled pools: config, last status and decisions, local instance tokens.
+    pub(crate) pools: Arc<PoolBoard>,
     /// Cancelled when the server begins shutting down, so long-polls answer at once.
     pub(crate) shutdown: CancellationToken,
 }
@@ -49,14 +52,21 @@ impl AppState {
         clock: Arc<dyn Clock>,
         config: ServerConfig,
     ) -> Self {
+        let shared = Shared::default();
+        shared.pools.configure(config.pools.clone());
         Self {
             store,
             blobs,
             clock,
             config: Arc::new(config),
             metrics: Arc::new(Metrics::new()),
-            shared: Arc::new(Shared::default()),
+            shared: Arc::new(shared),
         }
+    }
+
+    /// The autoscaled pools: their config (with `PATCH` changes), status and decisions.
+    pub fn pools(&self) -> &Arc<PoolBoard> {
+        &self.shared.pools
     }
 
     /// Make long-polling lease calls answer now instead of waiting out their deadline.

@@ -73,7 +73,8 @@ pub async fn lease(
         queues: req.queues.clone(),
         worker_id: req.worker_id.clone(),
         worker_pool: worker.pool.clone(),
-        burstable_only: false,
+        // Burst-tier pools take only tasks of burstable jobs.
+        burstable_only: state.shared.pools.is_burst_pool(&worker.pool),
         max: req.max_tasks.min(MAX_LEASE_BATCH),
         now: state.clock.now(),
     };

@@ -5,6 +5,7 @@ pub mod dead;
 pub mod jobs;
 pub mod leasing;
 pub mod objects;
+pub mod pools;
 pub mod queues;
 pub mod system;
 pub mod tasks;
@@ -16,7 +17,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{delete, get, post, put};
+use axum::routing::{delete, get, patch, post, put};
 use spillway_core::Error;
 use spillway_core::api::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use tower_http::trace::TraceLayer;
@@ -71,6 +72,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tasks/{id}", get(tasks::get))
         .route("/v1/tasks/{id}/logs", get(tasks::logs))
         .route("/v1/tasks/{id}/why", get(why::why))
+        .route("/v1/pools", get(pools::list))
+        .route("/v1/pools/{name}", patch(pools::update))
         .route("/v1/workers", post(workers::register).get(workers::list))
         .route("/v1/workers/{id}/heartbeat", post(workers::heartbeat))
         .route("/v1/workers/{id}", delete(workers::exit))

@@ -78,6 +78,11 @@ pub async fn register(
             draining: false,
         },
     );
+    // A worker started by the local autoscaler provider is known by its token.
+    state
+        .shared
+        .pools
+        .worker_registered(&auth.0.token_id, &worker.id);
     tracing::info!(worker_id = %worker.id, tenant = %worker.tenant, pool = %worker.pool, "worker registered");
     Ok((StatusCode::CREATED, Json(worker)))
 }

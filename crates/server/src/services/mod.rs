@@ -1,4 +1,5 @@
-//! Background services: lease reaper, worker-down marker, retention cleaner, input cleaner.
+//! Background services: lease reaper, worker-down marker, retention cleaner, input cleaner
+//! and, when pools are configured, the autoscaler ([`crate::autoscale::service`]).
 //!
 //! Each runs a pass every interval until its stop signal fires. A pass can also be asked for
 //! at once ([`Service::run_pass`]), and tests wait for "one more pass done" on a counter
@@ -72,6 +73,11 @@ impl Service {
         }
     }
 
+    /// A handle that starts a pass soon when notified (for wake-ups from outside).
+    pub fn kicker(&self) -> Arc<Notify> {
+        self.kick.clone()
+    }
+
     /// The service's name, for logs.
     pub fn name(&self) -> &'static str {
         self.name
@@ -117,6 +123,8 @@ pub struct Services {
     pub retention: Service,
     /// Deletes the inputs of succeeded jobs that asked for it.
     pub input_cleaner: Service,
+    /// Resizes the configured pools; `None` when no pool is configured.
+    pub autoscaler: Option<Service>,
 }
 
 impl Services {
@@ -126,6 +134,9 @@ impl Services {
         self.worker_down.join().await;
         self.retention.join().await;
         self.input_cleaner.join().await;
+        if let Some(autoscaler) = self.autoscaler {
+            autoscaler.join().await;
+        }
     }
 }
 
@@ -163,7 +174,22 @@ pub fn spawn_services(state: &AppState, stop: CancellationToken) -> Services {
                 interval: config.input_cleaner_interval,
                 ..Default::default()
             },
-            stop,
+            stop.clone(),
         ),
+        autoscaler: (!config.pools.is_empty()).then(|| {
+            let autoscaler = crate::autoscale::Autoscaler::new(
+                state.clone(),
+                crate::autoscale::providers::standard(state),
+                crate::autoscale::service::LEADER_KEY,
+            );
+            crate::autoscale::service::spawn(
+                Arc::new(autoscaler),
+                crate::autoscale::service::Config {
+                    interval: config.autoscale.interval,
+                    ..Default::default()
+                },
+                stop,
+            )
+        }),
     }
 }

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod autoscale;
 mod flow;
 mod rejects;
 mod services;

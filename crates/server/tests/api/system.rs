@@ -43,6 +43,8 @@ const CONTRACT: &[(&str, &str)] = &[
     ("post", "/v1/tasks/release"),
     ("post", "/v1/tasks/{id}/complete"),
     ("post", "/v1/tasks/{id}/fail"),
+    ("get", "/v1/pools"),
+    ("patch", "/v1/pools/{name}"),
     ("get", "/v1/dead"),
     ("post", "/v1/dead/requeue"),
     ("get", "/v1/openapi.json"),

@@ -1,0 +1,16 @@
+//! The autoscaler wired into the server: pool providers that start and stop workers, the
+//! service that runs the policy of `spillway-autoscale` every interval (and soon after a
+//! submit) while this replica is the leader, and the board that `GET /v1/pools` and
+//! `/metrics` read.
+//!
+//! Pools serve the queues of the default tenant: their workers register there.
+
+pub mod board;
+pub mod providers;
+pub mod service;
+
+pub use board::PoolBoard;
+pub use service::Autoscaler;
+
+/// The tenant whose queues pools serve.
+pub const POOL_TENANT: &str = spillway_core::model::DEFAULT_TENANT;

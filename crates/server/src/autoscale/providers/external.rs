@@ -1,0 +1,88 @@
+//! The `external` provider: someone else starts the workers (a Kubernetes HPA, a script, a
+//! person). Spillway only records the size it wants, published on `/metrics` and
+//! `GET /v1/pools`, and sees the pool's registered workers as its instances.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use spillway_autoscale::provider::{
+    Instance, InstanceState, PoolObservation, PoolObserve, PoolProvider, PoolResize,
+};
+use spillway_core::{ErrorKind, Result};
+use spillway_store::DynStore;
+
+use super::{check_size, instance_state};
+
+/// Records desired sizes; observes registered workers.
+pub struct ExternalProvider {
+    store: DynStore,
+    desired: Mutex<HashMap<String, u32>>,
+}
+
+impl ExternalProvider {
+    /// A provider over the server's store.
+    pub fn new(store: DynStore) -> Self {
+        Self {
+            store,
+            desired: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+#[async_trait]
+impl PoolProvider for ExternalProvider {
+    fn provider_name(&self) -> &'static str {
+        "external"
+    }
+
+    async fn pool_observe(&self, params: PoolObserve<'_>) -> Result<PoolObservation> {
+        let name = &params.pool.name;
+        let workers = self.store.worker_list(None).await?;
+        let instances = workers
+            .iter()
+            .filter(|w| &w.pool == name)
+            .map(|w| Instance {
+                id: w.id.clone(),
+                state: instance_state(w),
+                created_at: w.started_at,
+                worker_id: Some(w.id.clone()),
+            })
+            // Exited workers are gone; down ones are reported as down.
+            .filter(|i| {
+                i.state != InstanceState::Down
+                    || workers
+                        .iter()
+                        .any(|w| w.id == i.id && w.state == spillway_core::model::WorkerState::Down)
+            })
+            .collect();
+        let desired = self
+            .desired
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .copied();
+        Ok(PoolObservation {
+            pool: name.clone(),
+            desired,
+            instances,
+            problems: Vec::new(),
+        })
+    }
+
+    async fn pool_resize(&self, params: PoolResize<'_>) -> Result<()> {
+        check_size(params.pool, params.desired)?;
+        for id in &params.drain {
+            match self.store.worker_drain(id, params.now).await {
+                // Already gone: nothing to drain, so a repeated call is harmless.
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                other => other?,
+            }
+        }
+        self.desired
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(params.pool.name.clone(), params.desired);
+        Ok(())
+    }
+}

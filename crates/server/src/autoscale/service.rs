@@ -1,0 +1,309 @@
+//! The autoscaler service: every interval, and about a second after a submit to a pool's
+//! queue, the leader replica observes each pool, runs the policy and resizes the pools.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use spillway_autoscale::config::{PoolConfig, ProviderKind};
+use spillway_autoscale::policy::{
+    self, InstanceView, PolicyInput, PolicyMemory, PoolView, QueueDemand,
+};
+use spillway_autoscale::provider::{
+    DynPoolProvider, InstanceState, PoolObservation, PoolObserve, PoolProblemKind, PoolResize,
+};
+use spillway_core::api::{PoolDecisionRecord, PoolStatus};
+use spillway_core::model::{Worker, WorkerState};
+use spillway_core::{Error, Result, Timestamp};
+use spillway_store::{LeaderLease, QueueDemand as StoreDemand};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use super::POOL_TENANT;
+use crate::services::Service;
+use crate::state::AppState;
+
+/// Default time between passes.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
+/// How long after a submit the pass runs, so a burst of submits makes one pass.
+pub const DEFAULT_WAKE_DELAY: Duration = Duration::from_secs(1);
+/// The leadership key replicas compete for: only the holder resizes pools.
+pub const LEADER_KEY: i64 = 0x5350_4c57_4153_4331;
+
+/// How the autoscaler runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Time between passes.
+    pub interval: Duration,
+    /// Time from a submit to the pass it causes.
+    pub wake_delay: Duration,
+    /// The leadership key.
+    pub leader_key: i64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            interval: DEFAULT_INTERVAL,
+            wake_delay: DEFAULT_WAKE_DELAY,
+            leader_key: LEADER_KEY,
+        }
+    }
+}
+
+/// The autoscaler: its providers and what it remembers between passes.
+pub struct Autoscaler {
+    state: AppState,
+    providers: HashMap<ProviderKind, DynPoolProvider>,
+    leader_key: i64,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    memory: PolicyMemory,
+    /// Worker id -> since when it has been seen holding no lease.
+    idle_since: HashMap<String, Timestamp>,
+    lease: Option<LeaderLease>,
+}
+
+impl Autoscaler {
+    /// An autoscaler over `state`'s pools with one provider per kind used.
+    pub fn new(
+        state: AppState,
+        providers: HashMap<ProviderKind, DynPoolProvider>,
+        leader_key: i64,
+    ) -> Self {
+        Self {
+            state,
+            providers,
+            leader_key,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    /// One pass: when leader, observe, plan and resize every pool; returns how many pools
+    /// were resized.
+    pub async fn pass(&self) -> Result<u64> {
+        let mut inner = self.inner.lock().await;
+        if !inner.lease.as_ref().is_some_and(LeaderLease::is_held) {
+            inner.lease = self.state.store.leader_try(self.leader_key).await?;
+            if inner.lease.is_none() {
+                return Ok(0);
+            }
+            tracing::info!(key = self.leader_key, "autoscaler is the leader");
+        }
+        let inner = &mut *inner;
+        let state = &self.state;
+        let now = state.clock.now();
+        let pools = state.shared.pools.pools();
+        let demand: Vec<QueueDemand> = state
+            .store
+            .queue_demand(now)
+            .await?
+            .into_iter()
+            .filter(|d| d.tenant == POOL_TENANT)
+            .map(policy_demand)
+            .collect();
+        let workers = state.store.worker_list(Some(POOL_TENANT)).await?;
+        let mut observations = Vec::with_capacity(pools.len());
+        for pool in &pools {
+            let seen = self
+                .provider(pool)?
+                .pool_observe(PoolObserve { pool, now })
+                .await?;
+            observations.push(seen);
+        }
+        track_idle(&mut inner.idle_since, &workers, now);
+        let views: Vec<PoolView<'_>> = pools
+            .iter()
+            .zip(&observations)
+            .map(|(pool, seen)| pool_view(pool, seen, &workers, &inner.idle_since))
+            .collect();
+        let decisions = policy::plan(
+            &state.config.autoscale,
+            &PolicyInput {
+                now,
+                queues: &demand,
+                pools: &views,
+            },
+            &mut inner.memory,
+        );
+        let mut resized = 0;
+        let mut statuses = Vec::with_capacity(pools.len());
+        for ((pool, seen), decision) in pools.iter().zip(&observations).zip(decisions) {
+            let mut seen = seen.clone();
+            if seen.desired != Some(decision.desired) || !decision.drain.is_empty() {
+                let provider = self.provider(pool)?;
+                provider
+                    .pool_resize(PoolResize {
+                        pool,
+                        desired: decision.desired,
+                        drain: decision.drain.clone(),
+                        now,
+                    })
+                    .await?;
+                resized += 1;
+                // The status shows the pool as it is after the change.
+                seen = provider.pool_observe(PoolObserve { pool, now }).await?;
+            }
+            if decision.desired != decision.current || !decision.drain.is_empty() {
+                tracing::info!(pool = %pool.name, from = decision.current, to = decision.desired, drain = ?decision.drain, reason = %decision.reason, "pool resized");
+                state.shared.pools.record_decision(
+                    &pool.name,
+                    PoolDecisionRecord {
+                        at: now,
+                        from: decision.current,
+                        to: decision.desired,
+                        reason: decision.reason.clone(),
+                    },
+                );
+            }
+            let status = pool_status(pool, &seen, &workers, decision.desired);
+            state.shared.pools.set_status(status.clone());
+            statuses.push(status);
+        }
+        state.metrics.set_pools(&statuses);
+        Ok(resized)
+    }
+
+    fn provider(&self, pool: &PoolConfig) -> Result<&DynPoolProvider> {
+        self.providers.get(&pool.provider).ok_or_else(|| {
+            Error::internal(format!(
+                "no {} provider is running for pool {:?}",
+                pool.provider.as_str(),
+                pool.name
+            ))
+        })
+    }
+}
+
+fn policy_demand(d: StoreDemand) -> QueueDemand {
+    QueueDemand {
+        queue: d.queue,
+        waiting: d.waiting,
+        waiting_burstable: d.waiting_burstable,
+        mean_task_seconds: d.mean_duration_seconds,
+        arrivals_per_second: d.arrivals as f64
+            / spillway_store::autoscale::ARRIVALS_WINDOW_SECONDS as f64,
+    }
+}
+
+/// Remember since when each active worker holds no lease; forget busy and gone ones.
+fn track_idle(idle_since: &mut HashMap<String, Timestamp>, workers: &[Worker], now: Timestamp) {
+    idle_since.retain(|id, _| {
+        workers
+            .iter()
+            .any(|w| &w.id == id && w.state == WorkerState::Active && w.running == 0)
+    });
+    for w in workers
+        .iter()
+        .filter(|w| w.state == WorkerState::Active && w.running == 0)
+    {
+        idle_since.entry(w.id.clone()).or_insert(now);
+    }
+}
+
+fn pool_view<'a>(
+    pool: &'a PoolConfig,
+    seen: &'a PoolObservation,
+    workers: &[Worker],
+    idle_since: &HashMap<String, Timestamp>,
+) -> PoolView<'a> {
+    let instances = seen
+        .instances
+        .iter()
+        .map(|i| {
+            let worker = i
+                .worker_id
+                .as_ref()
+                .and_then(|id| workers.iter().find(|w| &w.id == id));
+            InstanceView {
+                id: &i.id,
+                state: i.state,
+                busy_slots: worker.map_or(0, |w| w.running),
+                idle_since: match (i.state, worker) {
+                    (InstanceState::Running, Some(w)) => idle_since.get(&w.id).copied(),
+                    _ => None,
+                },
+            }
+        })
+        .collect();
+    PoolView {
+        config: pool,
+        instances,
+        short_of_capacity: seen
+            .problems
+            .iter()
+            .any(|p| matches!(p.kind, PoolProblemKind::Quota | PoolProblemKind::StockOut)),
+    }
+}
+
+fn pool_status(
+    pool: &PoolConfig,
+    seen: &PoolObservation,
+    workers: &[Worker],
+    desired: u32,
+) -> PoolStatus {
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    let active = workers
+        .iter()
+        .filter(|w| w.pool == pool.name && w.state == WorkerState::Active);
+    let busy = count(active.clone().filter(|w| w.running > 0).count());
+    let idle = count(active.filter(|w| w.running == 0).count());
+    PoolStatus {
+        name: pool.name.clone(),
+        provider: pool.provider.as_str().to_string(),
+        tier: pool.tier,
+        min: pool.min,
+        max: pool.max,
+        desired,
+        actual: count(seen.live()),
+        busy,
+        idle,
+        draining: count(seen.count(InstanceState::Draining)),
+        down: count(seen.count(InstanceState::Down)),
+        problems: seen.problems.iter().map(|p| p.message.clone()).collect(),
+        decisions: Vec::new(),
+    }
+}
+
+/// Start the autoscaler: a pass every interval, and `wake_delay` after work arrives on a
+/// queue a pool serves.
+pub fn spawn(autoscaler: Arc<Autoscaler>, config: Config, stop: CancellationToken) -> Service {
+    let queues: Vec<String> = autoscaler
+        .state
+        .shared
+        .pools
+        .pools()
+        .iter()
+        .flat_map(|p| p.queues.clone())
+        .collect();
+    let wakeups: Vec<_> = queues
+        .iter()
+        .map(|q| autoscaler.state.store.wakeups().listener(POOL_TENANT, q))
+        .collect();
+    let runner = autoscaler.clone();
+    let service = Service::spawn("autoscaler", config.interval, stop.clone(), move || {
+        let runner = runner.clone();
+        async move { runner.pass().await }
+    });
+    if wakeups.is_empty() {
+        return service;
+    }
+    let kick = service.kicker();
+    tokio::spawn(async move {
+        loop {
+            let any = futures::future::select_all(wakeups.iter().map(|n| Box::pin(n.notified())));
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = any => {}
+            }
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(config.wake_delay) => kick.notify_one(),
+            }
+        }
+    });
+    service
+}
