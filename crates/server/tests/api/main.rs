@@ -5,6 +5,7 @@ mod support;
 
 mod autoscale;
 mod flow;
+mod providers;
 mod rejects;
 mod services;
 mod system;

@@ -14,6 +14,9 @@ use spillway_store::DynStore;
 
 use super::{check_size, instance_state};
 
+/// Between a pool's name and a number in the id of a worker asked for but not registered.
+pub const WANTED_INFIX: &str = "-wanted-";
+
 /// Records desired sizes; observes registered workers.
 pub struct ExternalProvider {
     store: DynStore,
@@ -62,6 +65,21 @@ impl PoolProvider for ExternalProvider {
             .unwrap_or_else(|p| p.into_inner())
             .get(name)
             .copied();
+        let mut instances: Vec<Instance> = instances;
+        // Workers asked for but not registered yet show as starting, so the policy counts
+        // them and does not ask again on every pass.
+        let running = instances
+            .iter()
+            .filter(|i| i.state == InstanceState::Running)
+            .count() as u32;
+        for k in running..desired.unwrap_or(0) {
+            instances.push(Instance {
+                id: format!("{name}{WANTED_INFIX}{}", k + 1),
+                state: InstanceState::Starting,
+                created_at: params.now,
+                worker_id: None,
+            });
+        }
         Ok(PoolObservation {
             pool: name.clone(),
             desired,
@@ -72,7 +90,8 @@ impl PoolProvider for ExternalProvider {
 
     async fn pool_resize(&self, params: PoolResize<'_>) -> Result<()> {
         check_size(params.pool, params.desired)?;
-        for id in &params.drain {
+        // Workers not registered yet are not drained: a smaller size already stops asking.
+        for id in params.drain.iter().filter(|id| !id.contains(WANTED_INFIX)) {
             match self.store.worker_drain(id, params.now).await {
                 // Already gone: nothing to drain, so a repeated call is harmless.
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
