@@ -3,14 +3,16 @@
 
 use axum::Json;
 use axum::extract::State;
-use spillway_core::api::{Problem, TaskWhy, WaitReason, WaitReasonKind};
+use spillway_autoscale::config::PoolConfig;
+use spillway_core::api::{PoolStatus, Problem, TaskWhy, WaitReason, WaitReasonKind};
 use spillway_core::auth::Action;
-use spillway_core::model::Task;
+use spillway_core::model::{Task, WorkerState};
 use spillway_core::state::TaskState;
 use spillway_core::{Result, TaskId, Timestamp};
 use spillway_store::TaskList;
 
 use crate::auth::Auth;
+use crate::autoscale::POOL_TENANT;
 use crate::extract::{Path, Query};
 use crate::problem::ApiResult;
 use crate::routes::queues::TenantQuery;
@@ -43,13 +45,32 @@ pub async fn why(
     } else {
         None
     };
-    let reasons = wait_reasons(&task, queue.settings.paused, now);
+    // Pools serve the queues of the pool tenant only; elsewhere workers are started by hand.
+    let pools = if task.tenant == POOL_TENANT {
+        state.pools().pools()
+    } else {
+        Vec::new()
+    };
+    let statuses = state.pools().statuses();
+    let mut reasons = wait_reasons(&task, queue.settings.paused, now);
+    if task.state.is_waiting()
+        && let Some(reason) = pool_reason(&task, &pools, &statuses)
+    {
+        reasons.retain(|r| r.kind != WaitReasonKind::WaitingForWorker);
+        reasons.push(reason);
+    }
+    let estimated_start = match position {
+        Some(position) if !queue.settings.paused => {
+            estimate_start(&state, &task, position, now).await?
+        }
+        _ => None,
+    };
     Ok(Json(TaskWhy {
         task_id: task.id,
         state: task.state,
         queue: task.queue,
         position,
-        estimated_start: None,
+        estimated_start,
         reasons,
     }))
 }
@@ -156,6 +177,111 @@ pub(crate) fn wait_reasons(task: &Task, queue_paused: bool, now: Timestamp) -> V
     reasons
 }
 
+/// What the configured pools say about a waiting task: no pool serves its queue, every pool
+/// that may take it is at its maximum, or (for a job that is not burstable) every home pool is.
+/// `None` when no pool is configured or a pool may still grow for it.
+pub(crate) fn pool_reason(
+    task: &Task,
+    pools: &[PoolConfig],
+    statuses: &[PoolStatus],
+) -> Option<WaitReason> {
+    if pools.is_empty() {
+        return None;
+    }
+    let queue = &task.queue;
+    let serving: Vec<&PoolConfig> = pools.iter().filter(|p| p.serves(queue)).collect();
+    if serving.is_empty() {
+        return Some(WaitReason {
+            kind: WaitReasonKind::NoPool,
+            message: format!(
+                "no pool serves queue {queue:?}: only workers started by hand take it; add it to a pool's `queues`"
+            ),
+            until: None,
+        });
+    }
+    let full = |p: &PoolConfig| {
+        statuses
+            .iter()
+            .find(|s| s.name == p.name)
+            .is_some_and(|s| s.desired.max(s.actual) >= p.max)
+    };
+    let sizes = |pools: &[&PoolConfig]| {
+        pools
+            .iter()
+            .map(|p| format!("{} at {}", p.name, p.max))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let home: Vec<&PoolConfig> = serving.iter().copied().filter(|p| p.tier == 0).collect();
+    if !task.burstable && !home.is_empty() && home.iter().all(|p| full(p)) {
+        let burst = serving.iter().any(|p| p.tier > 0);
+        return Some(WaitReason {
+            kind: WaitReasonKind::HomePoolFull,
+            message: format!(
+                "job is not burstable and every tier-0 pool serving {queue:?} is at its maximum ({}){}",
+                sizes(&home),
+                if burst {
+                    "; burst pools take only burstable jobs"
+                } else {
+                    ""
+                }
+            ),
+            until: None,
+        });
+    }
+    if task.burstable && serving.iter().all(|p| full(p)) {
+        return Some(WaitReason {
+            kind: WaitReasonKind::PoolsAtMaximum,
+            message: format!(
+                "every pool serving {queue:?} is at its maximum ({}): raise a max with `spillway pools set NAME --max N`",
+                sizes(&serving)
+            ),
+            until: None,
+        });
+    }
+    None
+}
+
+/// When the task should start: its position over the rate at which workers serving its queue
+/// finish tasks (their slots over the queue's mean run time). `None` without a measured mean
+/// or without a worker.
+async fn estimate_start(
+    state: &AppState,
+    task: &Task,
+    position: u64,
+    now: Timestamp,
+) -> Result<Option<Timestamp>> {
+    let demand = state.store.queue_demand(now).await?;
+    let Some(mean) = demand
+        .iter()
+        .find(|d| d.tenant == task.tenant && d.queue == task.queue)
+        .and_then(|d| d.mean_duration_seconds)
+        .filter(|m| m.is_finite() && *m > 0.0)
+    else {
+        return Ok(None);
+    };
+    let slots: u64 = state
+        .store
+        .worker_list(Some(&task.tenant))
+        .await?
+        .iter()
+        .filter(|w| w.state == WorkerState::Active && w.queues.contains(&task.queue))
+        .map(|w| u64::from(w.concurrency))
+        .sum();
+    Ok(start_after(position, slots, mean).map(|wait| now + wait))
+}
+
+/// The wait of the task at `position` when `slots` tasks of `mean` seconds run at once: the
+/// tasks ahead go in rounds of `slots`.
+fn start_after(position: u64, slots: u64, mean: f64) -> Option<chrono::Duration> {
+    if slots == 0 {
+        return None;
+    }
+    let rounds = position / slots;
+    let millis = (rounds as f64 * mean * 1000.0).min(i64::MAX as f64 / 2.0);
+    Some(chrono::Duration::milliseconds(millis as i64))
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::{Duration, TimeZone, Utc};
@@ -210,6 +336,60 @@ mod tests {
         );
         let (running, now) = task(TaskState::Leased, 0);
         assert!(wait_reasons(&running, false, now).is_empty());
+    }
+
+    fn pool(name: &str, tier: u32, max: u32, queue: &str) -> PoolConfig {
+        use spillway_autoscale::config::ProviderKind;
+        let mut p = PoolConfig::new(name, ProviderKind::Memory, vec![queue.to_string()]);
+        p.tier = tier;
+        p.max = max;
+        p
+    }
+
+    fn status(name: &str, desired: u32) -> PoolStatus {
+        serde_json::from_value(serde_json::json!({
+            "name": name, "provider": "memory", "tier": 0, "min": 0, "max": 0,
+            "desired": desired, "actual": 0, "busy": 0, "idle": 0, "draining": 0, "down": 0,
+            "problems": [], "decisions": [],
+        }))
+        .expect("status fixture parses")
+    }
+
+    #[test]
+    fn pools_explain_a_waiting_task() {
+        let (mut t, _) = task(TaskState::Available, 0);
+        assert_eq!(pool_reason(&t, &[], &[]), None, "no pools, nothing to say");
+        let other = [pool("elsewhere", 0, 2, "other")];
+        let reason = pool_reason(&t, &other, &[]).expect("no pool serves q");
+        assert_eq!(reason.kind, WaitReasonKind::NoPool);
+
+        let pools = [pool("home", 0, 2, "q"), pool("spot", 1, 5, "q")];
+        let home_full = [status("home", 2), status("spot", 0)];
+        let reason = pool_reason(&t, &pools, &home_full).expect("home full");
+        assert_eq!(reason.kind, WaitReasonKind::HomePoolFull);
+        assert!(reason.message.contains("home at 2"), "{}", reason.message);
+        t.burstable = true;
+        assert_eq!(
+            pool_reason(&t, &pools, &home_full),
+            None,
+            "spot may still grow"
+        );
+        let all_full = [status("home", 2), status("spot", 5)];
+        let reason = pool_reason(&t, &pools, &all_full).expect("all full");
+        assert_eq!(reason.kind, WaitReasonKind::PoolsAtMaximum);
+        t.burstable = false;
+        assert_eq!(
+            pool_reason(&t, &pools, &[status("home", 1)]),
+            None,
+            "home may still grow"
+        );
+    }
+
+    #[test]
+    fn start_estimate_goes_in_rounds_of_the_slots() {
+        assert_eq!(start_after(10, 0, 2.0), None, "no worker, no estimate");
+        assert_eq!(start_after(3, 4, 2.0), Some(Duration::zero()));
+        assert_eq!(start_after(9, 4, 2.0), Some(Duration::seconds(4)));
     }
 
     #[test]
