@@ -18,7 +18,10 @@ use spillway_server::autoscale::Autoscaler;
 use spillway_server::autoscale::service::LEADER_KEY;
 use spillway_store::{WorkerBeat, WorkerRegister};
 
-use crate::support::{Server, ok, problem};
+use spillway_server::autoscale::service;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{Server, eventually, ok, problem, simple_job};
 
 fn pool(name: &str, tier: u32, max: u32) -> PoolConfig {
     let mut pool = PoolConfig::new(name, ProviderKind::Memory, vec!["default".into()]);
@@ -335,4 +338,29 @@ async fn pool_bounds_change_through_patch() {
         .await
         .expect("send");
     problem(resp, StatusCode::FORBIDDEN).await;
+}
+
+#[tokio::test]
+async fn a_submit_wakes_the_service_long_before_its_interval() {
+    let home = pool("home", 0, 3);
+    let (server, provider, autoscaler) = setup(vec![home.clone()]).await;
+    let stop = CancellationToken::new();
+    let mut service = service::spawn(
+        Arc::new(autoscaler),
+        service::Config {
+            interval: Duration::from_secs(3600),
+            wake_delay: Duration::from_millis(10),
+            ..Default::default()
+        },
+        stop.clone(),
+    );
+    service.run_pass().await;
+    assert!(live(&provider, &home).await.is_empty());
+    server.submit(&server.admin, simple_job()).await;
+    eventually("the pool to grow after a submit", || async {
+        !live(&provider, &home).await.is_empty()
+    })
+    .await;
+    stop.cancel();
+    service.join().await;
 }
