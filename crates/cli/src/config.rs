@@ -103,9 +103,10 @@ impl FileConfig {
         Ok(config)
     }
 
-    /// Whether `[[pools]]` are configured, so the autoscaler runs the workers.
+    /// Whether `[[pools]]` (or `[[server.pools]]`) are configured, so the autoscaler runs the
+    /// workers.
     pub fn autoscaled(&self) -> bool {
-        !self.pools.is_empty()
+        !self.pools.is_empty() || self.server.as_ref().is_some_and(|s| !s.pools.is_empty())
     }
 }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use spillway_autoscale::config::PolicyConfig;
 use spillway_blob::{BlobStore, ObjectBlobs};
 use spillway_core::clock::{Clock, SystemClock};
 use spillway_server::{AppState, ServerConfig};
@@ -14,7 +15,7 @@ use spillway_store::DynStore;
 use tokio_util::sync::CancellationToken;
 
 use super::Ctx;
-use crate::config::ADMIN_TOKEN_FILE;
+use crate::config::{ADMIN_TOKEN_FILE, FileConfig};
 
 /// Options of `spillway server` (and of the server inside `spillway up`).
 #[derive(Debug, Clone, Args)]
@@ -76,6 +77,7 @@ pub async fn start(ctx: &Ctx, args: &ServerArgs, stop: CancellationToken) -> Res
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
+    autoscale_config(&ctx.file, &mut config)?;
     std::fs::create_dir_all(&ctx.data_dir).with_context(|| {
         format!(
             "cannot create the data directory {}",
@@ -142,6 +144,31 @@ pub async fn start(ctx: &Ctx, args: &ServerArgs, stop: CancellationToken) -> Res
     })
 }
 
+/// Move the file's top-level `[[pools]]` and `[autoscale]` into the server config; each may be
+/// given there or under `[server]`, not both.
+pub fn autoscale_config(file: &FileConfig, config: &mut ServerConfig) -> Result<()> {
+    if !file.pools.is_empty() {
+        if !config.pools.is_empty() {
+            bail!(
+                "pools are given twice, as [[pools]] and [[server.pools]]: keep one of the two lists"
+            );
+        }
+        config.pools = file.pools.clone();
+    }
+    if let Some(autoscale) = &file.autoscale {
+        if config.autoscale != PolicyConfig::default() {
+            bail!(
+                "autoscale settings are given twice, as [autoscale] and [server.autoscale]: keep one"
+            );
+        }
+        config.autoscale = autoscale.clone();
+    }
+    config
+        .validate()
+        .context("invalid server settings in the config file")?;
+    Ok(())
+}
+
 /// Write a secret readable by its owner only.
 pub fn write_secret(path: &Path, secret: &str) -> Result<()> {
     use std::io::Write;
@@ -174,4 +201,24 @@ pub async fn run(ctx: &Ctx, args: ServerArgs) -> Result<ExitCode> {
     stop.cancel();
     running.task.await.context("server task panicked")??;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_level_pools_and_autoscale_reach_the_server_config() {
+        let file = FileConfig::parse(
+            "[autoscale]\ndrain_target = \"2m\"\n[[pools]]\nname = \"home\"\nprovider = \"local\"\nqueues = [\"default\"]\nmax = 4\n",
+        )
+        .expect("parses");
+        let mut config = ServerConfig::default();
+        autoscale_config(&file, &mut config).expect("valid");
+        assert_eq!(config.pools.len(), 1);
+        assert_eq!(config.pools[0].max, 4);
+        assert_eq!(config.autoscale.drain_target.as_secs(), 120);
+        let err = autoscale_config(&file, &mut config).expect_err("given twice");
+        assert!(err.to_string().contains("given twice"), "{err}");
+    }
 }
