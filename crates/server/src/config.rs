@@ -192,6 +192,36 @@ mod tests {
     }
 
     #[test]
+    fn pools_parse_and_are_validated() {
+        let config: ServerConfig = serde_json::from_value(serde_json::json!({
+            "pools": [
+                {"name": "home", "provider": "local", "queues": ["default"], "max": 4},
+                {"name": "spot", "provider": "external", "queues": ["default"], "tier": 1},
+            ],
+            "autoscale": {"drain_target": "2m"},
+            "worker_program": "/usr/local/bin/spillway",
+        }))
+        .expect("config parses");
+        assert_eq!(config.pools.len(), 2);
+        assert_eq!(config.autoscale.drain_target, Duration::from_secs(120));
+        config.validate().expect("valid pools");
+
+        let mut burst_only = config.clone();
+        burst_only.pools.remove(0);
+        let err = burst_only
+            .validate()
+            .expect_err("burst pool without home pool");
+        assert!(err.message().contains("no tier-0 pool"), "{err}");
+
+        let mut cloud = config;
+        cloud.pools[1].provider = spillway_autoscale::config::ProviderKind::Kubernetes;
+        let err = cloud
+            .validate()
+            .expect_err("kubernetes is not run by the server");
+        assert!(err.message().contains("cannot run yet"), "{err}");
+    }
+
+    #[test]
     fn unknown_fields_are_errors() {
         let err = serde_json::from_value::<ServerConfig>(serde_json::json!({"listne": "x"}))
             .expect_err("typo accepted");

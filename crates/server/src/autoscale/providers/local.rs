@@ -5,7 +5,8 @@
 //! instance is starting until its worker registers, running while the worker is active, and
 //! draining once asked: its worker is told to drain through the store and exits by itself
 //! after its tasks; an instance whose worker has not registered yet is stopped at once.
-//! Children that die while wanted are started again with backoff, on the next call.
+//! Children that die while wanted are started again with backoff, on the next call. When the
+//! provider is dropped (the server stops), every child is sent SIGTERM.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -97,8 +98,7 @@ impl LocalProvider {
             .env("SPILLWAY_TOKEN", &instance.secret)
             .env("SPILLWAY_TENANT", POOL_TENANT)
             .env("SPILLWAY_INSTANCE_ID", &instance.id)
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
+            .stdin(Stdio::null());
         cmd.spawn().map_err(|e| {
             Error::unavailable(format!(
                 "could not start worker program {:?} for pool {:?}: check `worker_program` in the server config",
@@ -214,6 +214,30 @@ impl LocalProvider {
     }
 }
 
+impl Drop for LocalProvider {
+    /// Ask every child to stop gracefully (SIGTERM): a worker hands its running tasks back
+    /// as preempted within its grace period, so they run again elsewhere at once.
+    fn drop(&mut self) {
+        let pools = self.pools.get_mut();
+        for instance in pools.values_mut().flat_map(|p| p.instances.iter_mut()) {
+            terminate(instance);
+        }
+    }
+}
+
+fn terminate(instance: &mut LocalInstance) {
+    let Some(pid) = instance.child.as_ref().and_then(Child::id) else {
+        return;
+    };
+    let Ok(pid) = i32::try_from(pid) else {
+        return;
+    };
+    let pid = nix::unistd::Pid::from_raw(pid);
+    if let Err(error) = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM) {
+        tracing::warn!(instance = %instance.id, %error, "could not stop a local worker");
+    }
+}
+
 #[async_trait]
 impl PoolProvider for LocalProvider {
     fn provider_name(&self) -> &'static str {
@@ -278,11 +302,7 @@ impl PoolProvider for LocalProvider {
                 },
                 // Not registered yet: it holds no task, so stop it now.
                 None => {
-                    if let Some(child) = instance.child.as_mut()
-                        && let Err(error) = child.start_kill()
-                    {
-                        tracing::warn!(instance = %instance.id, %error, "could not stop a starting local worker");
-                    }
+                    terminate(instance);
                 }
             }
         }
