@@ -288,10 +288,12 @@ pub fn spawn(autoscaler: Arc<Autoscaler>, config: Config, stop: CancellationToke
         let runner = runner.clone();
         async move { runner.pass().await }
     });
+    let kick = service.kicker();
+    // The first pass runs at once, so pools reach their minimum without waiting an interval.
+    kick.notify_one();
     if wakeups.is_empty() {
         return service;
     }
-    let kick = service.kicker();
     tokio::spawn(async move {
         loop {
             let any = futures::future::select_all(wakeups.iter().map(|n| Box::pin(n.notified())));
