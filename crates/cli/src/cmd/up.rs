@@ -80,7 +80,8 @@ pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
             args.queues.join(", ")
         );
     }
-    for pool in &ctx.file.pools {
+    let server_pools = ctx.file.server.as_ref().map_or(&[][..], |s| &s.pools[..]);
+    for pool in ctx.file.pools.iter().chain(server_pools) {
         println!(
             "  pool:        {} ({}, tier {}, {} to {} workers) serving {}",
             pool.name,
