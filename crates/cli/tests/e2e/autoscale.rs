@@ -153,7 +153,9 @@ async fn wait_pools_at_zero(client: &Client, names: &[&str]) -> Vec<PoolStatus> 
 }
 
 /// How long scaling up, running a batch and scaling back to zero may take on a loaded machine.
-const SCALE_DEADLINE: Duration = Duration::from_secs(120);
+/// The last worker of a pool stays until the batch's arrivals leave the server's 60 s arrival
+/// window (they count as ongoing demand until then), so going back to zero takes over a minute.
+const SCALE_DEADLINE: Duration = Duration::from_secs(180);
 
 /// Every attempt of `tasks`, with the pool of the worker that ran it.
 async fn attempts_by_pool(client: &Client, tasks: &[Task]) -> Vec<(Attempt, String)> {
