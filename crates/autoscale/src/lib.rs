@@ -8,8 +8,8 @@
 //! - [`sim`]: a discrete-event simulator that runs the real policy, and a KEDA-style one for
 //!   comparison, against a synthetic or traced workload.
 //!
-//! Nothing here is wired into the server yet: a later autoscaler service will observe pools,
-//! call [`policy::plan`] and apply its decisions through a provider.
+//! Nothing here does IO: the server's autoscaler service (`spillway_server::autoscale`)
+//! observes pools, calls [`policy::plan`] and applies its decisions through a provider.
 
 pub mod config;
 pub mod conformance;
