@@ -19,3 +19,5 @@ mod faults;
 mod postgres;
 #[path = "e2e/support.rs"]
 mod support;
+#[path = "e2e/workers_down.rs"]
+mod workers_down;

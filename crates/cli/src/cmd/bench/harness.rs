@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use spillway_autoscale::config::PoolConfig;
 use spillway_blob::{BlobStore, ObjectBlobs};
 use spillway_client::Client;
 use spillway_core::api::{CreateQueue, CreateToken, RegisterWorker};
@@ -43,6 +44,16 @@ impl BenchServer {
     /// Start a server on an empty store of `backend` (`postgres_url` for PostgreSQL), listening
     /// on a free loopback port.
     pub async fn start(backend: Backend, postgres_url: Option<&str>) -> Result<Self> {
+        Self::start_with_pools(backend, postgres_url, Vec::new()).await
+    }
+
+    /// Like [`BenchServer::start`], with `pools` for the autoscaler. Local pools run this
+    /// very program as their workers (`spillway worker`), since the benchmark runs inside it.
+    pub async fn start_with_pools(
+        backend: Backend,
+        postgres_url: Option<&str>,
+        pools: Vec<PoolConfig>,
+    ) -> Result<Self> {
         let (store, cleanup) = match (backend, postgres_url) {
             (Backend::Postgres, Some(url)) => {
                 let schema = format!("spillway_bench_{}", short_id());
@@ -78,8 +89,15 @@ impl BenchServer {
             .await
             .context("cannot listen on 127.0.0.1")?;
         let addr = listener.local_addr()?;
+        let worker_program = if pools.is_empty() {
+            None
+        } else {
+            Some(std::env::current_exe().context("cannot find this program to run as workers")?)
+        };
         let config = ServerConfig {
             listen: addr,
+            pools,
+            worker_program,
             ..Default::default()
         };
         let state = AppState::new(store, blobs, clock, config);
@@ -122,6 +140,11 @@ impl BenchServer {
             .await
             .with_context(|| format!("cannot create queue {name}"))?;
         Ok(())
+    }
+
+    /// A client with the admin token (pools, tasks of any job).
+    pub fn admin(&self) -> &Client {
+        &self.admin
     }
 
     /// Register a worker serving `queue`; returns its id.

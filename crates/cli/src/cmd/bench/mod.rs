@@ -9,8 +9,11 @@
 //! - per-request: loops that each submit a one-task job, lease one task and complete it alone;
 //! - latency: an idle worker waits in a long-poll; the time from just before a submit to the
 //!   arrival of the lease answer;
-//! - on PostgreSQL also a plain-SQL baseline (`FOR UPDATE SKIP LOCKED`) on the same database.
+//! - on PostgreSQL also a plain-SQL baseline (`FOR UPDATE SKIP LOCKED`) on the same database;
+//! - autoscale (last, SQLite): a `local` pool scaling from zero for a 20-task job; the time
+//!   to the first scale-up decision and to the first task start.
 
+mod autoscale;
 mod baseline;
 mod harness;
 mod latency;
@@ -67,9 +70,20 @@ pub struct BenchArgs {
         hide_env_values = true
     )]
     pub postgres: Option<String>,
-    /// Measure only this backend.
+    /// Measure only this backend, or only the autoscale scenario.
     #[arg(long, value_enum)]
-    pub only: Option<Backend>,
+    pub only: Option<Only>,
+}
+
+/// What `--only` selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Only {
+    /// The queue scenarios on SQLite.
+    Sqlite,
+    /// The queue scenarios and the baseline on PostgreSQL.
+    Postgres,
+    /// A local pool scaling up from zero (on SQLite).
+    Autoscale,
 }
 
 /// A store backend to measure.
@@ -138,13 +152,14 @@ impl Plan {
 pub async fn run(ctx: &Ctx, args: BenchArgs) -> Result<ExitCode> {
     let plan = Plan::from_args(&args)?;
     let backends = backends(&args);
+    let scale = args.only.is_none_or(|o| o == Only::Autoscale);
     // The benchmark runs on a runtime of its own whose threads log only warnings, so the
     // server's per-request info lines neither flood the terminal nor cost time.
     let report = tokio::task::spawn_blocking(move || {
         let quiet = quiet_dispatch();
         tracing::dispatcher::with_default(&quiet, || -> Result<Report> {
             let runtime = quiet_runtime(quiet.clone())?;
-            runtime.block_on(measure(plan, backends))
+            runtime.block_on(measure(plan, backends, scale))
         })
     })
     .await
@@ -160,10 +175,10 @@ pub async fn run(ctx: &Ctx, args: BenchArgs) -> Result<ExitCode> {
 /// The backends to measure: `None` for PostgreSQL means it is skipped (no URL).
 fn backends(args: &BenchArgs) -> Vec<(Backend, Option<String>)> {
     let mut out = Vec::new();
-    if args.only.is_none_or(|b| b == Backend::Sqlite) {
+    if args.only.is_none_or(|o| o == Only::Sqlite) {
         out.push((Backend::Sqlite, None));
     }
-    if args.only.is_none_or(|b| b == Backend::Postgres) {
+    if args.only.is_none_or(|o| o == Only::Postgres) {
         out.push((Backend::Postgres, args.postgres.clone()));
     }
     out
@@ -191,8 +206,12 @@ fn quiet_runtime(quiet: tracing::Dispatch) -> Result<tokio::runtime::Runtime> {
         .context("cannot start the benchmark's async runtime")
 }
 
-/// Every scenario on every backend, `plan.runs` times each.
-async fn measure(plan: Plan, backends: Vec<(Backend, Option<String>)>) -> Result<Report> {
+/// Every scenario on every backend, then autoscale when `scale`, `plan.runs` times each.
+async fn measure(
+    plan: Plan,
+    backends: Vec<(Backend, Option<String>)>,
+    scale: bool,
+) -> Result<Report> {
     let mut report = Report::new(plan.clone());
     for (backend, url) in backends {
         if backend == Backend::Postgres && url.is_none() {
@@ -220,6 +239,22 @@ async fn measure(plan: Plan, backends: Vec<(Backend, Option<String>)>) -> Result
             }
         }
         report.add(backend, &measured);
+    }
+    if scale {
+        let mut measured = Measured::default();
+        for run in 1..=plan.runs {
+            eprintln!("autoscale run {run}/{}", plan.runs);
+            let sample = autoscale::run_once()
+                .await
+                .context("the autoscale scenario failed")?;
+            eprintln!(
+                "  autoscale     decision {:.1} ms, first task start {:.1} ms",
+                sample.decision_ms, sample.first_start_ms
+            );
+            measured.scale_decision_ms.push(sample.decision_ms);
+            measured.first_start_ms.push(sample.first_start_ms);
+        }
+        report.add_autoscale(&measured);
     }
     Ok(report)
 }

@@ -14,6 +14,8 @@ pub const TARGET_BASELINE_RATIO: f64 = 0.8;
 pub const TARGET_P50_MS: f64 = 1.0;
 /// Target 99th percentile submit-to-start latency, in milliseconds.
 pub const TARGET_P99_MS: f64 = 5.0;
+/// Target time from a submit to a local pool's first scale-up decision, in milliseconds.
+pub const TARGET_SCALE_DECISION_MS: f64 = 1_000.0;
 
 /// The values of every run of one backend, per scenario.
 #[derive(Debug, Default)]
@@ -28,6 +30,10 @@ pub struct Measured {
     pub p99_ms: Vec<f64>,
     /// Plain-SQL baseline throughput, tasks/s (PostgreSQL only).
     pub baseline: Vec<f64>,
+    /// Submit to a pool's first scale-up decision, ms (autoscale only).
+    pub scale_decision_ms: Vec<f64>,
+    /// Submit to the first task start by a worker the pool started, ms (autoscale only).
+    pub first_start_ms: Vec<f64>,
 }
 
 /// The median and range of a scenario's runs.
@@ -64,7 +70,8 @@ impl Spread {
 pub struct Row {
     /// `sqlite` or `postgres`.
     pub backend: &'static str,
-    /// `batched`, `per_request`, `latency_p50`, `latency_p99` or `baseline_sql`.
+    /// `batched`, `per_request`, `latency_p50`, `latency_p99`, `baseline_sql`,
+    /// `autoscale_decision` or `autoscale_first_start`.
     pub scenario: &'static str,
     /// `tasks/s` or `ms`.
     pub unit: &'static str,
@@ -149,6 +156,34 @@ impl Report {
             .map(|s| (format!("<= {TARGET_P99_MS} ms"), s.median <= TARGET_P99_MS));
         push("latency_p99", "ms", &m.p99_ms, p99, None);
         push("baseline_sql", "tasks/s", &m.baseline, None, None);
+    }
+
+    /// Add the autoscale scenario's figures (a local pool on SQLite).
+    pub fn add_autoscale(&mut self, m: &Measured) {
+        if let Some(value) = Spread::of(&m.scale_decision_ms) {
+            self.rows.push(Row {
+                backend: Backend::Sqlite.as_str(),
+                scenario: "autoscale_decision",
+                unit: "ms",
+                value,
+                runs: m.scale_decision_ms.clone(),
+                ratio_vs_baseline: None,
+                target: Some(format!("<= {TARGET_SCALE_DECISION_MS} ms")),
+                meets_target: Some(value.median <= TARGET_SCALE_DECISION_MS),
+            });
+        }
+        if let Some(value) = Spread::of(&m.first_start_ms) {
+            self.rows.push(Row {
+                backend: Backend::Sqlite.as_str(),
+                scenario: "autoscale_first_start",
+                unit: "ms",
+                value,
+                runs: m.first_start_ms.clone(),
+                ratio_vs_baseline: None,
+                target: None,
+                meets_target: None,
+            });
+        }
     }
 
     /// Print the table for people.
@@ -262,5 +297,28 @@ mod tests {
         assert_eq!(batched.ratio_vs_baseline, Some(0.9));
         assert_eq!(batched.meets_target, Some(true));
         assert_eq!(report.rows[1].scenario, "baseline_sql");
+    }
+
+    #[test]
+    fn a_scale_decision_is_judged_against_one_second() {
+        let mut report = Report::new(Plan {
+            tasks: 1,
+            single_tasks: 1,
+            runs: 1,
+            workers: 1,
+            concurrency: 1,
+            samples: 1,
+        });
+        report.add_autoscale(&Measured {
+            scale_decision_ms: vec![1500.0, 20.0, 30.0],
+            first_start_ms: vec![400.0],
+            ..Default::default()
+        });
+        let decision = &report.rows[0];
+        assert_eq!(decision.scenario, "autoscale_decision");
+        assert_eq!(decision.value.median, 30.0);
+        assert_eq!(decision.meets_target, Some(true));
+        assert_eq!(report.rows[1].scenario, "autoscale_first_start");
+        assert_eq!(report.rows[1].meets_target, None);
     }
 }
