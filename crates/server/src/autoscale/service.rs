@@ -25,8 +25,9 @@ use crate::state::AppState;
 
 /// Default time between passes.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
-/// How long after a submit the pass runs, so a burst of submits makes one pass.
-pub const DEFAULT_WAKE_DELAY: Duration = Duration::from_secs(1);
+/// How long after a submit the pass runs, so a burst of submits makes one pass; short enough
+/// that a pool reacts to new work well within a second.
+pub const DEFAULT_WAKE_DELAY: Duration = Duration::from_millis(250);
 /// The leadership key replicas compete for: only the holder resizes pools.
 pub const LEADER_KEY: i64 = 0x5350_4c57_4153_4331;
 
