@@ -7,8 +7,8 @@
 //! - first start: to the earliest `started_at` of the job's attempts, i.e. a worker the pool
 //!   started has registered and leased a task.
 //!
-//! The decision includes the autoscaler's wake delay (1 s by default: it waits that long
-//! after work arrives so a burst of submits is sized at once), so it sits just above 1 s.
+//! The decision includes the autoscaler's wake delay (250 ms by default: it waits that long
+//! after work arrives so a burst of submits is sized at once).
 
 use std::time::{Duration, Instant};
 
