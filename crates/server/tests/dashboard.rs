@@ -7,9 +7,12 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use reqwest::header::{LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
+use spillway_autoscale::config::{PoolConfig, ProviderKind};
 use spillway_blob::{BlobStore, ObjectBlobs};
 use spillway_core::api::Failure;
 use spillway_core::clock::{Clock, SystemClock};
+use spillway_server::autoscale::service::LEADER_KEY;
+use spillway_server::autoscale::{Autoscaler, providers};
 use spillway_server::{AppState, ServerConfig};
 use spillway_store::sqlite::SqliteStore;
 use spillway_store::{DynStore, TaskFail, TaskLease, WorkerRegister};
@@ -17,6 +20,7 @@ use tokio::sync::oneshot;
 
 struct Server {
     base: String,
+    state: AppState,
     admin: String,
     store: DynStore,
     api: reqwest::Client,
@@ -27,6 +31,10 @@ struct Server {
 
 impl Server {
     async fn start() -> Server {
+        Server::start_with(ServerConfig::default()).await
+    }
+
+    async fn start_with(config: ServerConfig) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let store: DynStore = Arc::new(
             SqliteStore::open(&dir.path().join("spillway.db"))
@@ -40,19 +48,15 @@ impl Server {
             .await
             .expect("bootstrap")
             .expect("admin token");
-        let state = AppState::new(
-            store.clone(),
-            blobs,
-            Arc::new(clock),
-            ServerConfig::default(),
-        );
+        let state = AppState::new(store.clone(), blobs, Arc::new(clock), config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let (stop, stopped) = oneshot::channel::<()>();
+        let serving = state.clone();
         let task = tokio::spawn(async move {
-            spillway_server::serve(listener, state, async {
+            spillway_server::serve(listener, serving, async {
                 let _ = stopped.await;
             })
             .await
@@ -60,6 +64,7 @@ impl Server {
         });
         Server {
             base,
+            state,
             admin,
             store,
             api: reqwest::Client::new(),
@@ -585,5 +590,78 @@ async fn a_stream_without_a_session_says_signed_out_and_ends() {
         .expect("the stream ends")
         .expect("body");
     assert!(body.contains("event: signed_out"), "{body}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_workers_page_lists_pools_with_their_decisions_escaped() {
+    let mut pool = PoolConfig::new("ext<b>&co", ProviderKind::External, vec!["default".into()]);
+    pool.max = 3;
+    let server = Server::start_with(ServerConfig {
+        pools: vec![pool],
+        ..Default::default()
+    })
+    .await;
+    let autoscaler = Autoscaler::new(
+        server.state.clone(),
+        providers::standard(&server.state),
+        LEADER_KEY,
+    );
+    server
+        .submit(&server.admin, json!({"command": ["x"], "tasks": [{}, {}]}))
+        .await;
+    autoscaler.pass().await.expect("autoscaler pass");
+    let status = server.state.pools().statuses();
+    let decision = status[0].decisions.last().expect("a scale-up decision");
+    assert!(
+        decision.to > 0,
+        "work waiting scales the pool up: {decision:?}"
+    );
+
+    let viewer = server.token("viewer", "default").await;
+    let b = server.browser(&viewer).await;
+    let html = b.page("/workers").await;
+    assert!(
+        html.contains("Pools &amp; workers"),
+        "renamed nav and title"
+    );
+    assert!(
+        html.contains("ext&lt;b&gt;&amp;co"),
+        "pool name escaped: {html}"
+    );
+    assert!(
+        !html.contains("ext<b>"),
+        "raw pool name leaked into the page"
+    );
+    assert!(html.contains("<td>external</td>"), "provider shown");
+    assert!(
+        html.contains(&format!(
+            "<span data-field=\"desired\">{}</span>",
+            status[0].desired
+        )),
+        "desired shown: {html}"
+    );
+    assert!(
+        html.contains(&format!("{} → {}", decision.from, decision.to)),
+        "decision shown: {html}"
+    );
+    let reason = decision
+        .reason
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;");
+    assert!(html.contains(&reason), "reason {reason:?} shown: {html}");
+    assert!(
+        !html.contains("/pools/"),
+        "a viewer gets no pool edit controls"
+    );
+
+    let overview = b.page("/").await;
+    assert!(
+        overview.contains("desired and actual workers of pool ext&lt;b&gt;&amp;co"),
+        "the overview charts the pool"
+    );
     server.stop().await;
 }

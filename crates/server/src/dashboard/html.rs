@@ -95,7 +95,7 @@ pub enum Nav {
     Jobs,
     /// Queues.
     Queues,
-    /// Workers.
+    /// Pools and workers.
     Workers,
     /// Dead letters.
     Dead,
@@ -132,7 +132,7 @@ pub fn page(title: &str, nav: Nav, who: Option<(&Principal, &str)>, body: &str) 
         item("/", "Overview", Nav::Overview);
         item("/jobs", "Jobs", Nav::Jobs);
         item("/queues", "Queues", Nav::Queues);
-        item("/workers", "Workers", Nav::Workers);
+        item("/workers", "Pools &amp; workers", Nav::Workers);
         item("/dead", "Dead letters", Nav::Dead);
         if principal.role.allows(Action::Submit) {
             item("/submit", "Submit", Nav::Submit);
@@ -218,6 +218,50 @@ pub fn sparkline(points: &[f64], label: &str) -> String {
     )
 }
 
+/// An inline SVG chart of several series on one scale (oldest first; the first drawn solid,
+/// the others dashed), with an accessible label.
+pub fn multiline(series: &[&[f64]], label: &str) -> String {
+    const W: f64 = 120.0;
+    const H: f64 = 28.0;
+    let len = series.iter().map(|s| s.len()).max().unwrap_or(0);
+    if len < 2 {
+        return format!(
+            "<span class=\"spark-empty\" title=\"{}\">collecting…</span>",
+            esc(label)
+        );
+    }
+    let max = series
+        .iter()
+        .flat_map(|s| s.iter().copied())
+        .fold(0.0_f64, f64::max)
+        .max(1.0);
+    let step = W / (len - 1) as f64;
+    let mut paths = String::new();
+    for (n, points) in series.iter().enumerate() {
+        let mut path = String::new();
+        for (i, v) in points.iter().enumerate() {
+            let x = i as f64 * step;
+            let y = H - 1.0 - (v / max) * (H - 2.0);
+            let _ = write!(path, "{}{x:.1},{y:.1}", if i == 0 { "M" } else { " L" });
+        }
+        let dash = if n == 0 {
+            ""
+        } else {
+            " stroke-dasharray=\"3 2\""
+        };
+        let _ = write!(
+            paths,
+            "<path d=\"{path}\" fill=\"none\" stroke=\"currentColor\" stroke-width=\"1.5\"{dash}/>"
+        );
+    }
+    format!(
+        "<svg class=\"spark\" viewBox=\"0 0 {W} {H}\" width=\"{W}\" height=\"{H}\" role=\"img\" aria-label=\"{}\">\
+         <title>{}</title>{paths}</svg>",
+        esc(label),
+        esc(label)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,6 +282,18 @@ mod tests {
         let svg = sparkline(&[0.0, 10.0, 5.0], "tasks <waiting>");
         assert!(svg.contains("M0.0,27.0 L60.0,1.0 L120.0,14.0"), "{svg}");
         assert!(svg.contains("tasks &lt;waiting&gt;"));
+    }
+
+    #[test]
+    fn multiline_charts_share_one_scale_and_dash_the_second_series() {
+        assert!(multiline(&[&[1.0], &[1.0]], "x").contains("collecting"));
+        let svg = multiline(&[&[0.0, 4.0], &[2.0, 2.0]], "pool <p>");
+        assert!(svg.contains("d=\"M0.0,27.0 L120.0,1.0\""), "{svg}");
+        assert!(
+            svg.contains("d=\"M0.0,14.0 L120.0,14.0\" fill=\"none\" stroke=\"currentColor\" stroke-width=\"1.5\" stroke-dasharray"),
+            "{svg}"
+        );
+        assert!(svg.contains("pool &lt;p&gt;"));
     }
 
     #[test]

@@ -25,7 +25,7 @@ use spillway_core::{Error, ErrorKind};
 
 use crate::problem::{ApiError, status_for};
 use crate::state::AppState;
-pub use sampler::{SAMPLE_INTERVAL, SAMPLES_KEPT, Sample, Samples};
+pub use sampler::{PoolSample, SAMPLE_INTERVAL, SAMPLES_KEPT, Sample, Samples};
 pub use session::{Session, Sessions, Signed};
 
 /// The dashboard's own in-memory state: sessions and the per-minute samples.

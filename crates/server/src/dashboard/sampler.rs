@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use spillway_core::Timestamp;
+use spillway_core::api::PoolStatus;
 use spillway_core::model::QueueStats;
 
 use super::Dashboard;
@@ -31,6 +32,17 @@ pub struct Sample {
     pub oldest_age: f64,
 }
 
+/// One pool's size at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSample {
+    /// When it was taken.
+    pub at: Timestamp,
+    /// Workers the autoscaler wants.
+    pub desired: u32,
+    /// Workers the pool has.
+    pub actual: u32,
+}
+
 #[derive(Debug, Default)]
 struct Series {
     samples: VecDeque<Sample>,
@@ -42,6 +54,7 @@ struct Series {
 #[derive(Debug, Default)]
 pub struct Samples {
     series: Mutex<HashMap<(String, String), Series>>,
+    pools: Mutex<HashMap<String, VecDeque<PoolSample>>>,
 }
 
 impl Samples {
@@ -75,6 +88,32 @@ impl Samples {
                 entry.samples.pop_front();
             }
         }
+    }
+
+    /// Record one sample per pool from `pools`, dropping the oldest beyond an hour.
+    pub fn record_pools(&self, pools: &[PoolStatus], at: Timestamp) {
+        let mut series = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        series.retain(|name, _| pools.iter().any(|p| &p.name == name));
+        for p in pools {
+            let entry = series.entry(p.name.clone()).or_default();
+            entry.push_back(PoolSample {
+                at,
+                desired: p.desired,
+                actual: p.actual,
+            });
+            while entry.len() > SAMPLES_KEPT {
+                entry.pop_front();
+            }
+        }
+    }
+
+    /// The samples of one pool, oldest first.
+    pub fn of_pool(&self, pool: &str) -> Vec<PoolSample> {
+        let series = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        series
+            .get(pool)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     /// The samples of one queue, oldest first.
@@ -116,6 +155,9 @@ async fn run(state: AppState, dashboard: Weak<Dashboard>) {
             Ok(stats) => dashboard.samples.record(&stats, now),
             Err(error) => tracing::warn!(%error, "dashboard sampler could not read queue stats"),
         }
+        dashboard
+            .samples
+            .record_pools(&state.pools().statuses(), now);
     }
 }
 
@@ -155,5 +197,40 @@ mod tests {
         assert_eq!(samples.of("t", "q").len(), SAMPLES_KEPT);
         samples.record(&[], at);
         assert!(samples.of("t", "q").is_empty());
+    }
+
+    #[test]
+    fn pool_samples_follow_desired_and_actual_and_forget_removed_pools() {
+        let samples = Samples::default();
+        let at = chrono::Utc::now();
+        let pool = |desired, actual| PoolStatus {
+            name: "p".into(),
+            provider: "external".into(),
+            tier: 0,
+            min: 0,
+            max: 5,
+            desired,
+            actual,
+            busy: 0,
+            idle: 0,
+            draining: 0,
+            down: 0,
+            problems: Vec::new(),
+            decisions: Vec::new(),
+        };
+        samples.record_pools(&[pool(0, 0)], at);
+        samples.record_pools(&[pool(3, 1)], at);
+        let got: Vec<(u32, u32)> = samples
+            .of_pool("p")
+            .iter()
+            .map(|s| (s.desired, s.actual))
+            .collect();
+        assert_eq!(got, vec![(0, 0), (3, 1)]);
+        for _ in 0..100 {
+            samples.record_pools(&[pool(3, 3)], at);
+        }
+        assert_eq!(samples.of_pool("p").len(), SAMPLES_KEPT);
+        samples.record_pools(&[], at);
+        assert!(samples.of_pool("p").is_empty());
     }
 }

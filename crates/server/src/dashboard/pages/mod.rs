@@ -5,6 +5,7 @@ pub mod job;
 pub mod jobs;
 pub mod login;
 pub mod overview;
+pub mod pools;
 pub mod queues;
 pub mod submit;
 

@@ -86,6 +86,10 @@ pub async fn page(
         body.push_str("</tbody></table></div>");
     }
     body.push_str("</section>");
+    body.push_str(&super::pools::charts(
+        &super::pools::statuses(&state),
+        &dashboard.samples,
+    ));
 
     let failed = state
         .store

@@ -1,4 +1,4 @@
-//! Queues with their settings and numbers, and workers by state.
+//! Queues with their settings and numbers, and pools and workers by state.
 
 use std::fmt::Write as _;
 
@@ -67,12 +67,13 @@ pub async fn list(State(state): State<AppState>, signed: Signed) -> PageResult<R
     Ok(render(&signed, "Queues", Nav::Queues, &body))
 }
 
-/// The workers page: active, draining and down workers (and recently exited ones).
+/// The workers page: the autoscaled pools with their recent decisions, then active, draining
+/// and down workers (and recently exited ones).
 pub async fn workers(State(state): State<AppState>, signed: Signed) -> PageResult<Response> {
     let principal = signed.principal();
     let workers = state.store.worker_list(scope(principal)).await?;
     let now = state.clock.now();
-    let mut body = String::new();
+    let mut body = super::pools::section(&super::pools::statuses(&state));
     for group in [
         WorkerState::Active,
         WorkerState::Draining,
@@ -115,5 +116,5 @@ pub async fn workers(State(state): State<AppState>, signed: Signed) -> PageResul
         }
         body.push_str("</tbody></table></div></section>");
     }
-    Ok(render(&signed, "Workers", Nav::Workers, &body))
+    Ok(render(&signed, "Pools & workers", Nav::Workers, &body))
 }
