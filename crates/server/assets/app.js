@@ -4,10 +4,12 @@
 (function () {
   const jobs = Array.from(document.querySelectorAll("[data-job]"), (el) => el.dataset.job);
   const queues = document.querySelector("[data-live=queues]") !== null;
-  if (jobs.length === 0 && !queues) return;
+  const pools = document.querySelector("[data-live=pools]") !== null;
+  if (jobs.length === 0 && !queues && !pools) return;
   const params = new URLSearchParams();
   if (jobs.length) params.set("jobs", Array.from(new Set(jobs)).join(","));
   if (queues) params.set("queues", "1");
+  if (pools) params.set("pools", "1");
   const live = document.querySelector("p.live");
   const fragment = document.querySelector("tbody[data-fragment]");
   const card = document.querySelector("[data-live=job]");
@@ -81,6 +83,12 @@
       document.querySelectorAll('[data-queue="' + CSS.escape(q.key) + '"]').forEach((row) => {
         for (const f of ["waiting", "running", "succeeded", "dead"]) setField(row, f, q[f]);
         setField(row, "oldest", q.oldest || "–");
+      });
+    }
+    for (const p of notice.pools || []) {
+      document.querySelectorAll('[data-pool="' + CSS.escape(p.name) + '"]').forEach((row) => {
+        setField(row, "desired", p.desired);
+        setField(row, "actual", p.actual);
       });
     }
   }

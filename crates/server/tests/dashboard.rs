@@ -663,5 +663,20 @@ async fn the_workers_page_lists_pools_with_their_decisions_escaped() {
         overview.contains("desired and actual workers of pool ext&lt;b&gt;&amp;co"),
         "the overview charts the pool"
     );
+
+    let mut events = b.get("/events?pools=1").await;
+    let first = events.chunk().await.expect("read").expect("an event");
+    let text = String::from_utf8_lossy(&first);
+    let data = text
+        .lines()
+        .find_map(|l| l.strip_prefix("data:"))
+        .expect("an update with data");
+    let notice: Value = serde_json::from_str(data.trim()).expect("json notice");
+    assert_eq!(
+        notice["pools"],
+        json!([{"name": "ext<b>&co", "desired": status[0].desired, "actual": status[0].actual}]),
+        "the stream carries the pool's sizes: {text}"
+    );
+    drop(events);
     server.stop().await;
 }

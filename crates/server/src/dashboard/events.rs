@@ -1,5 +1,5 @@
 //! Live updates: one server-sent event stream per page. Every second it looks at the jobs on
-//! the page (and, on the overview, the queues) and sends a small JSON notice when they
+//! the page (and, on the overview, the queues; on the workers page, the pools) and sends a small JSON notice when they
 //! changed. A stream whose session is gone (signed out, or the server restarted) gets one
 //! `signed_out` event and ends, so the page can say so instead of reconnecting forever.
 
@@ -31,12 +31,13 @@ struct Watch {
     headers: HeaderMap,
     jobs: Vec<String>,
     queues: bool,
+    pools: bool,
     last: Option<Value>,
     first: bool,
     done: bool,
 }
 
-/// The event stream for one page: `?jobs=id,id&queues=1`.
+/// The event stream for one page: `?jobs=id,id&queues=1&pools=1`.
 pub async fn stream(
     State(state): State<AppState>,
     Extension(dashboard): Extension<Arc<Dashboard>>,
@@ -58,6 +59,7 @@ pub async fn stream(
         headers,
         jobs,
         queues: params.get("queues").is_some(),
+        pools: params.get("pools").is_some(),
         last: None,
         first: true,
         done: false,
@@ -103,7 +105,8 @@ pub async fn stream(
     Sse::new(events).keep_alive(KeepAlive::default())
 }
 
-/// The watched jobs' counts and, when asked, every visible queue's numbers.
+/// The watched jobs' counts and, when asked, every visible queue's numbers and every pool's
+/// desired and actual workers.
 async fn snapshot(w: &Watch, scope: Option<&str>) -> spillway_core::Result<Value> {
     let mut jobs = Vec::with_capacity(w.jobs.len());
     for id in &w.jobs {
@@ -140,5 +143,11 @@ async fn snapshot(w: &Watch, scope: Option<&str>) -> spillway_core::Result<Value
             }));
         }
     }
-    Ok(json!({ "jobs": jobs, "queues": queues }))
+    let mut pools = Vec::new();
+    if w.pools {
+        for p in super::pages::pools::statuses(&w.state) {
+            pools.push(json!({ "name": p.name, "desired": p.desired, "actual": p.actual }));
+        }
+    }
+    Ok(json!({ "jobs": jobs, "queues": queues, "pools": pools }))
 }
