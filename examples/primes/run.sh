@@ -29,5 +29,5 @@ echo "spillway up: http://127.0.0.1:$port (log: $data.up.log)"
 "$bin" submit --name primes-500 --from examples/primes/tasks.jsonl --wait \
   -- python3 "$PWD/examples/primes/task.py" | tee "$data.submit.log"
 job=$(awk '/^job /{print $2; exit}' "$data.submit.log")
-"$bin" results "$job" --json | python3 -c 'import json,sys; files=json.load(sys.stdin); print(f"{len(files)} result objects, e.g. {files[0][\"path\"]}")'
+"$bin" results "$job" --json | python3 -c 'import json,sys; files=json.load(sys.stdin); print(len(files), "result objects, e.g.", files[0]["path"])'
 echo "results are under $data/blobs/default/results/$job/<index>/result.json"
