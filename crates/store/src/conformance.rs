@@ -45,12 +45,22 @@ use spillway_core::{ErrorKind, Result, Timestamp};
 
 use crate::{DynStore, JobSubmit, QueueCreate, TaskLease};
 
-/// Expands to one `#[tokio::test]` per conformance case, each on a fresh store from `$make`
-/// (an async closure or fn returning a [`DynStore`](crate::DynStore)).
+/// Expands to one `#[tokio::test]` per conformance case.
+///
+/// Either `store_conformance_tests!(make)`, where `make` is an async closure or fn returning a
+/// fresh [`DynStore`](crate::DynStore) for each case, or `store_conformance_tests!(runner =
+/// run)`, where `run` is an async fn given each case (`FnOnce(DynStore) -> impl Future`) that
+/// sets up a store, runs the case and cleans up, or skips when its backend is not available.
 #[macro_export]
 macro_rules! store_conformance_tests {
+    (runner = $run:path) => {
+        $crate::store_conformance_tests!(@list run $run);
+    };
     ($make:expr) => {
-        $crate::store_conformance_tests!(@cases $make;
+        $crate::store_conformance_tests!(@list make $make);
+    };
+    (@list $mode:ident $arg:expr) => {
+        $crate::store_conformance_tests!(@cases $mode $arg;
             tenants_crud,
             queues_crud,
             tokens_crud,
@@ -82,13 +92,21 @@ macro_rules! store_conformance_tests {
             leader_lease_is_granted_and_held,
         );
     };
-    (@cases $make:expr; $($case:ident),* $(,)?) => {
+    (@cases make $make:expr; $($case:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
                 let make = $make;
                 let store: $crate::DynStore = make().await;
                 $crate::conformance::$case(store).await;
+            }
+        )*
+    };
+    (@cases run $run:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                $run($crate::conformance::$case).await;
             }
         )*
     };

@@ -59,75 +59,9 @@ where
     }
 }
 
-/// The conformance cases, run here rather than through `store_conformance_tests!` because
-/// these must skip when no database is configured. `conformance_case_list_is_complete` fails
-/// when the suite gains a case this list lacks.
-macro_rules! postgres_conformance {
-    ($($case:ident),* $(,)?) => {
-        const CASES: &[&str] = &[$(stringify!($case)),*];
-        mod conformance_cases {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::conformance(spillway_store::conformance::$case).await;
-                }
-            )*
-        }
-    };
-}
-
-postgres_conformance!(
-    tenants_crud,
-    queues_crud,
-    tokens_crud,
-    submit_creates_tasks,
-    submit_is_idempotent_by_key,
-    lease_takes_by_priority_then_run_at_then_id,
-    lease_skips_paused_scheduled_and_other_tenants,
-    heartbeat_extends_only_the_current_lease,
-    complete_refuses_stale_tokens,
-    fail_retries_with_backoff_then_dies,
-    non_retryable_failure_is_dead_at_once,
-    release_preempted_requeues_without_failure,
-    lease_reap_fails_expired_leases,
-    cancel_stops_waiting_and_flags_leased_tasks,
-    job_retry_requeues_dead_and_cancelled,
-    dead_list_and_requeue,
-    job_list_pages_and_filters,
-    task_and_dead_lists_page,
-    tenants_are_isolated,
-    workers_lifecycle,
-    retention_sweep_deletes_only_expired_finished_jobs,
-    job_inputs_deletion_bookkeeping,
-    lease_check_accepts_only_the_current_lease,
-    queue_stats_counts_states,
-    concurrent_leasers_never_share_a_task,
-    wakeups_signal_on_submit,
-    queue_demand_counts_backlog_leases_and_run_times,
-    worker_drain_is_sticky,
-    leader_lease_is_granted_and_held,
-);
-
-#[test]
-fn conformance_case_list_is_complete() {
-    let source = include_str!("../src/conformance.rs");
-    let start = source.find("@cases $make;").unwrap_or_else(|| {
-        panic!("the conformance macro no longer lists its cases after `@cases $make;`")
-    });
-    let rest = &source[start + "@cases $make;".len()..];
-    let end = rest.find(");").unwrap_or(rest.len());
-    let suite: HashSet<&str> = rest[..end]
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect();
-    let here: HashSet<&str> = CASES.iter().copied().collect();
-    let missing: Vec<_> = suite.difference(&here).collect();
-    assert!(
-        missing.is_empty(),
-        "add these conformance cases to tests/postgres.rs: {missing:?}"
-    );
-}
+// Every conformance case, each on a fresh schema that `conformance` drops afterwards (or
+// skipped when no database is configured).
+spillway_store::store_conformance_tests!(runner = conformance);
 
 /// Two replicas on one schema, four leasing loops each, race over 10,000 tasks: no task is
 /// handed out twice while its lease is valid, and every task completes.
