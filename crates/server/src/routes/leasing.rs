@@ -253,69 +253,19 @@ async fn fail_all(state: &AppState, items: Vec<Failure>) -> Result<Vec<ReportRes
     Ok(results)
 }
 
-/// Report tasks done; each entry is applied only if its lease is current.
-#[utoipa::path(post, path = "/v1/tasks/complete", tag = "work", request_body = CompleteRequest,
-    security(("bearer" = [])),
-    responses((status = 200, body = ReportResponse), (status = "4XX", body = Problem)))]
-pub async fn complete(
-    State(state): State<AppState>,
-    auth: Auth,
-    body: JsonBody,
-) -> ApiResult<Json<ReportResponse>> {
-    auth.require(Action::Work)?;
-    let req: CompleteRequest = body.parse()?;
-    check_batch("completions", req.completions.len())?;
-    let ids: Vec<TaskId> = req.completions.iter().map(|c| c.task_id).collect();
-    let owned = scope::owned(&state, auth.0.tenant.as_deref(), &ids).await?;
-    let applied = complete_all(&state, scope::keep(req.completions, &owned)).await?;
-    let results = scope::merge(&ids, &owned, applied, scope::refused_report);
-    Ok(Json(ReportResponse { results }))
-}
-
-/// Report tasks failed; each entry is applied only if its lease is current.
-#[utoipa::path(post, path = "/v1/tasks/fail", tag = "work", request_body = FailRequest,
-    security(("bearer" = [])),
-    responses((status = 200, body = ReportResponse), (status = "4XX", body = Problem)))]
-pub async fn fail(
-    State(state): State<AppState>,
-    auth: Auth,
-    body: JsonBody,
-) -> ApiResult<Json<ReportResponse>> {
-    auth.require(Action::Work)?;
-    let req: FailRequest = body.parse()?;
-    check_batch("failures", req.failures.len())?;
-    let ids: Vec<TaskId> = req.failures.iter().map(|f| f.task_id).collect();
-    let owned = scope::owned(&state, auth.0.tenant.as_deref(), &ids).await?;
-    let applied = fail_all(&state, scope::keep(req.failures, &owned)).await?;
-    let results = scope::merge(&ids, &owned, applied, scope::refused_report);
-    Ok(Json(ReportResponse { results }))
-}
-
-/// Hand leases back (preempted or cancelled).
-#[utoipa::path(post, path = "/v1/tasks/release", tag = "work", request_body = ReleaseRequest,
-    security(("bearer" = [])),
-    responses((status = 200, body = ReportResponse), (status = "4XX", body = Problem)))]
-pub async fn release(
-    State(state): State<AppState>,
-    auth: Auth,
-    body: JsonBody,
-) -> ApiResult<Json<ReportResponse>> {
-    auth.require(Action::Work)?;
-    let req: ReleaseRequest = body.parse()?;
-    check_batch("releases", req.releases.len())?;
-    let ids: Vec<TaskId> = req.releases.iter().map(|r| r.task_id).collect();
-    let owned = scope::owned(&state, auth.0.tenant.as_deref(), &ids).await?;
-    let releases = scope::keep(req.releases, &owned);
-    if releases.is_empty() {
-        let results = scope::merge(&ids, &owned, Vec::new(), scope::refused_report);
-        return Ok(Json(ReportResponse { results }));
+async fn release_all(
+    state: &AppState,
+    items: Vec<spillway_core::api::Release>,
+) -> Result<Vec<ReportResult>, Error> {
+    if items.is_empty() {
+        return Ok(Vec::new());
     }
     // The pool of the worker that leased them, so the next lease prefers another pool.
-    let worker_pool = releases
+    let worker_pool = items
         .iter()
         .find_map(|r| state.shared.leases.get(r.task_id, &r.lease_token))
         .map(|e| e.pool);
-    let reported: Vec<Reported> = releases
+    let reported: Vec<Reported> = items
         .iter()
         .map(|r| Reported {
             task_id: r.task_id,
@@ -330,14 +280,100 @@ pub async fn release(
     let results = state
         .store
         .task_release(TaskRelease {
-            items: releases,
+            items,
             worker_pool,
             now,
         })
         .await?;
-    account(&state, &reported, &results, now);
-    let results = scope::merge(&ids, &owned, results, scope::refused_report);
+    account(state, &reported, &results, now);
+    Ok(results)
+}
+
+/// Apply a batched report to the items in the caller's tenant; the others are refused as not
+/// found, in their place in the answer. The caller has checked the role before parsing.
+async fn scoped_batch<T, Fut>(
+    state: &AppState,
+    auth: &Auth,
+    what: &str,
+    items: Vec<T>,
+    task_id: impl Fn(&T) -> TaskId,
+    apply: impl FnOnce(Vec<T>) -> Fut,
+) -> ApiResult<Json<ReportResponse>>
+where
+    Fut: std::future::Future<Output = Result<Vec<ReportResult>, Error>>,
+{
+    check_batch(what, items.len())?;
+    let ids: Vec<TaskId> = items.iter().map(task_id).collect();
+    let owned = scope::owned(state, auth.0.tenant.as_deref(), &ids).await?;
+    let applied = apply(scope::keep(items, &owned)).await?;
+    let results = scope::merge(&ids, &owned, applied, scope::refused_report);
     Ok(Json(ReportResponse { results }))
+}
+
+/// Report tasks done; each entry is applied only if its lease is current.
+#[utoipa::path(post, path = "/v1/tasks/complete", tag = "work", request_body = CompleteRequest,
+    security(("bearer" = [])),
+    responses((status = 200, body = ReportResponse), (status = "4XX", body = Problem)))]
+pub async fn complete(
+    State(state): State<AppState>,
+    auth: Auth,
+    body: JsonBody,
+) -> ApiResult<Json<ReportResponse>> {
+    auth.require(Action::Work)?;
+    let req: CompleteRequest = body.parse()?;
+    scoped_batch(
+        &state,
+        &auth,
+        "completions",
+        req.completions,
+        |c| c.task_id,
+        |items| complete_all(&state, items),
+    )
+    .await
+}
+
+/// Report tasks failed; each entry is applied only if its lease is current.
+#[utoipa::path(post, path = "/v1/tasks/fail", tag = "work", request_body = FailRequest,
+    security(("bearer" = [])),
+    responses((status = 200, body = ReportResponse), (status = "4XX", body = Problem)))]
+pub async fn fail(
+    State(state): State<AppState>,
+    auth: Auth,
+    body: JsonBody,
+) -> ApiResult<Json<ReportResponse>> {
+    auth.require(Action::Work)?;
+    let req: FailRequest = body.parse()?;
+    scoped_batch(
+        &state,
+        &auth,
+        "failures",
+        req.failures,
+        |f| f.task_id,
+        |items| fail_all(&state, items),
+    )
+    .await
+}
+
+/// Hand leases back (preempted or cancelled).
+#[utoipa::path(post, path = "/v1/tasks/release", tag = "work", request_body = ReleaseRequest,
+    security(("bearer" = [])),
+    responses((status = 200, body = ReportResponse), (status = "4XX", body = Problem)))]
+pub async fn release(
+    State(state): State<AppState>,
+    auth: Auth,
+    body: JsonBody,
+) -> ApiResult<Json<ReportResponse>> {
+    auth.require(Action::Work)?;
+    let req: ReleaseRequest = body.parse()?;
+    scoped_batch(
+        &state,
+        &auth,
+        "releases",
+        req.releases,
+        |r| r.task_id,
+        |items| release_all(&state, items),
+    )
+    .await
 }
 
 /// Turn the one result of a single-task report into 204, or 409 when it was refused.
