@@ -33,6 +33,9 @@ pub struct NewTask {
     pub payload: Option<serde_json::Value>,
 }
 
+/// Longest container image reference accepted in a task spec.
+pub const MAX_IMAGE_LEN: usize = 512;
+
 /// Submit a job: `count` identical tasks, or one task per entry of `tasks`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -96,6 +99,7 @@ impl SubmitJob {
                 env: BTreeMap::new(),
                 timeout: None,
                 resources: Default::default(),
+                image: None,
             },
             count: None,
             tasks: None,
@@ -167,6 +171,15 @@ impl SubmitJob {
             && timeout.is_zero()
         {
             return Err(Error::invalid("timeout must be above zero, e.g. \"10m\""));
+        }
+        if let Some(image) = &self.spec.image
+            && (image.is_empty()
+                || image.len() > MAX_IMAGE_LEN
+                || image.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return Err(Error::invalid(format!(
+                "image {image:?} is not a container image reference: give one such as \"python:3.12-slim\" (no spaces, at most {MAX_IMAGE_LEN} characters)"
+            )));
         }
         for (k, v) in &self.labels {
             crate::names::validate_label_key(k)?;

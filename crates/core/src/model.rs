@@ -152,6 +152,11 @@ pub struct TaskSpec {
     /// What one task needs.
     #[serde(default)]
     pub resources: Resources,
+    /// The container image to run `command` in, for executors that run containers (the
+    /// Kubernetes job-per-task executor); local workers run the command on their host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "python:3.12-slim")]
+    pub image: Option<String>,
 }
 
 /// A job: one or many tasks sharing a spec.

@@ -196,6 +196,7 @@ pub fn job(tenant: &str, queue: &str, n: usize, now: Timestamp) -> JobSubmit {
             env: BTreeMap::new(),
             timeout: None,
             resources: Default::default(),
+            image: None,
         },
         priority: 0,
         burstable: false,

@@ -23,6 +23,8 @@ pub struct ExecRequest {
     pub stdin: Vec<u8>,
     /// Kill the command (and everything it started) after this long.
     pub timeout: Option<Duration>,
+    /// The container image the task asked for; executors that do not run containers ignore it.
+    pub image: Option<String>,
 }
 
 /// How a command ended.

@@ -121,6 +121,7 @@ async fn execute(shared: &Shared, task: &LeasedTask, dir: &Path, stop: &StopHand
         cwd: dir.to_path_buf(),
         stdin: payload,
         timeout: task.spec.timeout,
+        image: task.spec.image.clone(),
     };
     let outcome = match shared.executor.run(request, stop.token.clone()).await {
         Ok(outcome) => outcome,

@@ -19,6 +19,7 @@ fn request(dir: &Path, argv: &[&str]) -> ExecRequest {
         cwd: dir.to_path_buf(),
         stdin: Vec::new(),
         timeout: None,
+        image: None,
     }
 }
 

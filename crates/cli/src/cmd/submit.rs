@@ -65,6 +65,10 @@ pub struct SubmitArgs {
     /// Kill a task that runs longer than this (e.g. `10m`).
     #[arg(long, value_parser = humantime::parse_duration)]
     timeout: Option<Duration>,
+    /// Container image to run the command in, for workers that run tasks as Kubernetes Jobs
+    /// (`spillway worker --executor kubernetes`); local workers ignore it.
+    #[arg(long, value_name = "IMAGE")]
+    image: Option<String>,
     /// Do not start before this delay (e.g. `5m`).
     #[arg(long, value_parser = humantime::parse_duration)]
     delay: Option<Duration>,
@@ -196,6 +200,7 @@ pub async fn run(ctx: &Ctx, args: SubmitArgs) -> Result<ExitCode> {
             memory_mb: args.memory_mb,
             gpu: args.gpu,
         },
+        image: args.image.clone(),
     };
     // Check locally first, so nothing is uploaded for a request the server would refuse.
     request.validate(usize::MAX)?;
