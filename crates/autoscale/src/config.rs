@@ -10,6 +10,8 @@ use spillway_core::model::Resources;
 use spillway_core::names::validate_name;
 use spillway_core::{Error, Result};
 
+use crate::targets::{ComputeEnginePool, KubernetesPool};
+
 /// Default smallest size of a pool: pools may scale to zero.
 pub const DEFAULT_MIN_WORKERS: u32 = 0;
 /// Default largest size of a pool.
@@ -99,6 +101,12 @@ pub struct PoolConfig {
     /// What one worker offers (cpu, memory_mb, gpu).
     #[serde(default)]
     pub resources: Resources,
+    /// Settings of a `kubernetes` pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesPool>,
+    /// Settings of a `compute_engine` pool (required for one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute_engine: Option<ComputeEnginePool>,
 }
 
 fn default_min() -> u32 {
@@ -138,6 +146,8 @@ impl PoolConfig {
             startup: DEFAULT_STARTUP,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             resources: Resources::default(),
+            kubernetes: None,
+            compute_engine: None,
         }
     }
 
@@ -181,6 +191,31 @@ impl PoolConfig {
                 "pool {name:?} has cost_per_hour {}: use a number of at least 0",
                 self.cost_per_hour
             )));
+        }
+        match (&self.kubernetes, self.provider) {
+            (Some(section), ProviderKind::Kubernetes) => section.validate(name)?,
+            (None, _) => {}
+            (Some(_), other) => {
+                return Err(Error::invalid(format!(
+                    "pool {name:?} has a kubernetes section but provider {:?}: remove the section or set provider = \"kubernetes\"",
+                    other.as_str()
+                )));
+            }
+        }
+        match (&self.compute_engine, self.provider) {
+            (Some(section), ProviderKind::ComputeEngine) => section.validate(name)?,
+            (None, ProviderKind::ComputeEngine) => {
+                return Err(Error::invalid(format!(
+                    "pool {name:?} has provider \"compute_engine\" but no compute_engine section: add compute_engine = {{ project = \"…\", zone = \"…\", instance_group = \"…\" }}"
+                )));
+            }
+            (None, _) => {}
+            (Some(_), other) => {
+                return Err(Error::invalid(format!(
+                    "pool {name:?} has a compute_engine section but provider {:?}: remove the section or set provider = \"compute_engine\"",
+                    other.as_str()
+                )));
+            }
         }
         Ok(())
     }
@@ -289,6 +324,7 @@ resources = { cpu = 2.0, memory_mb = 4096 }
 [[pools]]
 name = "spot"
 provider = "compute_engine"
+compute_engine = { project = "p", zone = "europe-west4-a", instance_group = "workers" }
 queues = ["default"]
 max = 100
 tier = 1

@@ -307,6 +307,7 @@ max = 3
 [[pools]]
 name = "spot"
 provider = "compute_engine"
+compute_engine = { project = "p", region = "europe-west4", instance_group = "gpu" }
 queues = ["gpu"]
 tier = 1
 "#,
