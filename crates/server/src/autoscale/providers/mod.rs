@@ -1,6 +1,7 @@
 //! Pool providers the server runs itself: `local` (child processes) and `external` (workers
 //! started by someone else). Both join instances to registered workers through the store.
 
+pub mod deferred;
 pub mod external;
 pub mod local;
 
