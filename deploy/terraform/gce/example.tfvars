@@ -1,0 +1,13 @@
+# An example: workers in two regions on Spot VMs. `terraform apply -var-file=example.tfvars`.
+project             = "example-project"
+regions             = ["europe-west4", "us-central1"]
+machine_type        = "e2-standard-4"
+spot                = true
+image               = "europe-docker.pkg.dev/example-project/spillway/spillway:0.1.0"
+image_repository    = "projects/example-project/locations/europe/repositories/spillway"
+server_url          = "https://spillway.example.com"
+worker_token_secret = "projects/example-project/secrets/spillway-worker-token"
+min_per_region      = 0
+max_per_region      = 20
+bucket_name         = "example-project-spillway-staging"
+bucket_location     = "EU"
