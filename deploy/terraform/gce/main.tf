@@ -67,16 +67,16 @@ resource "google_storage_bucket_iam_member" "server_objects" {
 # delete and reconfigure any VM in the project. It is granted on the project (Compute Engine
 # has no per-group IAM policy); keep the workers in a project of their own to scope it further.
 resource "google_project_iam_custom_role" "pool_resizer" {
-  project     = var.project
-  role_id     = replace("${var.name_prefix}_pool_resizer", "-", "_")
-  title       = "Spillway pool resizer"
-  description = "Resize Spillway's managed instance groups, list their instances, stop named ones, poll operations."
+  project = var.project
+  role_id = replace("${var.name_prefix}_pool_resizer", "-", "_")
+  title   = "Spillway pool resizer"
+  # get: the group and listManagedInstances; update: resize and deleteInstances (stopping named
+  # workers); operations: polling what those return. Nothing can create or change a VM directly.
+  description = "Resize Spillway's managed instance groups, list their instances, delete named ones, poll operations."
   permissions = [
     "compute.instanceGroupManagers.get",
     "compute.instanceGroupManagers.list",
     "compute.instanceGroupManagers.update",
-    "compute.instances.get",
-    "compute.instances.list",
     "compute.regionOperations.get",
     "compute.zoneOperations.get",
   ]
