@@ -18,6 +18,10 @@
 {{- printf "%s-worker" (include "spillway.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
+{{- define "spillway.workerServiceAccountName" -}}
+{{- printf "%s-worker" (include "spillway.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
 {{- define "spillway.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 app.kubernetes.io/name: {{ include "spillway.name" . }}
@@ -96,6 +100,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- if and .Values.workers.enabled (gt (int .Values.workers.min) (int .Values.workers.max)) -}}
 {{- fail "workers.min is larger than workers.max" -}}
+{{- end -}}
+{{- if and .Values.workers.jobExecutor.enabled (not .Values.workers.enabled) -}}
+{{- fail "workers.jobExecutor.enabled needs workers.enabled=true" -}}
 {{- end -}}
 {{- if and .Values.keda.enabled (not .Values.workers.enabled) -}}
 {{- fail "keda.enabled scales the worker Deployment: set workers.enabled=true or keda.enabled=false" -}}
