@@ -88,6 +88,16 @@ resource "google_project_iam_member" "server_pool_resizer" {
   member  = google_service_account.role["server"].member
 }
 
+# Server on GKE: its Kubernetes service account acts as the server service account (the Helm
+# chart's serviceAccount.annotations then names it with iam.gke.io/gcp-service-account).
+resource "google_service_account_iam_member" "server_workload_identity" {
+  count = var.server_workload_identity == null ? 0 : 1
+
+  service_account_id = google_service_account.role["server"].name
+  role               = "roles/iam.workloadIdentityUser"
+  member             = "serviceAccount:${var.project}.svc.id.goog[${var.server_workload_identity}]"
+}
+
 # Server: the Pub/Sub bridge (`spillway bridge pubsub`) pulls the subscription.
 resource "google_pubsub_subscription_iam_member" "server_subscriber" {
   count = var.pubsub_subscription == null ? 0 : 1

@@ -147,3 +147,14 @@ variable "pubsub_subscription" {
   type        = string
   default     = null
 }
+
+variable "server_workload_identity" {
+  description = "Where the server runs on GKE with Workload Identity: \"NAMESPACE/KUBERNETES_SERVICE_ACCOUNT\" (the Helm chart's is <release>-spillway) to act as the server service account; null otherwise."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.server_workload_identity == null || can(regex("^[a-z0-9-]+/[a-z0-9-]+$", var.server_workload_identity))
+    error_message = "server_workload_identity must look like NAMESPACE/SERVICE_ACCOUNT."
+  }
+}
