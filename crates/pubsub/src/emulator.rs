@@ -1,0 +1,133 @@
+//! The Pub/Sub emulator as a child process, for tests: started on 127.0.0.1 with a free
+//! port, polled until it answers, killed when its guard drops.
+//!
+//! The emulator is found through `SPILLWAY_PUBSUB_EMULATOR` (the path of
+//! `cloud-pubsub-emulator`), else at the Google Cloud SDK's default place. It needs java.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use spillway_core::{Error, Result};
+
+use crate::client::PubSub;
+
+/// The variable naming the emulator's start script.
+pub const EMULATOR_ENV: &str = "SPILLWAY_PUBSUB_EMULATOR";
+/// Where the Google Cloud SDK (apt package `google-cloud-cli-pubsub-emulator`) puts it.
+pub const DEFAULT_EMULATOR: &str =
+    "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator";
+/// How long the emulator (a JVM) may take to answer after starting.
+const START_DEADLINE: Duration = Duration::from_secs(90);
+/// Pause between two readiness checks.
+const POLL: Duration = Duration::from_millis(100);
+
+/// The emulator's start script, if there is one.
+pub fn find() -> Option<PathBuf> {
+    let path = std::env::var_os(EMULATOR_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_EMULATOR));
+    path.is_file().then_some(path)
+}
+
+/// The emulator for a test, or `None` after printing why the test is skipped. Under CI
+/// (`CI=true`) a missing emulator panics instead, so CI cannot pass by skipping.
+pub fn find_or_skip(test: &str) -> Option<PathBuf> {
+    if let Some(path) = find() {
+        return Some(path);
+    }
+    let reason = format!(
+        "the Pub/Sub emulator was not found (set {EMULATOR_ENV} to cloud-pubsub-emulator, or install it at {DEFAULT_EMULATOR}; it needs java)"
+    );
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: {reason}; CI=true, so this is a failure, not a skip");
+    }
+    eprintln!("SKIPPED {test}: {reason}");
+    None
+}
+
+/// A running emulator; killed with its process group on drop.
+pub struct Emulator {
+    child: Child,
+    host: String,
+}
+
+impl Emulator {
+    /// Start the emulator at `script` on a free port and wait until it answers.
+    pub async fn start(script: &std::path::Path) -> Result<Emulator> {
+        use std::os::unix::process::CommandExt;
+        let port = free_port()?;
+        let host = format!("127.0.0.1:{port}");
+        let child = Command::new(script)
+            .arg("--host=127.0.0.1")
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            // Its own process group, so the guard can kill the JVM the script execs.
+            .process_group(0)
+            .spawn()
+            .map_err(|e| {
+                Error::unavailable(format!("cannot start {}", script.display())).with_source(e)
+            })?;
+        let mut emulator = Emulator { child, host };
+        emulator.wait_ready().await?;
+        Ok(emulator)
+    }
+
+    async fn wait_ready(&mut self) -> Result<()> {
+        let http = reqwest::Client::new();
+        let url = format!("http://{}/", self.host);
+        let until = Instant::now() + START_DEADLINE;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(Error::unavailable(format!(
+                    "the Pub/Sub emulator exited with {status} while starting: is java installed?"
+                )));
+            }
+            if let Ok(answer) = http.get(&url).send().await
+                && answer.status().is_success()
+            {
+                return Ok(());
+            }
+            if Instant::now() >= until {
+                return Err(Error::unavailable(format!(
+                    "the Pub/Sub emulator did not answer on {} within {START_DEADLINE:?}",
+                    self.host
+                )));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// `127.0.0.1:PORT`, the value for `PUBSUB_EMULATOR_HOST`.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// A client for it.
+    pub fn client(&self) -> Result<PubSub> {
+        PubSub::emulator(&self.host)
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        if let Ok(raw) = i32::try_from(self.child.id()) {
+            let _ = killpg(Pid::from_raw(raw), Signal::SIGKILL);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| Error::unavailable("cannot find a free port").with_source(e))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| Error::unavailable("cannot find a free port").with_source(e))
+}
