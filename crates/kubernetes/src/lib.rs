@@ -1,1 +1,4 @@
 //! Spillway on Kubernetes: a pool provider (Deployment scale or work-queue Jobs) and an executor that runs each task as a batch/v1 Job, with a fake API server for tests.
+
+pub mod client;
+pub mod fake;
