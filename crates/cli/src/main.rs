@@ -91,6 +91,8 @@ enum Command {
     Tenants(cmd::admin::TenantsArgs),
     /// Autoscaled pools: sizes, workers and the autoscaler's decisions; change their bounds.
     Pools(cmd::pools::PoolsArgs),
+    /// Bridges from other systems: `spillway bridge pubsub` turns Pub/Sub messages into tasks.
+    Bridge(cmd::bridge::BridgeArgs),
     /// Measure queue throughput and latency on SQLite and PostgreSQL.
     Bench(cmd::bench::BenchArgs),
     /// Simulate a workload under Spillway's autoscaling policy and a KEDA-style one, and compare.
@@ -133,6 +135,7 @@ fn main() -> ExitCode {
             Command::Tokens(args) => cmd::admin::tokens(&ctx, args).await,
             Command::Tenants(args) => cmd::admin::tenants(&ctx, args).await,
             Command::Pools(args) => cmd::pools::run(&ctx, args).await,
+            Command::Bridge(args) => cmd::bridge::run(&ctx, args).await,
             Command::Bench(args) => cmd::bench::run(&ctx, args).await,
             Command::Simulate(args) => cmd::simulate::run(&ctx, args).await,
         }

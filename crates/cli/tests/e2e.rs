@@ -17,6 +17,8 @@ mod example;
 mod faults;
 #[path = "e2e/postgres.rs"]
 mod postgres;
+#[path = "e2e/pubsub.rs"]
+mod pubsub;
 #[path = "e2e/support.rs"]
 mod support;
 #[path = "e2e/workers_down.rs"]

@@ -267,6 +267,14 @@ async fn process_batch(
     {
         tracing::warn!(error = %e, count = hand_back.len(), "handing messages back failed; they return when their deadline passes");
     }
+    tracing::debug!(
+        pulled = stats.pulled.load(Ordering::Relaxed),
+        created = stats.created.load(Ordering::Relaxed),
+        duplicates = stats.duplicates.load(Ordering::Relaxed),
+        acked = stats.acked.load(Ordering::Relaxed),
+        rejected = stats.rejected.load(Ordering::Relaxed),
+        "batch done"
+    );
     match stop {
         Some(e) => Err(e),
         None => Ok(()),

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod bench;
+pub mod bridge;
 pub mod dead;
 pub mod jobs;
 pub mod pools;
