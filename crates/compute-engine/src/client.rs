@@ -31,7 +31,7 @@ pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(8);
 pub const DEFAULT_OPERATION_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// Default time a resize waits for its operation to finish; after it, the operation is
 /// looked at again on the next observation instead.
-pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(20);
 /// `maxResults` of `listManagedInstances` (the API's largest page).
 pub const LIST_PAGE_SIZE: u32 = 500;
 /// Most instances one `deleteInstances` call may name (the API's limit).

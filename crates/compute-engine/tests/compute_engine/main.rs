@@ -6,6 +6,7 @@
 mod conformance;
 mod drain;
 mod failures;
+mod guide;
 mod regions;
 mod requests;
 mod support;

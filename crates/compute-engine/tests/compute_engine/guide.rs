@@ -1,0 +1,34 @@
+//! The pools of docs/compute-engine.md parse and validate, so the guide cannot rot.
+
+use serde::Deserialize;
+use spillway_autoscale::config::{PoolConfig, ProviderKind, validate_pools};
+
+const GUIDE: &str = include_str!("../../../../docs/compute-engine.md");
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    pools: Vec<PoolConfig>,
+}
+
+#[test]
+fn the_guides_pools_are_valid_and_serve_one_queue_from_two_regions() {
+    let start = GUIDE.find("```toml\n").expect("the guide has a toml block") + "```toml\n".len();
+    let end = start + GUIDE[start..].find("```").expect("the block ends");
+    let file: File = toml::from_str(&GUIDE[start..end]).expect("the guide's pools parse");
+    validate_pools(&file.pools).expect("the guide's pools are valid");
+    let regions: Vec<Option<String>> = file
+        .pools
+        .iter()
+        .map(|p| p.compute_engine.as_ref().and_then(|s| s.region.clone()))
+        .collect();
+    assert_eq!(
+        regions,
+        vec![Some("europe-west4".into()), Some("us-central1".into())]
+    );
+    assert!(
+        file.pools
+            .iter()
+            .all(|p| p.provider == ProviderKind::ComputeEngine && p.queues == ["default"])
+    );
+}
