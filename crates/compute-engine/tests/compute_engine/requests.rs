@@ -289,3 +289,67 @@ async fn the_fake_refuses_malformed_requests_with_google_errors() {
     }
     assert_eq!(env.fake.target_size(&group), Some(0), "nothing was applied");
 }
+
+#[tokio::test]
+async fn the_fakes_operations_step_on_get_and_finish_on_wait() {
+    let env = env().await;
+    let group = env
+        .fake
+        .add_regional_group("proj", "us-central1", "workers");
+    let base = env.fake.base_url();
+    let http = reqwest::Client::new();
+    let operation: serde_json::Value = http
+        .post(format!("{base}/{}/resize?size=1", group.path()))
+        .bearer_auth(FAKE_TOKEN)
+        .send()
+        .await
+        .expect("resize")
+        .json()
+        .await
+        .expect("operation");
+    assert_eq!(operation["kind"], "compute#operation");
+    assert_eq!(operation["status"], "PENDING");
+    assert_eq!(
+        operation["targetLink"],
+        format!("{RESOURCE_LINK_PREFIX}{}", group.path())
+    );
+    assert!(
+        operation["region"]
+            .as_str()
+            .is_some_and(|r| r.ends_with("/regions/us-central1"))
+    );
+    let name = operation["name"].as_str().expect("a name").to_string();
+    let path = group.operation_path(&name);
+    let get = |http: &reqwest::Client| http.get(format!("{base}/{path}")).bearer_auth(FAKE_TOKEN);
+    let seen: serde_json::Value = get(&http)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("op");
+    assert_eq!(seen["status"], "RUNNING");
+    let waited: serde_json::Value = http
+        .post(format!("{base}/{path}/wait"))
+        .bearer_auth(FAKE_TOKEN)
+        .send()
+        .await
+        .expect("wait")
+        .json()
+        .await
+        .expect("op");
+    assert_eq!(waited["status"], "DONE");
+    assert_eq!(waited["selfLink"], format!("{RESOURCE_LINK_PREFIX}{path}"));
+    let zonal_path = format!("projects/proj/zones/us-central1-a/operations/{name}");
+    let wrong_scope = http
+        .get(format!("{base}/{zonal_path}"))
+        .bearer_auth(FAKE_TOKEN)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(
+        wrong_scope.status().as_u16(),
+        404,
+        "a regional operation is not a zone's"
+    );
+}
