@@ -70,12 +70,13 @@ resource "google_project_iam_custom_role" "pool_resizer" {
   project = var.project
   role_id = replace("${var.name_prefix}_pool_resizer", "-", "_")
   title   = "Spillway pool resizer"
-  # get: the group and listManagedInstances; update: resize and deleteInstances (stopping named
-  # workers); operations: polling what those return. Nothing can create or change a VM directly.
+  # Exactly the list in docs/compute-engine.md. get: the group and listManagedInstances;
+  # update: resize and deleteInstances (stopping named workers); operations: polling what those
+  # return. The groups create and delete VMs as the Google APIs service agent, so no
+  # compute.instances.* or iam.serviceAccounts.actAs is needed.
   description = "Resize Spillway's managed instance groups, list their instances, delete named ones, poll operations."
   permissions = [
     "compute.instanceGroupManagers.get",
-    "compute.instanceGroupManagers.list",
     "compute.instanceGroupManagers.update",
     "compute.regionOperations.get",
     "compute.zoneOperations.get",
@@ -136,6 +137,16 @@ resource "google_artifact_registry_repository_iam_member" "worker_image" {
   repository = split("/", var.image_repository)[5]
   role       = "roles/artifactregistry.reader"
   member     = google_service_account.role["worker"].member
+}
+
+# Worker, only when tasks themselves read or write the staging bucket (as seed 002's engine
+# reads its input objects); Spillway's own inputs and results never need it.
+resource "google_storage_bucket_iam_member" "worker_objects" {
+  count = var.tasks_use_bucket ? 1 : 0
+
+  bucket = google_storage_bucket.staging.name
+  role   = "roles/storage.objectUser"
+  member = google_service_account.role["worker"].member
 }
 
 resource "google_project_iam_member" "worker_logging" {

@@ -158,3 +158,9 @@ variable "server_workload_identity" {
     error_message = "server_workload_identity must look like NAMESPACE/SERVICE_ACCOUNT."
   }
 }
+
+variable "tasks_use_bucket" {
+  description = "Give the worker service account roles/storage.objectUser on the staging bucket, for tasks that read or write it themselves. Spillway's own staging goes through the server and never needs it."
+  type        = bool
+  default     = false
+}
