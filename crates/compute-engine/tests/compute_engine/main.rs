@@ -4,6 +4,7 @@
 //! two regional pools serving one queue.
 
 mod conformance;
+mod credentials;
 mod drain;
 mod failures;
 mod guide;
