@@ -2,3 +2,4 @@
 
 pub mod client;
 pub mod fake;
+pub mod job_executor;
