@@ -3,3 +3,6 @@
 pub mod client;
 pub mod fake;
 pub mod job_executor;
+pub mod provider;
+
+pub use provider::KubernetesProvider;
