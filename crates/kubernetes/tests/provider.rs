@@ -280,7 +280,7 @@ async fn scale_up_patches_the_scale_subresource_conditionally() {
     // Asking again writes nothing.
     env.fake.clear_requests();
     resize(&env, &pool, 3, &[]).await.expect("resize again");
-    assert!(writes(&env.fake).is_empty());
+    assert!(self::writes(&env.fake).is_empty());
 }
 
 
