@@ -114,8 +114,8 @@ impl JobExecutorConfig {
 /// Where the Kubernetes credentials come from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClusterAccess {
-    /// A kubeconfig file; `None` means in-cluster config when running in a pod, else the
-    /// default kubeconfig (`$KUBECONFIG` or `~/.kube/config`).
+    /// A kubeconfig file; `None` infers the config the way `kubectl` does (see
+    /// [`crate::client::load_config`]).
     pub kubeconfig: Option<PathBuf>,
     /// The kubeconfig context to use instead of its current one.
     pub context: Option<String>,
@@ -153,11 +153,11 @@ impl KubernetesJobExecutor {
         })
     }
 
-    /// An executor for the cluster `access` reaches: the kubeconfig given, else in-cluster
-    /// config, else the default kubeconfig.
+    /// An executor for the cluster `access` reaches (see [`crate::client::load_config`]).
     pub async fn connect(access: &ClusterAccess, config: JobExecutorConfig) -> Result<Self> {
-        let client = client_for(access).await?;
-        Self::new(client, config)
+        let cluster =
+            crate::client::connect(access.kubeconfig.as_deref(), access.context.as_deref()).await?;
+        Self::new(cluster.client, config)
     }
 
     /// The namespace Jobs are created in.
@@ -569,52 +569,4 @@ impl Failing {
         tokio::time::sleep(self.retry.next()).await;
         Ok(())
     }
-}
-
-/// A client for `access`: its kubeconfig file, else in-cluster config, else the default
-/// kubeconfig.
-async fn client_for(access: &ClusterAccess) -> Result<kube::Client> {
-    use kube::config::{Config, KubeConfigOptions, Kubeconfig};
-    let options = KubeConfigOptions {
-        context: access.context.clone(),
-        ..KubeConfigOptions::default()
-    };
-    let config = match &access.kubeconfig {
-        Some(path) => {
-            let file = Kubeconfig::read_from(path).map_err(|e| {
-                Error::invalid(format!("could not read kubeconfig {}", path.display()))
-                    .with_source(e)
-            })?;
-            Config::from_custom_kubeconfig(file, &options)
-                .await
-                .map_err(|e| {
-                    Error::invalid(format!(
-                        "could not use kubeconfig {}: check its current context or pass \
-                         --kubernetes-context",
-                        path.display()
-                    ))
-                    .with_source(e)
-                })?
-        }
-        None if access.context.is_none() => match Config::incluster() {
-            Ok(config) => config,
-            Err(_) => Config::from_kubeconfig(&options).await.map_err(|e| {
-                Error::invalid(
-                    "no Kubernetes credentials: not running in a pod, and no usable kubeconfig \
-                     ($KUBECONFIG or ~/.kube/config); pass --kubeconfig",
-                )
-                .with_source(e)
-            })?,
-        },
-        None => Config::from_kubeconfig(&options).await.map_err(|e| {
-            Error::invalid(format!(
-                "could not use context {:?} of the default kubeconfig",
-                access.context.as_deref().unwrap_or_default()
-            ))
-            .with_source(e)
-        })?,
-    };
-    kube::Client::try_from(config).map_err(|e| {
-        Error::invalid("could not build a Kubernetes client from the config").with_source(e)
-    })
 }

@@ -96,11 +96,7 @@ fn client(
             let call = Call {
                 method: parts.method.to_string(),
                 path: parts.uri.path().to_string(),
-                query: parts
-                    .uri
-                    .query()
-                    .map(url_decode_pairs)
-                    .unwrap_or_default(),
+                query: parts.uri.query().map(url_decode_pairs).unwrap_or_default(),
                 body: if bytes.is_empty() {
                     Value::Null
                 } else {
