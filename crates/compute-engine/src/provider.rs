@@ -3,13 +3,16 @@
 //! Compute API.
 //!
 //! - Observe: `listManagedInstances` gives the instances (the instance name is the id, and
-//!   the hostname its worker registers with), the group's `targetSize` the desired size,
+//!   the hostname its worker registers with), the group's `targetSize` (less the drained
+//!   instances it still holds) the desired size,
 //!   `lastAttempt.errors` and the last resize operation's errors the problems.
 //! - Grow: `resize` to the size wanted plus the drained instances still in the group, never
 //!   below the current target (the group would then pick victims itself).
 //! - Drain: the named instances' workers are told to drain through the store; once a worker
 //!   has exited (or when none registered), its instance goes through `deleteInstances`, which
-//!   also lowers the target size. Every pass finishes what an earlier one started.
+//!   also lowers the target size. Every pass finishes what an earlier one started. Which
+//!   instances are draining is kept in memory; after a server restart, the first look at a
+//!   pool takes running instances whose workers are draining as drained by Spillway.
 //! - Lack of permission (HTTP 401/403, or a permission error in an operation) shows up as a
 //!   [`PoolProblemKind::Permission`] problem so the other pools keep scaling; an unknown
 //!   group is an invalid-config error; an API that stays unavailable is an unavailable error.
@@ -217,6 +220,9 @@ impl ComputeEngineProvider {
         }
         let instances = client.managed_instances(group).await?;
         let workers = self.store.worker_list(None).await?;
+        if memory.last_seen.is_none() {
+            adopt_drains(pool, memory, &instances, &workers);
+        }
         self.finish_drains(client, group, pool, memory, &instances, &workers)
             .await?;
         let manager = client.group_get(group).await?;
@@ -245,9 +251,12 @@ impl ComputeEngineProvider {
                 problems.push((kind, message));
             }
         }
+        // The target still counts drained instances until they are deleted; the size asked
+        // for does not.
+        let held = held_by_drains(memory, &instances);
         Ok(PoolObservation {
             pool: pool.name.clone(),
-            desired: Some(manager.target_size),
+            desired: Some(manager.target_size.saturating_sub(held)),
             instances: observed,
             problems: stamp(memory, problems, now),
         })
@@ -289,14 +298,7 @@ impl ComputeEngineProvider {
         self.finish_drains(client, group, pool, memory, &instances, &workers)
             .await?;
         let manager = client.group_get(group).await?;
-        let held = instances
-            .iter()
-            .filter(|i| {
-                let name = resource_name(&i.instance);
-                memory.draining.contains(name) && !memory.deleted.contains(name) && !is_leaving(i)
-            })
-            .count();
-        let held = u32::try_from(held).unwrap_or(u32::MAX);
+        let held = held_by_drains(memory, &instances);
         match resize_target(manager.target_size, params.desired, held) {
             Some(size) => {
                 let operation = client.group_resize(group, size).await?;
@@ -309,6 +311,40 @@ impl ComputeEngineProvider {
         }
         Ok(())
     }
+}
+
+/// After a restart, take running instances whose workers of this pool are draining as drained
+/// by Spillway, so they are deleted once their workers exit. (A preempted VM's worker drains
+/// too, but its instance is stopping by then, not running.)
+fn adopt_drains(
+    pool: &PoolConfig,
+    memory: &mut PoolMemory,
+    instances: &[ManagedInstance],
+    workers: &[Worker],
+) {
+    for instance in instances
+        .iter()
+        .filter(|i| i.current_action == "NONE" && i.instance_status.as_deref() == Some("RUNNING"))
+    {
+        let name = resource_name(&instance.instance);
+        if worker_for(name, &pool.name, workers)
+            .is_some_and(|w| w.pool == pool.name && w.state == WorkerState::Draining)
+        {
+            memory.draining.insert(name.to_string());
+        }
+    }
+}
+
+/// Drained instances still in the group's target size: told to drain, not deleted yet.
+fn held_by_drains(memory: &PoolMemory, instances: &[ManagedInstance]) -> u32 {
+    let held = instances
+        .iter()
+        .filter(|i| {
+            let name = resource_name(&i.instance);
+            memory.draining.contains(name) && !memory.deleted.contains(name) && !is_leaving(i)
+        })
+        .count();
+    u32::try_from(held).unwrap_or(u32::MAX)
 }
 
 /// Problems with the time each kind has held since; kinds that went away are forgotten.

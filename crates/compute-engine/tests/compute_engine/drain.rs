@@ -82,6 +82,11 @@ async fn a_busy_instance_drains_its_worker_then_is_deleted_after_it_exits() {
     assert_eq!(state(&victim), Some(InstanceState::Draining), "{seen:?}");
     assert_eq!(state(&kept), Some(InstanceState::Running), "{seen:?}");
     assert_eq!(seen.live(), 1);
+    assert_eq!(
+        seen.desired,
+        Some(1),
+        "the size asked for, not the held target"
+    );
     assert_eq!(deletes(&env), 0, "its worker still runs tasks");
     assert_eq!(
         env.fake.target_size(&group),
@@ -123,4 +128,51 @@ async fn a_preempted_instance_is_down() {
     let seen = env.observe(&pool).await.expect("observe");
     assert_eq!(seen.count(InstanceState::Down), 1, "{seen:?}");
     assert_eq!(seen.live(), 0);
+}
+
+#[tokio::test]
+async fn a_restarted_server_finishes_a_drain_it_started_before() {
+    let env = env().await;
+    let group = env
+        .fake
+        .add_zonal_group("proj", "europe-west4-a", "workers");
+    let pool = pool("spot", &env.fake, &group);
+    env.resize(&pool, 2, &[]).await.expect("resize");
+    let seen = env
+        .wait_until(&pool, "two running", |s| s.live() == 2)
+        .await;
+    let victim = seen.instances[0].id.clone();
+    register(&env, "w-victim", &victim, "spot").await;
+    register(&env, "w-kept", &seen.instances[1].id, "spot").await;
+    env.resize(&pool, 1, &[victim.as_str()])
+        .await
+        .expect("drain");
+
+    // A new provider (the server restarted) knows only what the store and the group say.
+    let provider = spillway_compute_engine::ComputeEngineProvider::with_tokens(
+        env.store.clone(),
+        std::sync::Arc::new(spillway_compute_engine::token::StaticToken(
+            spillway_compute_engine::fake::FAKE_TOKEN.into(),
+        )),
+        crate::support::fast_settings(),
+    )
+    .expect("provider");
+    let env = Env {
+        provider: std::sync::Arc::new(provider),
+        ..env
+    };
+    let seen = env.observe(&pool).await.expect("observe");
+    assert_eq!(seen.count(InstanceState::Draining), 1, "{seen:?}");
+    assert_eq!(deletes(&env), 0);
+    env.store.worker_exit("w-victim", t0()).await.expect("exit");
+    env.wait_until(&pool, "the victim gone", |s| {
+        !s.instances.iter().any(|i| i.id == victim)
+    })
+    .await;
+    assert_eq!(deletes(&env), 1);
+    assert_eq!(env.fake.target_size(&group), Some(1));
+    assert_eq!(
+        worker_state(&env, "w-kept").await,
+        Some(WorkerState::Active)
+    );
 }
