@@ -1,0 +1,126 @@
+//! Messages per second through the bridge: the real Pub/Sub emulator, a Spillway server
+//! (SQLite, in this process, real HTTP on 127.0.0.1) and the bridge with its default batch size
+//! and concurrency. Publishes N messages first, then times the bridge from its start until the
+//! server holds N jobs.
+//!
+//!   cargo run --release -p spillway-pubsub --example bridge_throughput [N] [RUNS]
+//!
+//! Prints each run and the median. Needs the emulator (see `spillway_pubsub::emulator`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a measurement, not a library
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use spillway_blob::{BlobStore, ObjectBlobs};
+use spillway_client::Client;
+use spillway_core::api::{CreateQueue, SubmitJob};
+use spillway_core::clock::SystemClock;
+use spillway_core::model::QueueSettings;
+use spillway_pubsub::emulator::{Emulator, find};
+use spillway_pubsub::{
+    BridgeConfig, BridgeStats, DataFormat, JobTemplate, OutgoingMessage, run_bridge,
+};
+use spillway_server::{AppState, ServerConfig};
+use spillway_store::DynStore;
+use spillway_store::sqlite::SqliteStore;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let n: usize = args
+        .next()
+        .map_or(2000, |a| a.parse().expect("N is a number"));
+    let runs: usize = args
+        .next()
+        .map_or(3, |a| a.parse().expect("RUNS is a number"));
+    let script = find().expect("the Pub/Sub emulator is needed: set SPILLWAY_PUBSUB_EMULATOR");
+    let emulator = Emulator::start(&script).await.expect("emulator");
+    let pubsub = emulator.client().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+
+    let store: DynStore = Arc::new(
+        SqliteStore::open(&dir.path().join("spillway.db"))
+            .await
+            .unwrap(),
+    );
+    let blobs: Arc<dyn BlobStore> =
+        Arc::new(ObjectBlobs::from_url("memory://", &Default::default()).unwrap());
+    let admin = spillway_server::bootstrap(&store, chrono::Utc::now())
+        .await
+        .unwrap()
+        .unwrap();
+    let state = AppState::new(store, blobs, Arc::new(SystemClock), ServerConfig::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(spillway_server::serve(
+        listener,
+        state,
+        std::future::pending(),
+    ));
+    let spillway = Client::new(&url, Some(admin)).unwrap();
+
+    let mut rates = Vec::new();
+    for run in 0..runs {
+        let queue = format!("bench-{run}");
+        spillway
+            .queue_create(&CreateQueue {
+                name: queue.clone(),
+                tenant: None,
+                settings: QueueSettings::default(),
+            })
+            .await
+            .unwrap();
+        let topic = format!("projects/bench/topics/topic-{run}");
+        let sub = format!("projects/bench/subscriptions/sub-{run}");
+        pubsub.topic_create(&topic).await.unwrap();
+        pubsub.subscription_create(&sub, &topic, 60).await.unwrap();
+        for start in (0..n).step_by(500) {
+            let batch: Vec<_> = (start..n.min(start + 500))
+                .map(|i| OutgoingMessage {
+                    data: format!("{{\"i\":{i}}}").into_bytes(),
+                    attributes: [("index".to_string(), i.to_string())].into(),
+                })
+                .collect();
+            pubsub.publish(&topic, &batch).await.unwrap();
+        }
+        let template = JobTemplate {
+            queue: queue.clone(),
+            spec: SubmitJob::command(&queue, vec!["cat".into()]).spec,
+            priority: 0,
+            burstable: false,
+            data_format: DataFormat::Json,
+        };
+        let config = BridgeConfig::new(&sub, template);
+        let stats = Arc::new(BridgeStats::default());
+        let cancel = CancellationToken::new();
+        let started = Instant::now();
+        let bridge = {
+            let (pubsub, spillway, stats, cancel) = (
+                pubsub.clone(),
+                spillway.clone(),
+                stats.clone(),
+                cancel.clone(),
+            );
+            tokio::spawn(
+                async move { run_bridge(&pubsub, &spillway, &config, &stats, &cancel).await },
+            )
+        };
+        while stats.created.load(Ordering::Relaxed) < n as u64 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let elapsed = started.elapsed();
+        cancel.cancel();
+        bridge.await.unwrap().unwrap();
+        let rate = n as f64 / elapsed.as_secs_f64();
+        println!(
+            "run {}: {n} messages in {elapsed:.2?}: {rate:.0} messages/s",
+            run + 1
+        );
+        rates.push(rate);
+    }
+    rates.sort_by(f64::total_cmp);
+    println!("median: {:.0} messages/s", rates[rates.len() / 2]);
+}
