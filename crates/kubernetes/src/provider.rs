@@ -36,7 +36,7 @@ use spillway_core::{Error, ErrorKind, Result, Timestamp};
 use spillway_store::DynStore;
 
 use crate::client::{Cluster, connect};
-use plan::{QueueJob, WANTED_INFIX};
+use plan::QueueJob;
 
 /// Label on work-queue Jobs and their pods naming the pool.
 pub const POOL_LABEL: &str = "spillway.dev/pool";
@@ -803,9 +803,4 @@ impl std::fmt::Debug for KubernetesProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KubernetesProvider").finish_non_exhaustive()
     }
-}
-
-/// Instance ids that are placeholders for pods not created yet.
-pub fn is_wanted_id(id: &str) -> bool {
-    id.contains(WANTED_INFIX)
 }

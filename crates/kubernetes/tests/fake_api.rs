@@ -511,3 +511,83 @@ async fn unschedulable_and_image_pull_failures_show_on_pods() {
     let reason = waiting.state.and_then(|s| s.waiting).and_then(|w| w.reason);
     assert_eq!(reason.as_deref(), Some("ImagePullBackOff"));
 }
+
+#[tokio::test]
+async fn scale_writes_check_resource_versions_and_patch_types() {
+    let (_fake, client) = start().await;
+    let deployments: Api<Deployment> = Api::default_namespaced(client);
+    let created = deployments
+        .create(&PostParams::default(), &deployment("s", 1))
+        .await
+        .expect("create");
+    let stale = created.metadata.resource_version.clone().expect("rv");
+    deployments
+        .patch_scale(
+            "s",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"resourceVersion": stale}, "spec": {"replicas": 2}})),
+        )
+        .await
+        .expect("conditional patch with the current version");
+    let err = deployments
+        .patch_scale(
+            "s",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"resourceVersion": stale}, "spec": {"replicas": 3}})),
+        )
+        .await
+        .expect_err("stale version");
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 409 && s.reason == "Conflict"),
+        "{err:?}"
+    );
+
+    let mut scale = deployments.get_scale("s").await.expect("scale");
+    scale.spec.as_mut().expect("spec").replicas = Some(5);
+    let replaced = deployments
+        .replace_scale(
+            "s",
+            &PostParams::default(),
+            serde_json::to_vec(&scale).expect("json"),
+        )
+        .await
+        .expect("replace scale");
+    assert_eq!(replaced.spec.and_then(|s| s.replicas), Some(5));
+    let err = deployments
+        .replace_scale(
+            "s",
+            &PostParams::default(),
+            serde_json::to_vec(&scale).expect("json"),
+        )
+        .await
+        .expect_err("same version twice");
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 409),
+        "{err:?}"
+    );
+
+    let negative = deployments
+        .patch_scale(
+            "s",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": -1}})),
+        )
+        .await
+        .expect_err("negative replicas");
+    assert!(
+        matches!(&negative, kube::Error::Api(s) if s.code == 422),
+        "{negative:?}"
+    );
+    let apply = deployments
+        .patch(
+            "s",
+            &PatchParams::apply("test"),
+            &Patch::Apply(json!({"apiVersion": "apps/v1", "kind": "Deployment"})),
+        )
+        .await
+        .expect_err("server-side apply is not served");
+    assert!(
+        matches!(&apply, kube::Error::Api(s) if s.code == 415),
+        "{apply:?}"
+    );
+}
