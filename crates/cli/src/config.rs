@@ -73,6 +73,47 @@ pub struct WorkerSection {
     pub pool: Option<String>,
     /// Where task scratch directories go.
     pub scratch_dir: Option<PathBuf>,
+    /// How tasks run: `local` processes (the default) or one `kubernetes` Job per task.
+    pub executor: Option<ExecutorKind>,
+    /// `[worker.kubernetes]`: the Kubernetes Job executor's settings.
+    pub kubernetes: WorkerKubernetesSection,
+}
+
+/// How a worker runs its tasks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutorKind {
+    /// A process on the worker's host.
+    #[default]
+    Local,
+    /// One `batch/v1` Job per task in a Kubernetes cluster.
+    Kubernetes,
+}
+
+/// `[worker.kubernetes]`: defaults for the `--kubernetes-*` flags of `spillway worker`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerKubernetesSection {
+    /// The namespace Jobs go to (default: the kubeconfig context's, or the worker pod's).
+    pub namespace: Option<String>,
+    /// The image of tasks that name none.
+    pub image: Option<String>,
+    /// A kubeconfig file (default: in-cluster config, else `$KUBECONFIG` / `~/.kube/config`).
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context.
+    pub context: Option<String>,
+    /// The service account task pods run as.
+    pub service_account: Option<String>,
+    /// Keep finished Jobs instead of deleting them.
+    pub keep_jobs: Option<bool>,
+    /// Job names start with this.
+    pub job_prefix: Option<String>,
+    /// How long Kubernetes keeps a finished Job (`ttlSecondsAfterFinished`), e.g. "1h".
+    #[serde(default, with = "humantime_serde")]
+    pub job_ttl: Option<std::time::Duration>,
+    /// How long a pod may stay pending before its attempt fails, e.g. "10m".
+    #[serde(default, with = "humantime_serde")]
+    pub pending_limit: Option<std::time::Duration>,
 }
 
 impl FileConfig {
