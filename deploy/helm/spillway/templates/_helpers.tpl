@@ -71,14 +71,22 @@ app.kubernetes.io/component: {{ .component }}
 {{- if $uses -}}true{{- end -}}
 {{- end -}}
 
-{{/* A TOML value: scalars and lists as JSON (valid TOML for these), maps as inline tables. */}}
+{{/* A TOML value: scalars as JSON (valid TOML for them), lists and maps (as inline tables)
+element by element, so nested maps (labels, node_selector) stay TOML. */}}
 {{- define "spillway.tomlValue" -}}
 {{- if kindIs "map" . -}}
 {{- $parts := list -}}
 {{- range $k, $v := . -}}
-{{- $parts = append $parts (printf "%s = %s" $k (toJson $v)) -}}
+{{- $key := regexMatch "^[A-Za-z0-9_-]+$" $k | ternary $k (toJson $k) -}}
+{{- $parts = append $parts (printf "%s = %s" $key (include "spillway.tomlValue" $v)) -}}
 {{- end -}}
 { {{ join ", " $parts }} }
+{{- else if kindIs "slice" . -}}
+{{- $items := list -}}
+{{- range . -}}
+{{- $items = append $items (include "spillway.tomlValue" .) -}}
+{{- end -}}
+[{{ join ", " $items }}]
 {{- else -}}
 {{- toJson . -}}
 {{- end -}}
