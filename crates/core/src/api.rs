@@ -631,6 +631,9 @@ pub enum WaitReasonKind {
     PoolsAtMaximum,
     /// Its job is not burstable and every tier-0 pool serving its queue is full.
     HomePoolFull,
+    /// A pool that may take it cannot reach the size asked for (quota, stock-out, permission,
+    /// instances failing to start, or its provider unreachable).
+    PoolProblem,
     /// It is leasable and waits for a worker to lease it.
     WaitingForWorker,
 }

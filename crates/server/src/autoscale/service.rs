@@ -107,14 +107,24 @@ impl Autoscaler {
             .map(policy_demand)
             .collect();
         let workers = state.store.worker_list(Some(POOL_TENANT)).await?;
+        // A pool whose provider cannot be reached sits this pass out, its error on its status;
+        // the others are still planned, so another region's pool can take the work.
+        let mut observed = Vec::with_capacity(pools.len());
         let mut observations = Vec::with_capacity(pools.len());
-        for pool in &pools {
-            let seen = self
-                .provider(pool)?
-                .pool_observe(PoolObserve { pool, now })
-                .await?;
-            observations.push(seen);
+        for pool in pools {
+            let seen = match self.provider(&pool) {
+                Ok(provider) => provider.pool_observe(PoolObserve { pool: &pool, now }).await,
+                Err(err) => Err(err),
+            };
+            match seen {
+                Ok(seen) => {
+                    observed.push(pool);
+                    observations.push(seen);
+                }
+                Err(err) => self.pool_failed(&pool, "observe", &err),
+            }
         }
+        let pools = observed;
         track_idle(&mut inner.idle_since, &workers, now);
         let views: Vec<PoolView<'_>> = pools
             .iter()
@@ -131,22 +141,29 @@ impl Autoscaler {
             &mut inner.memory,
         );
         let mut resized = 0;
-        let mut statuses = Vec::with_capacity(pools.len());
         for ((pool, seen), decision) in pools.iter().zip(&observations).zip(decisions) {
             let mut seen = seen.clone();
             if seen.desired != Some(decision.desired) || !decision.drain.is_empty() {
                 let provider = self.provider(pool)?;
-                provider
-                    .pool_resize(PoolResize {
-                        pool,
-                        desired: decision.desired,
-                        drain: decision.drain.clone(),
-                        now,
-                    })
-                    .await?;
+                let resize = PoolResize {
+                    pool,
+                    desired: decision.desired,
+                    drain: decision.drain.clone(),
+                    now,
+                };
+                if let Err(err) = provider.pool_resize(resize).await {
+                    self.pool_failed(pool, "resize", &err);
+                    continue;
+                }
                 resized += 1;
                 // The status shows the pool as it is after the change.
-                seen = provider.pool_observe(PoolObserve { pool, now }).await?;
+                match provider.pool_observe(PoolObserve { pool, now }).await {
+                    Ok(after) => seen = after,
+                    Err(err) => {
+                        self.pool_failed(pool, "observe", &err);
+                        continue;
+                    }
+                }
             }
             if decision.desired != decision.current || !decision.drain.is_empty() {
                 tracing::info!(pool = %pool.name, from = decision.current, to = decision.desired, drain = ?decision.drain, reason = %decision.reason, "pool resized");
@@ -161,11 +178,28 @@ impl Autoscaler {
                 );
             }
             let status = pool_status(pool, &seen, &workers, decision.desired);
-            state.shared.pools.set_status(status.clone());
-            statuses.push(status);
+            state.shared.pools.set_status(status);
         }
-        state.metrics.set_pools(&statuses);
+        // Every pool, failed ones with what was last seen of them.
+        state.metrics.set_pools(&state.shared.pools.statuses());
         Ok(resized)
+    }
+
+    /// Log a provider's failure and show it on the pool's status, keeping what was last seen.
+    fn pool_failed(&self, pool: &PoolConfig, call: &str, err: &Error) {
+        tracing::warn!(pool = %pool.name, provider = pool.provider.as_str(), error = %err, "pool {call} failed");
+        let board = &self.state.shared.pools;
+        let mut status = board
+            .statuses()
+            .into_iter()
+            .find(|s| s.name == pool.name)
+            .unwrap_or_else(|| super::board::empty_status(pool));
+        status.problems = vec![format!(
+            "the {} provider failed to {call} the pool: {}",
+            pool.provider.as_str(),
+            err.message()
+        )];
+        board.set_status(status);
     }
 
     fn provider(&self, pool: &PoolConfig) -> Result<&DynPoolProvider> {

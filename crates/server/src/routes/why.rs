@@ -59,6 +59,9 @@ pub async fn why(
         reasons.retain(|r| r.kind != WaitReasonKind::WaitingForWorker);
         reasons.push(reason);
     }
+    if task.state.is_waiting() {
+        reasons.extend(pool_problems(&task, &pools, &statuses));
+    }
     let estimated_start = match position {
         Some(position) if !queue.settings.paused => {
             estimate_start(&state, &task, position, now).await?
@@ -242,6 +245,30 @@ pub(crate) fn pool_reason(
     None
 }
 
+/// The problems of the pools that may take the task (they serve its queue, and are tier 0 or
+/// the job is burstable): why those pools have fewer workers than asked for.
+pub(crate) fn pool_problems(
+    task: &Task,
+    pools: &[PoolConfig],
+    statuses: &[PoolStatus],
+) -> Vec<WaitReason> {
+    pools
+        .iter()
+        .filter(|p| p.serves(&task.queue) && (p.tier == 0 || task.burstable))
+        .filter_map(|p| statuses.iter().find(|s| s.name == p.name))
+        .flat_map(|status| {
+            status.problems.iter().map(|problem| WaitReason {
+                kind: WaitReasonKind::PoolProblem,
+                message: format!(
+                    "pool {:?} has {} of {} workers: {problem}",
+                    status.name, status.actual, status.desired
+                ),
+                until: None,
+            })
+        })
+        .collect()
+}
+
 /// When the task should start: its position over the rate at which workers serving its queue
 /// finish tasks (their slots over the queue's mean run time). `None` without a measured mean
 /// or without a worker.
@@ -382,6 +409,27 @@ mod tests {
             pool_reason(&t, &pools, &[status("home", 1)]),
             None,
             "home may still grow"
+        );
+    }
+
+    #[test]
+    fn problems_of_pools_that_may_take_the_task_are_reasons() {
+        let (mut t, _) = task(TaskState::Available, 0);
+        let pools = [pool("home", 0, 2, "q"), pool("spot", 1, 9, "q")];
+        let mut spot = status("spot", 4);
+        spot.problems = vec!["QUOTA_EXCEEDED: CPUS in europe-west4".into()];
+        let statuses = [status("home", 2), spot];
+        assert!(
+            pool_problems(&t, &pools, &statuses).is_empty(),
+            "a job that is not burstable never runs on spot, so its quota is not a reason"
+        );
+        t.burstable = true;
+        let reasons = pool_problems(&t, &pools, &statuses);
+        assert_eq!(kinds(&reasons), [WaitReasonKind::PoolProblem]);
+        assert!(
+            reasons[0].message.contains("\"spot\" has 0 of 4 workers: QUOTA_EXCEEDED"),
+            "{}",
+            reasons[0].message
         );
     }
 

@@ -364,3 +364,70 @@ async fn a_submit_wakes_the_service_long_before_its_interval() {
     stop.cancel();
     service.join().await;
 }
+
+/// A provider that cannot be reached, as a cloud API during an outage.
+struct Unreachable;
+
+#[async_trait::async_trait]
+impl PoolProvider for Unreachable {
+    fn provider_name(&self) -> &'static str {
+        "external"
+    }
+    async fn pool_observe(
+        &self,
+        _: PoolObserve<'_>,
+    ) -> spillway_core::Result<spillway_autoscale::provider::PoolObservation> {
+        Err(spillway_core::Error::unavailable(
+            "connect to 10.0.0.1:443: connection refused",
+        ))
+    }
+    async fn pool_resize(
+        &self,
+        _: spillway_autoscale::provider::PoolResize<'_>,
+    ) -> spillway_core::Result<()> {
+        Err(spillway_core::Error::unavailable("unreachable"))
+    }
+}
+
+#[tokio::test]
+async fn a_pool_whose_provider_fails_does_not_stop_the_others() {
+    let home = pool("home", 0, 3);
+    let mut broken = pool("east", 0, 3);
+    broken.provider = ProviderKind::External;
+    let server = Server::with_config(config(vec![broken.clone(), home.clone()])).await;
+    let memory = Arc::new(MemoryProvider::new());
+    let providers = HashMap::from([
+        (
+            ProviderKind::Memory,
+            memory.clone() as spillway_autoscale::provider::DynPoolProvider,
+        ),
+        (
+            ProviderKind::External,
+            Arc::new(Unreachable) as spillway_autoscale::provider::DynPoolProvider,
+        ),
+    ]);
+    let autoscaler = Autoscaler::new(server.state.clone(), providers, LEADER_KEY);
+    server
+        .submit(&server.admin, json!({"command": ["x"], "tasks": [{}, {}]}))
+        .await;
+
+    autoscaler
+        .pass()
+        .await
+        .expect("one failing pool does not fail the pass");
+    assert!(
+        !live(&memory, &home).await.is_empty(),
+        "the healthy pool took the work"
+    );
+    let listed = pools(&server).await;
+    let east = listed
+        .iter()
+        .find(|p| p.name == "east")
+        .expect("east listed");
+    assert!(
+        east.problems
+            .iter()
+            .any(|p| p.contains("failed to observe") && p.contains("connection refused")),
+        "{east:?}"
+    );
+}
