@@ -591,3 +591,59 @@ async fn scale_writes_check_resource_versions_and_patch_types() {
         "{apply:?}"
     );
 }
+
+#[tokio::test]
+async fn a_watch_from_a_compacted_version_gets_410_expired() {
+    let (fake, client) = start().await;
+    let pods: Api<Pod> = Api::default_namespaced(client);
+    let rv = pods
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .metadata
+        .resource_version
+        .expect("rv");
+    fake.create(
+        "default",
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "c", "image": "i"}]}}),
+    )
+    .expect("pod");
+    fake.compact();
+    let mut stream = pods
+        .watch(&WatchParams::default().timeout(5), &rv)
+        .await
+        .expect("watch")
+        .boxed();
+    let event = tokio::time::timeout(Duration::from_secs(5), stream.try_next())
+        .await
+        .expect("in time")
+        .expect("event")
+        .expect("one event");
+    let WatchEvent::Error(status) = event else {
+        panic!("want ERROR, got {event:?}")
+    };
+    assert_eq!((status.code, status.reason.as_str()), (410, "Expired"));
+    // From the current version it works again.
+    let now = fake.resource_version().to_string();
+    let mut stream = pods
+        .watch(&WatchParams::default().timeout(5), &now)
+        .await
+        .expect("watch from now")
+        .boxed();
+    fake.create(
+        "default",
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "q"},
+            "spec": {"containers": [{"name": "c", "image": "i"}]}}),
+    )
+    .expect("pod");
+    let event = tokio::time::timeout(Duration::from_secs(5), stream.try_next())
+        .await
+        .expect("in time")
+        .expect("event")
+        .expect("one event");
+    assert!(
+        matches!(event, WatchEvent::Added(ref p) if p.metadata.name.as_deref() == Some("q")),
+        "{event:?}"
+    );
+}

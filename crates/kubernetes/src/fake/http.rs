@@ -740,9 +740,25 @@ impl Request<'_> {
                     .map(|o| (EventType::Added, o))
                     .collect(),
                 rv => match rv.parse::<u64>() {
+                    Ok(old) if state.objects.changes_since(old).is_none() => {
+                        // As the API server: a 200 stream with one ERROR event, then the end.
+                        let status = status_json(
+                            410,
+                            "Expired",
+                            &format!("too old resource version: {old} ({now})"),
+                            None,
+                        );
+                        let line = event_line_raw("ERROR", &status);
+                        return Response::builder()
+                            .status(StatusCode::OK)
+                            .header(header::CONTENT_TYPE, "application/json")
+                            .body(Body::from(line))
+                            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+                    }
                     Ok(rv) => state
                         .objects
                         .changes_since(rv)
+                        .unwrap_or_default()
                         .into_iter()
                         .filter(|c| {
                             c.plural == plural
@@ -826,7 +842,11 @@ fn view(
 }
 
 fn event_line(event: EventType, object: &Value) -> Bytes {
-    let mut line = json!({"type": event.as_str(), "object": object}).to_string();
+    event_line_raw(event.as_str(), object)
+}
+
+fn event_line_raw(event: &str, object: &Value) -> Bytes {
+    let mut line = json!({"type": event, "object": object}).to_string();
     line.push('\n');
     Bytes::from(line)
 }

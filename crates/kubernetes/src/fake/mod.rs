@@ -5,7 +5,7 @@
 //! Served resources: `apps/v1` deployments (with the `scale` subresource, `autoscaling/v1`
 //! Scale), `batch/v1` jobs, `v1` pods (with `log`), secrets, configmaps and namespaces.
 //! Verbs: list (labelSelector, fieldSelector), watch (`watch=true`, newline-delimited
-//! WatchEvents, resume from a resourceVersion), get, create (409 AlreadyExists), replace
+//! WatchEvents, resume from a resourceVersion, `410 Expired` after [`FakeApiServer::compact`]), get, create (409 AlreadyExists), replace
 //! (409 Conflict on a stale resourceVersion), merge and strategic-merge patch, delete
 //! (propagationPolicy, 404 NotFound), and the `status` subresource. Every failure is a
 //! `Status` object. Every request is recorded for tests to check.
@@ -339,6 +339,12 @@ impl FakeApiServer {
             .lock()
             .quotas
             .insert((namespace.to_string(), plural.to_string()), limit);
+    }
+
+    /// Forget the change history (etcd compaction): watches that resume from an older
+    /// resourceVersion get an ERROR event with a `410 Expired` Status.
+    pub fn compact(&self) {
+        self.inner.lock().objects.compact();
     }
 
     /// The current cluster-wide resourceVersion.

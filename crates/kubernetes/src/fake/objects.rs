@@ -140,6 +140,8 @@ pub struct Objects {
     name_seed: u64,
     items: BTreeMap<Key, Value>,
     history: Vec<Change>,
+    /// Changes at or below this version are forgotten (etcd compaction).
+    compacted: u64,
     events: broadcast::Sender<Change>,
     /// Logs of pods by (namespace, name).
     pub logs: HashMap<(String, String), String>,
@@ -154,6 +156,7 @@ impl Objects {
             name_seed: 0x9e37_79b9_7f4a_7c15,
             items: BTreeMap::new(),
             history: Vec::new(),
+            compacted: 0,
             events,
             logs: HashMap::new(),
         }
@@ -248,9 +251,19 @@ impl Objects {
         let _ = self.events.send(change);
     }
 
-    /// Changes after `rv`, oldest first.
-    pub fn changes_since(&self, rv: u64) -> Vec<Change> {
-        self.history.iter().filter(|c| c.rv > rv).cloned().collect()
+    /// Changes after `rv`, oldest first; `None` when `rv` is older than the kept history.
+    pub fn changes_since(&self, rv: u64) -> Option<Vec<Change>> {
+        if rv < self.compacted {
+            return None;
+        }
+        Some(self.history.iter().filter(|c| c.rv > rv).cloned().collect())
+    }
+
+    /// Forget the history up to now, as etcd compaction does: watches from an older
+    /// resourceVersion get `410 Expired`.
+    pub fn compact(&mut self) {
+        self.compacted = self.rv;
+        self.history.clear();
     }
 
     /// Subscribe to changes from now on (call while holding the lock so nothing is missed).
@@ -451,11 +464,17 @@ mod tests {
             "app!=v",
         ];
         for s in yes {
-            assert!(LabelSelector::parse(s).expect("selector").matches(&labels), "{s}");
+            assert!(
+                LabelSelector::parse(s).expect("selector").matches(&labels),
+                "{s}"
+            );
         }
         let no = ["app=v", "tier in (b,c)", "x notin (1)", "missing", "!x"];
         for s in no {
-            assert!(!LabelSelector::parse(s).expect("selector").matches(&labels), "{s}");
+            assert!(
+                !LabelSelector::parse(s).expect("selector").matches(&labels),
+                "{s}"
+            );
         }
         assert!(LabelSelector::parse("a b = c").is_err());
     }
