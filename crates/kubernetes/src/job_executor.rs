@@ -280,10 +280,10 @@ impl KubernetesJobExecutor {
         name: &str,
         identity: &TaskIdentity,
         timeout: Option<Duration>,
-    ) -> Result<Ending> {
+    ) -> Result<Waited> {
         tokio::select! {
-            finished = self.watch_job(name, identity, timeout) => finished,
-            stuck = self.watch_pending(name, identity) => Ok(stuck),
+            finished = self.watch_job(name, identity, timeout) => finished.map(Waited::Finished),
+            stuck = self.watch_pending(name, identity) => Ok(Waited::Stuck(stuck)),
         }
     }
 
@@ -448,8 +448,9 @@ impl Executor for KubernetesJobExecutor {
                 return Ok(ExecOutcome { exit: ExitKind::Stopped, log_tail });
             }
         };
-        let ending = match waited {
-            Ok(ending) => ending,
+        let (ending, stuck) = match waited {
+            Ok(Waited::Finished(ending)) => (ending, false),
+            Ok(Waited::Stuck(ending)) => (ending, true),
             Err(e) => {
                 // Nothing may run on once `run` returns; the API may be back for the delete.
                 self.delete(&name).await;
@@ -467,9 +468,8 @@ impl Executor for KubernetesJobExecutor {
             kept.push(log_tail.as_bytes());
             log_tail = kept.to_text();
         }
-        // A Job that never ran to the end (stuck pending) is removed even when Jobs are kept.
-        let ran = outcome::NOT_RUN_EXIT_CODE != exit_code(ending.exit);
-        if !self.config.keep_jobs || !ran {
+        // A stuck Job would go on trying to start: it is removed even when Jobs are kept.
+        if !self.config.keep_jobs || stuck {
             self.delete(&name).await;
         }
         tracing::info!(job = %name, exit = ?ending.exit, "Kubernetes Job finished");
@@ -480,11 +480,12 @@ impl Executor for KubernetesJobExecutor {
     }
 }
 
-fn exit_code(exit: ExitKind) -> i32 {
-    match exit {
-        ExitKind::Exited(code) => code,
-        _ => -1,
-    }
+/// How waiting for a Job ended.
+enum Waited {
+    /// The Job is `Complete` or `Failed` (or was deleted): nothing of it runs any more.
+    Finished(Ending),
+    /// Its pod stayed pending past the limit; the Job would go on trying.
+    Stuck(Ending),
 }
 
 /// The ending of a Job deleted before it finished (by someone else, or a newer attempt).
