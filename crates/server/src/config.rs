@@ -134,12 +134,9 @@ impl ServerConfig {
         self.autoscale.validate()?;
         for pool in &self.pools {
             use spillway_autoscale::config::ProviderKind;
-            if matches!(
-                pool.provider,
-                ProviderKind::Kubernetes | ProviderKind::ComputeEngine
-            ) {
+            if pool.provider == ProviderKind::Kubernetes {
                 return Err(Error::invalid(format!(
-                    "pool {:?} uses provider {:?}, which this server cannot run yet: use \"local\", \"external\" or \"memory\"",
+                    "pool {:?} uses provider {:?}, which this server cannot run yet: use \"local\", \"external\", \"compute_engine\" or \"memory\"",
                     pool.name,
                     pool.provider.as_str()
                 )));

@@ -34,8 +34,8 @@ pub(crate) fn instance_state(worker: &Worker) -> InstanceState {
     }
 }
 
-/// The providers the server runs for its configured pools: `local`, `external` and
-/// `memory` (an in-process fake, for trying the autoscaler out).
+/// The providers the server runs for its configured pools: `local`, `external`,
+/// `compute_engine` and `memory` (an in-process fake, for trying the autoscaler out).
 pub fn standard(state: &crate::state::AppState) -> HashMap<ProviderKind, DynPoolProvider> {
     let config = &state.config;
     let program = config
@@ -58,6 +58,7 @@ pub fn standard(state: &crate::state::AppState) -> HashMap<ProviderKind, DynPool
             Arc::new(external::ExternalProvider::new(state.store.clone())),
         ),
         (ProviderKind::Memory, Arc::new(MemoryProvider::new())),
+        (ProviderKind::ComputeEngine, compute_engine(state)),
     ])
 }
 
@@ -72,4 +73,17 @@ pub fn own_url(config: &crate::config::ServerConfig) -> String {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
     format!("http://{addr}")
+}
+
+/// One provider for every `compute_engine` pool; each call reads its group and credentials from
+/// the pool's section.
+fn compute_engine(state: &crate::state::AppState) -> DynPoolProvider {
+    let store = state.store.clone();
+    Arc::new(deferred::DeferredProvider::new("compute_engine", move || {
+        let store = store.clone();
+        async move {
+            let provider = spillway_compute_engine::ComputeEngineProvider::new(store)?;
+            Ok(Arc::new(provider) as DynPoolProvider)
+        }
+    }))
 }
