@@ -54,6 +54,8 @@ pub const LOG_TAIL_LINES: i64 = 2000;
 const WATCH_TIMEOUT_SECS: u32 = 290;
 /// Longest pause between retries of a failing API call.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+/// How long each API call made while stopping a task may take.
+const STOP_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a create waits for a Job of the same name that is being deleted to go.
 const DELETING_WAIT: Duration = Duration::from_secs(60);
 
@@ -327,6 +329,7 @@ impl KubernetesJobExecutor {
                 Some(v) => v.clone(),
                 None => match self.jobs().get_opt(name).await {
                     Ok(Some(job)) => {
+                        failing.ok();
                         match self.ending_of(&job, identity, timeout).await {
                             Ok(Some(ending)) => return Ok(ending),
                             Ok(None) => {}
@@ -442,8 +445,14 @@ impl Executor for KubernetesJobExecutor {
         let waited = tokio::select! {
             waited = self.wait_finished(&name, &identity, request.timeout) => waited,
             () = stop.cancelled() => {
-                let log_tail = self.log_tail(&identity).await;
-                self.delete(&name).await;
+                // Bounded, so a hung API server cannot hold up a cancel or a shutdown; the
+                // Job's deadline and TTL remain if the delete does not get through.
+                let log_tail = tokio::time::timeout(STOP_CALL_TIMEOUT, self.log_tail(&identity))
+                    .await
+                    .unwrap_or_default();
+                if tokio::time::timeout(STOP_CALL_TIMEOUT, self.delete(&name)).await.is_err() {
+                    tracing::error!(job = %name, "the API server did not answer the delete of a stopped task's Job");
+                }
                 tracing::info!(job = %name, "task stopped; Job deleted");
                 return Ok(ExecOutcome { exit: ExitKind::Stopped, log_tail });
             }
