@@ -1,5 +1,5 @@
-//! Building a `kube::Client`: from a kubeconfig file (and context), or inferred the way
-//! `kubectl` does (in-cluster service account first, then `$KUBECONFIG` / `~/.kube/config`).
+//! Building a `kube::Client`: from a kubeconfig file (and context), or inferred as kube does
+//! (`$KUBECONFIG` / `~/.kube/config` when present, else the in-cluster service account).
 
 use std::path::Path;
 
@@ -24,8 +24,8 @@ impl std::fmt::Debug for Cluster {
 }
 
 /// Load the client configuration: `kubeconfig` (with `context`, else its current context);
-/// else `context` of the default kubeconfig; else inferred (in-cluster, then the default
-/// kubeconfig).
+/// else `context` of the default kubeconfig; else inferred (the default kubeconfig when
+/// present, then the in-cluster service account).
 pub async fn load_config(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<kube::Config> {
     let options = KubeConfigOptions {
         context: context.map(str::to_string),

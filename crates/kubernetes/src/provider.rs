@@ -140,8 +140,8 @@ pub struct KubernetesProvider {
 
 impl KubernetesProvider {
     /// A provider whose clients come from each pool's `kubernetes` section: its `kubeconfig`
-    /// and `context`, else the in-cluster service account, else `$KUBECONFIG` /
-    /// `~/.kube/config`. Clients are made on first use, so this does no IO. `store` joins pods
+    /// and `context`, else `$KUBECONFIG` / `~/.kube/config` when present, else the in-cluster
+    /// service account. Clients are made on first use, so this does no IO. `store` joins pods
     /// to registered workers (hostname = pod name) and drains work-queue workers.
     pub fn new(store: DynStore) -> Self {
         Self::build(store, None)

@@ -647,3 +647,31 @@ async fn a_watch_from_a_compacted_version_gets_410_expired() {
         "{event:?}"
     );
 }
+
+#[tokio::test]
+async fn kubeconfig_contexts_are_chosen_by_name() {
+    let (fake, _) = start().await;
+    let cluster = spillway_kubernetes::client::connect(Some(fake.kubeconfig_path()), Some("fake"))
+        .await
+        .expect("the named context");
+    Api::<Pod>::default_namespaced(cluster.client)
+        .list(&ListParams::default())
+        .await
+        .expect("list through the named context");
+    let err = spillway_kubernetes::client::connect(Some(fake.kubeconfig_path()), Some("prod"))
+        .await
+        .expect_err("no such context");
+    assert_eq!(
+        err.kind(),
+        spillway_core::ErrorKind::InvalidArgument,
+        "{err}"
+    );
+    assert!(err.message().contains("\"prod\""), "{err}");
+    let err = spillway_kubernetes::client::connect(
+        Some(std::path::Path::new("/nonexistent/kubeconfig")),
+        None,
+    )
+    .await
+    .expect_err("no file");
+    assert!(err.message().contains("/nonexistent/kubeconfig"), "{err}");
+}

@@ -44,7 +44,8 @@ pub struct KubernetesPool {
     /// The namespace; default the one of the kubeconfig context, or of the pod in-cluster.
     #[serde(default)]
     pub namespace: Option<String>,
-    /// A kubeconfig file; default in-cluster config, else `$KUBECONFIG` / `~/.kube/config`.
+    /// A kubeconfig file; default `$KUBECONFIG` / `~/.kube/config` when present, else the
+    /// in-cluster service account.
     #[serde(default)]
     pub kubeconfig: Option<PathBuf>,
     /// A context of the kubeconfig; default its current context.
