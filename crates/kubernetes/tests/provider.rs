@@ -283,7 +283,6 @@ async fn scale_up_patches_the_scale_subresource_conditionally() {
     assert!(self::writes(&env.fake).is_empty());
 }
 
-
 #[tokio::test]
 async fn drain_marks_the_pod_before_the_scale_down() {
     let env = env().await;
@@ -750,4 +749,32 @@ async fn tower_level_scale_request() {
     );
     let list = &seen[1];
     assert!(list.1.contains("labelSelector=app%3Dw"), "{list:?}");
+}
+
+#[test]
+fn job_manifest_carries_pool_resources_and_placement() {
+    let mut pool = test_pool("gpu");
+    pool.provider = ProviderKind::Kubernetes;
+    pool.resources.cpu = 0.5;
+    pool.resources.gpu = 1;
+    let mut section = section(KubernetesMode::WorkQueue, std::path::Path::new("/k"));
+    section.service_account = Some("batch".into());
+    section.token_key = Some("worker-token".into());
+    section.node_selector.insert("pool".into(), "spot".into());
+    section.labels.insert("team".into(), "render".into());
+    let job = spillway_kubernetes::provider::job_manifest(&pool, &section, "jobs", 4);
+    let spec = &job["spec"]["template"]["spec"];
+    assert_eq!(spec["serviceAccountName"], "batch");
+    assert_eq!(spec["nodeSelector"], json!({"pool": "spot"}));
+    let resources = &spec["containers"][0]["resources"];
+    assert_eq!(resources["requests"]["cpu"], "500m");
+    assert_eq!(resources["limits"]["nvidia.com/gpu"], "1");
+    assert_eq!(
+        spec["containers"][0]["env"][1]["valueFrom"]["secretKeyRef"]["key"],
+        "worker-token"
+    );
+    let labels = &job["spec"]["template"]["metadata"]["labels"];
+    assert_eq!(labels["team"], "render");
+    assert_eq!(labels["spillway.dev/pool"], "gpu");
+    assert_eq!(job["metadata"]["namespace"], "jobs");
 }

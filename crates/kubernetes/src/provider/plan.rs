@@ -405,6 +405,51 @@ mod tests {
         }
     }
 
+    fn worker(hostname: &str, state: WorkerState, started: i64) -> Worker {
+        let at = chrono::DateTime::from_timestamp(started, 0).unwrap_or_default();
+        Worker {
+            id: format!("w-{hostname}-{started}"),
+            tenant: "default".into(),
+            pool: "p".into(),
+            hostname: hostname.into(),
+            queues: vec!["default".into()],
+            concurrency: 1,
+            state,
+            running: 0,
+            started_at: at,
+            last_seen: at,
+        }
+    }
+
+    #[test]
+    fn workers_join_pods_by_hostname() {
+        let starting = pod(json!({"metadata": {"name": "a"}, "status": {"phase": "Running"}}));
+        let workers = vec![
+            worker("a", WorkerState::Exited, 1),
+            worker("a", WorkerState::Active, 2),
+            worker("b", WorkerState::Draining, 3),
+        ];
+        let joined = worker_of(&workers, "p", "a").expect("worker of a");
+        assert_eq!(
+            joined.state,
+            WorkerState::Active,
+            "the latest registration wins"
+        );
+        assert!(
+            worker_of(&workers, "other", "a").is_none(),
+            "pools must match"
+        );
+        assert_eq!(
+            instance_state(&starting, Some(joined)),
+            InstanceState::Running
+        );
+        let draining = worker_of(&workers, "p", "b");
+        assert_eq!(instance_state(&starting, draining), InstanceState::Draining);
+        assert_eq!(instance_state(&starting, None), InstanceState::Starting);
+        let ended = pod(json!({"metadata": {"name": "b"}, "status": {"phase": "Succeeded"}}));
+        assert_eq!(instance_state(&ended, draining), InstanceState::Down);
+    }
+
     #[test]
     fn unschedulable_is_a_stock_out_and_pull_errors_a_start_failure() {
         let unschedulable = pod(
