@@ -215,7 +215,7 @@ impl KubernetesJobExecutor {
     }
 
     /// Delete the Jobs of earlier attempts of this task (their workers lost the lease), so a
-    /// task never has two Jobs running.
+    /// task never has two Jobs running. `name` is this attempt's Job, for logs.
     async fn delete_earlier_attempts(&self, identity: &TaskIdentity, name: &str) {
         let listed = self
             .jobs()
@@ -229,10 +229,20 @@ impl KubernetesJobExecutor {
             }
         };
         for stale in jobs {
+            // Only older attempts: a worker that lost its lease must never remove the Job of
+            // the attempt that replaced it.
+            let attempt = stale
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|labels| labels.get(spec::LABEL_ATTEMPT))
+                .and_then(|a| a.parse::<u32>().ok());
             let Some(stale_name) = stale.metadata.name else {
                 continue;
             };
-            if stale_name != name && stale.metadata.deletion_timestamp.is_none() {
+            if attempt.is_some_and(|a| a < identity.attempt)
+                && stale.metadata.deletion_timestamp.is_none()
+            {
                 tracing::info!(job = %stale_name, "deleting the Job of an earlier attempt");
                 self.delete(&stale_name).await;
             }

@@ -468,7 +468,7 @@ async fn a_job_of_the_same_name_from_someone_else_is_an_error() {
 }
 
 #[tokio::test]
-async fn jobs_of_earlier_attempts_are_deleted() {
+async fn jobs_of_earlier_attempts_are_deleted_and_later_ones_left_alone() {
     let recorder = Recorder::default();
     let finished = finishing(
         job("7", condition("Complete", "CompletionsReached")),
@@ -480,8 +480,12 @@ async fn jobs_of_earlier_attempts_are_deleted() {
             let mut earlier = job("3", json!({ "active": 1 }));
             earlier["metadata"]["name"] = json!("spillway-42-1");
             earlier["metadata"]["labels"]["spillway.dev/attempt"] = json!("1");
+            // A later attempt's Job (this worker lost the race) must be left alone.
+            let mut later = job("4", json!({ "active": 1 }));
+            later["metadata"]["name"] = json!("spillway-42-3");
+            later["metadata"]["labels"]["spillway.dev/attempt"] = json!("3");
             let mut list = job_list();
-            list["items"] = json!([earlier, job("5", json!({ "active": 1 }))]);
+            list["items"] = json!([earlier, job("5", json!({ "active": 1 })), later]);
             return Answer::Json(200, list);
         }
         finished(call)
