@@ -114,6 +114,18 @@ impl Spillway {
         fake: &FakeApiServer,
         shutdown: CancellationToken,
     ) -> JoinHandle<WorkerSummary> {
+        self.worker_with(fake, shutdown, JobExecutorConfig::default())
+            .await
+    }
+
+    /// [`Self::worker`] with executor settings of the test's choosing (namespace and default
+    /// image are set here).
+    async fn worker_with(
+        &self,
+        fake: &FakeApiServer,
+        shutdown: CancellationToken,
+        executor_config: JobExecutorConfig,
+    ) -> JoinHandle<WorkerSummary> {
         let executor = KubernetesJobExecutor::connect(
             &ClusterAccess {
                 kubeconfig: Some(fake.kubeconfig_path().to_path_buf()),
@@ -122,7 +134,7 @@ impl Spillway {
             JobExecutorConfig {
                 namespace: Some("batch".into()),
                 default_image: Some("busybox:1.36".into()),
-                ..JobExecutorConfig::default()
+                ..executor_config
             },
         )
         .await
@@ -314,4 +326,64 @@ async fn cancelling_the_spillway_job_deletes_its_running_kubernetes_job() {
     shutdown.cancel();
     let summary = worker.await.unwrap();
     assert_eq!(summary.released, 1, "{summary:?}");
+}
+
+#[tokio::test]
+async fn a_pod_that_can_never_start_fails_the_task_through_the_queue_policy() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let fake = FakeApiServer::start().await.unwrap();
+    let spillway = Spillway::start().await;
+    let submit = SubmitJob::command("k8s", vec!["run".into()]);
+    let job = spillway.admin.job_submit(&submit).await.unwrap().job;
+    let task_id = spillway.tasks(&job.id).await[0].id;
+
+    let shutdown = CancellationToken::new();
+    let worker = spillway
+        .worker_with(
+            &fake,
+            shutdown.clone(),
+            JobExecutorConfig {
+                // Look at the pod often; the pending limit stays long, so only a reason that
+                // can never clear ends the attempt.
+                pod_check_interval: Duration::from_millis(50),
+                ..JobExecutorConfig::default()
+            },
+        )
+        .await;
+    let pods = wait_for(&fake, "the task's pod", || pods_by_task(&fake, &[task_id])).await;
+    // The kubelet cannot parse the image reference.
+    assert!(fake.modify("pods", "batch", &pods[&task_id], |pod| {
+        pod["status"]["phase"] = "Pending".into();
+        pod["status"]["containerStatuses"] = serde_json::json!([{
+            "name": "task", "image": "busybox:1.36", "imageID": "", "ready": false,
+            "restartCount": 0,
+            "state": { "waiting": { "reason": "InvalidImageName",
+                                    "message": "couldn't parse image name" } },
+        }]);
+    }));
+
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let task = loop {
+        let task = spillway.tasks(&job.id).await.remove(0);
+        if task.state.is_final() {
+            break task;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "task did not end: {task:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(task.state, TaskState::Dead, "{task:?}");
+    assert_eq!(task.exit_code, Some(125));
+    let log = spillway.admin.task_logs(task.id, None).await.unwrap();
+    assert!(log.contains("InvalidImageName"), "{log:?}");
+    // The stuck Job is removed, or it would go on trying to start.
+    wait_for(&fake, "the Job to be deleted", || {
+        fake.objects("jobs").is_empty().then_some(())
+    })
+    .await;
+    shutdown.cancel();
+    let summary = worker.await.unwrap();
+    assert_eq!(summary.failed, 1, "{summary:?}");
 }
