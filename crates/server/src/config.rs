@@ -132,16 +132,6 @@ impl ServerConfig {
         }
         spillway_autoscale::config::validate_pools(&self.pools)?;
         self.autoscale.validate()?;
-        for pool in &self.pools {
-            use spillway_autoscale::config::ProviderKind;
-            if pool.provider == ProviderKind::Kubernetes {
-                return Err(Error::invalid(format!(
-                    "pool {:?} uses provider {:?}, which this server cannot run yet: use \"local\", \"external\", \"compute_engine\" or \"memory\"",
-                    pool.name,
-                    pool.provider.as_str()
-                )));
-            }
-        }
         if let Some(url) = &self.public_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
@@ -212,10 +202,9 @@ mod tests {
 
         let mut cloud = config;
         cloud.pools[1].provider = spillway_autoscale::config::ProviderKind::Kubernetes;
-        let err = cloud
+        cloud
             .validate()
-            .expect_err("kubernetes is not run by the server");
-        assert!(err.message().contains("cannot run yet"), "{err}");
+            .expect("kubernetes pools run in the server");
     }
 
     #[test]

@@ -113,7 +113,11 @@ impl Autoscaler {
         let mut observations = Vec::with_capacity(pools.len());
         for pool in pools {
             let seen = match self.provider(&pool) {
-                Ok(provider) => provider.pool_observe(PoolObserve { pool: &pool, now }).await,
+                Ok(provider) => {
+                    provider
+                        .pool_observe(PoolObserve { pool: &pool, now })
+                        .await
+                }
                 Err(err) => Err(err),
             };
             match seen {

@@ -427,7 +427,9 @@ mod tests {
         let reasons = pool_problems(&t, &pools, &statuses);
         assert_eq!(kinds(&reasons), [WaitReasonKind::PoolProblem]);
         assert!(
-            reasons[0].message.contains("\"spot\" has 0 of 4 workers: QUOTA_EXCEEDED"),
+            reasons[0]
+                .message
+                .contains("\"spot\" has 0 of 4 workers: QUOTA_EXCEEDED"),
             "{}",
             reasons[0].message
         );

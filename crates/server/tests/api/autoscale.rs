@@ -431,3 +431,63 @@ async fn a_pool_whose_provider_fails_does_not_stop_the_others() {
         "{east:?}"
     );
 }
+
+/// The server's own providers (`providers::standard`) run a `kubernetes` pool: a submit scales
+/// its worker Deployment through the scale subresource of the fake API server, reached through
+/// a kubeconfig over 127.0.0.1.
+#[tokio::test]
+async fn the_server_scales_a_kubernetes_deployment_for_a_submit() {
+    use spillway_kubernetes::fake::FakeApiServer;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let fake = FakeApiServer::start().await.expect("fake api server");
+    fake.create(
+        "default",
+        json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "k8s"},
+            "spec": {
+                "replicas": 0,
+                "selector": {"matchLabels": {"spillway.dev/pool": "k8s"}},
+                "template": {
+                    "metadata": {"labels": {"spillway.dev/pool": "k8s"}},
+                    "spec": {"containers": [{"name": "worker", "image": "spillway:test", "args": ["worker", "--pool", "k8s"]}]},
+                },
+            },
+        }),
+    )
+    .expect("create deployment");
+    let mut k8s = pool("k8s", 0, 4);
+    k8s.provider = ProviderKind::Kubernetes;
+    k8s.kubernetes = Some(spillway_autoscale::targets::KubernetesPool {
+        kubeconfig: Some(fake.kubeconfig_path().to_path_buf()),
+        ..Default::default()
+    });
+    let server = Server::with_config(config(vec![k8s])).await;
+    let autoscaler = Autoscaler::new(
+        server.state.clone(),
+        spillway_server::autoscale::providers::standard(&server.state),
+        LEADER_KEY,
+    );
+    server
+        .submit(&server.admin, json!({"command": ["x"], "tasks": [{}, {}]}))
+        .await;
+    autoscaler.pass().await.expect("pass");
+
+    let replicas = fake
+        .object("deployments", "default", "k8s")
+        .and_then(|d| d["spec"]["replicas"].as_u64());
+    assert!(
+        replicas.is_some_and(|r| r >= 2),
+        "deployment scaled for 2 tasks: {replicas:?}"
+    );
+    assert!(
+        fake.requests()
+            .iter()
+            .any(|r| r.path.ends_with("/deployments/k8s/scale")),
+        "through the scale subresource: {:?}",
+        fake.requests()
+    );
+    let listed = pools(&server).await;
+    assert_eq!(listed[0].provider, "kubernetes");
+}

@@ -93,7 +93,12 @@ mod tests {
             }
         });
         let pool = test_pool("p");
-        let observe = || provider.pool_observe(PoolObserve { pool: &pool, now: t0() });
+        let observe = || {
+            provider.pool_observe(PoolObserve {
+                pool: &pool,
+                now: t0(),
+            })
+        };
 
         let err = observe().await.expect_err("first build fails");
         assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");

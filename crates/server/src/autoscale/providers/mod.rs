@@ -35,7 +35,7 @@ pub(crate) fn instance_state(worker: &Worker) -> InstanceState {
 }
 
 /// The providers the server runs for its configured pools: `local`, `external`,
-/// `compute_engine` and `memory` (an in-process fake, for trying the autoscaler out).
+/// `kubernetes`, `compute_engine` and `memory` (an in-process fake, for trying the autoscaler out).
 pub fn standard(state: &crate::state::AppState) -> HashMap<ProviderKind, DynPoolProvider> {
     let config = &state.config;
     let program = config
@@ -59,6 +59,13 @@ pub fn standard(state: &crate::state::AppState) -> HashMap<ProviderKind, DynPool
         ),
         (ProviderKind::Memory, Arc::new(MemoryProvider::new())),
         (ProviderKind::ComputeEngine, compute_engine(state)),
+        // Builds one client per (kubeconfig, context) of its pools on first use; no IO here.
+        (
+            ProviderKind::Kubernetes,
+            Arc::new(spillway_kubernetes::KubernetesProvider::new(
+                state.store.clone(),
+            )),
+        ),
     ])
 }
 
@@ -79,11 +86,14 @@ pub fn own_url(config: &crate::config::ServerConfig) -> String {
 /// the pool's section.
 fn compute_engine(state: &crate::state::AppState) -> DynPoolProvider {
     let store = state.store.clone();
-    Arc::new(deferred::DeferredProvider::new("compute_engine", move || {
-        let store = store.clone();
-        async move {
-            let provider = spillway_compute_engine::ComputeEngineProvider::new(store)?;
-            Ok(Arc::new(provider) as DynPoolProvider)
-        }
-    }))
+    Arc::new(deferred::DeferredProvider::new(
+        "compute_engine",
+        move || {
+            let store = store.clone();
+            async move {
+                let provider = spillway_compute_engine::ComputeEngineProvider::new(store)?;
+                Ok(Arc::new(provider) as DynPoolProvider)
+            }
+        },
+    ))
 }
