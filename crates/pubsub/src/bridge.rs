@@ -14,8 +14,11 @@
 //! - A message the server refuses as invalid (400/413), or whose data does not fit
 //!   `--data-format`, is *rejected*: with a reject topic it is published there (data and
 //!   attributes unchanged, plus `spillway_reject_reason`) and then acknowledged; without one it
-//!   is handed back (ack deadline 0), so the subscription's dead-letter policy, if any, moves it
-//!   aside after its maximum delivery attempts.
+//!   is left unacknowledged: Pub/Sub delivers it again once its ack deadline passes (a pause,
+//!   not a hot loop), and the subscription's dead-letter policy, if any, moves it aside after
+//!   its maximum delivery attempts.
+//! - A submit that keeps failing with a passing error (server unreachable) is handed back at
+//!   once (ack deadline 0), for this or another bridge to try again.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,7 +60,8 @@ pub struct BridgeConfig {
     pub max_messages: u32,
     /// Submits in flight at once.
     pub concurrency: usize,
-    /// Publish rejected messages here and acknowledge them; without it they are handed back.
+    /// Publish rejected messages here and acknowledge them; without it they are left
+    /// unacknowledged, for Pub/Sub to redeliver after the ack deadline (or dead-letter).
     pub reject_topic: Option<String>,
     /// Ack deadline (seconds) set on messages still being stored.
     pub deadline_extension_secs: u32,
@@ -139,7 +143,7 @@ pub struct BridgeStats {
     pub duplicates: AtomicU64,
     /// Messages acknowledged.
     pub acked: AtomicU64,
-    /// Messages rejected (published to the reject topic, or handed back).
+    /// Messages rejected (published to the reject topic, or left unacknowledged).
     pub rejected: AtomicU64,
     /// Messages handed back after passing failures.
     pub handed_back: AtomicU64,
@@ -157,6 +161,9 @@ enum Fate {
     Ack(String),
     /// Hand back for redelivery now.
     HandBack(String),
+    /// Neither: let its ack deadline run out, so Pub/Sub delivers it again only after that
+    /// pause (and counts the attempt for its dead-letter policy).
+    LetExpire,
     /// A failure that every message would meet (bad token, missing queue): stop the bridge.
     Stop(String, Error),
 }
@@ -249,6 +256,7 @@ async fn process_batch(
         match fate {
             Fate::Ack(id) => acks.push(id),
             Fate::HandBack(id) => hand_back.push(id),
+            Fate::LetExpire => {}
             Fate::Stop(id, e) => {
                 hand_back.push(id);
                 stop.get_or_insert(e);
@@ -369,8 +377,8 @@ async fn reject(
 ) -> Fate {
     BridgeStats::add(&stats.rejected, 1);
     let Some(topic) = &config.reject_topic else {
-        tracing::warn!(message_id = %message.message_id, reason = %rejection.reason, "message rejected; handing it back (set a dead-letter policy on the subscription, or --reject-topic, to move it aside)");
-        return Fate::HandBack(message.ack_id.clone());
+        tracing::warn!(message_id = %message.message_id, reason = %rejection.reason, "message rejected; leaving it unacknowledged (set a dead-letter policy on the subscription, or --reject-topic, to move it aside)");
+        return Fate::LetExpire;
     };
     let outgoing = mapping::rejection_message(message, &rejection.reason);
     match pubsub.publish(topic, &[outgoing]).await {

@@ -316,8 +316,8 @@ async fn malformed_messages_go_to_the_reject_topic_or_back_to_pubsub_never_to_a_
     })
     .await;
 
-    // Without one: it is handed back and comes again (Pub/Sub's dead-letter policy would
-    // move it aside), never acknowledged, never a job.
+    // Without one: it is left unacknowledged and comes again once its ack deadline (10s)
+    // passes (Pub/Sub's dead-letter policy would move it aside); never acknowledged, never a job.
     wait_for("the bad message to be redelivered", || async {
         (stats_without.rejected.load(Ordering::Relaxed) >= 2).then_some(())
     })

@@ -45,8 +45,9 @@ A message is acknowledged only after the server has stored its job. A message de
 key is the subscription plus the message id, so no message is lost and none makes two jobs.
 
 Messages that cannot be jobs (data not matching --data-format, or refused by the server) go to
---reject-topic and are acknowledged; without that flag they are handed back to Pub/Sub, whose
-dead-letter policy on the subscription can move them aside.
+--reject-topic and are acknowledged; without that flag they are left unacknowledged, so
+Pub/Sub delivers them again after the ack deadline and its dead-letter policy on the
+subscription can move them aside.
 
 Credentials: application default credentials (service account on Compute Engine/GKE,
 GOOGLE_APPLICATION_CREDENTIALS, or gcloud). With PUBSUB_EMULATOR_HOST set, the emulator is

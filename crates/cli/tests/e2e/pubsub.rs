@@ -82,10 +82,18 @@ fn start_bridge(name: &str, dir: &Path, server: &Server, emulator: &Emulator) ->
             "--queue",
             QUEUE,
         ])
-        .args(["--max-messages", "50", "--concurrency", "8"])
+        .args(["--max-messages", "100", "--concurrency", "4"])
         .args(["--ack-extension", &ACK_DEADLINE_SECS.to_string()])
         .args(["--", "cat"]);
     ChildGuard::spawn(name, command, dir)
+}
+
+/// Jobs the bridge stored since it last finished a batch (whose messages are not yet
+/// acknowledged), from its debug log.
+fn stored_since_last_batch(bridge: &ChildGuard) -> usize {
+    let output = bridge.output();
+    let tail = output.rsplit("batch done").next().unwrap_or_default();
+    tail.matches("stored message_id").count()
 }
 
 /// The last `duplicates=N` the bridge logged.
@@ -119,16 +127,21 @@ async fn a_thousand_messages_become_a_thousand_jobs_across_a_killed_bridge() {
     let client = server.client();
     create_queue(&client, QUEUE, QueueSettings::default()).await;
 
-    // First bridge: killed without warning once a good part of the messages are jobs.
+    // First bridge: killed without warning in the middle of a batch, once a good part of the
+    // messages are jobs, so some jobs are stored but their messages not yet acknowledged
+    // (acknowledgements go out at the end of each batch).
     let mut first = start_bridge("bridge-1", dir.path(), &server, &emulator);
-    let at_kill = wait_for("the first bridge to store 300 jobs", STATE_DEADLINE, || {
-        first.assert_running();
-        let client = client.clone();
-        async move {
-            let n = bridged_jobs(&client).await.len();
-            (n >= 300).then_some(n)
-        }
-    })
+    let at_kill = wait_for(
+        "the first bridge to be mid-batch after 300 jobs",
+        STATE_DEADLINE,
+        || {
+            first.assert_running();
+            let mid_batch = stored_since_last_batch(&first);
+            let total = first.output().matches("stored message_id").count();
+            // Early in a batch of up to 100, so its acknowledgement is surely not sent yet.
+            async move { (total >= 300 && (1..=50).contains(&mid_batch)).then_some(total) }
+        },
+    )
     .await;
     first.kill9();
     let after_kill = bridged_jobs(&client).await.len();
