@@ -192,12 +192,20 @@ async fn harness(mode: KubernetesMode) -> Harness {
     let store = env.store.clone();
     // The store's directory must outlive the harness.
     let dir = env._dir;
+    // One player at a time: two overlapping players could both see a pod without a worker and
+    // register it twice, the second time undoing a drain the provider asked for in between.
+    let players = Arc::new(tokio::sync::Mutex::new(()));
     let settle = move |pool: &str| {
         let _ = &dir;
         fake.settle();
         if mode == KubernetesMode::WorkQueue {
             // The store is async and settle is not: the workers act at the case's next await.
-            tokio::spawn(play_workers(fake.clone(), store.clone(), pool.to_string()));
+            let (fake, store, pool) = (fake.clone(), store.clone(), pool.to_string());
+            let players = players.clone();
+            tokio::spawn(async move {
+                let _turn = players.lock().await;
+                play_workers(fake, store, pool).await;
+            });
         }
     };
     Harness {
