@@ -178,19 +178,33 @@ pub async fn run_bridge(
     cancel: &CancellationToken,
 ) -> Result<()> {
     config.validate()?;
-    spillway
-        .queue_get(&config.template.queue)
-        .await
-        .map_err(|e| {
-            Error::new(
-                e.kind(),
-                format!(
-                    "cannot use queue {:?}: {}",
-                    config.template.queue,
-                    e.message()
-                ),
-            )
-        })?;
+    // A server that is still starting (or briefly down) is waited for; a missing queue or a
+    // refused token is not going to fix itself.
+    let mut attempt = 0;
+    loop {
+        match spillway.queue_get(&config.template.queue).await {
+            Ok(_) => break,
+            Err(e) if e.is_retryable() => {
+                attempt += 1;
+                let pause = backoff(config.idle_wait, attempt, MAX_PULL_BACKOFF);
+                tracing::warn!(error = %e, pause = ?pause, "the Spillway server is not answering; trying again");
+                pause_or_cancel(pause, cancel).await;
+                if cancel.is_cancelled() {
+                    return Ok(());
+                }
+            }
+            Err(e) => {
+                return Err(Error::new(
+                    e.kind(),
+                    format!(
+                        "cannot use queue {:?}: {}",
+                        config.template.queue,
+                        e.message()
+                    ),
+                ));
+            }
+        }
+    }
     tracing::info!(subscription = %config.subscription, queue = %config.template.queue, "bridge started");
     let mut pull_failures = 0u32;
     while !cancel.is_cancelled() {

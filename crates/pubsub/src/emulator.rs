@@ -20,7 +20,11 @@ pub const EMULATOR_ENV: &str = "SPILLWAY_PUBSUB_EMULATOR";
 pub const DEFAULT_EMULATOR: &str =
     "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator";
 /// How long the emulator (a JVM) may take to answer after starting.
-const START_DEADLINE: Duration = Duration::from_secs(90);
+const START_DEADLINE: Duration = Duration::from_secs(45);
+/// Starts tried, each on a fresh port.
+const START_ATTEMPTS: u32 = 3;
+/// How much of the emulator's output an error quotes.
+const LOG_TAIL_BYTES: usize = 2000;
 /// Pause between two readiness checks.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -52,27 +56,55 @@ pub fn find_or_skip(test: &str) -> Option<PathBuf> {
 pub struct Emulator {
     child: Child,
     host: String,
+    log: PathBuf,
+    // Holds the log until the guard drops.
+    _dir: tempfile::TempDir,
 }
 
 impl Emulator {
-    /// Start the emulator at `script` on a free port and wait until it answers.
+    /// Start the emulator at `script` on a free port and wait until it answers. A port taken
+    /// by someone else between choosing and binding it makes the start try again on another.
     pub async fn start(script: &std::path::Path) -> Result<Emulator> {
+        let mut last_error = None;
+        for _ in 0..START_ATTEMPTS {
+            match Emulator::start_once(script).await {
+                Ok(emulator) => return Ok(emulator),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| Error::unavailable("the Pub/Sub emulator did not start")))
+    }
+
+    async fn start_once(script: &std::path::Path) -> Result<Emulator> {
         use std::os::unix::process::CommandExt;
+        let dir = tempfile::tempdir()
+            .map_err(|e| Error::unavailable("cannot make a temp dir").with_source(e))?;
+        let log = dir.path().join("emulator.log");
+        let out = std::fs::File::create(&log)
+            .map_err(|e| Error::unavailable("cannot create the emulator log").with_source(e))?;
+        let err = out
+            .try_clone()
+            .map_err(|e| Error::unavailable("cannot create the emulator log").with_source(e))?;
         let port = free_port()?;
         let host = format!("127.0.0.1:{port}");
         let child = Command::new(script)
             .arg("--host=127.0.0.1")
             .arg(format!("--port={port}"))
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(out)
+            .stderr(err)
             // Its own process group, so the guard can kill the JVM the script execs.
             .process_group(0)
             .spawn()
             .map_err(|e| {
                 Error::unavailable(format!("cannot start {}", script.display())).with_source(e)
             })?;
-        let mut emulator = Emulator { child, host };
+        let mut emulator = Emulator {
+            child,
+            host,
+            log,
+            _dir: dir,
+        };
         emulator.wait_ready().await?;
         Ok(emulator)
     }
@@ -84,22 +116,42 @@ impl Emulator {
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(Error::unavailable(format!(
-                    "the Pub/Sub emulator exited with {status} while starting: is java installed?"
+                    "the Pub/Sub emulator exited with {status} while starting (is java installed?): {}",
+                    self.log_tail()
                 )));
             }
+            if self.log_tail().contains("Address already in use") {
+                return Err(Error::unavailable(format!(
+                    "port of {} was taken before the emulator bound it",
+                    self.host
+                )));
+            }
+            // The emulator answers "Ok" on `/`; anything else on the port is not it.
             if let Ok(answer) = http.get(&url).send().await
                 && answer.status().is_success()
+                && answer.text().await.is_ok_and(|body| body.trim() == "Ok")
             {
                 return Ok(());
             }
             if Instant::now() >= until {
                 return Err(Error::unavailable(format!(
-                    "the Pub/Sub emulator did not answer on {} within {START_DEADLINE:?}",
-                    self.host
+                    "the Pub/Sub emulator did not answer on {} within {START_DEADLINE:?}: {}",
+                    self.host,
+                    self.log_tail()
                 )));
             }
             tokio::time::sleep(POLL).await;
         }
+    }
+
+    /// The end of the emulator's output, for error messages.
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let start = text.len().saturating_sub(LOG_TAIL_BYTES);
+        let start = (start..=text.len())
+            .find(|i| text.is_char_boundary(*i))
+            .unwrap_or(text.len());
+        text[start..].to_string()
     }
 
     /// `127.0.0.1:PORT`, the value for `PUBSUB_EMULATOR_HOST`.

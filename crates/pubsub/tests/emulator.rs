@@ -46,26 +46,14 @@ where
 
 /// A Spillway server on 127.0.0.1 with a queue, and an admin client.
 async fn spillway_server(dir: &std::path::Path) -> Client {
-    let store: DynStore = Arc::new(
-        SqliteStore::open(&dir.join("spillway.db"))
-            .await
-            .expect("open sqlite"),
-    );
-    let blobs: Arc<dyn BlobStore> =
-        Arc::new(ObjectBlobs::from_url("memory://", &Default::default()).expect("blobs"));
-    let admin = spillway_server::bootstrap(&store, chrono::Utc::now())
-        .await
-        .expect("bootstrap")
-        .expect("admin token");
-    let state = AppState::new(store, blobs, Arc::new(SystemClock), ServerConfig::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        spillway_server::serve(listener, state, std::future::pending())
-            .await
-            .expect("serve")
-    });
-    let client = Client::new(&url, Some(admin)).unwrap();
+    let server = RunningServer::start(dir, 0).await;
+    let client = server.client.clone();
+    std::mem::forget(server.stop);
+    create_queue(&client).await;
+    client
+}
+
+async fn create_queue(client: &Client) {
     client
         .queue_create(&CreateQueue {
             name: QUEUE.into(),
@@ -74,7 +62,62 @@ async fn spillway_server(dir: &std::path::Path) -> Client {
         })
         .await
         .expect("create queue");
-    client
+}
+
+/// A server on `port` (0: any) keeping its state in `dir`; stops when `stop` fires or drops.
+struct RunningServer {
+    client: Client,
+    port: u16,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningServer {
+    async fn start(dir: &std::path::Path, port: u16) -> RunningServer {
+        let store: DynStore = Arc::new(
+            SqliteStore::open(&dir.join("spillway.db"))
+                .await
+                .expect("open sqlite"),
+        );
+        let blobs: Arc<dyn BlobStore> =
+            Arc::new(ObjectBlobs::from_url("memory://", &Default::default()).expect("blobs"));
+        let token_file = dir.join("admin.token");
+        let admin = match spillway_server::bootstrap(&store, chrono::Utc::now())
+            .await
+            .expect("bootstrap")
+        {
+            Some(token) => {
+                std::fs::write(&token_file, &token).unwrap();
+                token
+            }
+            None => std::fs::read_to_string(&token_file).expect("the first start wrote it"),
+        };
+        let state = AppState::new(store, blobs, Arc::new(SystemClock), ServerConfig::default());
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            spillway_server::serve(listener, state, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("serve")
+        });
+        let client = Client::new(&format!("http://127.0.0.1:{port}"), Some(admin)).unwrap();
+        RunningServer {
+            client,
+            port,
+            stop,
+            task,
+        }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap();
+    }
 }
 
 fn template(format: DataFormat) -> JobTemplate {
@@ -358,4 +401,78 @@ async fn a_missing_subscription_stops_the_bridge_with_a_clear_error() {
             .contains("pubsub pull on projects/p/subscriptions/nope answered 404"),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_published_while_the_server_is_down_are_stored_when_it_returns() {
+    let Some(script) = find_or_skip("server outage") else {
+        return;
+    };
+    let emulator = Emulator::start(&script).await.expect("emulator");
+    let pubsub = emulator.client().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (topic, sub) = (
+        "projects/p/topics/outage",
+        "projects/p/subscriptions/outage",
+    );
+    pubsub.topic_create(topic).await.unwrap();
+    pubsub.subscription_create(sub, topic, 10).await.unwrap();
+
+    let server = RunningServer::start(dir.path(), 0).await;
+    let (client, port) = (server.client.clone(), server.port);
+    create_queue(&client).await;
+    let cancel = CancellationToken::new();
+    let stats = Arc::new(BridgeStats::default());
+    let bridge = {
+        let (pubsub, client, cancel, stats) = (
+            pubsub.clone(),
+            client.clone(),
+            cancel.clone(),
+            stats.clone(),
+        );
+        let config = BridgeConfig::new(sub, template(DataFormat::Json));
+        tokio::spawn(async move { run_bridge(&pubsub, &client, &config, &stats, &cancel).await })
+    };
+    pubsub.publish(topic, &[message(b"1", &[])]).await.unwrap();
+    wait_for("the first message's job", || async {
+        (jobs_of(&client, sub).await.len() == 1).then_some(())
+    })
+    .await;
+
+    // The server goes away; what is published now cannot be stored, and must not be lost.
+    server.stop().await;
+    let during = pubsub
+        .publish(topic, &[message(b"2", &[]), message(b"3", &[])])
+        .await
+        .unwrap();
+    wait_for(
+        "the bridge to give up on the submits and hand the messages back",
+        || async { (stats.handed_back.load(Ordering::Relaxed) >= 2).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        stats.acked.load(Ordering::Relaxed),
+        1,
+        "nothing unstored was acknowledged"
+    );
+
+    // Back on the same port with the same database: the messages come again and are stored.
+    let server = RunningServer::start(dir.path(), port).await;
+    let jobs = wait_for("three jobs", || async {
+        let jobs = jobs_of(&server.client, sub).await;
+        (jobs.len() >= 3).then_some(jobs)
+    })
+    .await;
+    assert_eq!(jobs.len(), 3);
+    let ids: BTreeSet<_> = jobs
+        .iter()
+        .map(|j| j.labels["pubsub.message_id"].clone())
+        .collect();
+    assert!(
+        during.iter().all(|id| ids.contains(id)),
+        "{ids:?} lacks one of {during:?}"
+    );
+    cancel.cancel();
+    bridge.await.unwrap().unwrap();
+    server.stop().await;
 }
