@@ -599,6 +599,10 @@ impl KubernetesProvider {
         let workers = self.workers(&pool.name).await?;
         let mut live = 0;
         let mut named_live = 0;
+        // Each Job's parallelism as lowered so far in this call: two unregistered pods of one
+        // Job must take it down by two, not set the listed value minus one twice (which would
+        // leave a slot the Job controller fills with a new pod).
+        let mut lowered: HashMap<String, i32> = HashMap::new();
         for pod in &pods {
             let name = pod_name(pod);
             let worker = plan::worker_of(&workers, &pool.name, &name);
@@ -623,17 +627,30 @@ impl KubernetesProvider {
                         .iter()
                         .find(|j| pods_of(j, std::slice::from_ref(pod)).next().is_some())
                     {
-                        let parallelism =
-                            job.spec.as_ref().and_then(|s| s.parallelism).unwrap_or(1);
                         let job_name = job.metadata.name.clone().unwrap_or_default();
-                        self.set_parallelism(target, &job_name, (parallelism - 1).max(0) as u32)
+                        let listed = job.spec.as_ref().and_then(|s| s.parallelism).unwrap_or(1);
+                        let parallelism = lowered.entry(job_name.clone()).or_insert(listed);
+                        *parallelism = (*parallelism - 1).max(0);
+                        self.set_parallelism(target, &job_name, *parallelism as u32)
                             .await?;
                     }
                     self.delete_pod(target, &name).await?;
                 }
             }
         }
-        let queue_jobs: Vec<QueueJob> = jobs.iter().map(|j| queue_job(j, &pods)).collect();
+        // The plan sees each Job as the loop above left it: lowered by one per pod deleted.
+        let queue_jobs: Vec<QueueJob> = jobs
+            .iter()
+            .map(|j| {
+                let mut job = queue_job(j, &pods);
+                if let Some(&parallelism) = lowered.get(&job.name) {
+                    let deleted = job.parallelism.saturating_sub(parallelism.max(0) as u32);
+                    job.parallelism = parallelism.max(0) as u32;
+                    job.active = job.active.saturating_sub(deleted);
+                }
+                job
+            })
+            .collect();
         let plan = plan::queue_plan(params.desired, &queue_jobs, live, named_live, &params.drain);
         for (job, parallelism) in &plan.lower {
             self.set_parallelism(target, job, *parallelism).await?;

@@ -585,6 +585,33 @@ async fn work_queue_creates_one_job_per_deficit_with_the_worker_command() {
     assert!(parallelism.contains(&json!(2)), "{parallelism:?}");
 }
 
+/// Two pods of one Job whose workers have not registered are both stopped: the Job goes down
+/// by two, so its controller starts no replacement.
+#[tokio::test]
+async fn work_queue_stops_unregistered_pods_without_replacements() {
+    let env = env().await;
+    let pool = pool("u", KubernetesMode::WorkQueue, &env.fake);
+    resize(&env, &pool, 2, &[]).await.expect("resize");
+    env.fake.settle();
+    let pods: Vec<String> = env
+        .fake
+        .objects("pods")
+        .iter()
+        .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(pods.len(), 2, "{pods:?}");
+
+    resize(&env, &pool, 0, &[&pods[0], &pods[1]])
+        .await
+        .expect("drain both");
+    env.fake.settle();
+    let job = &env.fake.objects("jobs")[0];
+    assert_eq!(job["spec"]["parallelism"], json!(0), "{job}");
+    let left: Vec<Value> = env.fake.objects("pods");
+    assert!(left.is_empty(), "no replacement pod: {left:?}");
+    assert_eq!(observe(&env, &pool).await.live(), 0);
+}
+
 #[tokio::test]
 async fn work_queue_drains_through_the_store_and_deletes_finished_jobs() {
     let env = env().await;
