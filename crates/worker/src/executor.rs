@@ -25,6 +25,8 @@ pub struct ExecRequest {
     pub timeout: Option<Duration>,
     /// The container image the task asked for; executors that do not run containers ignore it.
     pub image: Option<String>,
+    /// What the task asked for; executors that place tasks (Kubernetes) request it.
+    pub resources: spillway_core::model::Resources,
 }
 
 /// How a command ended.

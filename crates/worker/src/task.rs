@@ -122,6 +122,7 @@ async fn execute(shared: &Shared, task: &LeasedTask, dir: &Path, stop: &StopHand
         stdin: payload,
         timeout: task.spec.timeout,
         image: task.spec.image.clone(),
+        resources: task.spec.resources.clone(),
     };
     let outcome = match shared.executor.run(request, stop.token.clone()).await {
         Ok(outcome) => outcome,

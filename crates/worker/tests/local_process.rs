@@ -20,6 +20,7 @@ fn request(dir: &Path, argv: &[&str]) -> ExecRequest {
         stdin: Vec::new(),
         timeout: None,
         image: None,
+        resources: Default::default(),
     }
 }
 

@@ -197,6 +197,7 @@ pub fn build_job(
         "image": image,
         "env": env,
         "volumeMounts": [{ "name": "spillway-payload", "mountPath": PAYLOAD_DIR, "readOnly": true }],
+        "resources": container_resources(&request.resources),
     });
     // An empty command keeps the image's own entrypoint.
     if !command.is_empty() {
@@ -244,6 +245,23 @@ pub fn build_job(
         .map_err(|e| Error::internal("could not build the Job object").with_source(e))
 }
 
+/// The container's `resources` for what the task asked for: CPU and memory requested (so the
+/// scheduler places the pod where they are free), memory also as the limit (a task over it is
+/// OOMKilled rather than starving its node), GPUs as `nvidia.com/gpu` limits, the only place
+/// Kubernetes accepts extended resources.
+pub fn container_resources(resources: &spillway_core::model::Resources) -> serde_json::Value {
+    let millicores = (resources.cpu * 1000.0).ceil().max(1.0) as u64;
+    let memory = format!("{}Mi", resources.memory_mb.max(1));
+    let mut value = json!({
+        "requests": { "cpu": format!("{millicores}m"), "memory": memory },
+        "limits": { "memory": memory },
+    });
+    if resources.gpu > 0 {
+        value["limits"]["nvidia.com/gpu"] = json!(resources.gpu.to_string());
+    }
+    value
+}
+
 /// `activeDeadlineSeconds` for a timeout: whole seconds, rounded up, at least one.
 pub fn deadline_seconds(timeout: Duration) -> u64 {
     let whole = timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0);
@@ -270,6 +288,11 @@ mod tests {
 
     fn request() -> ExecRequest {
         ExecRequest {
+            resources: spillway_core::model::Resources {
+                cpu: 1.5,
+                memory_mb: 2048,
+                gpu: 1,
+            },
             argv: vec!["python".into(), "run.py".into(), "3".into()],
             shell: false,
             env: BTreeMap::from([
@@ -336,6 +359,14 @@ mod tests {
         assert_eq!(pod["spec"]["automountServiceAccountToken"], false);
         let container = &pod["spec"]["containers"][0];
         assert_eq!(container["image"], "python:3.12-slim");
+        assert_eq!(
+            container["resources"],
+            json!({
+                "requests": {"cpu": "1500m", "memory": "2048Mi"},
+                "limits": {"memory": "2048Mi", "nvidia.com/gpu": "1"},
+            }),
+            "the task's resources are requested"
+        );
         assert_eq!(container["command"], json!(["python", "run.py", "3"]));
         let env: BTreeMap<String, String> = container["env"]
             .as_array()

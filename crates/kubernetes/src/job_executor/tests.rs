@@ -166,6 +166,7 @@ fn labels() -> Value {
 
 fn request() -> ExecRequest {
     ExecRequest {
+        resources: Default::default(),
         argv: vec!["python".into(), "run.py".into()],
         shell: false,
         env: BTreeMap::from([
@@ -329,6 +330,10 @@ async fn a_completed_job_is_exit_zero_with_its_log_and_is_deleted() {
                                 "mountPath": "/var/run/spillway",
                                 "readOnly": true,
                             }],
+                            "resources": {
+                                "requests": { "cpu": "1000m", "memory": "512Mi" },
+                                "limits": { "memory": "512Mi" },
+                            },
                         }],
                         "volumes": [{
                             "name": "spillway-payload",
