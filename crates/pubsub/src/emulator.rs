@@ -39,17 +39,31 @@ pub fn find() -> Option<PathBuf> {
 /// The emulator for a test, or `None` after printing why the test is skipped. Under CI
 /// (`CI=true`) a missing emulator panics instead, so CI cannot pass by skipping.
 pub fn find_or_skip(test: &str) -> Option<PathBuf> {
-    if let Some(path) = find() {
-        return Some(path);
-    }
-    let reason = format!(
-        "the Pub/Sub emulator was not found (set {EMULATOR_ENV} to cloud-pubsub-emulator, or install it at {DEFAULT_EMULATOR}; it needs java)"
-    );
+    let reason = match find() {
+        Some(path) if java_found() => return Some(path),
+        Some(path) => format!(
+            "the Pub/Sub emulator at {} needs java, and none was found on PATH or in JAVA_HOME",
+            path.display()
+        ),
+        None => format!(
+            "the Pub/Sub emulator was not found (set {EMULATOR_ENV} to cloud-pubsub-emulator, or install it at {DEFAULT_EMULATOR}; it needs java)"
+        ),
+    };
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("{test}: {reason}; CI=true, so this is a failure, not a skip");
     }
     eprintln!("SKIPPED {test}: {reason}");
     None
+}
+
+/// Whether the emulator's start script will find java (it looks in JAVA_HOME, then PATH).
+fn java_found() -> bool {
+    let in_java_home = std::env::var_os("JAVA_HOME")
+        .map(|home| PathBuf::from(home).join("bin/java"))
+        .is_some_and(|java| java.is_file());
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("java").is_file()));
+    in_java_home || on_path
 }
 
 /// A running emulator; killed with its process group on drop.
