@@ -156,6 +156,18 @@ impl PoolConfig {
         self.queues.iter().any(|q| q == queue)
     }
 
+    /// Refuse a size outside `[min, max]` as invalid, naming the bounds: every provider's
+    /// `pool_resize` starts with this.
+    pub fn check_size(&self, desired: u32) -> Result<()> {
+        if desired < self.min || desired > self.max {
+            return Err(Error::invalid(format!(
+                "desired size {desired} of pool {:?} is outside [{}, {}]: clamp it to the pool's min and max",
+                self.name, self.min, self.max
+            )));
+        }
+        Ok(())
+    }
+
     /// Check one pool on its own.
     pub fn validate(&self) -> Result<()> {
         validate_name("pool", &self.name)?;
@@ -378,6 +390,18 @@ idle_timeout = "90s"
             let err = pool.validate().expect_err(want);
             assert!(err.message().contains(want), "{want}: {err}");
         }
+    }
+
+    #[test]
+    fn sizes_outside_the_bounds_are_invalid() {
+        let mut pool = PoolConfig::new("spot", ProviderKind::Memory, vec!["q".into()]);
+        pool.min = 1;
+        pool.max = 3;
+        pool.check_size(1).expect("min");
+        pool.check_size(3).expect("max");
+        let err = pool.check_size(4).expect_err("above");
+        assert!(err.message().contains("outside [1, 3]"), "{err}");
+        assert!(pool.check_size(0).is_err());
     }
 
     #[test]

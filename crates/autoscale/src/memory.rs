@@ -123,12 +123,7 @@ impl PoolProvider for MemoryProvider {
 
     async fn pool_resize(&self, params: PoolResize<'_>) -> Result<()> {
         let config = params.pool;
-        if params.desired > config.max || params.desired < config.min {
-            return Err(Error::invalid(format!(
-                "desired size {} of pool {:?} is outside [{}, {}]: clamp it to the pool's min and max",
-                params.desired, config.name, config.min, config.max
-            )));
-        }
+        config.check_size(params.desired)?;
         let mut pools = self.lock();
         let pool = pools.entry(config.name.clone()).or_default();
         pool.desired = Some(params.desired);

@@ -2,24 +2,10 @@
 //! error codes mean which pool problem, which registered worker runs on an instance, and what
 //! target size a resize asks for. No IO here.
 
-use spillway_autoscale::config::PoolConfig;
 use spillway_autoscale::provider::{InstanceState, PoolProblemKind};
 use spillway_core::model::{Worker, WorkerState};
-use spillway_core::{Error, Result};
 
 use crate::api::{ErrorItem, ManagedInstance};
-
-/// Refuse a size outside the pool's bounds, naming them (same wording as the server's
-/// providers).
-pub fn check_size(pool: &PoolConfig, desired: u32) -> Result<()> {
-    if desired < pool.min || desired > pool.max {
-        return Err(Error::invalid(format!(
-            "desired size {desired} of pool {:?} is outside [{}, {}]: clamp it to the pool's min and max",
-            pool.name, pool.min, pool.max
-        )));
-    }
-    Ok(())
-}
 
 /// Whether the group is already deleting or abandoning the instance: it no longer counts in
 /// the target size.
@@ -160,7 +146,6 @@ pub fn resize_target(current_target: u32, desired: u32, draining_held: u32) -> O
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
-    use spillway_autoscale::config::ProviderKind;
 
     use super::*;
     use crate::api::{ErrorList, LastAttempt};
@@ -334,17 +319,5 @@ mod tests {
             Some(4),
             "a draining instance still counts"
         );
-    }
-
-    #[test]
-    fn sizes_outside_the_bounds_are_invalid() {
-        let mut pool = PoolConfig::new("spot", ProviderKind::ComputeEngine, vec!["q".into()]);
-        pool.min = 1;
-        pool.max = 3;
-        check_size(&pool, 1).expect("min");
-        check_size(&pool, 3).expect("max");
-        let err = check_size(&pool, 4).expect_err("above");
-        assert!(err.message().contains("outside [1, 3]"), "{err}");
-        assert!(check_size(&pool, 0).is_err());
     }
 }

@@ -34,7 +34,7 @@ use spillway_store::DynStore;
 use crate::api::{ManagedInstance, Operation, resource_name};
 use crate::client::{ClientSettings, ComputeClient, DELETE_BATCH, GroupRef};
 use crate::mapping::{
-    check_size, instance_problems, instance_state, is_leaving, operation_problems, ready_to_delete,
+    instance_problems, instance_state, is_leaving, operation_problems, ready_to_delete,
     resize_target, worker_for,
 };
 use crate::token::{DynTokenSource, GoogleTokens};
@@ -421,7 +421,7 @@ impl PoolProvider for ComputeEngineProvider {
 
     async fn pool_resize(&self, params: PoolResize<'_>) -> Result<()> {
         let pool = params.pool;
-        check_size(pool, params.desired)?;
+        pool.check_size(params.desired)?;
         let section = section(pool)?;
         let group = GroupRef::from_section(section)?;
         let client = self.client(section);

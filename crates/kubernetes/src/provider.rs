@@ -51,18 +51,6 @@ const CONFLICT_TRIES: u32 = 5;
 /// Name of the worker container in work-queue pods.
 const CONTAINER: &str = "worker";
 
-/// Refuse a size outside the pool's bounds, naming them (same wording as the server's
-/// providers).
-pub fn check_size(pool: &PoolConfig, desired: u32) -> Result<()> {
-    if desired < pool.min || desired > pool.max {
-        return Err(Error::invalid(format!(
-            "desired size {desired} of pool {:?} is outside [{}, {}]: clamp it to the pool's min and max",
-            pool.name, pool.min, pool.max
-        )));
-    }
-    Ok(())
-}
-
 /// A failed API call: either a condition to report as a pool problem, or an error.
 enum Failure {
     Problem(PoolProblemKind, String),
@@ -336,7 +324,7 @@ impl PoolProvider for KubernetesProvider {
 
     async fn pool_resize(&self, params: PoolResize<'_>) -> Result<()> {
         let pool = params.pool;
-        check_size(pool, params.desired)?;
+        pool.check_size(params.desired)?;
         let section = Self::section(pool);
         let target = self.target(pool, &section).await?;
         let result = match section.mode {

@@ -12,7 +12,7 @@ use spillway_autoscale::provider::{
 use spillway_core::{ErrorKind, Result};
 use spillway_store::DynStore;
 
-use super::{check_size, instance_state};
+use super::instance_state;
 
 /// Between a pool's name and a number in the id of a worker asked for but not registered.
 pub const WANTED_INFIX: &str = "-wanted-";
@@ -89,7 +89,7 @@ impl PoolProvider for ExternalProvider {
     }
 
     async fn pool_resize(&self, params: PoolResize<'_>) -> Result<()> {
-        check_size(params.pool, params.desired)?;
+        params.pool.check_size(params.desired)?;
         // Workers not registered yet are not drained: a smaller size already stops asking.
         for id in params.drain.iter().filter(|id| !id.contains(WANTED_INFIX)) {
             match self.store.worker_drain(id, params.now).await {

@@ -27,7 +27,6 @@ use spillway_store::{DynStore, TokenCreate};
 use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
 
-use super::check_size;
 use crate::auth::{hash_secret, new_secret, new_token_id};
 use crate::autoscale::{POOL_TENANT, PoolBoard};
 
@@ -283,7 +282,7 @@ impl PoolProvider for LocalProvider {
 
     async fn pool_resize(&self, params: PoolResize<'_>) -> Result<()> {
         let config = params.pool;
-        check_size(config, params.desired)?;
+        config.check_size(params.desired)?;
         let mut pools = self.pools.lock().await;
         let pool = pools.entry(config.name.clone()).or_default();
         pool.desired = Some(params.desired);

@@ -8,22 +8,10 @@ pub mod local;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use spillway_autoscale::config::{PoolConfig, ProviderKind};
+use spillway_autoscale::config::ProviderKind;
 use spillway_autoscale::memory::MemoryProvider;
 use spillway_autoscale::provider::{DynPoolProvider, InstanceState};
 use spillway_core::model::{Worker, WorkerState};
-use spillway_core::{Error, Result};
-
-/// Refuse a size outside the pool's bounds, naming them.
-pub(crate) fn check_size(pool: &PoolConfig, desired: u32) -> Result<()> {
-    if desired < pool.min || desired > pool.max {
-        return Err(Error::invalid(format!(
-            "desired size {desired} of pool {:?} is outside [{}, {}]: clamp it to the pool's min and max",
-            pool.name, pool.min, pool.max
-        )));
-    }
-    Ok(())
-}
 
 /// How a registered worker's state reads as an instance state.
 pub(crate) fn instance_state(worker: &Worker) -> InstanceState {
