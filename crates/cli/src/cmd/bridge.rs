@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use spillway_core::model::{Resources, TaskSpec};
 use spillway_pubsub::bridge::{
     DEFAULT_CONCURRENCY, DEFAULT_DEADLINE_EXTENSION_SECS, DEFAULT_MAX_MESSAGES,
 };
@@ -21,6 +20,7 @@ use spillway_pubsub::{
 };
 use tokio_util::sync::CancellationToken;
 
+use super::task_spec::TaskSpecArgs;
 use super::{Ctx, shutdown_signal};
 
 /// Options of `spillway bridge`.
@@ -106,39 +106,14 @@ pub struct PubsubArgs {
     /// How often finished jobs are looked for.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5s", requires = "outcome_topic")]
     outcome_interval: Duration,
-    /// Container image for the tasks (workers running tasks as Kubernetes Jobs use it).
-    #[arg(long, value_name = "IMAGE")]
-    image: Option<String>,
     /// Higher runs first (-1000 to 1000).
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     priority: i32,
     /// Allow the tasks to run on burst (cloud) capacity.
     #[arg(long)]
     burstable: bool,
-    /// Run the command through `sh -c`.
-    #[arg(long)]
-    shell: bool,
-    /// An environment variable `NAME=value` for the command (repeatable).
-    #[arg(long, value_name = "NAME=VALUE", value_parser = parse_pair)]
-    env: Vec<(String, String)>,
-    /// Kill a task that runs longer than this (e.g. `10m`).
-    #[arg(long, value_parser = humantime::parse_duration)]
-    timeout: Option<Duration>,
-    /// CPU cores one task needs.
-    #[arg(long, default_value_t = 1.0)]
-    cpu: f64,
-    /// Memory one task needs, in MiB.
-    #[arg(long, default_value_t = 512)]
-    memory_mb: u64,
-    /// GPUs one task needs.
-    #[arg(long, default_value_t = 0)]
-    gpu: u32,
-}
-
-fn parse_pair(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("{s:?} is not of the form NAME=VALUE"))
+    #[command(flatten)]
+    spec: TaskSpecArgs,
 }
 
 /// Run a bridge until SIGTERM/SIGINT (the batch in progress is finished first).
@@ -151,18 +126,7 @@ pub async fn run(ctx: &Ctx, args: BridgeArgs) -> Result<ExitCode> {
 async fn pubsub(ctx: &Ctx, args: PubsubArgs) -> Result<ExitCode> {
     let template = JobTemplate {
         queue: args.queue.clone(),
-        spec: TaskSpec {
-            command: args.command.clone(),
-            shell: args.shell,
-            env: args.env.iter().cloned().collect::<BTreeMap<_, _>>(),
-            timeout: args.timeout,
-            resources: Resources {
-                cpu: args.cpu,
-                memory_mb: args.memory_mb,
-                gpu: args.gpu,
-            },
-            image: args.image.clone(),
-        },
+        spec: args.spec.spec(args.command.clone()),
         priority: args.priority,
         burstable: args.burstable,
         data_format: args.data_format,

@@ -1,6 +1,5 @@
 //! `spillway submit`: upload inputs, submit a job, and optionally watch it to the end.
 
-use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -11,10 +10,11 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use spillway_client::Client;
 use spillway_core::api::{NewTask, SubmitJob};
-use spillway_core::model::{Job, Resources, TaskSpec};
+use spillway_core::model::Job;
 use spillway_core::state::JobState;
 
 use super::Ctx;
+use super::task_spec::{TaskSpecArgs, parse_pair};
 use crate::output;
 
 /// How often `--wait` asks the server for the job's progress.
@@ -56,31 +56,11 @@ pub struct SubmitArgs {
     /// A label `key=value` to filter jobs by (repeatable).
     #[arg(long, value_name = "KEY=VALUE", value_parser = parse_pair)]
     label: Vec<(String, String)>,
-    /// An environment variable `NAME=value` for the command (repeatable).
-    #[arg(long, value_name = "NAME=VALUE", value_parser = parse_pair)]
-    env: Vec<(String, String)>,
-    /// Run the command through `sh -c` (it is an argv, with no shell, otherwise).
-    #[arg(long)]
-    shell: bool,
-    /// Kill a task that runs longer than this (e.g. `10m`).
-    #[arg(long, value_parser = humantime::parse_duration)]
-    timeout: Option<Duration>,
-    /// Container image to run the command in, for workers that run tasks as Kubernetes Jobs
-    /// (`spillway worker --executor kubernetes`); local workers ignore it.
-    #[arg(long, value_name = "IMAGE")]
-    image: Option<String>,
     /// Do not start before this delay (e.g. `5m`).
     #[arg(long, value_parser = humantime::parse_duration)]
     delay: Option<Duration>,
-    /// CPU cores one task needs.
-    #[arg(long, default_value_t = 1.0)]
-    cpu: f64,
-    /// Memory one task needs, in MiB.
-    #[arg(long, default_value_t = 512)]
-    memory_mb: u64,
-    /// GPUs one task needs.
-    #[arg(long, default_value_t = 0)]
-    gpu: u32,
+    #[command(flatten)]
+    spec: TaskSpecArgs,
     /// Submitting again with the same key returns the first job instead of a new one.
     #[arg(long)]
     idempotency_key: Option<String>,
@@ -90,12 +70,6 @@ pub struct SubmitArgs {
     /// Show a progress bar until the job finishes; exit 1 if any task ended dead or cancelled.
     #[arg(short, long)]
     wait: bool,
-}
-
-fn parse_pair(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("{s:?} is not of the form KEY=VALUE"))
 }
 
 /// Read one payload per non-empty line.
@@ -190,18 +164,7 @@ pub async fn run(ctx: &Ctx, args: SubmitArgs) -> Result<ExitCode> {
     request.idempotency_key = args.idempotency_key.clone();
     request.delete_inputs_on_success = args.delete_inputs;
     request.delay = args.delay;
-    request.spec = TaskSpec {
-        command: args.command.clone(),
-        shell: args.shell,
-        env: args.env.iter().cloned().collect::<BTreeMap<_, _>>(),
-        timeout: args.timeout,
-        resources: Resources {
-            cpu: args.cpu,
-            memory_mb: args.memory_mb,
-            gpu: args.gpu,
-        },
-        image: args.image.clone(),
-    };
+    request.spec = args.spec.spec(args.command.clone());
     // Check locally first, so nothing is uploaded for a request the server would refuse.
     request.validate(usize::MAX)?;
 
