@@ -211,6 +211,37 @@ mod tests {
         assert!(config.autoscale.is_some(), "the sample shows [autoscale]");
     }
 
+    /// The commented-out cloud pools of the sample and the README's pools example are valid.
+    #[test]
+    fn the_cloud_pool_examples_are_valid() {
+        let sample = include_str!("../../../spillway.example.toml");
+        let commented = sample
+            .split_once("# Pools on Kubernetes")
+            .expect("the sample shows cloud pools")
+            .1;
+        let uncommented: String = commented
+            .lines()
+            .filter_map(|line| line.strip_prefix("# "))
+            .filter(|line| line.starts_with("[[") || line.contains(" = "))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let readme = include_str!("../../../README.md");
+        let section = readme
+            .split_once("## Running on Kubernetes")
+            .expect("README has the section")
+            .1;
+        let example = section
+            .split_once("```toml\n")
+            .and_then(|(_, rest)| rest.split_once("```"))
+            .expect("a TOML example")
+            .0;
+        for (name, text) in [("sample", uncommented.as_str()), ("README", example)] {
+            let config = FileConfig::parse(text).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            let providers: Vec<_> = config.pools.iter().map(|p| p.provider.as_str()).collect();
+            assert_eq!(providers, ["kubernetes", "compute_engine"], "{name}");
+        }
+    }
+
     #[test]
     fn pools_are_validated_at_load() {
         let text = "[[pools]]\nname = \"spot\"\nprovider = \"local\"\nqueues = [\"q\"]\ntier = 1\n";
