@@ -1,7 +1,9 @@
 //! Messages per second through the bridge: the real Pub/Sub emulator, a Spillway server
 //! (SQLite, in this process, real HTTP on 127.0.0.1) and the bridge with its default batch size
 //! and concurrency. Publishes N messages first, then times the bridge from its start until the
-//! server holds N jobs.
+//! server holds N jobs. The baseline, in the same run: a consumer that only pulls and
+//! acknowledges the same N messages from a second subscription, in batches of the same size,
+//! i.e. what the emulator allows before Spillway does anything.
 //!
 //!   cargo run --release -p spillway-pubsub --example bridge_throughput [N] [RUNS]
 //!
@@ -63,6 +65,7 @@ async fn main() {
     let spillway = Client::new(&url, Some(admin)).unwrap();
 
     let mut rates = Vec::new();
+    let mut baselines = Vec::new();
     for run in 0..runs {
         let queue = format!("bench-{run}");
         spillway
@@ -77,6 +80,11 @@ async fn main() {
         let sub = format!("projects/bench/subscriptions/sub-{run}");
         pubsub.topic_create(&topic).await.unwrap();
         pubsub.subscription_create(&sub, &topic, 60).await.unwrap();
+        let baseline_sub = format!("projects/bench/subscriptions/baseline-{run}");
+        pubsub
+            .subscription_create(&baseline_sub, &topic, 60)
+            .await
+            .unwrap();
         for start in (0..n).step_by(500) {
             let batch: Vec<_> = (start..n.min(start + 500))
                 .map(|i| OutgoingMessage {
@@ -86,6 +94,21 @@ async fn main() {
                 .collect();
             pubsub.publish(&topic, &batch).await.unwrap();
         }
+        let started = Instant::now();
+        let mut drained = 0;
+        while drained < n {
+            let batch = pubsub
+                .pull(&baseline_sub, spillway_pubsub::bridge::DEFAULT_MAX_MESSAGES)
+                .await
+                .unwrap();
+            let ids: Vec<String> = batch.into_iter().map(|m| m.ack_id).collect();
+            if !ids.is_empty() {
+                pubsub.acknowledge(&baseline_sub, &ids).await.unwrap();
+            }
+            drained += ids.len();
+        }
+        let baseline = n as f64 / started.elapsed().as_secs_f64();
+
         let template = JobTemplate {
             queue: queue.clone(),
             spec: SubmitJob::command(&queue, vec!["cat".into()]).spec,
@@ -116,11 +139,20 @@ async fn main() {
         bridge.await.unwrap().unwrap();
         let rate = n as f64 / elapsed.as_secs_f64();
         println!(
-            "run {}: {n} messages in {elapsed:.2?}: {rate:.0} messages/s",
-            run + 1
+            "run {}: {n} messages in {elapsed:.2?}: {rate:.0} messages/s; pull+ack only: {baseline:.0} messages/s ({:.2}x)",
+            run + 1,
+            rate / baseline
         );
         rates.push(rate);
+        baselines.push(baseline);
     }
-    rates.sort_by(f64::total_cmp);
-    println!("median: {:.0} messages/s", rates[rates.len() / 2]);
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (rate, baseline) = (median(&mut rates), median(&mut baselines));
+    println!(
+        "median: {rate:.0} messages/s through the bridge; {baseline:.0} pull+ack only; ratio {:.2}x",
+        rate / baseline
+    );
 }
