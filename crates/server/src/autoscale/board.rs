@@ -121,6 +121,15 @@ impl PoolBoard {
         lock(&self.inner).status.insert(status.name.clone(), status);
     }
 
+    /// Replace a pool's problems with `problem`, keeping the rest of what was last seen of it.
+    pub fn set_problem(&self, pool: &PoolConfig, problem: String) {
+        lock(&self.inner)
+            .status
+            .entry(pool.name.clone())
+            .or_insert_with(|| empty_status(pool))
+            .problems = vec![problem];
+    }
+
     /// Remember one change of a pool's size, keeping the last [`DECISIONS_KEPT`].
     pub fn record_decision(&self, pool: &str, record: PoolDecisionRecord) {
         let mut inner = lock(&self.inner);

@@ -192,18 +192,14 @@ impl Autoscaler {
     /// Log a provider's failure and show it on the pool's status, keeping what was last seen.
     fn pool_failed(&self, pool: &PoolConfig, call: &str, err: &Error) {
         tracing::warn!(pool = %pool.name, provider = pool.provider.as_str(), error = %err, "pool {call} failed");
-        let board = &self.state.shared.pools;
-        let mut status = board
-            .statuses()
-            .into_iter()
-            .find(|s| s.name == pool.name)
-            .unwrap_or_else(|| super::board::empty_status(pool));
-        status.problems = vec![format!(
-            "the {} provider failed to {call} the pool: {}",
-            pool.provider.as_str(),
-            err.message()
-        )];
-        board.set_status(status);
+        self.state.shared.pools.set_problem(
+            pool,
+            format!(
+                "the {} provider failed to {call} the pool: {}",
+                pool.provider.as_str(),
+                err.message()
+            ),
+        );
     }
 
     fn provider(&self, pool: &PoolConfig) -> Result<&DynPoolProvider> {
@@ -291,11 +287,6 @@ fn pool_status(
     let busy = count(active.clone().filter(|w| w.running > 0).count());
     let idle = count(active.filter(|w| w.running == 0).count());
     PoolStatus {
-        name: pool.name.clone(),
-        provider: pool.provider.as_str().to_string(),
-        tier: pool.tier,
-        min: pool.min,
-        max: pool.max,
         desired,
         actual: count(seen.live()),
         busy,
@@ -303,7 +294,7 @@ fn pool_status(
         draining: count(seen.count(InstanceState::Draining)),
         down: count(seen.count(InstanceState::Down)),
         problems: seen.problems.iter().map(|p| p.message.clone()).collect(),
-        decisions: Vec::new(),
+        ..super::board::empty_status(pool)
     }
 }
 
