@@ -4,13 +4,13 @@
 
 use std::time::{Duration, Instant};
 
-use spillway_autoscale::config::{PoolConfig, ProviderKind};
+use spillway_autoscale::config::{MEMORY_PROVIDER, PoolConfig};
 use spillway_autoscale::sim::{
     Arrivals, Durations, PolicyKind, SIM_QUEUE, SimSetup, Workload, simulate,
 };
 
 fn main() {
-    let mut pool = PoolConfig::new("home", ProviderKind::Memory, vec![SIM_QUEUE.to_string()]);
+    let mut pool = PoolConfig::new("home", MEMORY_PROVIDER, vec![SIM_QUEUE.to_string()]);
     (pool.max, pool.startup, pool.cost_per_hour) = (10_000, Duration::from_secs(60), 0.5);
     let setup = SimSetup::new(vec![pool]);
     let started = Instant::now();

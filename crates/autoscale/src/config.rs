@@ -2,15 +2,14 @@
 //! (`[autoscale]`). Unknown fields are errors, durations are human (`"90s"`, `"5m"`) and every
 //! default is a named constant.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use spillway_core::model::Resources;
 use spillway_core::names::validate_name;
 use spillway_core::{Error, Result};
-
-use crate::targets::{ComputeEnginePool, KubernetesPool};
 
 /// Default smallest size of a pool: pools may scale to zero.
 pub const DEFAULT_MIN_WORKERS: u32 = 0;
@@ -37,43 +36,22 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 /// Largest pool size accepted, to catch typos such as an extra zero or two.
 pub const MAX_POOL_SIZE: u32 = 100_000;
 
-/// What starts and stops a pool's workers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ProviderKind {
-    /// Child processes on the server's machine.
-    Local,
-    /// Workers started by someone else; Spillway only reports what it wants.
-    External,
-    /// A Deployment or Jobs in a Kubernetes cluster.
-    Kubernetes,
-    /// Instances in Google Compute Engine.
-    ComputeEngine,
-    /// The in-memory fake of [`crate::memory`], for tests and the simulator.
-    Memory,
-}
-
-impl ProviderKind {
-    /// The stable lowercase name used in config and metrics labels.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::Local => "local",
-            ProviderKind::External => "external",
-            ProviderKind::Kubernetes => "kubernetes",
-            ProviderKind::ComputeEngine => "compute_engine",
-            ProviderKind::Memory => "memory",
-        }
-    }
-}
+/// The provider of the in-memory fake of [`crate::memory`], for tests and the simulator.
+pub const MEMORY_PROVIDER: &str = "memory";
 
 /// One `[[pools]]` entry: a named group of workers the autoscaler resizes.
+///
+/// The fields every pool has are typed here; a provider's own settings sit in a table named
+/// after the provider (`kubernetes = { … }`), which only that provider's crate reads and checks
+/// (see [`PoolConfig::section`]). Unknown fields are refused by [`PoolConfig::validate`]: serde
+/// cannot deny them itself once the provider tables are collected with `flatten`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct PoolConfig {
     /// The pool's name; workers report it when they register.
     pub name: String,
-    /// What starts and stops its workers.
-    pub provider: ProviderKind,
+    /// The name of the provider that starts and stops its workers (`"local"`, `"external"`,
+    /// `"kubernetes"`, `"compute_engine"`, `"memory"`: whatever the binary registered).
+    pub provider: String,
     /// The queues its workers serve (at least one).
     pub queues: Vec<String>,
     /// Fewest workers, kept even when there is no work. Default 0.
@@ -101,12 +79,10 @@ pub struct PoolConfig {
     /// What one worker offers (cpu, memory_mb, gpu).
     #[serde(default)]
     pub resources: Resources,
-    /// Settings of a `kubernetes` pool.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kubernetes: Option<KubernetesPool>,
-    /// Settings of a `compute_engine` pool (required for one).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub compute_engine: Option<ComputeEnginePool>,
+    /// Every other key of the entry: the provider's own section (its name is the provider's),
+    /// or a mistake that [`PoolConfig::validate`] reports.
+    #[serde(flatten)]
+    pub sections: BTreeMap<String, serde_json::Value>,
 }
 
 fn default_min() -> u32 {
@@ -133,10 +109,10 @@ fn default_idle_timeout() -> Duration {
 
 impl PoolConfig {
     /// A pool with every optional field at its default.
-    pub fn new(name: impl Into<String>, provider: ProviderKind, queues: Vec<String>) -> Self {
+    pub fn new(name: impl Into<String>, provider: &str, queues: Vec<String>) -> Self {
         Self {
             name: name.into(),
-            provider,
+            provider: provider.to_string(),
             queues,
             min: DEFAULT_MIN_WORKERS,
             max: DEFAULT_MAX_WORKERS,
@@ -146,9 +122,34 @@ impl PoolConfig {
             startup: DEFAULT_STARTUP,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             resources: Resources::default(),
-            kubernetes: None,
-            compute_engine: None,
+            sections: BTreeMap::new(),
         }
+    }
+
+    /// The provider's own section (`kubernetes = { … }` of a `kubernetes` pool), parsed as `T`;
+    /// `None` when the pool has none. Provider crates own `T` and check it.
+    pub fn section<T: DeserializeOwned>(&self) -> Result<Option<T>> {
+        let Some(value) = self.sections.get(&self.provider) else {
+            return Ok(None);
+        };
+        serde_json::from_value(value.clone()).map(Some).map_err(|e| {
+            Error::invalid(format!(
+                "pool {:?} has an invalid {} section: {e}; see the provider's guide in docs/ for its fields",
+                self.name, self.provider
+            ))
+        })
+    }
+
+    /// Set the provider's own section from `section` (tests and tools that build pools in code).
+    pub fn set_section<T: Serialize>(&mut self, section: &T) -> Result<()> {
+        let value = serde_json::to_value(section).map_err(|e| {
+            Error::invalid(format!(
+                "pool {:?}: its {} section cannot be written: {e}",
+                self.name, self.provider
+            ))
+        })?;
+        self.sections.insert(self.provider.clone(), value);
+        Ok(())
     }
 
     /// Whether its workers serve `queue`.
@@ -204,30 +205,16 @@ impl PoolConfig {
                 self.cost_per_hour
             )));
         }
-        match (&self.kubernetes, self.provider) {
-            (Some(section), ProviderKind::Kubernetes) => section.validate(name)?,
-            (None, _) => {}
-            (Some(_), other) => {
-                return Err(Error::invalid(format!(
-                    "pool {name:?} has a kubernetes section but provider {:?}: remove the section or set provider = \"kubernetes\"",
-                    other.as_str()
-                )));
-            }
+        if self.provider.is_empty() {
+            return Err(Error::invalid(format!(
+                "pool {name:?} has an empty provider: set provider = \"local\", \"external\", \"kubernetes\" or \"compute_engine\""
+            )));
         }
-        match (&self.compute_engine, self.provider) {
-            (Some(section), ProviderKind::ComputeEngine) => section.validate(name)?,
-            (None, ProviderKind::ComputeEngine) => {
-                return Err(Error::invalid(format!(
-                    "pool {name:?} has provider \"compute_engine\" but no compute_engine section: add compute_engine = {{ project = \"…\", zone = \"…\", instance_group = \"…\" }}"
-                )));
-            }
-            (None, _) => {}
-            (Some(_), other) => {
-                return Err(Error::invalid(format!(
-                    "pool {name:?} has a compute_engine section but provider {:?}: remove the section or set provider = \"compute_engine\"",
-                    other.as_str()
-                )));
-            }
+        if let Some(other) = self.sections.keys().find(|key| **key != self.provider) {
+            return Err(Error::invalid(format!(
+                "pool {name:?} has unknown field or section {other:?} (its provider is {:?}): fix the spelling, or remove the section or set provider = {other:?}",
+                self.provider
+            )));
         }
         Ok(())
     }
@@ -355,7 +342,8 @@ idle_timeout = "90s"
         assert_eq!((home.min, home.max, home.concurrency), (1, 4, 2));
         assert_eq!(home.startup, Duration::from_secs(5));
         assert_eq!(home.resources.memory_mb, 4096);
-        assert_eq!(spot.provider, ProviderKind::ComputeEngine);
+        assert_eq!(spot.provider, "compute_engine");
+        assert!(spot.sections.contains_key("compute_engine"), "{spot:?}");
         assert_eq!((spot.min, spot.tier), (DEFAULT_MIN_WORKERS, 1));
         assert_eq!(spot.startup, DEFAULT_STARTUP);
         assert_eq!(spot.idle_timeout, Duration::from_secs(90));
@@ -365,13 +353,43 @@ idle_timeout = "90s"
     #[test]
     fn unknown_fields_are_errors() {
         let text = SAMPLE.replace("tier = 1", "teir = 1");
-        let err = toml::from_str::<File>(&text).expect_err("typo must fail");
+        let file: File = toml::from_str(&text).expect("provider sections are collected");
+        let err = validate_pools(&file.pools).expect_err("typo must fail");
         assert!(err.to_string().contains("teir"), "{err}");
     }
 
     #[test]
+    fn a_section_of_another_provider_is_refused() {
+        let text = SAMPLE.replace("provider = \"compute_engine\"", "provider = \"kubernetes\"");
+        let file: File = toml::from_str(&text).expect("parses");
+        let err = validate_pools(&file.pools).expect_err("section of another provider");
+        assert!(err.message().contains("\"compute_engine\""), "{err}");
+        assert!(
+            err.message().contains("provider is \"kubernetes\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_provider_section_round_trips() {
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Section {
+            zone: String,
+        }
+        let mut pool = PoolConfig::new("p", "cloud", vec!["q".into()]);
+        assert_eq!(pool.section::<Section>().expect("none"), None);
+        let section = Section { zone: "z".into() };
+        pool.set_section(&section).expect("set");
+        assert_eq!(pool.section::<Section>().expect("parse"), Some(section));
+        pool.sections
+            .insert("cloud".into(), serde_json::json!({"zone": 3}));
+        let err = pool.section::<Section>().expect_err("wrong type");
+        assert!(err.message().contains("invalid cloud section"), "{err}");
+    }
+
+    #[test]
     fn invalid_pools_are_refused_with_the_fix() {
-        let base = PoolConfig::new("p", ProviderKind::Memory, vec!["q".into()]);
+        let base = PoolConfig::new("p", MEMORY_PROVIDER, vec!["q".into()]);
         type Change = Box<dyn Fn(&mut PoolConfig)>;
         let cases: Vec<(&str, Change)> = vec![
             ("serves no queue", Box::new(|p| p.queues.clear())),
@@ -394,7 +412,7 @@ idle_timeout = "90s"
 
     #[test]
     fn sizes_outside_the_bounds_are_invalid() {
-        let mut pool = PoolConfig::new("spot", ProviderKind::Memory, vec!["q".into()]);
+        let mut pool = PoolConfig::new("spot", MEMORY_PROVIDER, vec!["q".into()]);
         pool.min = 1;
         pool.max = 3;
         pool.check_size(1).expect("min");
@@ -406,11 +424,11 @@ idle_timeout = "90s"
 
     #[test]
     fn burst_pool_without_home_pool_is_refused() {
-        let mut spot = PoolConfig::new("spot", ProviderKind::Memory, vec!["q".into()]);
+        let mut spot = PoolConfig::new("spot", MEMORY_PROVIDER, vec!["q".into()]);
         spot.tier = 1;
         let err = validate_pools(&[spot.clone()]).expect_err("no home pool");
         assert!(err.message().contains("no tier-0 pool"), "{err}");
-        let home = PoolConfig::new("home", ProviderKind::Memory, vec!["q".into()]);
+        let home = PoolConfig::new("home", MEMORY_PROVIDER, vec!["q".into()]);
         validate_pools(&[home.clone(), spot]).expect("home pool present");
         let err = validate_pools(&[home.clone(), home]).expect_err("duplicate");
         assert!(err.message().contains("listed twice"), "{err}");

@@ -14,10 +14,9 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use chrono::TimeZone;
 use spillway_core::{ErrorKind, Timestamp};
 
-use crate::config::{PoolConfig, ProviderKind};
+use crate::config::{MEMORY_PROVIDER, PoolConfig};
 use crate::provider::{
     DynPoolProvider, InstanceId, InstanceState, PoolObservation, PoolObserve, PoolResize,
 };
@@ -36,17 +35,14 @@ pub struct Harness {
     pub deadline: Duration,
 }
 
-/// A fixed start time, so cases never read a clock for `now`.
+/// A fixed start time, so cases never read a clock for `now` (the simulator's origin).
 pub fn t0() -> Timestamp {
-    chrono::Utc
-        .with_ymd_and_hms(2030, 1, 1, 0, 0, 0)
-        .single()
-        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
+    crate::sim::controller::origin()
 }
 
 /// A small pool for the cases: min 0, max 5, serving queue `default`.
 pub fn test_pool(name: &str) -> PoolConfig {
-    let mut pool = PoolConfig::new(name, ProviderKind::Memory, vec!["default".to_string()]);
+    let mut pool = PoolConfig::new(name, MEMORY_PROVIDER, vec!["default".to_string()]);
     pool.max = 5;
     pool
 }

@@ -5,7 +5,6 @@
 //!   workers, with an in-memory fake in [`memory`] and its conformance suite in [`conformance`].
 //! - [`policy`]: pure functions from backlog, leases and measured task times to the size of each
 //!   pool, burst tiers and which idle workers to drain, each decision with its reason in words.
-//! - [`targets`]: settings only one provider reads (`kubernetes`, `compute_engine`).
 //! - [`sim`]: a discrete-event simulator that runs the real policy, and a KEDA-style one for
 //!   comparison, against a synthetic or traced workload.
 //!
@@ -13,9 +12,9 @@
 //! observes pools, calls [`policy::plan`] and applies its decisions through a provider.
 
 pub mod config;
+#[cfg(any(test, feature = "testkit"))]
 pub mod conformance;
 pub mod memory;
 pub mod policy;
 pub mod provider;
 pub mod sim;
-pub mod targets;

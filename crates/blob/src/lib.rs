@@ -8,6 +8,7 @@
 //! backend passes is in [`conformance`].
 
 mod backend;
+#[cfg(any(test, feature = "testkit"))]
 pub mod conformance;
 mod error;
 mod key;

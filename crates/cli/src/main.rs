@@ -3,6 +3,7 @@
 mod cmd;
 mod config;
 mod output;
+mod providers;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

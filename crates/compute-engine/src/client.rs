@@ -8,9 +8,9 @@
 
 use std::time::{Duration, Instant};
 
+use crate::config::ComputeEnginePool;
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
-use spillway_autoscale::targets::ComputeEnginePool;
 use spillway_core::{Error, ErrorKind, Result};
 
 use crate::api::{

@@ -6,14 +6,18 @@
 //!   several regions has one pool per region.
 //! - [`client::ComputeClient`]: the few Compute REST calls it makes, with retries and
 //!   operation polling; [`token`]: where its access tokens come from.
+//! - [`config`]: the pool's `compute_engine = { … }` section, owned and checked here.
 //! - [`mapping`]: its decisions as pure functions (instance states, problem kinds, sizes).
 //! - [`fake::FakeCompute`]: a fake of those REST calls that checks their documented shapes.
 
 pub mod api;
 pub mod client;
+pub mod config;
+#[cfg(any(test, feature = "testkit"))]
 pub mod fake;
 pub mod mapping;
 pub mod provider;
 pub mod token;
 
+pub use config::{PROVIDER, validate_pool};
 pub use provider::ComputeEngineProvider;

@@ -21,12 +21,12 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use crate::config::ComputeEnginePool;
 use async_trait::async_trait;
 use spillway_autoscale::config::PoolConfig;
 use spillway_autoscale::provider::{
     Instance, PoolObservation, PoolObserve, PoolProblem, PoolProblemKind, PoolProvider, PoolResize,
 };
-use spillway_autoscale::targets::ComputeEnginePool;
 use spillway_core::model::{Worker, WorkerState};
 use spillway_core::{Error, ErrorKind, Result, Timestamp};
 use spillway_store::DynStore;
@@ -366,14 +366,9 @@ fn stamp(
         .collect()
 }
 
-/// The pool's `compute_engine` section, or why it cannot be used.
-fn section(pool: &PoolConfig) -> Result<&ComputeEnginePool> {
-    let section = pool.compute_engine.as_ref().ok_or_else(|| {
-        Error::invalid(format!(
-            "pool {:?} has no compute_engine section: add compute_engine = {{ project = \"…\", zone = \"…\", instance_group = \"…\" }}",
-            pool.name
-        ))
-    })?;
+/// The pool's `compute_engine` section, checked, or why it cannot be used.
+fn section(pool: &PoolConfig) -> Result<ComputeEnginePool> {
+    let section = crate::config::section(pool)?;
     section.validate(&pool.name)?;
     Ok(section)
 }
@@ -381,14 +376,14 @@ fn section(pool: &PoolConfig) -> Result<&ComputeEnginePool> {
 #[async_trait]
 impl PoolProvider for ComputeEngineProvider {
     fn provider_name(&self) -> &'static str {
-        "compute_engine"
+        crate::config::PROVIDER
     }
 
     async fn pool_observe(&self, params: PoolObserve<'_>) -> Result<PoolObservation> {
         let pool = params.pool;
         let section = section(pool)?;
-        let group = GroupRef::from_section(section)?;
-        let client = self.client(section);
+        let group = GroupRef::from_section(&section)?;
+        let client = self.client(&section);
         let memory = self.memory(&pool.name);
         let mut memory = memory.lock().await;
         match self
@@ -423,8 +418,8 @@ impl PoolProvider for ComputeEngineProvider {
         let pool = params.pool;
         pool.check_size(params.desired)?;
         let section = section(pool)?;
-        let group = GroupRef::from_section(section)?;
-        let client = self.client(section);
+        let group = GroupRef::from_section(&section)?;
+        let client = self.client(&section);
         let memory = self.memory(&pool.name);
         let mut memory = memory.lock().await;
         match self.resize(&client, &group, &params, &mut memory).await {

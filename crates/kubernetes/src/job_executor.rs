@@ -28,7 +28,7 @@ use kube::Api;
 use kube::api::{DeleteParams, ListParams, LogParams, PostParams, WatchEvent, WatchParams};
 use spillway_core::model::LOG_TAIL_BYTES;
 use spillway_core::{Error, Result};
-use spillway_worker::{ExecOutcome, ExecRequest, Executor, ExitKind, LogTail};
+use spillway_executor::{ExecOutcome, ExecRequest, Executor, ExitKind, LogTail};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 

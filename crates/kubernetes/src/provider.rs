@@ -18,6 +18,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+use crate::config::KubernetesMode;
+use crate::config::KubernetesPool;
 use async_trait::async_trait;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
@@ -29,8 +31,6 @@ use spillway_autoscale::provider::{
     Instance, InstanceState, PoolObservation, PoolObserve, PoolProblem, PoolProblemKind,
     PoolProvider, PoolResize,
 };
-use spillway_autoscale::targets::KubernetesPool;
-use spillway_autoscale::targets::kubernetes::KubernetesMode;
 use spillway_core::model::Worker;
 use spillway_core::{Error, ErrorKind, Result, Timestamp};
 use spillway_store::DynStore;
@@ -194,8 +194,8 @@ impl KubernetesProvider {
         })
     }
 
-    fn section(pool: &PoolConfig) -> KubernetesPool {
-        pool.kubernetes.clone().unwrap_or_default()
+    fn section(pool: &PoolConfig) -> Result<KubernetesPool> {
+        crate::config::section(pool)
     }
 
     /// Problems with first-seen times: those found now plus those left by the last resize.
@@ -299,12 +299,12 @@ fn wanted(owner: &str, count: u32, now: Timestamp) -> impl Iterator<Item = Insta
 #[async_trait]
 impl PoolProvider for KubernetesProvider {
     fn provider_name(&self) -> &'static str {
-        "kubernetes"
+        crate::config::PROVIDER
     }
 
     async fn pool_observe(&self, params: PoolObserve<'_>) -> Result<PoolObservation> {
         let pool = params.pool;
-        let section = Self::section(pool);
+        let section = Self::section(pool)?;
         let target = self.target(pool, &section).await?;
         let observed = match section.mode {
             KubernetesMode::Deployment => {
@@ -325,7 +325,7 @@ impl PoolProvider for KubernetesProvider {
     async fn pool_resize(&self, params: PoolResize<'_>) -> Result<()> {
         let pool = params.pool;
         pool.check_size(params.desired)?;
-        let section = Self::section(pool);
+        let section = Self::section(pool)?;
         let target = self.target(pool, &section).await?;
         let result = match section.mode {
             KubernetesMode::Deployment => self.resize_deployment(&params, &section, &target).await,

@@ -9,18 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use spillway_blob::{BlobStore, ObjectBlobs};
 use spillway_client::{Client, TaskListQuery};
 use spillway_core::api::{CreateQueue, CreateToken, SubmitJob};
 use spillway_core::auth::Role;
-use spillway_core::clock::{Clock, SystemClock};
 use spillway_core::model::{QueueSettings, Task};
 use spillway_core::state::TaskState;
 use spillway_kubernetes::fake::FakeApiServer;
 use spillway_kubernetes::job_executor::{ClusterAccess, JobExecutorConfig, KubernetesJobExecutor};
-use spillway_server::{AppState, ServerConfig};
-use spillway_store::DynStore;
-use spillway_store::sqlite::SqliteStore;
+use spillway_testkit::{TestServer, wait_until};
 use spillway_worker::{WorkerConfig, WorkerSummary};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -32,41 +28,14 @@ struct Spillway {
     base: String,
     admin: Client,
     worker_token: String,
-    stop: CancellationToken,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Spillway {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
+    server: TestServer,
 }
 
 impl Spillway {
     async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let store: DynStore = Arc::new(
-            SqliteStore::open(&dir.path().join("spillway.db"))
-                .await
-                .unwrap(),
-        );
-        let blobs: Arc<dyn BlobStore> =
-            Arc::new(ObjectBlobs::from_url("memory://", &Default::default()).unwrap());
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let admin_token = spillway_server::bootstrap(&store, clock.now())
-            .await
-            .unwrap();
-        let state = AppState::new(store, blobs, clock, ServerConfig::default());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let stop = CancellationToken::new();
-        let stopped = stop.clone();
-        tokio::spawn(async move {
-            spillway_server::serve(listener, state, async move { stopped.cancelled().await })
-                .await
-                .unwrap();
-        });
-        let admin = Client::new(&base, admin_token).unwrap();
+        let server = TestServer::start().await;
+        let base = server.base.clone();
+        let admin = server.admin_client();
         let worker_token = admin
             .token_create(&CreateToken {
                 name: "worker".into(),
@@ -92,8 +61,7 @@ impl Spillway {
             base,
             admin,
             worker_token,
-            stop,
-            _dir: dir,
+            server,
         }
     }
 
@@ -142,7 +110,7 @@ impl Spillway {
         let mut config = WorkerConfig::new(&self.base, Some(self.worker_token.clone()));
         config.queues = vec!["k8s".into()];
         config.concurrency = 3;
-        config.scratch_dir = self._dir.path().join("scratch");
+        config.scratch_dir = self.server.dir().join("scratch");
         config.heartbeat_interval = Duration::from_millis(200);
         config.lease_wait = Duration::from_secs(1);
         config.grace_period = Duration::from_millis(200);
@@ -156,18 +124,11 @@ impl Spillway {
 
 /// Poll `check` (running the fake's controllers before each look) until it gives a value.
 async fn wait_for<T>(fake: &FakeApiServer, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
+    wait_until(what, DEADLINE, || {
         fake.step();
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        std::future::ready(check())
+    })
+    .await
 }
 
 fn label<'a>(object: &'a Value, key: &str) -> Option<&'a str> {

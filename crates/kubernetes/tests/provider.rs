@@ -8,17 +8,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::Utc;
 use serde_json::{Value, json};
-use spillway_autoscale::config::{PoolConfig, ProviderKind};
+use spillway_autoscale::config::PoolConfig;
 use spillway_autoscale::conformance::{Harness, t0, test_pool};
 use spillway_autoscale::provider::{
     DynPoolProvider, InstanceState, PoolObservation, PoolObserve, PoolProblemKind, PoolProvider,
     PoolResize,
 };
-use spillway_autoscale::targets::KubernetesPool;
-use spillway_autoscale::targets::kubernetes::KubernetesMode;
 use spillway_core::model::{DEFAULT_TENANT, WorkerState};
 use spillway_core::{ErrorKind, Result};
 use spillway_kubernetes::KubernetesProvider;
+use spillway_kubernetes::config::KubernetesMode;
+use spillway_kubernetes::config::KubernetesPool;
 use spillway_kubernetes::fake::{FakeApiServer, Fault, RecordedRequest};
 use spillway_kubernetes::provider::{DRAIN_DELETION_COST, POD_DELETION_COST};
 use spillway_store::DynStore;
@@ -70,8 +70,9 @@ fn section(mode: KubernetesMode, kubeconfig: &std::path::Path) -> KubernetesPool
 /// A Kubernetes pool like the conformance suite's, with its section filled in.
 fn pool(name: &str, mode: KubernetesMode, fake: &FakeApiServer) -> PoolConfig {
     let mut pool = test_pool(name);
-    pool.provider = ProviderKind::Kubernetes;
-    pool.kubernetes = Some(section(mode, fake.kubeconfig_path()));
+    pool.provider = "kubernetes".to_string();
+    pool.set_section(&section(mode, fake.kubeconfig_path()))
+        .expect("section");
     pool.validate().expect("valid pool");
     pool
 }
@@ -106,8 +107,9 @@ struct AsKubernetes {
 impl AsKubernetes {
     fn fix(&self, pool: &PoolConfig) -> PoolConfig {
         let mut pool = pool.clone();
-        pool.provider = ProviderKind::Kubernetes;
-        pool.kubernetes = Some(section(self.mode, self.fake.kubeconfig_path()));
+        pool.provider = "kubernetes".to_string();
+        pool.set_section(&section(self.mode, self.fake.kubeconfig_path()))
+            .expect("section");
         if self.mode == KubernetesMode::Deployment {
             install_deployment(&self.fake, &pool.name);
         }
@@ -485,7 +487,9 @@ async fn an_unreachable_api_is_unavailable() {
     )
     .expect("write kubeconfig");
     let mut pool = pool("web", KubernetesMode::Deployment, &env.fake);
-    pool.kubernetes.as_mut().expect("section").kubeconfig = Some(path);
+    let mut section = spillway_kubernetes::config::section(&pool).expect("section");
+    section.kubeconfig = Some(path);
+    pool.set_section(&section).expect("section");
     let err = env
         .provider
         .pool_observe(PoolObserve {
@@ -753,11 +757,12 @@ async fn tower_level_scale_request() {
     );
     let provider = KubernetesProvider::with_client(store, client, "team");
     let mut pool = test_pool("pool");
-    pool.provider = ProviderKind::Kubernetes;
-    pool.kubernetes = Some(KubernetesPool {
+    pool.provider = "kubernetes".to_string();
+    pool.set_section(&KubernetesPool {
         deployment: Some("workers".into()),
         ..KubernetesPool::default()
-    });
+    })
+    .expect("section");
     provider
         .pool_resize(PoolResize {
             pool: &pool,
@@ -789,7 +794,7 @@ async fn tower_level_scale_request() {
 #[test]
 fn job_manifest_carries_pool_resources_and_placement() {
     let mut pool = test_pool("gpu");
-    pool.provider = ProviderKind::Kubernetes;
+    pool.provider = "kubernetes".to_string();
     pool.resources.cpu = 0.5;
     pool.resources.gpu = 1;
     let mut section = section(KubernetesMode::WorkQueue, std::path::Path::new("/k"));

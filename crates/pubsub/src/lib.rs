@@ -11,6 +11,7 @@
 
 pub mod bridge;
 pub mod client;
+#[cfg(any(test, feature = "testkit"))]
 pub mod emulator;
 pub mod mapping;
 pub mod outcomes;

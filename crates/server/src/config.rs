@@ -201,10 +201,14 @@ mod tests {
         assert!(err.message().contains("no tier-0 pool"), "{err}");
 
         let mut cloud = config;
-        cloud.pools[1].provider = spillway_autoscale::config::ProviderKind::Kubernetes;
+        cloud.pools[1].provider = "kubernetes".to_string();
         cloud
             .validate()
-            .expect("kubernetes pools run in the server");
+            .expect("provider names are checked by the registry the binary plugs in");
+        let err = crate::autoscale::ProviderRegistry::builtin()
+            .check_pools(&cloud.pools)
+            .expect_err("the server alone has no kubernetes provider");
+        assert!(err.message().contains("\"kubernetes\""), "{err}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use spillway_store::DynStore;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::TokenCache;
-use crate::autoscale::PoolBoard;
+use crate::autoscale::{PoolBoard, ProviderContext, ProviderRegistry};
 use crate::config::ServerConfig;
 use crate::leases::LeaseLedger;
 use crate::metrics::Metrics;
@@ -29,6 +29,8 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     /// Exported metrics.
     pub metrics: Arc<Metrics>,
+    /// The pool providers the caller plugged in (default: [`ProviderRegistry::builtin`]).
+    pub providers: Arc<ProviderRegistry>,
     pub(crate) shared: Arc<Shared>,
 }
 
@@ -60,7 +62,32 @@ impl AppState {
             clock,
             config: Arc::new(config),
             metrics: Arc::new(Metrics::new()),
+            providers: Arc::new(ProviderRegistry::builtin()),
             shared: Arc::new(shared),
+        }
+    }
+
+    /// The same state with `providers` instead of the built-in ones, once they accept every
+    /// configured pool (an unknown provider or a bad section is an error here, at start-up).
+    pub fn with_providers(mut self, providers: ProviderRegistry) -> Result<Self, Error> {
+        providers.check_pools(&self.config.pools)?;
+        self.providers = Arc::new(providers);
+        Ok(self)
+    }
+
+    /// What providers are built from: this server's store, pool board, URL and worker binary.
+    pub fn provider_context(&self) -> ProviderContext {
+        let program = self
+            .config
+            .worker_program
+            .clone()
+            .or_else(|| std::env::current_exe().ok())
+            .unwrap_or_else(|| "spillway".into());
+        ProviderContext {
+            store: self.store.clone(),
+            pools: self.shared.pools.clone(),
+            server_url: crate::autoscale::providers::own_url(&self.config),
+            worker_program: program,
         }
     }
 

@@ -7,12 +7,12 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use reqwest::header::{LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
-use spillway_autoscale::config::{PoolConfig, ProviderKind};
+use spillway_autoscale::config::PoolConfig;
 use spillway_blob::{BlobStore, ObjectBlobs};
 use spillway_core::api::Failure;
 use spillway_core::clock::{Clock, SystemClock};
+use spillway_server::autoscale::Autoscaler;
 use spillway_server::autoscale::service::LEADER_KEY;
-use spillway_server::autoscale::{Autoscaler, providers};
 use spillway_server::{AppState, ServerConfig};
 use spillway_store::sqlite::SqliteStore;
 use spillway_store::{DynStore, TaskFail, TaskLease, WorkerRegister};
@@ -595,7 +595,7 @@ async fn a_stream_without_a_session_says_signed_out_and_ends() {
 
 #[tokio::test]
 async fn the_workers_page_lists_pools_with_their_decisions_escaped() {
-    let mut pool = PoolConfig::new("ext<b>&co", ProviderKind::External, vec!["default".into()]);
+    let mut pool = PoolConfig::new("ext<b>&co", "external", vec!["default".into()]);
     pool.max = 3;
     let server = Server::start_with(ServerConfig {
         pools: vec![pool],
@@ -604,7 +604,10 @@ async fn the_workers_page_lists_pools_with_their_decisions_escaped() {
     .await;
     let autoscaler = Autoscaler::new(
         server.state.clone(),
-        providers::standard(&server.state),
+        server
+            .state
+            .providers
+            .build(&server.state.provider_context()),
         LEADER_KEY,
     );
     server

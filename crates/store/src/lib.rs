@@ -9,6 +9,7 @@
 //! been handed to another.
 
 pub mod autoscale;
+#[cfg(any(test, feature = "testkit"))]
 pub mod conformance;
 pub mod params;
 pub mod postgres;

@@ -2,16 +2,13 @@
 //! preemption.
 //!
 //! [`run`] registers with the server, leases as many tasks as it has free slots (long-polling
-//! when the queue is empty), and runs each through an [`Executor`] (by default
-//! [`LocalProcess`]) in its own scratch folder. All leases are extended in one batched call
+//! when the queue is empty), and runs each through a `spillway_executor::Executor` (by default
+//! `LocalProcess`) in its own scratch folder. All leases are extended in one batched call
 //! per heartbeat. On shutdown it stops leasing at once, gives running tasks a grace period,
 //! then kills what is left and releases those leases as preempted, so no failure is counted.
 
 mod backoff;
 mod config;
-mod executor;
-mod local_process;
-mod log_tail;
 mod parent;
 mod runtime;
 mod staging;
@@ -20,18 +17,16 @@ mod task;
 use std::sync::Arc;
 
 use spillway_core::Result;
+use spillway_executor::LocalProcess;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{
     DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_LEASE_WAIT, DEFAULT_MAX_LEASE_BATCH,
     DEFAULT_RETRY_BACKOFF_MAX, WorkerConfig, WorkerSummary,
 };
-pub use executor::{ExecOutcome, ExecRequest, Executor, ExitKind};
-pub use local_process::LocalProcess;
-pub use log_tail::LogTail;
 pub use runtime::run_with;
 
-/// Run a worker with the [`LocalProcess`] executor until `shutdown` is cancelled (the CLI
+/// Run a worker with the `LocalProcess` executor until `shutdown` is cancelled (the CLI
 /// wires it to SIGTERM/SIGINT), the server asks it to drain, or — with
 /// [`exit_when_idle`](WorkerConfig::exit_when_idle) — the queues are empty.
 pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<WorkerSummary> {

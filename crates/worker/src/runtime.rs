@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::config::{WorkerConfig, WorkerSummary};
-use crate::executor::Executor;
 use crate::task::{self, StopHandle, StopReason};
+use spillway_executor::Executor;
 
 /// A task this worker is running.
 struct Running {

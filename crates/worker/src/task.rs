@@ -10,9 +10,9 @@ use spillway_core::{Error, ErrorKind, Result};
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
-use crate::executor::{ExecRequest, ExitKind};
 use crate::runtime::Shared;
 use crate::staging;
+use spillway_executor::{ExecRequest, ExitKind};
 
 /// How long a completion or failure report is retried while the server is unreachable;
 /// past this the lease has long expired and the server has requeued the task anyway.

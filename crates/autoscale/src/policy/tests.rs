@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 use spillway_core::Timestamp;
 
 use super::*;
-use crate::config::{PolicyConfig, PoolConfig, ProviderKind};
+use crate::config::{MEMORY_PROVIDER, PolicyConfig, PoolConfig};
 use crate::conformance::t0;
 
 fn at(seconds: i64) -> Timestamp {
@@ -15,7 +15,7 @@ fn at(seconds: i64) -> Timestamp {
 }
 
 fn pool(name: &str, tier: u32, min: u32, max: u32, cost: f64) -> PoolConfig {
-    let mut p = PoolConfig::new(name, ProviderKind::Memory, vec!["q".to_string()]);
+    let mut p = PoolConfig::new(name, MEMORY_PROVIDER, vec!["q".to_string()]);
     (p.tier, p.min, p.max, p.cost_per_hour) = (tier, min, max, cost);
     p.idle_timeout = Duration::from_secs(30);
     p

@@ -8,7 +8,6 @@ use std::time::Duration;
 use spillway_core::Timestamp;
 
 use crate::config::PolicyConfig;
-use crate::conformance::t0;
 use crate::policy::{InstanceView, PolicyInput, PolicyMemory, PoolView, QueueDemand, plan};
 use crate::provider::InstanceState;
 use crate::sim::engine::{Sim, WorkerState};
@@ -33,8 +32,17 @@ pub(crate) enum Controller {
     },
 }
 
+/// The simulator's time origin: a fixed instant, so runs never read a clock.
+pub(crate) fn origin() -> Timestamp {
+    use chrono::TimeZone;
+    chrono::Utc
+        .with_ymd_and_hms(2030, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
+}
+
 fn timestamp(micros: u64) -> Timestamp {
-    t0() + chrono::Duration::microseconds(micros as i64)
+    origin() + chrono::Duration::microseconds(micros as i64)
 }
 
 impl Controller {

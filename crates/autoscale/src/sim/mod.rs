@@ -5,7 +5,7 @@
 //! on tier-0 pools, as on a real server. Pools start at their minimum, already running; new
 //! workers run after their pool's start-up time and may be preempted at a given rate.
 
-mod controller;
+pub(crate) mod controller;
 mod engine;
 pub mod svg;
 #[cfg(test)]

@@ -3,10 +3,10 @@
 use std::time::Duration;
 
 use super::*;
-use crate::config::ProviderKind;
+use crate::config::MEMORY_PROVIDER;
 
 fn pool(min: u32, max: u32, startup: u64) -> PoolConfig {
-    let mut p = PoolConfig::new("home", ProviderKind::Memory, vec![SIM_QUEUE.into()]);
+    let mut p = PoolConfig::new("home", MEMORY_PROVIDER, vec![SIM_QUEUE.into()]);
     (p.min, p.max, p.startup) = (min, max, Duration::from_secs(startup));
     p.cost_per_hour = 1.0;
     p

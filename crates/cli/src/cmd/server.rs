@@ -130,7 +130,8 @@ pub async fn start(ctx: &Ctx, args: &ServerArgs, stop: CancellationToken) -> Res
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
-    let state = AppState::new(store, blobs, clock, config);
+    let state =
+        AppState::new(store, blobs, clock, config).with_providers(crate::providers::registry())?;
     spillway_server::spawn_services(&state, stop.clone());
     tracing::info!(%url, store = %redact(&store_url), blobs = %blobs_url, "server listening");
     let task = tokio::spawn(async move {
@@ -166,6 +167,9 @@ pub fn autoscale_config(file: &FileConfig, config: &mut ServerConfig) -> Result<
     config
         .validate()
         .context("invalid server settings in the config file")?;
+    crate::providers::registry()
+        .check_pools(&config.pools)
+        .context("invalid pools in the config file")?;
     Ok(())
 }
 

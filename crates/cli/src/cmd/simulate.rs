@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::Args;
 use serde::{Deserialize, Serialize};
-use spillway_autoscale::config::{PolicyConfig, PoolConfig, ProviderKind, validate_pools};
+use spillway_autoscale::config::{MEMORY_PROVIDER, PolicyConfig, PoolConfig, validate_pools};
 use spillway_autoscale::sim::workload::parse_trace;
 use spillway_autoscale::sim::{
     Arrivals, Durations, PolicyKind, SIM_QUEUE, SimReport, SimSetup, Workload, simulate, svg,
@@ -137,8 +137,7 @@ fn setup(args: &SimulateArgs) -> Result<SimSetup> {
     let (pools, mut policy) = match &args.pools {
         Some(path) => load_pools(path)?,
         None => {
-            let mut pool =
-                PoolConfig::new("home", ProviderKind::Memory, vec![SIM_QUEUE.to_string()]);
+            let mut pool = PoolConfig::new("home", MEMORY_PROVIDER, vec![SIM_QUEUE.to_string()]);
             pool.min = args.min;
             pool.max = args.max;
             pool.concurrency = args.concurrency;

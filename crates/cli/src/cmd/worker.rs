@@ -9,8 +9,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
+use spillway_executor::Executor;
 use spillway_kubernetes::job_executor::{ClusterAccess, JobExecutorConfig, KubernetesJobExecutor};
-use spillway_worker::Executor;
 
 use super::Ctx;
 use crate::config::{ExecutorKind, WorkerKubernetesSection};
@@ -167,7 +167,7 @@ pub async fn run(ctx: &Ctx, args: WorkerArgs) -> Result<ExitCode> {
         on_signal.cancel();
     });
     let executor: Arc<dyn Executor> = match args.executor.or(section.executor).unwrap_or_default() {
-        ExecutorKind::Local => Arc::new(spillway_worker::LocalProcess::new()),
+        ExecutorKind::Local => Arc::new(spillway_executor::LocalProcess::new()),
         ExecutorKind::Kubernetes => {
             let (access, executor_config) = args.kubernetes.config(&section.kubernetes);
             let executor = KubernetesJobExecutor::connect(&access, executor_config)

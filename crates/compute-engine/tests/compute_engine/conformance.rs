@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use spillway_autoscale::config::{PoolConfig, ProviderKind};
+use spillway_autoscale::config::PoolConfig;
 use spillway_autoscale::conformance::Harness;
 use spillway_autoscale::provider::{PoolObservation, PoolObserve, PoolProvider, PoolResize};
-use spillway_autoscale::targets::ComputeEnginePool;
+use spillway_compute_engine::config::ComputeEnginePool;
 use spillway_core::Result;
 
 use crate::support::{Env, env, section};
@@ -22,8 +22,8 @@ struct OnGroup {
 impl OnGroup {
     fn pool(&self, pool: &PoolConfig) -> PoolConfig {
         let mut pool = pool.clone();
-        pool.provider = ProviderKind::ComputeEngine;
-        pool.compute_engine = Some(self.section.clone());
+        pool.provider = "compute_engine".to_string();
+        pool.set_section(&self.section).expect("section");
         pool
     }
 }

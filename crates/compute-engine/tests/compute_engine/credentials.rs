@@ -86,9 +86,9 @@ async fn a_key_file_pool_gets_its_token_from_the_keys_token_uri() {
         .fake
         .add_zonal_group("proj", "europe-west4-a", "workers");
     let mut pool = pool("spot", &env.fake, &group);
-    if let Some(section) = pool.compute_engine.as_mut() {
-        section.credentials_file = Some(key_file(&env, &token_uri));
-    }
+    let mut section = spillway_compute_engine::config::section(&pool).expect("section");
+    section.credentials_file = Some(key_file(&env, &token_uri));
+    pool.set_section(&section).expect("section");
     let provider = ComputeEngineProvider::new(env.store.clone()).expect("provider");
     let env = Env {
         provider: Arc::new(provider),
@@ -132,9 +132,9 @@ async fn a_missing_key_file_is_an_invalid_config_error_naming_it() {
         .add_zonal_group("proj", "europe-west4-a", "workers");
     let mut pool = pool("spot", &env.fake, &group);
     let missing = env._dir.path().join("no-such-key.json");
-    if let Some(section) = pool.compute_engine.as_mut() {
-        section.credentials_file = Some(missing.clone());
-    }
+    let mut section = spillway_compute_engine::config::section(&pool).expect("section");
+    section.credentials_file = Some(missing.clone());
+    pool.set_section(&section).expect("section");
     let provider = ComputeEngineProvider::new(env.store.clone()).expect("provider");
     let env = Env {
         provider: Arc::new(provider),

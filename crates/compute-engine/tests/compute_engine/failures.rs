@@ -194,9 +194,9 @@ async fn an_unknown_group_is_an_invalid_config_error_naming_it() {
         .fake
         .add_zonal_group("proj", "europe-west4-a", "workers");
     let mut pool = pool("spot", &env.fake, &group);
-    if let Some(section) = pool.compute_engine.as_mut() {
-        section.instance_group = "wrokers".into();
-    }
+    let mut section = spillway_compute_engine::config::section(&pool).expect("section");
+    section.instance_group = "wrokers".into();
+    pool.set_section(&section).expect("section");
     let err = env.observe(&pool).await.expect_err("no such group");
     assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
     assert!(err.message().contains("\"wrokers\""), "{err}");
@@ -212,7 +212,7 @@ async fn a_pool_without_a_section_is_invalid() {
         .fake
         .add_zonal_group("proj", "europe-west4-a", "workers");
     let mut pool = pool("spot", &env.fake, &group);
-    pool.compute_engine = None;
+    pool.sections.clear();
     let err = env.observe(&pool).await.expect_err("no section");
     assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
     assert!(err.message().contains("compute_engine section"), "{err}");

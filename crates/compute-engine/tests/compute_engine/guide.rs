@@ -1,7 +1,7 @@
 //! The pools of docs/compute-engine.md parse and validate, so the guide cannot rot.
 
 use serde::Deserialize;
-use spillway_autoscale::config::{PoolConfig, ProviderKind, validate_pools};
+use spillway_autoscale::config::{PoolConfig, validate_pools};
 
 const GUIDE: &str = include_str!("../../../../docs/compute-engine.md");
 
@@ -20,7 +20,11 @@ fn the_guides_pools_are_valid_and_serve_one_queue_from_two_regions() {
     let regions: Vec<Option<String>> = file
         .pools
         .iter()
-        .map(|p| p.compute_engine.as_ref().and_then(|s| s.region.clone()))
+        .map(|p| {
+            spillway_compute_engine::config::section(p)
+                .expect("section")
+                .region
+        })
         .collect();
     assert_eq!(
         regions,
@@ -29,6 +33,6 @@ fn the_guides_pools_are_valid_and_serve_one_queue_from_two_regions() {
     assert!(
         file.pools
             .iter()
-            .all(|p| p.provider == ProviderKind::ComputeEngine && p.queues == ["default"])
+            .all(|p| p.provider == "compute_engine" && p.queues == ["default"])
     );
 }

@@ -3,12 +3,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use spillway_autoscale::config::{PoolConfig, ProviderKind};
+use spillway_autoscale::config::PoolConfig;
 use spillway_autoscale::conformance::t0;
 use spillway_autoscale::provider::{PoolObservation, PoolObserve, PoolProvider, PoolResize};
-use spillway_autoscale::targets::ComputeEnginePool;
 use spillway_compute_engine::ComputeEngineProvider;
 use spillway_compute_engine::client::{ClientSettings, GroupRef, Location};
+use spillway_compute_engine::config::ComputeEnginePool;
 use spillway_compute_engine::fake::{FAKE_TOKEN, FakeCompute};
 use spillway_compute_engine::token::StaticToken;
 use spillway_core::Result;
@@ -75,9 +75,9 @@ pub fn section(fake: &FakeCompute, group: &GroupRef) -> ComputeEnginePool {
 
 /// A compute_engine pool (max 5) serving `default` on `group`.
 pub fn pool(name: &str, fake: &FakeCompute, group: &GroupRef) -> PoolConfig {
-    let mut pool = PoolConfig::new(name, ProviderKind::ComputeEngine, vec!["default".into()]);
+    let mut pool = PoolConfig::new(name, "compute_engine", vec!["default".into()]);
     pool.max = 5;
-    pool.compute_engine = Some(section(fake, group));
+    pool.set_section(&section(fake, group)).expect("section");
     pool.validate().expect("test pool is valid");
     pool
 }

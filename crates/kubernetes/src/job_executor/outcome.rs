@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
-use spillway_worker::ExitKind;
+use spillway_executor::ExitKind;
 
 use super::spec::CONTAINER_NAME;
 

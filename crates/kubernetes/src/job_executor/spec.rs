@@ -6,7 +6,7 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::Job;
 use serde_json::json;
 use spillway_core::{Error, Result, TaskId};
-use spillway_worker::ExecRequest;
+use spillway_executor::ExecRequest;
 
 /// Label naming the Spillway task a Job (and its pod) runs.
 pub const LABEL_TASK: &str = "spillway.dev/task";

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use kube::client::Body;
 use serde_json::{Value, json};
-use spillway_worker::{ExecRequest, Executor, ExitKind};
+use spillway_executor::{ExecRequest, Executor, ExitKind};
 use tokio_util::sync::CancellationToken;
 
 use super::{JobExecutorConfig, KubernetesJobExecutor};

@@ -7,9 +7,11 @@
 
 pub mod board;
 pub mod providers;
+pub mod registry;
 pub mod service;
 
 pub use board::PoolBoard;
+pub use registry::{ProviderContext, ProviderRegistry};
 pub use service::Autoscaler;
 
 /// The tenant whose queues pools serve.

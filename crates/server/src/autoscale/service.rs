@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use spillway_autoscale::config::{PoolConfig, ProviderKind};
+use spillway_autoscale::config::PoolConfig;
 use spillway_autoscale::policy::{
     self, InstanceView, PolicyInput, PolicyMemory, PoolView, QueueDemand,
 };
@@ -55,7 +55,7 @@ impl Default for Config {
 /// The autoscaler: its providers and what it remembers between passes.
 pub struct Autoscaler {
     state: AppState,
-    providers: HashMap<ProviderKind, DynPoolProvider>,
+    providers: HashMap<String, DynPoolProvider>,
     leader_key: i64,
     inner: Mutex<Inner>,
 }
@@ -72,7 +72,7 @@ impl Autoscaler {
     /// An autoscaler over `state`'s pools with one provider per kind used.
     pub fn new(
         state: AppState,
-        providers: HashMap<ProviderKind, DynPoolProvider>,
+        providers: HashMap<String, DynPoolProvider>,
         leader_key: i64,
     ) -> Self {
         Self {

@@ -179,7 +179,7 @@ pub fn spawn_services(state: &AppState, stop: CancellationToken) -> Services {
         autoscaler: (!config.pools.is_empty()).then(|| {
             let autoscaler = crate::autoscale::Autoscaler::new(
                 state.clone(),
-                crate::autoscale::providers::standard(state),
+                state.providers.build(&state.provider_context()),
                 crate::autoscale::service::LEADER_KEY,
             );
             crate::autoscale::service::spawn(

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use spillway_autoscale::config::{PolicyConfig, PoolConfig, ProviderKind};
+use spillway_autoscale::config::{MEMORY_PROVIDER, PolicyConfig, PoolConfig};
 use spillway_autoscale::memory::MemoryProvider;
 use spillway_autoscale::provider::{InstanceState, PoolObserve, PoolProvider};
 use spillway_core::api::PoolStatus;
@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::support::{Server, eventually, ok, problem, simple_job};
 
 fn pool(name: &str, tier: u32, max: u32) -> PoolConfig {
-    let mut pool = PoolConfig::new(name, ProviderKind::Memory, vec!["default".into()]);
+    let mut pool = PoolConfig::new(name, MEMORY_PROVIDER, vec!["default".into()]);
     pool.tier = tier;
     pool.max = max;
     pool.idle_timeout = Duration::from_secs(30);
@@ -49,7 +49,7 @@ async fn setup(pools: Vec<PoolConfig>) -> (Server, Arc<MemoryProvider>, Autoscal
     let server = Server::with_config(config(pools)).await;
     let provider = Arc::new(MemoryProvider::new());
     let providers = HashMap::from([(
-        ProviderKind::Memory,
+        MEMORY_PROVIDER.to_string(),
         provider.clone() as spillway_autoscale::provider::DynPoolProvider,
     )]);
     let autoscaler = Autoscaler::new(server.state.clone(), providers, LEADER_KEY);
@@ -393,16 +393,16 @@ impl PoolProvider for Unreachable {
 async fn a_pool_whose_provider_fails_does_not_stop_the_others() {
     let home = pool("home", 0, 3);
     let mut broken = pool("east", 0, 3);
-    broken.provider = ProviderKind::External;
+    broken.provider = "external".to_string();
     let server = Server::with_config(config(vec![broken.clone(), home.clone()])).await;
     let memory = Arc::new(MemoryProvider::new());
     let providers = HashMap::from([
         (
-            ProviderKind::Memory,
+            MEMORY_PROVIDER.to_string(),
             memory.clone() as spillway_autoscale::provider::DynPoolProvider,
         ),
         (
-            ProviderKind::External,
+            "external".to_string(),
             Arc::new(Unreachable) as spillway_autoscale::provider::DynPoolProvider,
         ),
     ]);
@@ -430,64 +430,4 @@ async fn a_pool_whose_provider_fails_does_not_stop_the_others() {
             .any(|p| p.contains("failed to observe") && p.contains("connection refused")),
         "{east:?}"
     );
-}
-
-/// The server's own providers (`providers::standard`) run a `kubernetes` pool: a submit scales
-/// its worker Deployment through the scale subresource of the fake API server, reached through
-/// a kubeconfig over 127.0.0.1.
-#[tokio::test]
-async fn the_server_scales_a_kubernetes_deployment_for_a_submit() {
-    use spillway_kubernetes::fake::FakeApiServer;
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let fake = FakeApiServer::start().await.expect("fake api server");
-    fake.create(
-        "default",
-        json!({
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "k8s"},
-            "spec": {
-                "replicas": 0,
-                "selector": {"matchLabels": {"spillway.dev/pool": "k8s"}},
-                "template": {
-                    "metadata": {"labels": {"spillway.dev/pool": "k8s"}},
-                    "spec": {"containers": [{"name": "worker", "image": "spillway:test", "args": ["worker", "--pool", "k8s"]}]},
-                },
-            },
-        }),
-    )
-    .expect("create deployment");
-    let mut k8s = pool("k8s", 0, 4);
-    k8s.provider = ProviderKind::Kubernetes;
-    k8s.kubernetes = Some(spillway_autoscale::targets::KubernetesPool {
-        kubeconfig: Some(fake.kubeconfig_path().to_path_buf()),
-        ..Default::default()
-    });
-    let server = Server::with_config(config(vec![k8s])).await;
-    let autoscaler = Autoscaler::new(
-        server.state.clone(),
-        spillway_server::autoscale::providers::standard(&server.state),
-        LEADER_KEY,
-    );
-    server
-        .submit(&server.admin, json!({"command": ["x"], "tasks": [{}, {}]}))
-        .await;
-    autoscaler.pass().await.expect("pass");
-
-    let replicas = fake
-        .object("deployments", "default", "k8s")
-        .and_then(|d| d["spec"]["replicas"].as_u64());
-    assert!(
-        replicas.is_some_and(|r| r >= 2),
-        "deployment scaled for 2 tasks: {replicas:?}"
-    );
-    assert!(
-        fake.requests()
-            .iter()
-            .any(|r| r.path.ends_with("/deployments/k8s/scale")),
-        "through the scale subresource: {:?}",
-        fake.requests()
-    );
-    let listed = pools(&server).await;
-    assert_eq!(listed[0].provider, "kubernetes");
 }

@@ -14,6 +14,9 @@ use spillway_store::DynStore;
 
 use super::instance_state;
 
+/// The provider name of external pools.
+pub const PROVIDER: &str = "external";
+
 /// Between a pool's name and a number in the id of a worker asked for but not registered.
 pub const WANTED_INFIX: &str = "-wanted-";
 
@@ -36,7 +39,7 @@ impl ExternalProvider {
 #[async_trait]
 impl PoolProvider for ExternalProvider {
     fn provider_name(&self) -> &'static str {
-        "external"
+        PROVIDER
     }
 
     async fn pool_observe(&self, params: PoolObserve<'_>) -> Result<PoolObservation> {

@@ -30,6 +30,9 @@ use tokio::sync::Mutex;
 use crate::auth::{hash_secret, new_secret, new_token_id};
 use crate::autoscale::{POOL_TENANT, PoolBoard};
 
+/// The provider name of local pools.
+pub const PROVIDER: &str = "local";
+
 /// First wait before starting a child that died again.
 pub const RESTART_BACKOFF_BASE: Duration = Duration::from_secs(1);
 /// Longest wait before starting a child that died again.
@@ -240,7 +243,7 @@ fn terminate(instance: &mut LocalInstance) {
 #[async_trait]
 impl PoolProvider for LocalProvider {
     fn provider_name(&self) -> &'static str {
-        "local"
+        PROVIDER
     }
 
     async fn pool_observe(&self, params: PoolObserve<'_>) -> Result<PoolObservation> {

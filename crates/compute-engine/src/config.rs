@@ -6,7 +6,27 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+use spillway_autoscale::config::PoolConfig;
 use spillway_core::{Error, Result};
+
+/// The provider name of Compute Engine pools, and the name of their section.
+pub const PROVIDER: &str = "compute_engine";
+
+/// Check a `compute_engine` pool's own section (required), for the provider registry's
+/// start-up check.
+pub fn validate_pool(pool: &PoolConfig) -> Result<()> {
+    section(pool)?.validate(&pool.name)
+}
+
+/// A pool's `compute_engine` section; invalid when it has none.
+pub fn section(pool: &PoolConfig) -> Result<ComputeEnginePool> {
+    pool.section::<ComputeEnginePool>()?.ok_or_else(|| {
+        Error::invalid(format!(
+            "pool {:?} has provider \"compute_engine\" but no compute_engine section: add compute_engine = {{ project = \"…\", zone = \"…\", instance_group = \"…\" }}",
+            pool.name
+        ))
+    })
+}
 
 /// The Compute API used when a pool names no `api_endpoint`.
 pub const DEFAULT_API_ENDPOINT: &str = "https://compute.googleapis.com/compute/v1";

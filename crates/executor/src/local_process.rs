@@ -17,8 +17,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
-use crate::executor::{ExecOutcome, ExecRequest, Executor, ExitKind};
 use crate::log_tail::LogTail;
+use crate::seam::{ExecOutcome, ExecRequest, Executor, ExitKind};
 
 /// Variables of the worker's own environment that a task must not see.
 const SCRUBBED_ENV: &[&str] = &["SPILLWAY_TOKEN"];

@@ -18,7 +18,22 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+use spillway_autoscale::config::PoolConfig;
 use spillway_core::{Error, Result};
+
+/// The provider name of Kubernetes pools, and the name of their section.
+pub const PROVIDER: &str = "kubernetes";
+
+/// Check a `kubernetes` pool's own section (optional: every field has a default), for the
+/// provider registry's start-up check.
+pub fn validate_pool(pool: &PoolConfig) -> Result<()> {
+    section(pool)?.validate(&pool.name)
+}
+
+/// A pool's `kubernetes` section, or the defaults when it has none.
+pub fn section(pool: &PoolConfig) -> Result<KubernetesPool> {
+    Ok(pool.section::<KubernetesPool>()?.unwrap_or_default())
+}
 
 /// Key of the token inside [`KubernetesPool::token_secret`] unless `token_key` says otherwise.
 pub const DEFAULT_TOKEN_KEY: &str = "token";

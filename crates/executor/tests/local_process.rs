@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use spillway_core::ErrorKind;
 use spillway_core::model::LOG_TAIL_BYTES;
-use spillway_worker::{ExecOutcome, ExecRequest, Executor, ExitKind, LocalProcess};
+use spillway_executor::{ExecOutcome, ExecRequest, Executor, ExitKind, LocalProcess};
 use tokio_util::sync::CancellationToken;
 
 fn request(dir: &Path, argv: &[&str]) -> ExecRequest {
