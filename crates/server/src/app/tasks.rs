@@ -2,6 +2,7 @@
 
 use spillway_core::api::TaskDetail;
 use spillway_core::auth::Action;
+use spillway_core::model::Attempt;
 use spillway_core::{Error, Result, TaskId};
 
 use super::Caller;
@@ -43,4 +44,11 @@ pub async fn log(
             })?,
     };
     Ok(attempt.log_tail)
+}
+
+/// A task's attempts, oldest first.
+pub async fn attempts(state: &AppState, caller: Caller<'_>, id: TaskId) -> Result<Vec<Attempt>> {
+    caller.require(Action::Read)?;
+    let scope = caller.scope()?;
+    state.store.task_attempts(scope.as_deref(), id).await
 }

@@ -28,7 +28,7 @@ pub async fn why(state: &AppState, caller: Caller<'_>, id: TaskId) -> Result<Tas
     let task = state.store.task_get(scope.as_deref(), id).await?;
     let now = state.clock.now();
     let holds = Holds::read(state, &task.tenant, &task.queue, leasable(&task, now), now).await?;
-    let (position, reasons) = holds.explain(&task);
+    let Standing { position, reasons } = holds.standing(&task);
     let estimated_start = match position {
         Some(position) if !holds.paused => estimate_start(state, &task, position, now).await?,
         _ => None,
@@ -43,10 +43,52 @@ pub async fn why(state: &AppState, caller: Caller<'_>, id: TaskId) -> Result<Tas
     })
 }
 
+/// Where a task stands in its queue and why it is not running: the `position` and `reasons`
+/// of [`TaskWhy`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Standing {
+    /// Leasable tasks a worker takes before it (0 means next); `None` when it is not leasable
+    /// or its queue holds more than [`MAX_POSITION_SCAN`] waiting tasks.
+    pub position: Option<u64>,
+    /// Why it is not running, most important first; empty when it runs or finished.
+    pub reasons: Vec<WaitReason>,
+}
+
+/// The [`Standing`] of each of `tasks` (in their order), as [`why`] answers for each alone;
+/// each queue among them is read once. The tasks were read by an operation that checked
+/// the caller (e.g. [`super::jobs::tasks`]).
+pub async fn standings(state: &AppState, tasks: &[Task]) -> Result<Vec<Standing>> {
+    let now = state.clock.now();
+    let mut queues: Vec<((&str, &str), Holds)> = Vec::new();
+    let mut out = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        // A task that does not wait stands nowhere: nothing to read for it.
+        if !task.state.is_waiting() {
+            out.push(Standing::default());
+            continue;
+        }
+        let key = (task.tenant.as_str(), task.queue.as_str());
+        let found = queues.iter().position(|(k, _)| *k == key);
+        let at = match found {
+            Some(at) => at,
+            None => {
+                let with_line = tasks
+                    .iter()
+                    .any(|t| t.tenant == task.tenant && t.queue == task.queue && leasable(t, now));
+                let holds = Holds::read(state, &task.tenant, &task.queue, with_line, now).await?;
+                queues.push((key, holds));
+                queues.len() - 1
+            }
+        };
+        out.push(queues[at].1.standing(task));
+    }
+    Ok(out)
+}
+
 /// What holds the waiting tasks of one queue, read once and asked for any number of its
 /// tasks: whether the queue is paused, the pools that may serve it, and its line.
 #[derive(Debug)]
-pub struct Holds {
+struct Holds {
     paused: bool,
     pools: Vec<PoolConfig>,
     statuses: Vec<PoolStatus>,
@@ -58,7 +100,7 @@ pub struct Holds {
 impl Holds {
     /// Read what holds tasks of `tenant`'s `queue` at `now`; the line only when
     /// `with_line` (some task asked about is leasable), since it may scan the queue.
-    pub async fn read(
+    async fn read(
         state: &AppState,
         tenant: &str,
         queue: &str,
@@ -86,14 +128,9 @@ impl Holds {
         })
     }
 
-    /// Whether the queue is paused.
-    pub fn paused(&self) -> bool {
-        self.paused
-    }
-
     /// The task's position (see [`Line::position`]; `None` when it is not leasable or the
     /// line was not counted) and why it waits, most important first.
-    pub fn explain(&self, task: &Task) -> (Option<u64>, Vec<WaitReason>) {
+    fn standing(&self, task: &Task) -> Standing {
         let position = self
             .line
             .as_ref()
@@ -108,7 +145,7 @@ impl Holds {
         if task.state.is_waiting() {
             reasons.extend(pool_problems(task, &self.pools, &self.statuses));
         }
-        (position, reasons)
+        Standing { position, reasons }
     }
 }
 
