@@ -4,7 +4,8 @@
 //!
 //! What a person sees and may do follows their token: reads are scoped to its tenant (all
 //! tenants for an admin of every tenant) and every action checks its role, through the same
-//! handlers the API uses.
+//! operations of the application layer ([`crate::app`]) that the API calls. Pages only call
+//! and render: they hold no rule and no store query of their own.
 
 mod events;
 pub mod html;

@@ -113,25 +113,14 @@ pub async fn list(
         }
         body.push_str("</tbody></table></div>");
     }
-    let keep = queue
-        .as_ref()
-        .map_or(String::new(), |q| format!("&queue={}", url(q)));
-    body.push_str("<nav class=\"pager\" aria-label=\"Pages\">");
-    if cursor.is_some() {
-        let _ = write!(
-            body,
-            "<a href=\"/dead?{}\">First page</a>",
-            keep.trim_start_matches('&')
-        );
-    }
-    if let Some(next) = &page.next_cursor {
-        let _ = write!(
-            body,
-            "<a href=\"/dead?cursor={}{keep}\" rel=\"next\">Next page</a>",
-            url(next)
-        );
-    }
-    body.push_str("</nav>");
+    let filters: Vec<(&str, &str)> = queue.as_deref().map(|q| ("queue", q)).into_iter().collect();
+    body.push_str(&html::pager(
+        "/dead",
+        "Pages",
+        &filters,
+        cursor.is_some(),
+        page.next_cursor.as_deref(),
+    ));
     Ok(render(&signed, "Dead letters", Nav::Dead, &body))
 }
 

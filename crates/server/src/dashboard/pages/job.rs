@@ -159,25 +159,18 @@ pub async fn page(
         "<div class=\"table-wrap\"><table><thead><tr><th scope=\"col\">#</th><th scope=\"col\">State</th>\
          <th scope=\"col\">Attempts</th><th scope=\"col\">Duration</th><th scope=\"col\">Exit</th>\
          <th scope=\"col\">Worker</th><th scope=\"col\">Results</th><th scope=\"col\">Why waiting / error</th></tr></thead>\
-         <tbody data-fragment=\"{}\">{rows}</tbody></table></div><nav class=\"pager\" aria-label=\"Task pages\">",
+         <tbody data-fragment=\"{}\">{rows}</tbody></table></div>",
         esc(&fragment_url)
     );
-    let keep = filter.map_or(String::new(), |s| format!("&state={}", s.as_str()));
-    if cursor.is_some() {
-        let _ = write!(
-            body,
-            "<a href=\"{path}?{}\">First page</a>",
-            keep.trim_start_matches('&')
-        );
-    }
-    if let Some(next) = next {
-        let _ = write!(
-            body,
-            "<a href=\"{path}?cursor={}{keep}\" rel=\"next\">Next page</a>",
-            url(&next)
-        );
-    }
-    body.push_str("</nav></section>");
+    let filters: Vec<(&str, &str)> = filter.map(|s| ("state", s.as_str())).into_iter().collect();
+    body.push_str(&html::pager(
+        &path,
+        "Task pages",
+        &filters,
+        cursor.is_some(),
+        next.as_deref(),
+    ));
+    body.push_str("</section>");
     let title = format!("Job {}", job.name.as_deref().unwrap_or(&job.id));
     Ok(render(&signed, &title, Nav::Jobs, &body))
 }

@@ -86,32 +86,21 @@ pub async fn list(
         jobs_table(&mut body, &page.items, all_tenants(principal));
     }
     // Keep the filters on the paging links.
-    let mut keep = String::new();
-    for (k, v) in [
+    let filters: Vec<(&str, &str)> = [
         ("queue", queue.as_deref()),
         ("state", job_state.as_deref()),
         ("label", label_text.as_deref()),
-    ] {
-        if let Some(v) = v {
-            let _ = write!(keep, "&{k}={}", url(v));
-        }
-    }
-    body.push_str("<nav class=\"pager\" aria-label=\"Pages\">");
-    if cursor.is_some() {
-        let _ = write!(
-            body,
-            "<a href=\"/jobs?{}\">First page</a>",
-            keep.trim_start_matches('&')
-        );
-    }
-    if let Some(next) = &page.next_cursor {
-        let _ = write!(
-            body,
-            "<a href=\"/jobs?cursor={}{keep}\" rel=\"next\">Next page</a>",
-            url(next)
-        );
-    }
-    body.push_str("</nav>");
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|v| (k, v)))
+    .collect();
+    body.push_str(&html::pager(
+        "/jobs",
+        "Pages",
+        &filters,
+        cursor.is_some(),
+        page.next_cursor.as_deref(),
+    ));
     Ok(render(&signed, "Jobs", Nav::Jobs, &body))
 }
 
