@@ -24,7 +24,7 @@ use axum::{Extension, Router};
 use serde::de::DeserializeOwned;
 use spillway_core::{Error, ErrorKind};
 
-use crate::problem::{ApiError, status_for};
+use crate::problem::status_for;
 use crate::state::AppState;
 pub use sampler::{PoolSample, SAMPLE_INTERVAL, SAMPLES_KEPT, Sample, Samples};
 pub use session::{Session, Sessions, Signed};
@@ -109,12 +109,6 @@ pub enum PageError {
 impl From<Error> for PageError {
     fn from(error: Error) -> Self {
         PageError::Failed(error)
-    }
-}
-
-impl From<ApiError> for PageError {
-    fn from(error: ApiError) -> Self {
-        PageError::Failed(error.0)
     }
 }
 
