@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use spillway_core::Error;
 use spillway_core::auth::{Action, Principal};
 
+use crate::app::Caller;
 use crate::problem::ApiError;
 use crate::state::AppState;
 
@@ -138,19 +139,13 @@ impl Auth {
     /// The tenant a write acts in: the token's own or, for an admin of every tenant, the one
     /// asked for (default `"default"`).
     pub fn tenant(&self, requested: Option<&str>) -> Result<String, Error> {
-        if let Some(name) = requested {
-            spillway_core::names::validate_name("tenant", name)?;
-        }
-        self.0.tenant_for(requested)
+        Caller::new(&self.0, requested).tenant()
     }
 
     /// What a read may see: one tenant, or every tenant (`None`) for an admin of every
     /// tenant who named none.
     pub fn scope(&self, requested: Option<&str>) -> Result<Option<String>, Error> {
-        match (&self.0.tenant, requested) {
-            (None, None) => Ok(None),
-            _ => self.tenant(requested).map(Some),
-        }
+        Caller::new(&self.0, requested).scope()
     }
 }
 

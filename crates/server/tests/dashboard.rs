@@ -1,5 +1,6 @@
 //! The web dashboard over real HTTP: sign-in, cookie flags, CSRF, roles and tenants, submit
-//! with an input file, requeue, escaping and the live event stream.
+//! with an input file, requeue, escaping, the live event stream, and the job page agreeing
+//! with the API on where a task stands.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -437,8 +438,11 @@ async fn submit_with_an_input_file_then_download_it() {
     );
     assert!(!page.contains("<b>bold</b>"));
     assert!(
-        page.contains("waiting for a worker (position 1)"),
-        "why the first task waits"
+        page.contains(
+            "waiting for a worker serving queue &quot;default&quot; \
+             <span class=\"position\" data-position=\"0\">(position 0: next to be leased)</span>"
+        ),
+        "why the first task waits, counted from 0 as GET /v1/tasks/{{id}}/why counts: {page}"
     );
     let download = b.get(&format!("/jobs/{id}/inputs/data.txt")).await;
     assert_eq!(download.status(), StatusCode::OK);
@@ -681,5 +685,75 @@ async fn the_workers_page_lists_pools_with_their_decisions_escaped() {
         "the stream carries the pool's sizes: {text}"
     );
     drop(events);
+    server.stop().await;
+}
+
+/// The `data-position` shown in the job page's row of task `id`, if any.
+fn shown_position(page: &str, id: i64) -> Option<u64> {
+    let row_start = page.find(&format!("<a href=\"/tasks/{id}\">"))?;
+    let row = &page[row_start..];
+    let row = &row[..row.find("</tr>")?];
+    let marker = "data-position=\"";
+    let at = row.find(marker)? + marker.len();
+    let digits = &row[at..];
+    digits[..digits.find('"')?].parse().ok()
+}
+
+#[tokio::test]
+async fn the_job_page_shows_each_task_at_the_position_the_why_api_reports() {
+    let server = Server::start().await;
+    let low = server
+        .submit(&server.admin, json!({"command": ["true"], "count": 3}))
+        .await;
+    // Submitted later but with a higher priority: its tasks are leased first.
+    let high = server
+        .submit(
+            &server.admin,
+            json!({"command": ["true"], "count": 2, "priority": 5}),
+        )
+        .await;
+    let delayed = server
+        .submit(&server.admin, json!({"command": ["true"], "delay": "1h"}))
+        .await;
+    let b = server.browser(&server.admin).await;
+    let mut seen = Vec::new();
+    for job in [&low, &high, &delayed] {
+        let tasks = server
+            .store
+            .task_list(spillway_store::TaskList {
+                tenant: Some("default".into()),
+                job_id: Some(job.to_string()),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .expect("tasks");
+        let page = b.page(&format!("/jobs/{job}")).await;
+        for task in &tasks.items {
+            let resp = server
+                .api
+                .get(format!("{}/v1/tasks/{}/why", server.base, task.id))
+                .bearer_auth(&server.admin)
+                .send()
+                .await
+                .expect("send");
+            assert_eq!(resp.status(), StatusCode::OK);
+            let why: Value = resp.json().await.expect("json");
+            let api = why["position"].as_u64();
+            assert_eq!(
+                shown_position(&page, task.id),
+                api,
+                "task {} of job {job}: the page and GET /v1/tasks/{{id}}/why disagree",
+                task.id
+            );
+            seen.push(api);
+        }
+    }
+    // Higher priority first, then the order of submission; a delayed task is not in line.
+    assert_eq!(
+        seen,
+        [Some(2), Some(3), Some(4), Some(0), Some(1), None],
+        "positions counted from 0 in lease order"
+    );
     server.stop().await;
 }

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use super::Dashboard;
 use super::pages::Params;
+use crate::app::{self, Caller};
 use crate::state::AppState;
 
 /// How often a stream looks for changes.
@@ -83,8 +84,7 @@ pub async fn stream(
                 let event = Event::default().event("signed_out").data("{}").retry(RETRY);
                 return Some((Ok(event), w));
             };
-            let scope = session.principal.tenant.clone();
-            let notice = match snapshot(&w, scope.as_deref()).await {
+            let notice = match snapshot(&w, Caller::own(&session.principal)).await {
                 Ok(notice) => notice,
                 Err(error) => {
                     tracing::warn!(%error, "dashboard event stream could not read the store");
@@ -107,10 +107,10 @@ pub async fn stream(
 
 /// The watched jobs' counts and, when asked, every visible queue's numbers and every pool's
 /// desired and actual workers.
-async fn snapshot(w: &Watch, scope: Option<&str>) -> spillway_core::Result<Value> {
+async fn snapshot(w: &Watch, caller: Caller<'_>) -> spillway_core::Result<Value> {
     let mut jobs = Vec::with_capacity(w.jobs.len());
     for id in &w.jobs {
-        match w.state.store.job_get(scope, id).await {
+        match app::jobs::get(&w.state, caller, id).await {
             Ok(job) => jobs.push(json!({
                 "id": job.id,
                 "state": job.state.as_str(),
@@ -126,12 +126,7 @@ async fn snapshot(w: &Watch, scope: Option<&str>) -> spillway_core::Result<Value
     }
     let mut queues = Vec::new();
     if w.queues {
-        for s in w
-            .state
-            .store
-            .queue_stats(scope, w.state.clock.now())
-            .await?
-        {
+        for s in app::queues::stats(&w.state, caller).await? {
             let c = s.counts;
             queues.push(json!({
                 "key": format!("{}/{}", s.tenant, s.queue),
@@ -145,7 +140,7 @@ async fn snapshot(w: &Watch, scope: Option<&str>) -> spillway_core::Result<Value
     }
     let mut pools = Vec::new();
     if w.pools {
-        for p in super::pages::pools::statuses(&w.state) {
+        for p in app::pools::list(&w.state, caller)? {
             pools.push(json!({ "name": p.name, "desired": p.desired, "actual": p.actual }));
         }
     }

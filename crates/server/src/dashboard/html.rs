@@ -38,6 +38,39 @@ pub fn url(value: &str) -> String {
     out
 }
 
+/// The pager under a list paged on the server: "First page" once past the first page
+/// (`paged`), "Next page" while `next` (the list's `next_cursor`) leads on. Both links go to
+/// `path` (already a URL path) and keep the `filters` (name and raw value pairs) of the list.
+pub fn pager(
+    path: &str,
+    label: &str,
+    filters: &[(&str, &str)],
+    paged: bool,
+    next: Option<&str>,
+) -> String {
+    let keep: String = filters
+        .iter()
+        .map(|(k, v)| format!("&{k}={}", url(v)))
+        .collect();
+    let mut out = format!("<nav class=\"pager\" aria-label=\"{}\">", esc(label));
+    if paged {
+        let _ = write!(
+            out,
+            "<a href=\"{path}?{}\">First page</a>",
+            keep.trim_start_matches('&')
+        );
+    }
+    if let Some(next) = next {
+        let _ = write!(
+            out,
+            "<a href=\"{path}?cursor={}{keep}\" rel=\"next\">Next page</a>",
+            url(next)
+        );
+    }
+    out.push_str("</nav>");
+    out
+}
+
 /// Percent-encode a relative path, keeping its `/` separators.
 pub fn url_path(path: &str) -> String {
     path.split('/').map(url).collect::<Vec<_>>().join("/")
@@ -265,6 +298,21 @@ pub fn multiline(series: &[&[f64]], label: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pager_keeps_the_filters_on_both_links() {
+        let first = pager("/dead", "Pages", &[("queue", "a b")], false, Some("c/1"));
+        assert_eq!(
+            first,
+            "<nav class=\"pager\" aria-label=\"Pages\">\
+             <a href=\"/dead?cursor=c%2F1&queue=a%20b\" rel=\"next\">Next page</a></nav>"
+        );
+        let last = pager("/jobs", "Pages", &[("state", "failed")], true, None);
+        assert_eq!(
+            last,
+            "<nav class=\"pager\" aria-label=\"Pages\"><a href=\"/jobs?state=failed\">First page</a></nav>"
+        );
+    }
 
     #[test]
     fn escaping_covers_markup_and_quotes() {

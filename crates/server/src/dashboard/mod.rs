@@ -4,7 +4,8 @@
 //!
 //! What a person sees and may do follows their token: reads are scoped to its tenant (all
 //! tenants for an admin of every tenant) and every action checks its role, through the same
-//! handlers the API uses.
+//! operations of the application layer ([`crate::app`]) that the API calls. Pages only call
+//! and render: they hold no rule and no store query of their own.
 
 mod events;
 pub mod html;
@@ -23,7 +24,7 @@ use axum::{Extension, Router};
 use serde::de::DeserializeOwned;
 use spillway_core::{Error, ErrorKind};
 
-use crate::problem::{ApiError, status_for};
+use crate::problem::status_for;
 use crate::state::AppState;
 pub use sampler::{PoolSample, SAMPLE_INTERVAL, SAMPLES_KEPT, Sample, Samples};
 pub use session::{Session, Sessions, Signed};
@@ -108,12 +109,6 @@ pub enum PageError {
 impl From<Error> for PageError {
     fn from(error: Error) -> Self {
         PageError::Failed(error)
-    }
-}
-
-impl From<ApiError> for PageError {
-    fn from(error: ApiError) -> Self {
-        PageError::Failed(error.0)
     }
 }
 

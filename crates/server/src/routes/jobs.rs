@@ -1,24 +1,20 @@
-//! Submitting, listing, cancelling and retrying jobs.
+//! `/v1/jobs`: decode a request, call [`crate::app::jobs`], encode its answer.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
+use spillway_core::Error;
 use spillway_core::api::{Changed, Page, Problem, SubmitJob, Submitted};
 use spillway_core::auth::Action;
-use spillway_core::keys::{inputs_prefix, uploads_prefix};
 use spillway_core::model::{Job, Task};
-use spillway_core::state::{JobState, TaskState};
-use spillway_core::{Error, clock};
-use spillway_store::{JobList, JobSubmit, TaskList};
 use utoipa::IntoParams;
 
+use crate::app::Caller;
+use crate::app::jobs::{self as app, JobFilter, TaskFilter};
 use crate::auth::{Auth, requested_tenant};
 use crate::extract::{JsonBody, Path, Query};
-use crate::ids::{new_job_id, validate_upload_id};
-use crate::metrics::Outcome;
 use crate::problem::ApiResult;
-use crate::routes::page_limit;
 use crate::routes::queues::TenantQuery;
 use crate::state::AppState;
 
@@ -29,96 +25,22 @@ use crate::state::AppState;
               (status = "4XX", body = Problem)))]
 pub async fn submit(
     State(state): State<AppState>,
-    auth: Auth,
+    Auth(principal): Auth,
     Query(q): Query<TenantQuery>,
     body: JsonBody,
 ) -> ApiResult<(StatusCode, Json<Submitted>)> {
-    auth.require(Action::Submit)?;
+    // Refuse before the body is read.
+    principal.require(Action::Submit)?;
     let mut req: SubmitJob = body.parse()?;
     req.tenant = requested_tenant(req.tenant, q.tenant)?;
-    req.validate(state.config.payload_limit())?;
-    let tenant = auth.tenant(req.tenant.as_deref())?;
-    // Everything that can refuse the request is checked before the first write: 404 for a
-    // missing queue (one found before needs no store read; job_submit reads its settings).
-    if !state.shared.leases.queue_known(&tenant, &req.queue) {
-        state.store.queue_get(&tenant, &req.queue).await?;
-        state.shared.leases.queue_found(&tenant, &req.queue);
-    }
-    let upload = match &req.upload_id {
-        Some(id) => {
-            validate_upload_id(id)?;
-            let prefix = uploads_prefix(&tenant, id);
-            if state.blobs.list(&prefix).await?.is_empty() {
-                return Err(Error::not_found(format!(
-                    "upload {id:?} not found or empty: put files with PUT /v1/uploads/{id}/files/<path> first"
-                ))
-                .into());
-            }
-            Some(prefix)
-        }
-        None => None,
-    };
-
-    let now = state.clock.now();
-    let job_id = new_job_id(now);
-    let inputs = inputs_prefix(&tenant, &job_id);
-    if let Some(upload) = &upload {
-        state.blobs.copy_prefix(upload, &inputs).await?;
-    }
-    let payloads = match req.tasks {
-        Some(tasks) => tasks.into_iter().map(|t| t.payload).collect(),
-        None => vec![None; req.count.unwrap_or(1) as usize],
-    };
-    let submitted = state
-        .store
-        .job_submit(JobSubmit {
-            id: job_id.clone(),
-            tenant: tenant.clone(),
-            queue: req.queue,
-            name: req.name,
-            labels: req.labels,
-            spec: req.spec,
-            priority: req.priority,
-            burstable: req.burstable,
-            idempotency_key: req.idempotency_key,
-            delete_inputs_on_success: req.delete_inputs_on_success,
-            has_inputs: upload.is_some(),
-            payloads,
-            run_at: req.delay.map_or(now, |d| clock::add(now, d)),
-            now,
-        })
-        .await;
-    let (job, created) = match submitted {
-        Ok(done) => done,
-        Err(e) => {
-            if upload.is_some() {
-                // The upload stays, so the same submit can be tried again.
-                discard(&state, &inputs).await;
-            }
-            return Err(e.into());
-        }
-    };
-    if let Some(upload) = &upload {
-        if !created {
-            // The earlier job with this idempotency key has its own inputs.
-            discard(&state, &inputs).await;
-        }
-        discard(&state, upload).await;
-    }
-    tracing::info!(%tenant, job_id = %job.id, queue = %job.queue, tasks = job.task_count, created, "job submitted");
-    let status = if created {
+    let tenant = req.tenant.clone();
+    let submitted = app::submit(&state, Caller::new(&principal, tenant.as_deref()), req).await?;
+    let status = if submitted.created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(Submitted { job, created })))
-}
-
-/// Delete a prefix whose loss only leaves garbage behind; failures are logged, not returned.
-async fn discard(state: &AppState, prefix: &str) {
-    if let Err(error) = state.blobs.delete_prefix(prefix).await {
-        tracing::warn!(%prefix, %error, "could not delete staged files; they are left behind");
-    }
+    Ok((status, Json(submitted)))
 }
 
 /// Filters of the job list.
@@ -145,42 +67,20 @@ pub struct JobQuery {
     responses((status = 200, body = Page<Job>), (status = "4XX", body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
-    auth: Auth,
+    Auth(principal): Auth,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> ApiResult<Json<Page<Job>>> {
-    auth.require(Action::Read)?;
+    principal.require(Action::Read)?;
     let q = JobQuery::from_pairs(pairs)?;
-    let scope = auth.scope(q.tenant.as_deref())?;
-    if let Some(queue) = &q.queue {
-        spillway_core::names::validate_name("queue", queue)?;
-    }
-    let job_state = q.state.as_deref().map(JobState::parse).transpose()?;
-    let mut labels = Vec::new();
-    for label in &q.label {
-        let (k, v) = label.split_once('=').ok_or_else(|| {
-            Error::invalid(format!("invalid label filter {label:?}: use key=value"))
-        })?;
-        labels.push((k.to_string(), v.to_string()));
-    }
-    // The store filters by one label; any further ones are applied here, so a page may hold
-    // fewer items than the limit while `next_cursor` still leads on.
-    let mut rest = labels.into_iter();
-    let first = rest.next();
-    let rest: Vec<(String, String)> = rest.collect();
-    let mut page = state
-        .store
-        .job_list(JobList {
-            tenant: scope,
-            queue: q.queue,
-            state: job_state,
-            label: first,
-            limit: page_limit(q.limit)?,
-            cursor: q.cursor,
-        })
-        .await?;
-    page.items
-        .retain(|job| rest.iter().all(|(k, v)| job.labels.get(k) == Some(v)));
-    Ok(Json(page))
+    let filter = JobFilter {
+        queue: q.queue,
+        state: q.state,
+        labels: q.label,
+        limit: q.limit,
+        cursor: q.cursor,
+    };
+    let caller = Caller::new(&principal, q.tenant.as_deref());
+    Ok(Json(app::list(&state, caller, filter).await?))
 }
 
 impl JobQuery {
@@ -230,13 +130,12 @@ impl JobQuery {
     responses((status = 200, body = Job), (status = "4XX", body = Problem)))]
 pub async fn get(
     State(state): State<AppState>,
-    auth: Auth,
+    Auth(principal): Auth,
     Path(id): Path<String>,
     Query(q): Query<TenantQuery>,
 ) -> ApiResult<Json<Job>> {
-    auth.require(Action::Read)?;
-    let scope = auth.scope(q.tenant.as_deref())?;
-    Ok(Json(state.store.job_get(scope.as_deref(), &id).await?))
+    let caller = Caller::new(&principal, q.tenant.as_deref());
+    Ok(Json(app::get(&state, caller, &id).await?))
 }
 
 /// Cancel a job: waiting tasks are cancelled, running ones are asked to stop.
@@ -245,23 +144,12 @@ pub async fn get(
     responses((status = 200, body = Job), (status = "4XX", body = Problem)))]
 pub async fn cancel(
     State(state): State<AppState>,
-    auth: Auth,
+    Auth(principal): Auth,
     Path(id): Path<String>,
     Query(q): Query<TenantQuery>,
 ) -> ApiResult<Json<Job>> {
-    auth.require(Action::Cancel)?;
-    let scope = auth.scope(q.tenant.as_deref())?;
-    let before = state.store.job_get(scope.as_deref(), &id).await?;
-    let job = state
-        .store
-        .job_cancel(scope.as_deref(), &id, state.clock.now())
-        .await?;
-    let cancelled = job.counts.cancelled.saturating_sub(before.counts.cancelled);
-    state
-        .metrics
-        .outcome(&job.queue, Outcome::Cancelled, cancelled);
-    tracing::info!(job_id = %job.id, cancelled, "job cancelled");
-    Ok(Json(job))
+    let caller = Caller::new(&principal, q.tenant.as_deref());
+    Ok(Json(app::cancel(&state, caller, &id).await?))
 }
 
 /// Requeue a job's dead and cancelled tasks.
@@ -270,17 +158,12 @@ pub async fn cancel(
     responses((status = 200, body = Changed), (status = "4XX", body = Problem)))]
 pub async fn retry(
     State(state): State<AppState>,
-    auth: Auth,
+    Auth(principal): Auth,
     Path(id): Path<String>,
     Query(q): Query<TenantQuery>,
 ) -> ApiResult<Json<Changed>> {
-    auth.require(Action::Requeue)?;
-    let scope = auth.scope(q.tenant.as_deref())?;
-    let changed = state
-        .store
-        .job_retry(scope.as_deref(), &id, state.clock.now())
-        .await?;
-    tracing::info!(job_id = %id, changed, "job retried");
+    let caller = Caller::new(&principal, q.tenant.as_deref());
+    let changed = app::retry(&state, caller, &id).await?;
     Ok(Json(Changed { changed }))
 }
 
@@ -305,25 +188,15 @@ pub struct TaskQuery {
     responses((status = 200, body = Page<Task>), (status = "4XX", body = Problem)))]
 pub async fn tasks(
     State(state): State<AppState>,
-    auth: Auth,
+    Auth(principal): Auth,
     Path(id): Path<String>,
     Query(q): Query<TaskQuery>,
 ) -> ApiResult<Json<Page<Task>>> {
-    auth.require(Action::Read)?;
-    let scope = auth.scope(q.tenant.as_deref())?;
-    let task_state = q.state.as_deref().map(TaskState::parse).transpose()?;
-    let limit = page_limit(q.limit)?;
-    let job = state.store.job_get(scope.as_deref(), &id).await?;
-    let page = state
-        .store
-        .task_list(TaskList {
-            tenant: Some(job.tenant),
-            job_id: Some(job.id),
-            queue: None,
-            state: task_state,
-            limit,
-            cursor: q.cursor,
-        })
-        .await?;
-    Ok(Json(page))
+    let caller = Caller::new(&principal, q.tenant.as_deref());
+    let filter = TaskFilter {
+        state: q.state,
+        limit: q.limit,
+        cursor: q.cursor,
+    };
+    Ok(Json(app::tasks(&state, caller, &id, filter).await?))
 }

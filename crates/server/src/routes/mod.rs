@@ -1,4 +1,5 @@
-//! The route table: every path of the API, in the order of the contract.
+//! The route table: every path of the API, in the order of the contract. Handlers decode
+//! a request, call one operation of [`crate::app`] and encode its answer.
 
 pub mod admin;
 pub mod dead;
@@ -19,22 +20,10 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{delete, get, patch, post, put};
 use spillway_core::Error;
-use spillway_core::api::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use tower_http::trace::TraceLayer;
 
 use crate::problem::ApiError;
 use crate::state::AppState;
-
-/// Check a page size, defaulting to [`DEFAULT_PAGE_SIZE`].
-pub(crate) fn page_limit(limit: Option<u32>) -> Result<u32, Error> {
-    match limit {
-        None => Ok(DEFAULT_PAGE_SIZE),
-        Some(n) if (1..=MAX_PAGE_SIZE).contains(&n) => Ok(n),
-        Some(n) => Err(Error::invalid(format!(
-            "limit {n} is out of range: use 1 to {MAX_PAGE_SIZE}"
-        ))),
-    }
-}
 
 /// The whole HTTP API over `state`.
 pub fn router(state: AppState) -> Router {

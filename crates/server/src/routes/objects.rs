@@ -1,4 +1,5 @@
-//! Staged files: uploads before submit, a job's inputs, and task results.
+//! Staged files over HTTP: uploads before submit, a job's inputs and task results (through
+//! [`crate::app::uploads`] and [`crate::app::jobs`]), and a worker's result uploads.
 
 use axum::Json;
 use axum::body::Body;
@@ -9,12 +10,12 @@ use futures::StreamExt;
 use spillway_blob::ByteStream;
 use spillway_core::api::{ObjectInfo, Problem, UploadCreated};
 use spillway_core::auth::Action;
-use spillway_core::keys::{inputs_prefix, results_prefix, uploads_prefix, validate_relative_path};
+use spillway_core::keys::{results_prefix, validate_relative_path};
 use spillway_core::{Error, TaskId};
 
+use crate::app::{Caller, jobs, uploads};
 use crate::auth::Auth;
 use crate::extract::{Path, Query};
-use crate::ids::{new_upload_id, validate_upload_id};
 use crate::problem::ApiResult;
 use crate::routes::queues::TenantQuery;
 use crate::state::AppState;
@@ -52,29 +53,13 @@ fn limited_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<ByteStrea
     Ok(Box::pin(stream))
 }
 
-/// A tenant-bound token's tenant exists by construction; an admin of every tenant may name
-/// any, so check it before files are stored under its prefix.
-async fn ensure_tenant(state: &AppState, auth: &Auth, tenant: &str) -> Result<(), Error> {
-    if auth.0.tenant.is_some() {
-        return Ok(());
-    }
-    let tenants = state.store.tenant_list().await?;
-    if tenants.iter().any(|t| t.name == tenant) {
-        Ok(())
-    } else {
-        Err(Error::not_found(format!(
-            "tenant {tenant:?} not found: create it with POST /v1/tenants first"
-        )))
-    }
-}
-
-async fn download(state: &AppState, key: &str) -> ApiResult<Response> {
-    let stream = state.blobs.get(key).await?;
-    Ok((
+/// A download: the file's bytes as `application/octet-stream`.
+fn download(stream: ByteStream) -> Response {
+    (
         [(header::CONTENT_TYPE, "application/octet-stream")],
         Body::from_stream(stream),
     )
-        .into_response())
+        .into_response()
 }
 
 /// Open an upload area; put files in it, then pass its id as `upload_id` when submitting.
@@ -83,19 +68,12 @@ async fn download(state: &AppState, key: &str) -> ApiResult<Response> {
     responses((status = 201, body = UploadCreated), (status = "4XX", body = Problem)))]
 pub async fn upload_create(
     State(state): State<AppState>,
-    auth: Auth,
+    Auth(principal): Auth,
     Query(q): Query<TenantQuery>,
 ) -> ApiResult<(StatusCode, Json<UploadCreated>)> {
-    auth.require(Action::Submit)?;
-    // Nothing is stored until a file arrives: the id only names a prefix in the tenant.
-    let tenant = auth.tenant(q.tenant.as_deref())?;
-    ensure_tenant(&state, &auth, &tenant).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(UploadCreated {
-            upload_id: new_upload_id(),
-        }),
-    ))
+    let caller = Caller::new(&principal, q.tenant.as_deref());
+    let upload_id = uploads::create(&state, caller).await?;
+    Ok((StatusCode::CREATED, Json(UploadCreated { upload_id })))
 }
 
 /// Put one file into an upload area (the raw body is the file).
@@ -108,22 +86,19 @@ pub async fn upload_create(
     responses((status = 201, body = ObjectInfo), (status = "4XX", body = Problem)))]
 pub async fn upload_put(
     State(state): State<AppState>,
-    auth: Auth,
+    Auth(principal): Auth,
     Path((id, path)): Path<(String, String)>,
     Query(q): Query<TenantQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<ObjectInfo>)> {
-    auth.require(Action::Submit)?;
-    validate_upload_id(&id)?;
-    validate_relative_path(&path)?;
-    let tenant = auth.tenant(q.tenant.as_deref())?;
-    let stream = limited_body(&headers, body, state.config.max_upload_bytes.0)?;
-    ensure_tenant(&state, &auth, &tenant).await?;
-    let key = format!("{}/{path}", uploads_prefix(&tenant, &id));
-    let size = state.blobs.put(&key, stream).await?;
-    tracing::debug!(%tenant, upload = %id, %path, size, "upload file stored");
-    Ok((StatusCode::CREATED, Json(ObjectInfo { path, size })))
+    let caller = Caller::new(&principal, q.tenant.as_deref());
+    let limit = state.config.max_upload_bytes.0;
+    let stored = uploads::put(&state, caller, &id, &path, || {
+        limited_body(&headers, body, limit)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(stored)))
 }
 
 /// The files staged as a job's inputs.
@@ -132,18 +107,12 @@ pub async fn upload_put(
     responses((status = 200, body = Vec<ObjectInfo>), (status = "4XX", body = Problem)))]
 pub async fn inputs_list(
     State(state): State<AppState>,
-    auth: Auth,
+    Auth(principal): Auth,
     Path(id): Path<String>,
     Query(q): Query<TenantQuery>,
 ) -> ApiResult<Json<Vec<ObjectInfo>>> {
-    auth.require(Action::Read)?;
-    let scope = auth.scope(q.tenant.as_deref())?;
-    let job = state.store.job_get(scope.as_deref(), &id).await?;
-    let files = state
-        .blobs
-        .list(&inputs_prefix(&job.tenant, &job.id))
-        .await?;
-    Ok(Json(files))
+    let caller = Caller::new(&principal, q.tenant.as_deref());
+    Ok(Json(jobs::inputs(&state, caller, &id).await?))
 }
 
 /// One input file's bytes.
@@ -154,19 +123,12 @@ pub async fn inputs_list(
               (status = "4XX", body = Problem)))]
 pub async fn input_get(
     State(state): State<AppState>,
-    auth: Auth,
+    Auth(principal): Auth,
     Path((id, path)): Path<(String, String)>,
     Query(q): Query<TenantQuery>,
 ) -> ApiResult<Response> {
-    auth.require(Action::Read)?;
-    validate_relative_path(&path)?;
-    let scope = auth.scope(q.tenant.as_deref())?;
-    let job = state.store.job_get(scope.as_deref(), &id).await?;
-    download(
-        &state,
-        &format!("{}/{path}", inputs_prefix(&job.tenant, &job.id)),
-    )
-    .await
+    let caller = Caller::new(&principal, q.tenant.as_deref());
+    Ok(download(jobs::input(&state, caller, &id, &path).await?))
 }
 
 /// Every result file of a job, as `<task index>/<path>`.
@@ -175,15 +137,12 @@ pub async fn input_get(
     responses((status = 200, body = Vec<ObjectInfo>), (status = "4XX", body = Problem)))]
 pub async fn results_list(
     State(state): State<AppState>,
-    auth: Auth,
+    Auth(principal): Auth,
     Path(id): Path<String>,
     Query(q): Query<TenantQuery>,
 ) -> ApiResult<Json<Vec<ObjectInfo>>> {
-    auth.require(Action::Read)?;
-    let scope = auth.scope(q.tenant.as_deref())?;
-    let job = state.store.job_get(scope.as_deref(), &id).await?;
-    let prefix = format!("{}/results/{}", job.tenant, job.id);
-    Ok(Json(state.blobs.list(&prefix).await?))
+    let caller = Caller::new(&principal, q.tenant.as_deref());
+    Ok(Json(jobs::results(&state, caller, &id).await?))
 }
 
 /// One result file's bytes.
@@ -194,16 +153,14 @@ pub async fn results_list(
               (status = "4XX", body = Problem)))]
 pub async fn result_get(
     State(state): State<AppState>,
-    auth: Auth,
+    Auth(principal): Auth,
     Path((id, index, path)): Path<(String, u32, String)>,
     Query(q): Query<TenantQuery>,
 ) -> ApiResult<Response> {
-    auth.require(Action::Read)?;
-    validate_relative_path(&path)?;
-    let scope = auth.scope(q.tenant.as_deref())?;
-    let job = state.store.job_get(scope.as_deref(), &id).await?;
-    let key = format!("{}/{path}", results_prefix(&job.tenant, &job.id, index));
-    download(&state, &key).await
+    let caller = Caller::new(&principal, q.tenant.as_deref());
+    Ok(download(
+        jobs::result(&state, caller, &id, index, &path).await?,
+    ))
 }
 
 /// Upload one result file of a leased task. Refused with 409 unless the lease is current.

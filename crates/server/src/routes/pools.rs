@@ -1,13 +1,12 @@
-//! Autoscaled pools: their status and recent decisions, and changing their bounds.
+//! `/v1/pools` over HTTP (through [`crate::app::pools`]): the autoscaled pools' status and
+//! decisions, and changing their bounds.
 
 use axum::Json;
 use axum::extract::State;
-use spillway_core::Error;
 use spillway_core::api::{PoolStatus, PoolUpdate, Problem};
-use spillway_core::auth::Action;
 
+use crate::app::{Caller, pools};
 use crate::auth::Auth;
-use crate::autoscale::POOL_TENANT;
 use crate::extract::{JsonBody, Path};
 use crate::problem::ApiResult;
 use crate::state::AppState;
@@ -15,9 +14,11 @@ use crate::state::AppState;
 /// Every configured pool with what the autoscaler last saw and its latest decisions.
 #[utoipa::path(get, path = "/v1/pools", tag = "admin", security(("bearer" = [])),
     responses((status = 200, body = Vec<PoolStatus>), (status = "4XX", body = Problem)))]
-pub async fn list(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Vec<PoolStatus>>> {
-    auth.require(Action::Read)?;
-    Ok(Json(state.shared.pools.statuses()))
+pub async fn list(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+) -> ApiResult<Json<Vec<PoolStatus>>> {
+    Ok(Json(pools::list(&state, Caller::own(&principal))?))
 }
 
 /// Change a pool's `min` and `max` until the server restarts; the next pass uses them.
@@ -26,21 +27,17 @@ pub async fn list(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<V
     responses((status = 200, body = PoolStatus), (status = "4XX", body = Problem)))]
 pub async fn update(
     State(state): State<AppState>,
-    auth: Auth,
+    Auth(principal): Auth,
     Path(name): Path<String>,
     body: JsonBody,
 ) -> ApiResult<Json<PoolStatus>> {
-    auth.require(Action::ManageQueues)?;
-    // Pools serve the default tenant's queues, so only its admins (or admins of every
-    // tenant) may resize them.
-    if auth.0.tenant.as_deref().is_some_and(|t| t != POOL_TENANT) {
-        return Err(Error::permission_denied(format!(
-            "pools serve tenant {POOL_TENANT:?}: use an admin token of that tenant or of every tenant"
-        ))
-        .into());
-    }
+    // Refuse before the body is read.
+    pools::may_resize(Caller::own(&principal))?;
     let update: PoolUpdate = body.parse()?;
-    let status = state.shared.pools.update(&name, &update)?;
-    tracing::info!(pool = %name, min = status.min, max = status.max, "pool bounds changed");
-    Ok(Json(status))
+    Ok(Json(pools::update(
+        &state,
+        Caller::own(&principal),
+        &name,
+        &update,
+    )?))
 }

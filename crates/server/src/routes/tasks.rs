@@ -1,15 +1,16 @@
-//! Reading one task: its details, attempts and log tail.
+//! Reading one task over HTTP: its details, attempts and log tail (through
+//! [`crate::app::tasks`]).
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use spillway_core::TaskId;
 use spillway_core::api::{Problem, TaskDetail};
-use spillway_core::auth::Action;
-use spillway_core::{Error, TaskId};
 use utoipa::IntoParams;
 
+use crate::app::{Caller, tasks};
 use crate::auth::Auth;
 use crate::extract::{Path, Query};
 use crate::problem::ApiResult;
@@ -22,15 +23,12 @@ use crate::state::AppState;
     responses((status = 200, body = TaskDetail), (status = "4XX", body = Problem)))]
 pub async fn get(
     State(state): State<AppState>,
-    auth: Auth,
+    Auth(principal): Auth,
     Path(id): Path<TaskId>,
     Query(q): Query<TenantQuery>,
 ) -> ApiResult<Json<TaskDetail>> {
-    auth.require(Action::Read)?;
-    let scope = auth.scope(q.tenant.as_deref())?;
-    let task = state.store.task_get(scope.as_deref(), id).await?;
-    let attempts = state.store.task_attempts(scope.as_deref(), id).await?;
-    Ok(Json(TaskDetail { task, attempts }))
+    let caller = Caller::new(&principal, q.tenant.as_deref());
+    Ok(Json(tasks::get(&state, caller, id).await?))
 }
 
 /// Which attempt's log to show.
@@ -50,32 +48,11 @@ pub struct LogQuery {
     responses((status = 200, content_type = "text/plain", body = String), (status = "4XX", body = Problem)))]
 pub async fn logs(
     State(state): State<AppState>,
-    auth: Auth,
+    Auth(principal): Auth,
     Path(id): Path<TaskId>,
     Query(q): Query<LogQuery>,
 ) -> ApiResult<Response> {
-    auth.require(Action::Read)?;
-    let scope = auth.scope(q.tenant.as_deref())?;
-    let attempts = state.store.task_attempts(scope.as_deref(), id).await?;
-    let attempt = match q.attempt {
-        Some(n) => attempts
-            .into_iter()
-            .find(|a| a.attempt == n)
-            .ok_or_else(|| {
-                Error::not_found(format!(
-                    "task {id} has no attempt {n}: see GET /v1/tasks/{id} for its attempts"
-                ))
-            })?,
-        None => attempts
-            .into_iter()
-            .max_by_key(|a| a.attempt)
-            .ok_or_else(|| {
-                Error::not_found(format!("task {id} has not run yet, so it has no log"))
-            })?,
-    };
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        attempt.log_tail,
-    )
-        .into_response())
+    let caller = Caller::new(&principal, q.tenant.as_deref());
+    let log = tasks::log(&state, caller, id, q.attempt).await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], log).into_response())
 }

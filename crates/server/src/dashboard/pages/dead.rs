@@ -5,18 +5,13 @@ use std::fmt::Write as _;
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
-use spillway_core::Error;
 use spillway_core::api::RequeueRequest;
 use spillway_core::auth::Action;
-use spillway_core::names::validate_name;
-use spillway_store::DeadList;
 
-use super::{Params, all_tenants, options, render, scope};
-use crate::auth::Auth;
+use super::{Params, all_tenants, options, render};
+use crate::app::{Caller, dead, queues};
 use crate::dashboard::html::{self, Nav, esc, post_button, url};
 use crate::dashboard::{PageForm, PageResult, Signed};
-use crate::extract::{JsonBody, Query};
-use crate::routes::queues::TenantQuery;
 use crate::state::AppState;
 
 /// Dead letters per page.
@@ -29,24 +24,18 @@ pub async fn list(
     params: Params,
 ) -> PageResult<Response> {
     let principal = signed.principal();
+    let caller = Caller::own(principal);
     let queue = params.get("queue").map(str::to_string);
-    if let Some(q) = &queue {
-        validate_name("queue", q)?;
-    }
     let cursor = params.get("cursor").map(str::to_string);
-    let page = state
-        .store
-        .dead_list(DeadList {
-            tenant: scope(principal).map(str::to_string),
-            queue: queue.clone(),
-            limit: DEAD_PER_PAGE,
-            cursor: cursor.clone(),
-        })
-        .await?;
-    let stats = state
-        .store
-        .queue_stats(scope(principal), state.clock.now())
-        .await?;
+    let page = dead::list(
+        &state,
+        caller,
+        queue.clone(),
+        Some(DEAD_PER_PAGE),
+        cursor.clone(),
+    )
+    .await?;
+    let stats = queues::stats(&state, caller).await?;
     let mut names: Vec<String> = stats.iter().map(|s| s.queue.clone()).collect();
     names.sort();
     names.dedup();
@@ -124,25 +113,14 @@ pub async fn list(
         }
         body.push_str("</tbody></table></div>");
     }
-    let keep = queue
-        .as_ref()
-        .map_or(String::new(), |q| format!("&queue={}", url(q)));
-    body.push_str("<nav class=\"pager\" aria-label=\"Pages\">");
-    if cursor.is_some() {
-        let _ = write!(
-            body,
-            "<a href=\"/dead?{}\">First page</a>",
-            keep.trim_start_matches('&')
-        );
-    }
-    if let Some(next) = &page.next_cursor {
-        let _ = write!(
-            body,
-            "<a href=\"/dead?cursor={}{keep}\" rel=\"next\">Next page</a>",
-            url(next)
-        );
-    }
-    body.push_str("</nav>");
+    let filters: Vec<(&str, &str)> = queue.as_deref().map(|q| ("queue", q)).into_iter().collect();
+    body.push_str(&html::pager(
+        "/dead",
+        "Pages",
+        &filters,
+        cursor.is_some(),
+        page.next_cursor.as_deref(),
+    ));
     Ok(render(&signed, "Dead letters", Nav::Dead, &body))
 }
 
@@ -156,30 +134,22 @@ pub struct RequeueForm {
     tenant: Option<String>,
 }
 
-/// Requeue through the API's handler, then show the list again.
+/// Requeue, then show the list again.
 pub async fn requeue(
     State(state): State<AppState>,
     signed: Signed,
     PageForm(form): PageForm<RequeueForm>,
 ) -> PageResult {
     signed.check_csrf(&form.csrf)?;
+    let principal = signed.principal();
+    // Only an admin of every tenant names a tenant; others act in their own.
+    let tenant = form.tenant.filter(|_| principal.tenant.is_none());
     let request = RequeueRequest {
         task_ids: form.task_id.into_iter().collect(),
         queue: form.queue.filter(|q| !q.is_empty()),
-        // Only an admin of every tenant names a tenant; others act in their own.
-        tenant: form.tenant.filter(|_| signed.principal().tenant.is_none()),
+        tenant: tenant.clone(),
     };
-    let body = serde_json::to_vec(&request)
-        .map_err(|e| Error::internal("could not encode a requeue request").with_source(e))?;
-    let auth = Auth(signed.principal().clone());
-    let changed = crate::routes::dead::requeue(
-        State(state),
-        auth,
-        Query(TenantQuery { tenant: None }),
-        JsonBody(body.into()),
-    )
-    .await?
-    .0
-    .changed;
+    let caller = Caller::new(principal, tenant.as_deref());
+    let changed = dead::requeue(&state, caller, request).await?;
     Ok(Redirect::to(&format!("/dead?notice=Requeued+{changed}+tasks")).into_response())
 }

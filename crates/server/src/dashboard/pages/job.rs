@@ -3,29 +3,29 @@
 
 use std::fmt::Write as _;
 
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
+use spillway_blob::ByteStream;
+use spillway_core::api::TaskDetail;
 use spillway_core::auth::Action;
-use spillway_core::keys::{inputs_prefix, results_prefix};
 use spillway_core::model::{Job, Task};
 use spillway_core::state::TaskState;
 use spillway_core::{Error, TaskId, Timestamp};
-use spillway_store::TaskList;
 
 use super::login::CsrfForm;
-use super::{Params, render, scope};
-use crate::auth::Auth;
+use super::{Params, render};
+use crate::app::jobs::{self, TaskFilter};
+use crate::app::why::{self, MAX_POSITION_SCAN, Standing};
+use crate::app::{Caller, tasks};
 use crate::dashboard::html::{self, Nav, badge, esc, post_button, progress, secs, url, url_path};
 use crate::dashboard::{PageForm, PageResult, Signed};
-use crate::extract::{Path, Query};
-use crate::routes::queues::TenantQuery;
+use crate::extract::Path;
 use crate::state::AppState;
 
 /// Tasks per page of a job.
 pub const TASKS_PER_PAGE: u32 = 50;
-/// Most leasable tasks looked at to tell a waiting task's place in line.
-pub const POSITION_SCAN: u32 = 5000;
 /// Input files listed on a job's page.
 const INPUTS_SHOWN: usize = 100;
 
@@ -37,7 +37,8 @@ pub async fn page(
     params: Params,
 ) -> PageResult<Response> {
     let principal = signed.principal();
-    let job = state.store.job_get(scope(principal), &id).await?;
+    let caller = Caller::own(principal);
+    let job = jobs::get(&state, caller, &id).await?;
     let mut body = String::new();
     if let Some(notice) = params.get("notice") {
         body.push_str(&html::flash(notice));
@@ -114,10 +115,7 @@ pub async fn page(
     body.push_str("</div></section>");
 
     if job.has_inputs {
-        let files = state
-            .blobs
-            .list(&inputs_prefix(&job.tenant, &job.id))
-            .await?;
+        let files = jobs::inputs(&state, caller, &job.id).await?;
         body.push_str("<section aria-labelledby=\"in-h\"><h2 id=\"in-h\">Inputs</h2><ul class=\"plain files\">");
         for f in files.iter().take(INPUTS_SHOWN) {
             let _ = write!(
@@ -155,31 +153,24 @@ pub async fn page(
     if let Some(c) = &cursor {
         let _ = write!(fragment_url, "cursor={}", url(c));
     }
-    let (rows, next) = task_rows(&state, &job, filter, cursor.clone()).await?;
+    let (rows, next) = task_rows(&state, caller, &job, filter, cursor.clone()).await?;
     let _ = write!(
         body,
         "<div class=\"table-wrap\"><table><thead><tr><th scope=\"col\">#</th><th scope=\"col\">State</th>\
          <th scope=\"col\">Attempts</th><th scope=\"col\">Duration</th><th scope=\"col\">Exit</th>\
          <th scope=\"col\">Worker</th><th scope=\"col\">Results</th><th scope=\"col\">Why waiting / error</th></tr></thead>\
-         <tbody data-fragment=\"{}\">{rows}</tbody></table></div><nav class=\"pager\" aria-label=\"Task pages\">",
+         <tbody data-fragment=\"{}\">{rows}</tbody></table></div>",
         esc(&fragment_url)
     );
-    let keep = filter.map_or(String::new(), |s| format!("&state={}", s.as_str()));
-    if cursor.is_some() {
-        let _ = write!(
-            body,
-            "<a href=\"{path}?{}\">First page</a>",
-            keep.trim_start_matches('&')
-        );
-    }
-    if let Some(next) = next {
-        let _ = write!(
-            body,
-            "<a href=\"{path}?cursor={}{keep}\" rel=\"next\">Next page</a>",
-            url(&next)
-        );
-    }
-    body.push_str("</nav></section>");
+    let filters: Vec<(&str, &str)> = filter.map(|s| ("state", s.as_str())).into_iter().collect();
+    body.push_str(&html::pager(
+        &path,
+        "Task pages",
+        &filters,
+        cursor.is_some(),
+        next.as_deref(),
+    ));
+    body.push_str("</section>");
     let title = format!("Job {}", job.name.as_deref().unwrap_or(&job.id));
     Ok(render(&signed, &title, Nav::Jobs, &body))
 }
@@ -206,10 +197,11 @@ pub async fn tasks_fragment(
     Path(id): Path<String>,
     params: Params,
 ) -> PageResult<Response> {
-    let job = state.store.job_get(scope(signed.principal()), &id).await?;
+    let caller = Caller::own(signed.principal());
+    let job = jobs::get(&state, caller, &id).await?;
     let filter = params.get("state").map(TaskState::parse).transpose()?;
     let cursor = params.get("cursor").map(str::to_string);
-    let (rows, _) = task_rows(&state, &job, filter, cursor).await?;
+    let (rows, _) = task_rows(&state, caller, &job, filter, cursor).await?;
     let mut response = Html(rows).into_response();
     response
         .headers_mut()
@@ -220,31 +212,29 @@ pub async fn tasks_fragment(
 /// One page of a job's tasks as table rows, and the cursor of the next page.
 async fn task_rows(
     state: &AppState,
+    caller: Caller<'_>,
     job: &Job,
     filter: Option<TaskState>,
     cursor: Option<String>,
 ) -> Result<(String, Option<String>), Error> {
-    let page = state
-        .store
-        .task_list(TaskList {
-            tenant: Some(job.tenant.clone()),
-            job_id: Some(job.id.clone()),
-            queue: None,
-            state: filter,
-            limit: TASKS_PER_PAGE,
+    let page = jobs::tasks(
+        state,
+        caller,
+        &job.id,
+        TaskFilter {
+            state: filter.map(|s| s.as_str().to_string()),
+            limit: Some(TASKS_PER_PAGE),
             cursor,
-        })
-        .await?;
+        },
+    )
+    .await?;
     let now = state.clock.now();
-    let reasons = wait_reasons(state, job, &page.items, now).await?;
+    let standings = why::standings(state, &page.items).await?;
     let mut out = String::new();
     let path = format!("/jobs/{}", url(&job.id));
-    for (task, reason) in page.items.iter().zip(reasons) {
+    for (task, standing) in page.items.iter().zip(standings) {
         let attempts = if task.attempt > 0 {
-            state
-                .store
-                .task_attempts(Some(&job.tenant), task.id)
-                .await?
+            tasks::attempts(state, caller, task.id).await?
         } else {
             Vec::new()
         };
@@ -261,8 +251,7 @@ async fn task_rows(
             .unwrap_or("–");
         let mut results = String::new();
         if task.attempt > 0 {
-            let prefix = results_prefix(&job.tenant, &job.id, task.index);
-            for f in state.blobs.list(&prefix).await? {
+            for f in jobs::task_results(state, job, task.index).await? {
                 let _ = write!(
                     results,
                     "<a href=\"{path}/results/{}/{}\" download>{}</a> ",
@@ -272,10 +261,12 @@ async fn task_rows(
                 );
             }
         }
-        let note = match (&reason, &task.last_error) {
-            (Some(r), _) => esc(r),
-            (None, Some(e)) => format!("<span class=\"error-text\">{}</span>", esc(e)),
-            (None, None) => String::new(),
+        let note = if standing.reasons.is_empty() {
+            task.last_error.as_ref().map_or(String::new(), |e| {
+                format!("<span class=\"error-text\">{}</span>", esc(e))
+            })
+        } else {
+            why_note(task, &standing, now)
         };
         let _ = write!(
             out,
@@ -296,105 +287,35 @@ async fn task_rows(
     Ok((out, page.next_cursor))
 }
 
-/// Why each waiting task waits (None for tasks that do not wait).
-async fn wait_reasons(
-    state: &AppState,
-    job: &Job,
-    tasks: &[Task],
-    now: Timestamp,
-) -> Result<Vec<Option<String>>, Error> {
-    if !tasks.iter().any(|t| t.state.is_waiting()) {
-        return Ok(vec![None; tasks.len()]);
-    }
-    let queue = state.store.queue_get(&job.tenant, &job.queue).await?;
-    let in_line = |t: &Task| t.state.is_waiting() && t.run_at <= now;
-    let line = if !queue.settings.paused && tasks.iter().any(in_line) {
-        Some(leasable(state, job, now).await?)
-    } else {
-        None
-    };
-    Ok(tasks
-        .iter()
-        .map(|t| {
-            if !t.state.is_waiting() {
-                return None;
-            }
-            if queue.settings.paused {
-                return Some("queue paused".to_string());
-            }
-            if t.run_at > now {
-                let when = t.run_at.format("%Y-%m-%d %H:%M:%S UTC");
-                return Some(match t.state {
-                    TaskState::Retrying => format!("in backoff until {when}"),
-                    _ => format!("scheduled for {when}"),
-                });
-            }
-            let (ahead, complete) = match &line {
-                Some((l, c)) => (l.as_slice(), *c),
-                None => (&[][..], true),
+/// Why a waiting task waits, in the words of `GET /v1/tasks/{id}/why`, with its position
+/// in the lease order as that answer counts it (from 0).
+fn why_note(task: &Task, standing: &Standing, now: Timestamp) -> String {
+    let reasons: Vec<String> = standing.reasons.iter().map(|r| esc(&r.message)).collect();
+    let mut note = reasons.join("; ");
+    match standing.position {
+        Some(n) => {
+            let ahead = match n {
+                0 => "next to be leased".to_string(),
+                1 => "1 task ahead".to_string(),
+                n => format!("{n} tasks ahead"),
             };
-            let before = ahead.iter().filter(|o| runs_before(o, t)).count() + 1;
-            Some(if complete {
-                format!("waiting for a worker (position {before})")
-            } else {
-                format!("waiting for a worker (position {before} or later)")
-            })
-        })
-        .collect())
-}
-
-/// (priority, run_at, id) of tasks leasable now in the job's queue, up to [`POSITION_SCAN`];
-/// the flag says whether that was all of them.
-async fn leasable(
-    state: &AppState,
-    job: &Job,
-    now: Timestamp,
-) -> Result<(Vec<(i32, Timestamp, TaskId)>, bool), Error> {
-    let mut out = Vec::new();
-    for s in [
-        TaskState::Available,
-        TaskState::Retrying,
-        TaskState::Scheduled,
-    ] {
-        let mut cursor = None;
-        loop {
-            let room = POSITION_SCAN.saturating_sub(out.len() as u32);
-            if room == 0 {
-                return Ok((out, false));
-            }
-            let page = state
-                .store
-                .task_list(TaskList {
-                    tenant: Some(job.tenant.clone()),
-                    job_id: None,
-                    queue: Some(job.queue.clone()),
-                    state: Some(s),
-                    limit: room.min(spillway_core::api::MAX_PAGE_SIZE),
-                    cursor,
-                })
-                .await?;
-            out.extend(
-                page.items
-                    .iter()
-                    .filter(|t| t.run_at <= now)
-                    .map(|t| (t.priority, t.run_at, t.id)),
+            let _ = write!(
+                note,
+                " <span class=\"position\" data-position=\"{n}\">(position {n}: {ahead})</span>"
             );
-            match page.next_cursor {
-                Some(next) => cursor = Some(next),
-                None => break,
-            }
         }
+        None if why::leasable(task, now) => {
+            let _ = write!(
+                note,
+                " (position not counted: the queue holds over {MAX_POSITION_SCAN} waiting tasks)"
+            );
+        }
+        None => {}
     }
-    Ok((out, true))
+    note
 }
 
-/// Whether `other` is leased before `task`: higher priority, then earlier run_at, then id.
-fn runs_before(other: &(i32, Timestamp, TaskId), task: &Task) -> bool {
-    let (p, at, id) = *other;
-    (std::cmp::Reverse(p), at, id) < (std::cmp::Reverse(task.priority), task.run_at, task.id)
-}
-
-/// Cancel a job through the API's handler, then show it again.
+/// Cancel a job, then show it again.
 pub async fn cancel(
     State(state): State<AppState>,
     signed: Signed,
@@ -402,18 +323,11 @@ pub async fn cancel(
     PageForm(form): PageForm<CsrfForm>,
 ) -> PageResult {
     signed.check_csrf(&form.csrf)?;
-    let auth = Auth(signed.principal().clone());
-    let _ = crate::routes::jobs::cancel(
-        State(state),
-        auth,
-        Path(id.clone()),
-        Query(TenantQuery { tenant: None }),
-    )
-    .await?;
+    jobs::cancel(&state, Caller::own(signed.principal()), &id).await?;
     Ok(Redirect::to(&format!("/jobs/{}?notice=Cancel+requested", url(&id))).into_response())
 }
 
-/// Retry a job's dead and cancelled tasks through the API's handler.
+/// Retry a job's dead and cancelled tasks, then show it again.
 pub async fn retry(
     State(state): State<AppState>,
     signed: Signed,
@@ -421,16 +335,7 @@ pub async fn retry(
     PageForm(form): PageForm<CsrfForm>,
 ) -> PageResult {
     signed.check_csrf(&form.csrf)?;
-    let auth = Auth(signed.principal().clone());
-    let changed = crate::routes::jobs::retry(
-        State(state),
-        auth,
-        Path(id.clone()),
-        Query(TenantQuery { tenant: None }),
-    )
-    .await?
-    .0
-    .changed;
+    let changed = jobs::retry(&state, Caller::own(signed.principal()), &id).await?;
     Ok(Redirect::to(&format!(
         "/jobs/{}?notice=Requeued+{changed}+tasks",
         url(&id)
@@ -458,21 +363,14 @@ fn attachment(mut response: Response, path: &str) -> Response {
     response
 }
 
-/// Download one input file (through the API's handler, so the same checks apply).
+/// Download one input file.
 pub async fn input(
     State(state): State<AppState>,
     signed: Signed,
     Path((id, path)): Path<(String, String)>,
 ) -> PageResult {
-    let auth = Auth(signed.principal().clone());
-    let response = crate::routes::objects::input_get(
-        State(state),
-        auth,
-        Path((id, path.clone())),
-        Query(TenantQuery { tenant: None }),
-    )
-    .await?;
-    Ok(attachment(response, &path))
+    let stream = jobs::input(&state, Caller::own(signed.principal()), &id, &path).await?;
+    Ok(attachment(download(stream), &path))
 }
 
 /// Download one result file.
@@ -481,15 +379,18 @@ pub async fn result(
     signed: Signed,
     Path((id, index, path)): Path<(String, u32, String)>,
 ) -> PageResult {
-    let auth = Auth(signed.principal().clone());
-    let response = crate::routes::objects::result_get(
-        State(state),
-        auth,
-        Path((id, index, path.clone())),
-        Query(TenantQuery { tenant: None }),
+    let caller = Caller::own(signed.principal());
+    let stream = jobs::result(&state, caller, &id, index, &path).await?;
+    Ok(attachment(download(stream), &path))
+}
+
+/// A file's bytes as `application/octet-stream`.
+fn download(stream: ByteStream) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        Body::from_stream(stream),
     )
-    .await?;
-    Ok(attachment(response, &path))
+        .into_response()
 }
 
 /// One task: its fields, payload, result and every attempt with its log tail.
@@ -498,9 +399,8 @@ pub async fn task(
     signed: Signed,
     Path(id): Path<TaskId>,
 ) -> PageResult<Response> {
-    let principal = signed.principal();
-    let task = state.store.task_get(scope(principal), id).await?;
-    let attempts = state.store.task_attempts(scope(principal), id).await?;
+    let TaskDetail { task, attempts } =
+        tasks::get(&state, Caller::own(signed.principal()), id).await?;
     let mut body = format!(
         "<p>{} task {} of job <a href=\"/jobs/{}\"><code>{}</code></a> in queue {}</p><dl class=\"facts card\">",
         badge(task.state.as_str()),

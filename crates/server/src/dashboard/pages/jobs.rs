@@ -6,11 +6,10 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use spillway_core::Error;
 use spillway_core::model::Job;
-use spillway_core::names::validate_name;
-use spillway_core::state::JobState;
-use spillway_store::JobList;
 
-use super::{Params, all_tenants, options, render, scope};
+use super::{Params, all_tenants, options, render};
+use crate::app::jobs::{self, JobFilter};
+use crate::app::{Caller, queues};
 use crate::dashboard::html::{self, Nav, badge, esc, progress, url};
 use crate::dashboard::{PageResult, Signed};
 use crate::state::AppState;
@@ -25,10 +24,10 @@ pub async fn list(
     params: Params,
 ) -> PageResult<Response> {
     let principal = signed.principal();
-    let tenant = scope(principal).map(str::to_string);
+    let caller = Caller::own(principal);
     if let Some(id) = params.get("id") {
         // Searching by id: go straight to the job when it exists and is visible.
-        return match state.store.job_get(tenant.as_deref(), id).await {
+        return match jobs::get(&state, caller, id).await {
             Ok(job) => Ok(Redirect::to(&format!("/jobs/{}", url(&job.id))).into_response()),
             Err(e) if e.kind() == spillway_core::ErrorKind::NotFound => Err(Error::not_found(
                 format!("job {id:?} not found: check the id (it is shown on the job's page)"),
@@ -38,35 +37,23 @@ pub async fn list(
         };
     }
     let queue = params.get("queue").map(str::to_string);
-    if let Some(q) = &queue {
-        validate_name("queue", q)?;
-    }
-    let job_state = params.get("state").map(JobState::parse).transpose()?;
-    let label = match params.get("label") {
-        Some(l) => Some(
-            l.split_once('=')
-                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-                .ok_or_else(|| {
-                    Error::invalid(format!("invalid label filter {l:?}: use key=value"))
-                })?,
-        ),
-        None => None,
-    };
+    let job_state = params.get("state").map(str::to_string);
+    // A label filter is `key=value`; spaces around either side do not count.
+    let label_text = params.get("label").map(|l| match l.split_once('=') {
+        Some((k, v)) => format!("{}={}", k.trim(), v.trim()),
+        // Refused by the list, which names the filter.
+        None => l.to_string(),
+    });
     let cursor = params.get("cursor").map(str::to_string);
-    let page = state
-        .store
-        .job_list(JobList {
-            tenant: tenant.clone(),
-            queue: queue.clone(),
-            state: job_state,
-            label: label.clone(),
-            limit: JOBS_PER_PAGE,
-            cursor: cursor.clone(),
-        })
-        .await?;
-    let mut queues: Vec<String> = state
-        .store
-        .queue_list(tenant.as_deref())
+    let filter = JobFilter {
+        queue: queue.clone(),
+        state: job_state.clone(),
+        labels: label_text.iter().cloned().collect(),
+        limit: Some(JOBS_PER_PAGE),
+        cursor: cursor.clone(),
+    };
+    let page = jobs::list(&state, caller, filter).await?;
+    let mut queues: Vec<String> = queues::list(&state, caller)
         .await?
         .into_iter()
         .map(|q| q.name)
@@ -79,7 +66,6 @@ pub async fn list(
         .collect();
 
     let mut body = String::new();
-    let label_text = label.as_ref().map(|(k, v)| format!("{k}={v}"));
     let _ = write!(
         body,
         "<form class=\"filters\" method=\"get\" action=\"/jobs\" role=\"search\">\
@@ -91,7 +77,7 @@ pub async fn list(
          <div><label for=\"f-id\">Job id</label><input id=\"f-id\" name=\"id\" placeholder=\"0190…\"></div>\
          <div><button type=\"submit\">Go to job</button></div></form>",
         options(&queues, queue.as_deref(), "any queue"),
-        options(&states, job_state.map(JobState::as_str), "any state"),
+        options(&states, job_state.as_deref(), "any state"),
         esc(label_text.as_deref().unwrap_or("")),
     );
     if page.items.is_empty() {
@@ -100,32 +86,21 @@ pub async fn list(
         jobs_table(&mut body, &page.items, all_tenants(principal));
     }
     // Keep the filters on the paging links.
-    let mut keep = String::new();
-    for (k, v) in [
+    let filters: Vec<(&str, &str)> = [
         ("queue", queue.as_deref()),
-        ("state", job_state.map(JobState::as_str)),
+        ("state", job_state.as_deref()),
         ("label", label_text.as_deref()),
-    ] {
-        if let Some(v) = v {
-            let _ = write!(keep, "&{k}={}", url(v));
-        }
-    }
-    body.push_str("<nav class=\"pager\" aria-label=\"Pages\">");
-    if cursor.is_some() {
-        let _ = write!(
-            body,
-            "<a href=\"/jobs?{}\">First page</a>",
-            keep.trim_start_matches('&')
-        );
-    }
-    if let Some(next) = &page.next_cursor {
-        let _ = write!(
-            body,
-            "<a href=\"/jobs?cursor={}{keep}\" rel=\"next\">Next page</a>",
-            url(next)
-        );
-    }
-    body.push_str("</nav>");
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|v| (k, v)))
+    .collect();
+    body.push_str(&html::pager(
+        "/jobs",
+        "Pages",
+        &filters,
+        cursor.is_some(),
+        page.next_cursor.as_deref(),
+    ));
     Ok(render(&signed, "Jobs", Nav::Jobs, &body))
 }
 

@@ -27,11 +27,6 @@ pub fn render(signed: &Signed, title: &str, nav: Nav, body: &str) -> Response {
     response
 }
 
-/// The store scope of a principal: its tenant, or every tenant for an admin of all.
-pub fn scope(principal: &Principal) -> Option<&str> {
-    principal.tenant.as_deref()
-}
-
 /// Whether to show a tenant column (only an admin of every tenant sees several).
 pub fn all_tenants(principal: &Principal) -> bool {
     principal.tenant.is_none()

@@ -8,9 +8,10 @@ use axum::Extension;
 use axum::extract::State;
 use axum::response::Response;
 use spillway_core::state::JobState;
-use spillway_store::JobList;
 
-use super::{all_tenants, render, scope};
+use super::{all_tenants, render};
+use crate::app::jobs::{self, JobFilter};
+use crate::app::{Caller, pools, queues};
 use crate::dashboard::html::{self, Nav, badge, esc, secs, sparkline, url};
 use crate::dashboard::{Dashboard, PageResult, Signed};
 use crate::state::AppState;
@@ -25,8 +26,8 @@ pub async fn page(
     signed: Signed,
 ) -> PageResult<Response> {
     let principal = signed.principal();
-    let now = state.clock.now();
-    let stats = state.store.queue_stats(scope(principal), now).await?;
+    let caller = Caller::own(principal);
+    let stats = queues::stats(&state, caller).await?;
     let many = all_tenants(principal);
     let mut body = String::new();
     body.push_str("<section aria-labelledby=\"q-h\"><h2 id=\"q-h\">Queues</h2>");
@@ -87,19 +88,20 @@ pub async fn page(
     }
     body.push_str("</section>");
     body.push_str(&super::pools::charts(
-        &super::pools::statuses(&state),
+        &pools::list(&state, caller)?,
         &dashboard.samples,
     ));
 
-    let failed = state
-        .store
-        .job_list(JobList {
-            tenant: scope(principal).map(str::to_string),
-            state: Some(JobState::Failed),
-            limit: RECENT_FAILURES,
+    let failed = jobs::list(
+        &state,
+        caller,
+        JobFilter {
+            state: Some(JobState::Failed.as_str().to_string()),
+            limit: Some(RECENT_FAILURES),
             ..Default::default()
-        })
-        .await?;
+        },
+    )
+    .await?;
     body.push_str("<section aria-labelledby=\"f-h\"><h2 id=\"f-h\">Recent failures</h2>");
     if failed.items.is_empty() {
         body.push_str("<p>No failed jobs.</p>");

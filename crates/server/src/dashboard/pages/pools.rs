@@ -7,12 +7,6 @@ use spillway_core::api::PoolStatus;
 
 use crate::dashboard::Samples;
 use crate::dashboard::html::{self, esc, multiline};
-use crate::state::AppState;
-
-/// Every pool as `GET /v1/pools` reports it (the same board the route reads).
-pub fn statuses(state: &AppState) -> Vec<PoolStatus> {
-    state.pools().statuses()
-}
 
 /// The pools table and, below it, each pool's recent decisions; empty without pools.
 pub fn section(pools: &[PoolStatus]) -> String {

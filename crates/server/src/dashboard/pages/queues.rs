@@ -6,7 +6,8 @@ use axum::extract::State;
 use axum::response::Response;
 use spillway_core::model::WorkerState;
 
-use super::{all_tenants, render, scope};
+use super::{all_tenants, render};
+use crate::app::{Caller, pools, queues, workers};
 use crate::dashboard::html::{self, Nav, badge, esc, secs, url};
 use crate::dashboard::{PageResult, Signed};
 use crate::state::AppState;
@@ -14,9 +15,7 @@ use crate::state::AppState;
 /// The queues page.
 pub async fn list(State(state): State<AppState>, signed: Signed) -> PageResult<Response> {
     let principal = signed.principal();
-    let now = state.clock.now();
-    let queues = state.store.queue_list(scope(principal)).await?;
-    let stats = state.store.queue_stats(scope(principal), now).await?;
+    let queues = queues::list(&state, Caller::own(principal)).await?;
     let many = all_tenants(principal);
     let mut body = String::new();
     if queues.is_empty() {
@@ -33,10 +32,7 @@ pub async fn list(State(state): State<AppState>, signed: Signed) -> PageResult<R
              <th scope=\"col\">Retention</th></tr></thead><tbody>",
         );
         for q in &queues {
-            let s = stats
-                .iter()
-                .find(|s| s.tenant == q.tenant && s.queue == q.name);
-            let c = s.map(|s| s.counts).unwrap_or_default();
+            let c = q.stats.counts;
             body.push_str("<tr>");
             if many {
                 let _ = write!(body, "<td>{}</td>", esc(&q.tenant));
@@ -53,7 +49,8 @@ pub async fn list(State(state): State<AppState>, signed: Signed) -> PageResult<R
                 c.leased,
                 url(&q.name),
                 c.dead,
-                s.and_then(|s| s.oldest_available_age_seconds)
+                q.stats
+                    .oldest_available_age_seconds
                     .map_or("–".to_string(), secs),
                 st.max_attempts,
                 humantime::format_duration(st.lease_duration),
@@ -70,10 +67,10 @@ pub async fn list(State(state): State<AppState>, signed: Signed) -> PageResult<R
 /// The workers page: the autoscaled pools with their recent decisions, then active, draining
 /// and down workers (and recently exited ones).
 pub async fn workers(State(state): State<AppState>, signed: Signed) -> PageResult<Response> {
-    let principal = signed.principal();
-    let workers = state.store.worker_list(scope(principal)).await?;
+    let caller = Caller::own(signed.principal());
+    let workers = workers::list(&state, caller).await?;
     let now = state.clock.now();
-    let mut body = super::pools::section(&super::pools::statuses(&state));
+    let mut body = super::pools::section(&pools::list(&state, caller)?);
     for group in [
         WorkerState::Active,
         WorkerState::Draining,

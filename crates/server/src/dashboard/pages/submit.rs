@@ -11,25 +11,20 @@ use bytes::Bytes;
 use futures::SinkExt;
 use spillway_core::Error;
 use spillway_core::api::{NewTask, SubmitJob};
-use spillway_core::auth::Action;
-use spillway_core::keys::{uploads_prefix, validate_relative_path};
+use spillway_core::auth::{Action, Principal};
+use spillway_core::keys::validate_relative_path;
 
-use super::{options, render, scope};
-use crate::auth::Auth;
+use super::{options, render};
+use crate::app::{Caller, jobs, queues, uploads};
 use crate::dashboard::html::{self, Nav, url};
 use crate::dashboard::{PageResult, Signed};
-use crate::extract::{JsonBody, Query};
-use crate::ids::new_upload_id;
-use crate::routes::queues::TenantQuery;
 use crate::state::AppState;
 
 /// The submit form.
 pub async fn form(State(state): State<AppState>, signed: Signed) -> PageResult<Response> {
     let principal = signed.principal();
     principal.require(Action::Submit)?;
-    let mut queues: Vec<String> = state
-        .store
-        .queue_list(scope(principal))
+    let mut queues: Vec<String> = queues::list(&state, Caller::own(principal))
         .await?
         .into_iter()
         .map(|q| q.name)
@@ -108,7 +103,7 @@ pub async fn submit(
     principal.require(Action::Submit)?;
     let mut form = SubmitForm::default();
     let mut csrf_ok = false;
-    let mut upload: Option<(String, String)> = None; // (tenant, upload id)
+    let mut upload: Option<String> = None;
     let result: Result<(), Error> = async {
         while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
             let name = field.name().unwrap_or("").to_string();
@@ -133,15 +128,13 @@ pub async fn submit(
                         continue;
                     };
                     validate_relative_path(&file)?;
-                    if upload.is_none() {
-                        let tenant = principal.tenant_for(form.tenant.as_deref())?;
-                        ensure_tenant(&state, &principal, &tenant).await?;
-                        upload = Some((tenant, new_upload_id()));
-                    }
-                    if let Some((tenant, id)) = &upload {
-                        let key = format!("{}/{file}", uploads_prefix(tenant, id));
-                        store_field(&state, &key, field).await?;
-                    }
+                    let caller = form.caller(&principal);
+                    let id = match &upload {
+                        Some(id) => id.clone(),
+                        None => uploads::create(&state, caller).await?,
+                    };
+                    upload = Some(id.clone());
+                    store_field(&state, caller, &id, &file, field).await?;
                 }
                 "payloads" => {
                     let bytes = field.bytes().await.map_err(multipart_error)?;
@@ -161,16 +154,9 @@ pub async fn submit(
         Ok(())
     }
     .await;
+    let tenant = form.requested_tenant(&principal);
     let submitted = match result {
-        Ok(()) => {
-            send(
-                &state,
-                &principal,
-                form,
-                upload.as_ref().map(|(_, id)| id.clone()),
-            )
-            .await
-        }
+        Ok(()) => send(&state, &principal, form, upload.clone()).await,
         Err(e) => Err(e),
     };
     match submitted {
@@ -179,8 +165,9 @@ pub async fn submit(
         ),
         Err(error) => {
             // The API keeps a failed submit's upload for another try; the form cannot reuse it.
-            if let Some((tenant, id)) = &upload {
-                let _ = state.blobs.delete_prefix(&uploads_prefix(tenant, id)).await;
+            if let Some(id) = &upload {
+                let caller = Caller::new(&principal, tenant.as_deref());
+                let _ = uploads::discard(&state, caller, id).await;
             }
             Err(error.into())
         }
@@ -189,7 +176,7 @@ pub async fn submit(
 
 async fn send(
     state: &AppState,
-    principal: &spillway_core::auth::Principal,
+    principal: &Principal,
     form: SubmitForm,
     upload_id: Option<String>,
 ) -> Result<String, Error> {
@@ -206,7 +193,7 @@ async fn send(
     };
     let mut request = SubmitJob::command(&form.queue, command);
     request.spec.shell = form.shell;
-    request.tenant = form.tenant.filter(|_| principal.tenant.is_none());
+    request.tenant = form.requested_tenant(principal);
     request.name = form.name;
     request.priority = form.priority;
     request.burstable = form.burstable;
@@ -216,20 +203,28 @@ async fn send(
         Some(tasks) => request.tasks = Some(tasks),
         None => request.count = form.count,
     }
-    let body = serde_json::to_vec(&request)
-        .map_err(|e| Error::internal("could not encode a submit request").with_source(e))?;
-    let (_, submitted) = crate::routes::jobs::submit(
-        State(state.clone()),
-        Auth(principal.clone()),
-        Query(TenantQuery { tenant: None }),
-        JsonBody(body.into()),
-    )
-    .await
-    .map_err(|e| e.0)?;
-    Ok(submitted.0.job.id)
+    let tenant = request.tenant.clone();
+    let caller = Caller::new(principal, tenant.as_deref());
+    let submitted = jobs::submit(state, caller, request).await?;
+    Ok(submitted.job.id)
 }
 
 impl SubmitForm {
+    /// The tenant the form names: only an admin of every tenant names one; others act in
+    /// their own.
+    fn requested_tenant(&self, principal: &Principal) -> Option<String> {
+        self.tenant.clone().filter(|_| principal.tenant.is_none())
+    }
+
+    /// The caller acting in the form's tenant.
+    fn caller<'a>(&'a self, principal: &'a Principal) -> Caller<'a> {
+        let requested = self
+            .tenant
+            .as_deref()
+            .filter(|_| principal.tenant.is_none());
+        Caller::new(principal, requested)
+    }
+
     fn set(&mut self, name: &str, value: &str) -> Result<(), Error> {
         let opt = || (!value.is_empty()).then(|| value.to_string());
         match name {
@@ -302,34 +297,16 @@ fn parse_payloads(bytes: &Bytes, limit: usize) -> Result<Option<Vec<NewTask>>, E
     Ok(Some(tasks))
 }
 
-/// A tenant-bound token's tenant exists; an admin of every tenant may name any.
-async fn ensure_tenant(
+/// Stream one uploaded file into the upload area `id` without holding it in memory.
+async fn store_field(
     state: &AppState,
-    principal: &spillway_core::auth::Principal,
-    tenant: &str,
-) -> Result<(), Error> {
-    if principal.tenant.is_some() {
-        return Ok(());
-    }
-    if state
-        .store
-        .tenant_list()
-        .await?
-        .iter()
-        .any(|t| t.name == tenant)
-    {
-        Ok(())
-    } else {
-        Err(Error::not_found(format!(
-            "tenant {tenant:?} not found: create it first"
-        )))
-    }
-}
-
-/// Stream one uploaded file into the blob store without holding it in memory.
-async fn store_field(state: &AppState, key: &str, mut field: Field<'_>) -> Result<u64, Error> {
+    caller: Caller<'_>,
+    id: &str,
+    path: &str,
+    mut field: Field<'_>,
+) -> Result<u64, Error> {
     let (mut tx, rx) = futures::channel::mpsc::channel::<spillway_core::Result<Bytes>>(4);
-    let put = state.blobs.put(key, Box::pin(rx));
+    let put = uploads::put(state, caller, id, path, move || Ok(Box::pin(rx)));
     let pump = async move {
         loop {
             match field.chunk().await {
@@ -347,8 +324,8 @@ async fn store_field(state: &AppState, key: &str, mut field: Field<'_>) -> Resul
         }
     };
     let (stored, ()) = tokio::join!(put, pump);
-    let size = stored?;
-    tracing::debug!(%key, size, "dashboard upload stored");
+    let size = stored?.size;
+    tracing::debug!(upload = %id, %path, size, "dashboard upload stored");
     Ok(size)
 }
 

@@ -1,0 +1,131 @@
+//! Tenants and tokens.
+
+use spillway_core::api::CreatedToken;
+use spillway_core::auth::{Action, Role};
+use spillway_core::model::{DEFAULT_QUEUE, QueueSettings, Tenant, TokenInfo};
+use spillway_core::names::validate_name;
+use spillway_core::{Error, ErrorKind, Result};
+use spillway_store::{QueueCreate, TokenCreate};
+
+use super::Caller;
+use crate::auth::{hash_secret, new_secret, new_token_id};
+use crate::state::AppState;
+
+/// Longest token name accepted.
+const MAX_TOKEN_NAME: usize = 200;
+
+/// Create the tenant `name` with its `default` queue.
+pub async fn tenant_create(state: &AppState, caller: Caller<'_>, name: &str) -> Result<Tenant> {
+    may_create_tenants(caller)?;
+    validate_name("tenant", name)?;
+    let now = state.clock.now();
+    let tenant = state.store.tenant_create(name, now).await?;
+    // A tenant is usable at once: submits without a queue go to `default`.
+    ensure_default_queue(state, &tenant.name).await?;
+    tracing::info!(tenant = %tenant.name, "tenant created");
+    Ok(tenant)
+}
+
+/// Fail unless the caller may create tenants: only an admin of every tenant may (checked by
+/// [`tenant_create`]; the API asks first, before it reads the request body).
+pub fn may_create_tenants(caller: Caller<'_>) -> Result<()> {
+    caller.require(Action::ManageTokens)?;
+    if !caller.all_tenants() {
+        return Err(Error::permission_denied(
+            "only an admin of every tenant may create tenants: use a token made without a tenant",
+        ));
+    }
+    Ok(())
+}
+
+/// Create `tenant`'s `default` queue unless it exists.
+async fn ensure_default_queue(state: &AppState, tenant: &str) -> Result<()> {
+    let created = state
+        .store
+        .queue_create(QueueCreate {
+            tenant: tenant.to_string(),
+            name: DEFAULT_QUEUE.to_string(),
+            settings: QueueSettings::default(),
+            now: state.clock.now(),
+        })
+        .await;
+    match created {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::Conflict => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Tenants the caller can see.
+pub async fn tenant_list(state: &AppState, caller: Caller<'_>) -> Result<Vec<Tenant>> {
+    caller.require(Action::Read)?;
+    let tenants = state.store.tenant_list().await?;
+    Ok(tenants
+        .into_iter()
+        .filter(|t| caller.principal.sees_tenant(&t.name))
+        .collect())
+}
+
+/// Create a token named `name` with `role` in the caller's tenant; its secret is in the
+/// answer and never shown again.
+pub async fn token_create(
+    state: &AppState,
+    caller: Caller<'_>,
+    name: String,
+    role: Role,
+) -> Result<CreatedToken> {
+    caller.require(Action::ManageTokens)?;
+    if name.trim().is_empty() || name.len() > MAX_TOKEN_NAME {
+        return Err(Error::invalid(format!(
+            "token name must be 1 to {MAX_TOKEN_NAME} characters, e.g. \"ci-submitter\""
+        )));
+    }
+    // An admin of every tenant asking for an admin token without a tenant makes another
+    // admin of every tenant; every other token is bound to one tenant.
+    let tenant = if caller.all_tenants() && caller.requested.is_none() && role == Role::Admin {
+        None
+    } else {
+        let tenant = caller.tenant()?;
+        let known = state.store.tenant_list().await?;
+        if !known.iter().any(|t| t.name == tenant) {
+            return Err(Error::not_found(format!(
+                "tenant {tenant:?} not found: create it with POST /v1/tenants first"
+            )));
+        }
+        Some(tenant)
+    };
+    let secret = new_secret();
+    let info = state
+        .store
+        .token_create(TokenCreate {
+            id: new_token_id(),
+            name,
+            tenant,
+            role,
+            secret_hash: hash_secret(&secret),
+            now: state.clock.now(),
+        })
+        .await?;
+    tracing::info!(token_id = %info.id, role = info.role.as_str(), tenant = ?info.tenant, "token created");
+    Ok(CreatedToken {
+        token: secret,
+        info,
+    })
+}
+
+/// Tokens the caller can see (never their secrets).
+pub async fn token_list(state: &AppState, caller: Caller<'_>) -> Result<Vec<TokenInfo>> {
+    caller.require(Action::Read)?;
+    let scope = caller.scope()?;
+    state.store.token_list(scope.as_deref()).await
+}
+
+/// Revoke the token `id`; it stops working at once on this server.
+pub async fn token_revoke(state: &AppState, caller: Caller<'_>, id: &str) -> Result<()> {
+    caller.require(Action::ManageTokens)?;
+    let scope = caller.scope()?;
+    state.store.token_revoke(scope.as_deref(), id).await?;
+    state.shared.tokens.forget(id);
+    tracing::info!(token_id = %id, "token revoked");
+    Ok(())
+}

@@ -1,0 +1,274 @@
+//! Jobs: submit, list, read, cancel, retry; a job's tasks, its input files and its results.
+
+use spillway_blob::ByteStream;
+use spillway_core::api::{ObjectInfo, Page, SubmitJob, Submitted};
+use spillway_core::auth::Action;
+use spillway_core::keys::{inputs_prefix, results_prefix, uploads_prefix, validate_relative_path};
+use spillway_core::model::{Job, Task};
+use spillway_core::state::{JobState, TaskState};
+use spillway_core::{Error, Result, clock};
+use spillway_store::{JobList, JobSubmit, TaskList};
+
+use super::{Caller, page_limit};
+use crate::ids::{new_job_id, validate_upload_id};
+use crate::metrics::Outcome;
+use crate::state::AppState;
+
+/// Submit a job: validate the whole request, copy its upload (if any) to the job's inputs and
+/// store the job with all its tasks. `created` is false when the idempotency key matched an
+/// earlier job, which is returned instead. The request's `tenant` is the one it names.
+pub async fn submit(state: &AppState, caller: Caller<'_>, req: SubmitJob) -> Result<Submitted> {
+    caller.require(Action::Submit)?;
+    req.validate(state.config.payload_limit())?;
+    let tenant = caller.tenant()?;
+    // Everything that can refuse the request is checked before the first write: 404 for a
+    // missing queue (one found before needs no store read; job_submit reads its settings).
+    if !state.shared.leases.queue_known(&tenant, &req.queue) {
+        state.store.queue_get(&tenant, &req.queue).await?;
+        state.shared.leases.queue_found(&tenant, &req.queue);
+    }
+    let upload = match &req.upload_id {
+        Some(id) => {
+            validate_upload_id(id)?;
+            let prefix = uploads_prefix(&tenant, id);
+            if state.blobs.list(&prefix).await?.is_empty() {
+                return Err(Error::not_found(format!(
+                    "upload {id:?} not found or empty: put files with PUT /v1/uploads/{id}/files/<path> first"
+                )));
+            }
+            Some(prefix)
+        }
+        None => None,
+    };
+
+    let now = state.clock.now();
+    let job_id = new_job_id(now);
+    let inputs = inputs_prefix(&tenant, &job_id);
+    if let Some(upload) = &upload {
+        state.blobs.copy_prefix(upload, &inputs).await?;
+    }
+    let payloads = match req.tasks {
+        Some(tasks) => tasks.into_iter().map(|t| t.payload).collect(),
+        None => vec![None; req.count.unwrap_or(1) as usize],
+    };
+    let submitted = state
+        .store
+        .job_submit(JobSubmit {
+            id: job_id.clone(),
+            tenant: tenant.clone(),
+            queue: req.queue,
+            name: req.name,
+            labels: req.labels,
+            spec: req.spec,
+            priority: req.priority,
+            burstable: req.burstable,
+            idempotency_key: req.idempotency_key,
+            delete_inputs_on_success: req.delete_inputs_on_success,
+            has_inputs: upload.is_some(),
+            payloads,
+            run_at: req.delay.map_or(now, |d| clock::add(now, d)),
+            now,
+        })
+        .await;
+    let (job, created) = match submitted {
+        Ok(done) => done,
+        Err(e) => {
+            if upload.is_some() {
+                // The upload stays, so the same submit can be tried again.
+                discard(state, &inputs).await;
+            }
+            return Err(e);
+        }
+    };
+    if let Some(upload) = &upload {
+        if !created {
+            // The earlier job with this idempotency key has its own inputs.
+            discard(state, &inputs).await;
+        }
+        discard(state, upload).await;
+    }
+    tracing::info!(%tenant, job_id = %job.id, queue = %job.queue, tasks = job.task_count, created, "job submitted");
+    Ok(Submitted { job, created })
+}
+
+/// Delete a prefix whose loss only leaves garbage behind; failures are logged, not returned.
+pub(crate) async fn discard(state: &AppState, prefix: &str) {
+    if let Err(error) = state.blobs.delete_prefix(prefix).await {
+        tracing::warn!(%prefix, %error, "could not delete staged files; they are left behind");
+    }
+}
+
+/// Which jobs to list, as the caller gave them (checked by [`list`]).
+#[derive(Debug, Default, Clone)]
+pub struct JobFilter {
+    /// Only jobs of this queue.
+    pub queue: Option<String>,
+    /// Only jobs in this state (queued, running, succeeded, failed, cancelled).
+    pub state: Option<String>,
+    /// Only jobs with every one of these labels, each `key=value`.
+    pub labels: Vec<String>,
+    /// Page size, 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Jobs the caller can see, newest first.
+pub async fn list(state: &AppState, caller: Caller<'_>, filter: JobFilter) -> Result<Page<Job>> {
+    caller.require(Action::Read)?;
+    let scope = caller.scope()?;
+    if let Some(queue) = &filter.queue {
+        spillway_core::names::validate_name("queue", queue)?;
+    }
+    let job_state = filter.state.as_deref().map(JobState::parse).transpose()?;
+    let mut labels = Vec::new();
+    for label in &filter.labels {
+        let (k, v) = label.split_once('=').ok_or_else(|| {
+            Error::invalid(format!("invalid label filter {label:?}: use key=value"))
+        })?;
+        labels.push((k.to_string(), v.to_string()));
+    }
+    // The store filters by one label; any further ones are applied here, so a page may hold
+    // fewer items than the limit while `next_cursor` still leads on.
+    let mut rest = labels.into_iter();
+    let first = rest.next();
+    let rest: Vec<(String, String)> = rest.collect();
+    let mut page = state
+        .store
+        .job_list(JobList {
+            tenant: scope,
+            queue: filter.queue,
+            state: job_state,
+            label: first,
+            limit: page_limit(filter.limit)?,
+            cursor: filter.cursor,
+        })
+        .await?;
+    page.items
+        .retain(|job| rest.iter().all(|(k, v)| job.labels.get(k) == Some(v)));
+    Ok(page)
+}
+
+/// One job with its task counts.
+pub async fn get(state: &AppState, caller: Caller<'_>, id: &str) -> Result<Job> {
+    caller.require(Action::Read)?;
+    let scope = caller.scope()?;
+    state.store.job_get(scope.as_deref(), id).await
+}
+
+/// Cancel a job: waiting tasks are cancelled, running ones are asked to stop.
+pub async fn cancel(state: &AppState, caller: Caller<'_>, id: &str) -> Result<Job> {
+    caller.require(Action::Cancel)?;
+    let scope = caller.scope()?;
+    let before = state.store.job_get(scope.as_deref(), id).await?;
+    let job = state
+        .store
+        .job_cancel(scope.as_deref(), id, state.clock.now())
+        .await?;
+    let cancelled = job.counts.cancelled.saturating_sub(before.counts.cancelled);
+    state
+        .metrics
+        .outcome(&job.queue, Outcome::Cancelled, cancelled);
+    tracing::info!(job_id = %job.id, cancelled, "job cancelled");
+    Ok(job)
+}
+
+/// Requeue a job's dead and cancelled tasks; the answer is how many were requeued.
+pub async fn retry(state: &AppState, caller: Caller<'_>, id: &str) -> Result<u64> {
+    caller.require(Action::Requeue)?;
+    let scope = caller.scope()?;
+    let changed = state
+        .store
+        .job_retry(scope.as_deref(), id, state.clock.now())
+        .await?;
+    tracing::info!(job_id = %id, changed, "job retried");
+    Ok(changed)
+}
+
+/// Which of a job's tasks to list, as the caller gave them (checked by [`tasks`]).
+#[derive(Debug, Default, Clone)]
+pub struct TaskFilter {
+    /// Only tasks in this state.
+    pub state: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A job's tasks in index order.
+pub async fn tasks(
+    state: &AppState,
+    caller: Caller<'_>,
+    id: &str,
+    filter: TaskFilter,
+) -> Result<Page<Task>> {
+    caller.require(Action::Read)?;
+    let scope = caller.scope()?;
+    let task_state = filter.state.as_deref().map(TaskState::parse).transpose()?;
+    let limit = page_limit(filter.limit)?;
+    let job = state.store.job_get(scope.as_deref(), id).await?;
+    state
+        .store
+        .task_list(TaskList {
+            tenant: Some(job.tenant),
+            job_id: Some(job.id),
+            queue: None,
+            state: task_state,
+            limit,
+            cursor: filter.cursor,
+        })
+        .await
+}
+
+/// The files staged as a job's inputs.
+pub async fn inputs(state: &AppState, caller: Caller<'_>, id: &str) -> Result<Vec<ObjectInfo>> {
+    let job = get(state, caller, id).await?;
+    state.blobs.list(&inputs_prefix(&job.tenant, &job.id)).await
+}
+
+/// One input file's bytes.
+pub async fn input(
+    state: &AppState,
+    caller: Caller<'_>,
+    id: &str,
+    path: &str,
+) -> Result<ByteStream> {
+    caller.require(Action::Read)?;
+    validate_relative_path(path)?;
+    let job = get(state, caller, id).await?;
+    state
+        .blobs
+        .get(&format!("{}/{path}", inputs_prefix(&job.tenant, &job.id)))
+        .await
+}
+
+/// Every result file of a job, as `<task index>/<path>`.
+pub async fn results(state: &AppState, caller: Caller<'_>, id: &str) -> Result<Vec<ObjectInfo>> {
+    let job = get(state, caller, id).await?;
+    let prefix = format!("{}/results/{}", job.tenant, job.id);
+    state.blobs.list(&prefix).await
+}
+
+/// The result files of one task of a job (task `index`), by path under the task's results.
+pub async fn task_results(state: &AppState, job: &Job, index: u32) -> Result<Vec<ObjectInfo>> {
+    state
+        .blobs
+        .list(&results_prefix(&job.tenant, &job.id, index))
+        .await
+}
+
+/// One result file's bytes.
+pub async fn result(
+    state: &AppState,
+    caller: Caller<'_>,
+    id: &str,
+    index: u32,
+    path: &str,
+) -> Result<ByteStream> {
+    caller.require(Action::Read)?;
+    validate_relative_path(path)?;
+    let job = get(state, caller, id).await?;
+    let key = format!("{}/{path}", results_prefix(&job.tenant, &job.id, index));
+    state.blobs.get(&key).await
+}
