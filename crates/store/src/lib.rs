@@ -10,6 +10,7 @@
 
 pub mod autoscale;
 pub mod conformance;
+mod migrations;
 pub mod params;
 pub mod postgres;
 pub mod sqlite;

@@ -29,6 +29,8 @@ use tokio_postgres::NoTls;
 use crate::Wakeups;
 
 pub use leader::LeaderGuard;
+#[cfg(test)]
+pub(crate) use migrate::MIGRATIONS;
 
 /// Most connections one store keeps open.
 pub const DEFAULT_POOL_SIZE: usize = 16;
