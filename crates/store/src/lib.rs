@@ -26,6 +26,7 @@ use spillway_core::{JobId, Result, TaskId, Timestamp};
 pub use autoscale::{LeaderLease, QueueDemand};
 pub use params::*;
 pub use wakeups::Wakeups;
+pub(crate) use wakeups::Woken;
 
 /// A shared handle to any store.
 pub type DynStore = std::sync::Arc<dyn Store>;

@@ -469,6 +469,12 @@ async fn a_schema_whose_migration_checksum_differs_refuses_to_connect() {
                     "migrations/postgres/0002_migration_checksums.sql"
                 ))
             ),
+            (
+                3,
+                Some(file_sha256(
+                    "migrations/postgres/0003_durations_in_milliseconds.sql"
+                ))
+            ),
         ]
     );
     // As if 0001_init.sql had been edited after this schema applied it.
@@ -497,8 +503,8 @@ async fn a_schema_whose_migration_checksum_differs_refuses_to_connect() {
         .unwrap_or_else(|e| panic!("drop_schema: {e}"));
 }
 
-/// A schema migrated by a build from before checksums gets them recorded on its first start
-/// and then opens as usual.
+/// A schema migrated by a build from before checksums gets them recorded on its first start,
+/// its queue durations converted to milliseconds, and then opens as usual.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schema_from_before_checksums_gets_them_recorded() {
     let Some(url) = database_url() else { return };
@@ -511,20 +517,34 @@ async fn a_schema_from_before_checksums_gets_them_recorded() {
                  version INTEGER PRIMARY KEY, name TEXT NOT NULL,
                  applied_at TIMESTAMPTZ NOT NULL DEFAULT now());
              {init}
-             INSERT INTO schema_migrations (version, name) VALUES (1, 'init');",
+             INSERT INTO schema_migrations (version, name) VALUES (1, 'init');
+             INSERT INTO tenants (name, created_at) VALUES ('old', now());
+             INSERT INTO queues (tenant, name, max_attempts, backoff_base_ns, backoff_max_ns,
+                                 lease_ns, retention_ns, paused, created_at)
+             VALUES ('old', 'q', 3, 1500000000, 60000000000, 30000000000, 86400000000000,
+                     FALSE, now());",
             init = include_str!("../migrations/postgres/0001_init.sql"),
         ))
         .await
         .unwrap_or_else(|e| panic!("set up an old schema: {e}"));
     let store = connect(&url, &schema).await;
     let recorded = recorded_checksums(&client, &schema).await;
-    assert_eq!(recorded.len(), 2, "{recorded:?}");
+    assert_eq!(recorded.len(), 3, "{recorded:?}");
     assert_eq!(
         recorded[0].1,
         Some(file_sha256("migrations/postgres/0001_init.sql"))
     );
     assert!(recorded.iter().all(|r| r.1.is_some()), "{recorded:?}");
     let store: DynStore = Arc::new(store);
+    // 0003 converted the queue's durations from nanoseconds to milliseconds.
+    let queue = store
+        .queue_get("old", "q")
+        .await
+        .unwrap_or_else(|e| panic!("queue_get: {e}"));
+    assert_eq!(queue.settings.backoff_base, Duration::from_millis(1500));
+    assert_eq!(queue.settings.backoff_max, Duration::from_secs(60));
+    assert_eq!(queue.settings.lease_duration, Duration::from_secs(30));
+    assert_eq!(queue.settings.retention, Duration::from_secs(86_400));
     setup(&store).await;
     drop(client);
     driver.abort();

@@ -20,6 +20,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         file: "0002_migration_checksums.sql",
         sql: include_str!("../../migrations/postgres/0002_migration_checksums.sql"),
     },
+    Migration {
+        version: 3,
+        file: "0003_durations_in_milliseconds.sql",
+        sql: include_str!("../../migrations/postgres/0003_durations_in_milliseconds.sql"),
+    },
 ];
 
 /// First key of the two-part advisory lock taken while migrating ("SPLW"); the second is the

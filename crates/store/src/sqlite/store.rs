@@ -1,7 +1,5 @@
 //! [`Store`] for [`SqliteStore`]: each method sends its query to the writer or a reader.
 
-use std::collections::BTreeSet;
-
 use async_trait::async_trait;
 use spillway_core::api::{HeartbeatResult, LeasedTask, Page, ReportResult};
 use spillway_core::model::{
@@ -14,12 +12,12 @@ use super::queries::{admin, demand, jobs, report, tasks};
 use crate::{
     DeadList, DeadRequeue, JobList, JobSubmit, LeaderLease, QueueCreate, QueueDemand, Store,
     TaskComplete, TaskFail, TaskHeartbeat, TaskLease, TaskList, TaskRelease, TokenCreate, Wakeups,
-    WorkerBeat, WorkerRegister,
+    Woken, WorkerBeat, WorkerRegister,
 };
 
 impl SqliteStore {
     /// Wake the waiters of every queue that got leasable work in a committed write.
-    fn wake(&self, queues: &BTreeSet<(String, String)>) {
+    fn wake(&self, queues: &Woken) {
         for (tenant, queue) in queues {
             self.wakeups.notify(tenant, queue);
         }

@@ -15,10 +15,7 @@ use spillway_core::{Result, TaskId, Timestamp};
 use super::jobs::{finish_if_done, reopen};
 use super::tasks::page_of;
 use crate::sqlite::rows::{TASK_COLS, db, micros, page_size, task_cursor, task_row, to_json};
-use crate::{DeadList, DeadRequeue, TaskComplete, TaskFail, TaskRelease};
-
-/// The (tenant, queue) pairs whose waiters a write should wake once committed.
-pub(crate) type Woken = BTreeSet<(String, String)>;
+use crate::{DeadList, DeadRequeue, TaskComplete, TaskFail, TaskRelease, Woken};
 
 /// Wording of a refused report.
 fn refused(task_id: TaskId) -> ReportResult {
