@@ -161,7 +161,10 @@ pub async fn token_revoke(
 ) -> ApiResult<StatusCode> {
     auth.require(Action::ManageTokens)?;
     let scope = auth.scope(q.tenant.as_deref())?;
-    state.store.token_revoke(scope.as_deref(), &id).await?;
+    state
+        .store
+        .token_revoke(scope.as_deref(), &id, state.clock.now())
+        .await?;
     state.shared.tokens.forget(&id);
     tracing::info!(token_id = %id, "token revoked");
     Ok(StatusCode::NO_CONTENT)

@@ -289,7 +289,7 @@ async fn estimate_start(
     };
     let slots: u64 = state
         .store
-        .worker_list(Some(&task.tenant))
+        .worker_list(Some(&task.tenant), now)
         .await?
         .iter()
         .filter(|w| w.state == WorkerState::Active && w.queues.contains(&task.queue))

@@ -98,7 +98,10 @@ pub async fn list(
 ) -> ApiResult<Json<WorkerList>> {
     auth.require(Action::Read)?;
     let scope = auth.scope(q.tenant.as_deref())?;
-    let workers = state.store.worker_list(scope.as_deref()).await?;
+    let workers = state
+        .store
+        .worker_list(scope.as_deref(), state.clock.now())
+        .await?;
     Ok(Json(WorkerList { workers }))
 }
 

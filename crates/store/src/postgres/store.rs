@@ -51,8 +51,8 @@ impl Store for PostgresStore {
         admin::token_list(&self.conn().await?, tenant).await
     }
 
-    async fn token_revoke(&self, tenant: Option<&str>, id: &str) -> Result<()> {
-        admin::token_revoke(&self.conn().await?, tenant, id).await
+    async fn token_revoke(&self, tenant: Option<&str>, id: &str, now: Timestamp) -> Result<()> {
+        admin::token_revoke(&self.conn().await?, tenant, id, now).await
     }
 
     async fn queue_create(&self, params: QueueCreate) -> Result<Queue> {
@@ -187,8 +187,8 @@ impl Store for PostgresStore {
         admin::worker_exit(&self.conn().await?, id, now).await
     }
 
-    async fn worker_list(&self, tenant: Option<&str>) -> Result<Vec<Worker>> {
-        admin::worker_list(&self.conn().await?, tenant).await
+    async fn worker_list(&self, tenant: Option<&str>, now: Timestamp) -> Result<Vec<Worker>> {
+        admin::worker_list(&self.conn().await?, tenant, now).await
     }
 
     async fn worker_mark_down(&self, silent_since: Timestamp) -> Result<u64> {

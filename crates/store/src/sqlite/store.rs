@@ -74,10 +74,10 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn token_revoke(&self, tenant: Option<&str>, id: &str) -> Result<()> {
+    async fn token_revoke(&self, tenant: Option<&str>, id: &str, now: Timestamp) -> Result<()> {
         let (tenant, id) = (tenant.map(str::to_string), id.to_string());
         self.writer
-            .call(move |c| admin::token_revoke(c, tenant.as_deref(), &id))
+            .call(move |c| admin::token_revoke(c, tenant.as_deref(), &id, now))
             .await
     }
 
@@ -278,10 +278,10 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn worker_list(&self, tenant: Option<&str>) -> Result<Vec<Worker>> {
+    async fn worker_list(&self, tenant: Option<&str>, now: Timestamp) -> Result<Vec<Worker>> {
         let tenant = tenant.map(str::to_string);
         self.readers
-            .call(move |c| admin::worker_list(c, tenant.as_deref()))
+            .call(move |c| admin::worker_list(c, tenant.as_deref(), now))
             .await
     }
 

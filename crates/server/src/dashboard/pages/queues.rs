@@ -71,8 +71,8 @@ pub async fn list(State(state): State<AppState>, signed: Signed) -> PageResult<R
 /// and down workers (and recently exited ones).
 pub async fn workers(State(state): State<AppState>, signed: Signed) -> PageResult<Response> {
     let principal = signed.principal();
-    let workers = state.store.worker_list(scope(principal)).await?;
     let now = state.clock.now();
+    let workers = state.store.worker_list(scope(principal), now).await?;
     let mut body = super::pools::section(&super::pools::statuses(&state));
     for group in [
         WorkerState::Active,

@@ -98,12 +98,17 @@ pub(crate) async fn token_list(conn: &Object, tenant: Option<&str>) -> Result<Ve
         .collect()
 }
 
-pub(crate) async fn token_revoke(conn: &Object, tenant: Option<&str>, id: &str) -> Result<()> {
+pub(crate) async fn token_revoke(
+    conn: &Object,
+    tenant: Option<&str>,
+    id: &str,
+    now: Timestamp,
+) -> Result<()> {
     let n = conn
         .execute(
-            "UPDATE tokens SET revoked_at = now()
+            "UPDATE tokens SET revoked_at = $3
                  WHERE id = $1 AND revoked_at IS NULL AND ($2::text IS NULL OR tenant = $2)",
-            &[&id, &tenant],
+            &[&id, &tenant, &now],
         )
         .await
         .map_err(ctx("could not revoke the token"))?;
@@ -316,9 +321,12 @@ pub(crate) async fn worker_exit(conn: &Object, id: &str, now: Timestamp) -> Resu
     Ok(())
 }
 
-pub(crate) async fn worker_list(conn: &Object, tenant: Option<&str>) -> Result<Vec<Worker>> {
-    // The trait gives no `now` here, so the cut-off for exited workers uses this host's clock.
-    let cutoff = chrono::Utc::now() - EXITED_WORKER_LISTED_FOR;
+pub(crate) async fn worker_list(
+    conn: &Object,
+    tenant: Option<&str>,
+    now: Timestamp,
+) -> Result<Vec<Worker>> {
+    let cutoff = now - EXITED_WORKER_LISTED_FOR;
     let sql = format!(
         "SELECT {WORKER_COLUMNS} FROM workers
              WHERE ($1::text IS NULL OR tenant = $1) AND (state <> 'exited' OR last_seen >= $2)
