@@ -125,7 +125,11 @@ async fn two_replicas_never_share_a_task() {
                         })
                         .collect();
                     let res = store
-                        .task_complete(TaskComplete { items, now: t0() })
+                        .task_complete(TaskComplete {
+                            tenant: None,
+                            items,
+                            now: t0(),
+                        })
                         .await
                         .unwrap_or_else(|e| panic!("task_complete on replica {replica}: {e}"));
                     assert!(

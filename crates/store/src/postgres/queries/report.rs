@@ -34,6 +34,7 @@ JOIN queues q ON q.tenant = t.tenant AND q.name = t.queue
 JOIN jobs j ON j.id = t.job_id
 WHERE t.state = 'leased'
   AND (t.id, t.lease_token) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))
+  AND ($3::text IS NULL OR t.tenant = $3)
 ORDER BY t.id
 FOR UPDATE OF t";
 
@@ -180,9 +181,10 @@ async fn lock_leased(
     client: &impl GenericClient,
     ids: &[TaskId],
     tokens: &[&str],
+    tenant: Option<&str>,
 ) -> Result<HashMap<(TaskId, String), Held>> {
     client
-        .query(LOCK_LEASED_SQL, &[&ids, &tokens])
+        .query(LOCK_LEASED_SQL, &[&ids, &tokens, &tenant])
         .await
         .map_err(ctx("could not lock leased tasks"))?
         .iter()
@@ -277,6 +279,7 @@ pub(crate) async fn task_complete(conn: &Object, p: &TaskComplete) -> Result<Vec
                         result = i.result, lease_token = NULL, lease_worker = NULL,
                         lease_expires_at = NULL
                     FROM i WHERE t.id = i.id AND t.state = 'leased' AND t.lease_token = i.token
+                      AND ($7::text IS NULL OR t.tenant = $7)
                     RETURNING t.id, t.attempt, i.token
                  ), ended AS (
                     UPDATE attempts a
@@ -286,7 +289,15 @@ pub(crate) async fn task_complete(conn: &Object, p: &TaskComplete) -> Result<Vec
                     WHERE a.task_id = d.id AND a.attempt = d.attempt
                  )
                  SELECT id, token FROM done",
-                &[&ids, &tokens, &exit_codes, &results_json, &tails, &p.now],
+                &[
+                &ids,
+                &tokens,
+                &exit_codes,
+                &results_json,
+                &tails,
+                &p.now,
+                &p.tenant,
+            ],
             )
             .await
             .map_err(ctx("could not complete tasks"))?;
@@ -307,7 +318,7 @@ pub(crate) async fn task_fail(conn: &mut Object, p: &TaskFail) -> Result<Vec<Rep
         .transaction()
         .await
         .map_err(ctx("could not start recording failures"))?;
-    let held = lock_leased(&tx, &ids, &tokens).await?;
+    let held = lock_leased(&tx, &ids, &tokens, p.tenant.as_deref()).await?;
     let mut endings = Vec::new();
     let mut applied = BTreeSet::new();
     for f in &p.items {
@@ -345,7 +356,7 @@ pub(crate) async fn task_release(
         .transaction()
         .await
         .map_err(ctx("could not start releasing leases"))?;
-    let held = lock_leased(&tx, &ids, &tokens).await?;
+    let held = lock_leased(&tx, &ids, &tokens, p.tenant.as_deref()).await?;
     let mut endings = Vec::new();
     let mut applied = BTreeSet::new();
     let mut woken = BTreeSet::new();

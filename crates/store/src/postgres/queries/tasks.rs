@@ -184,9 +184,10 @@ pub(crate) async fn task_heartbeat(
                  SET lease_expires_at = $3::timestamptz + q.lease_ms * interval '1 millisecond'
                  FROM unnest($1::bigint[], $2::text[]) AS i(id, token), queues q, jobs j
                  WHERE t.id = i.id AND t.state = 'leased' AND t.lease_token = i.token
+                   AND ($4::text IS NULL OR t.tenant = $4)
                    AND q.tenant = t.tenant AND q.name = t.queue AND j.id = t.job_id
                  RETURNING t.id, t.lease_expires_at, j.cancel_requested",
-            &[&ids, &tokens, &p.now],
+            &[&ids, &tokens, &p.now, &p.tenant],
         )
         .await
         .map_err(ctx("could not extend leases"))?;
