@@ -219,7 +219,7 @@ impl ComputeEngineProvider {
             self.record_resize(group, memory, &operation);
         }
         let instances = client.managed_instances(group).await?;
-        let workers = self.store.worker_list(None).await?;
+        let workers = self.store.worker_list(None, now).await?;
         if memory.last_seen.is_none() {
             adopt_drains(pool, memory, &instances, &workers);
         }
@@ -271,7 +271,7 @@ impl ComputeEngineProvider {
     ) -> Result<()> {
         let pool = params.pool;
         let instances = client.managed_instances(group).await?;
-        let workers = self.store.worker_list(None).await?;
+        let workers = self.store.worker_list(None, params.now).await?;
         for name in &params.drain {
             // Gone or already leaving: nothing to do, so a repeated call is harmless.
             let Some(instance) = instances

@@ -247,8 +247,8 @@ impl KubernetesProvider {
         }
     }
 
-    async fn workers(&self, pool: &str) -> Result<Vec<Worker>> {
-        let workers = self.store.worker_list(None).await?;
+    async fn workers(&self, pool: &str, now: Timestamp) -> Result<Vec<Worker>> {
+        let workers = self.store.worker_list(None, now).await?;
         Ok(workers.into_iter().filter(|w| w.pool == pool).collect())
     }
 }
@@ -408,7 +408,7 @@ impl KubernetesProvider {
         let deployment = self.deployment(pool, section, target).await?;
         let name = deployment.metadata.name.clone().unwrap_or_default();
         let pods = self.deployment_pods(&deployment, target).await?;
-        let workers = self.workers(&pool.name).await?;
+        let workers = self.workers(&pool.name, now).await?;
         let replicas = deployment
             .spec
             .as_ref()
@@ -560,7 +560,7 @@ impl KubernetesProvider {
         now: Timestamp,
     ) -> Result<PoolObservation, Failure> {
         let (jobs, pods) = self.queue_state(pool, target).await?;
-        let workers = self.workers(&pool.name).await?;
+        let workers = self.workers(&pool.name, now).await?;
         let mut instances = instances_of(&pool.name, &pods, &workers, now);
         let mut found: Vec<_> = pods.iter().filter_map(plan::pod_problem).collect();
         for job in &jobs {
@@ -584,7 +584,7 @@ impl KubernetesProvider {
     ) -> Result<(), Failure> {
         let pool = params.pool;
         let (jobs, pods) = self.queue_state(pool, target).await?;
-        let workers = self.workers(&pool.name).await?;
+        let workers = self.workers(&pool.name, params.now).await?;
         let mut live = 0;
         let mut named_live = 0;
         // Each Job's parallelism as lowered so far in this call: two unregistered pods of one

@@ -149,7 +149,7 @@ impl PoolProvider for AsKubernetes {
 /// What `spillway worker` does in a work-queue pod, played against the store: it registers
 /// with hostname = pod name once its pod runs, and when asked to drain it finishes and exits 0.
 async fn play_workers(fake: Arc<FakeApiServer>, store: DynStore, pool: String) {
-    let Ok(workers) = store.worker_list(None).await else {
+    let Ok(workers) = store.worker_list(None, t0()).await else {
         return;
     };
     for pod in fake.objects("pods") {
@@ -639,7 +639,7 @@ async fn work_queue_drains_through_the_store_and_deletes_finished_jobs() {
         writes(&env.fake).is_empty(),
         "draining goes through the store, not the API"
     );
-    let workers = env.store.worker_list(None).await.expect("workers");
+    let workers = env.store.worker_list(None, t0()).await.expect("workers");
     assert!(workers.iter().all(|w| w.state == WorkerState::Draining));
     assert_eq!(observe(&env, &pool).await.count(InstanceState::Draining), 2);
 

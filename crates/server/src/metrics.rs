@@ -297,7 +297,7 @@ impl Metrics {
                 })
                 .set(queue.oldest_available_age_seconds.unwrap_or(0.0));
         }
-        let workers = store.worker_list(None).await?;
+        let workers = store.worker_list(None, now).await?;
         let down = workers
             .iter()
             .filter(|w| w.state == spillway_core::model::WorkerState::Down)

@@ -149,7 +149,7 @@ impl AppState {
         let worker = match cached {
             Some(worker) => worker,
             None => {
-                let listed = self.store.worker_list(scope).await?;
+                let listed = self.store.worker_list(scope, self.clock.now()).await?;
                 let found = listed
                     .into_iter()
                     .find(|w| w.id == id)

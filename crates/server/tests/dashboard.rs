@@ -530,6 +530,7 @@ async fn dead_tasks_are_listed_and_requeued_and_the_job_stream_follows() {
     server
         .store
         .task_fail(TaskFail {
+            tenant: None,
             items: vec![Failure {
                 task_id: task.task_id,
                 lease_token: task.lease_token.clone(),

@@ -72,7 +72,11 @@ async fn main() {
                     })
                     .collect();
                 let res = store
-                    .task_complete(spillway_store::TaskComplete { items, now: t0() })
+                    .task_complete(spillway_store::TaskComplete {
+                        tenant: None,
+                        items,
+                        now: t0(),
+                    })
                     .await
                     .unwrap_or_else(|e| panic!("{e}"));
                 assert!(res.iter().all(|r| r.ok));

@@ -69,6 +69,7 @@ macro_rules! store_conformance_tests {
             lease_takes_by_priority_then_run_at_then_id,
             lease_skips_paused_scheduled_and_other_tenants,
             heartbeat_extends_only_the_current_lease,
+            reports_from_another_tenant_change_nothing,
             complete_refuses_stale_tokens,
             fail_retries_with_backoff_then_dies,
             non_retryable_failure_is_dead_at_once,

@@ -11,6 +11,7 @@
 pub mod autoscale;
 #[cfg(any(test, feature = "testkit"))]
 pub mod conformance;
+mod migrations;
 pub mod params;
 pub mod postgres;
 pub mod sqlite;
@@ -26,6 +27,7 @@ use spillway_core::{JobId, Result, TaskId, Timestamp};
 pub use autoscale::{LeaderLease, QueueDemand};
 pub use params::*;
 pub use wakeups::Wakeups;
+pub(crate) use wakeups::Woken;
 
 /// A shared handle to any store.
 pub type DynStore = std::sync::Arc<dyn Store>;
@@ -58,8 +60,8 @@ pub trait Store: Send + Sync + 'static {
     async fn token_lookup(&self, secret_hash: &str) -> Result<Option<TokenInfo>>;
     /// Tokens of one tenant, or of every tenant for `None`.
     async fn token_list(&self, tenant: Option<&str>) -> Result<Vec<TokenInfo>>;
-    /// Revoke a token; not found if it is not visible to `tenant` (None sees all).
-    async fn token_revoke(&self, tenant: Option<&str>, id: &str) -> Result<()>;
+    /// Revoke a token at `now`; not found if it is not visible to `tenant` (None sees all).
+    async fn token_revoke(&self, tenant: Option<&str>, id: &str, now: Timestamp) -> Result<()>;
 
     /// Create a queue; not found if the tenant does not exist, conflict if the queue does.
     async fn queue_create(&self, params: QueueCreate) -> Result<Queue>;
@@ -133,8 +135,9 @@ pub trait Store: Send + Sync + 'static {
     async fn worker_heartbeat(&self, params: WorkerBeat) -> Result<Worker>;
     /// Mark a worker exited.
     async fn worker_exit(&self, id: &str, now: Timestamp) -> Result<()>;
-    /// Workers of a tenant or of all, newest first; exited ones older than a day are left out.
-    async fn worker_list(&self, tenant: Option<&str>) -> Result<Vec<Worker>>;
+    /// Workers of a tenant or of all, newest first; ones that exited more than a day before
+    /// `now` are left out.
+    async fn worker_list(&self, tenant: Option<&str>, now: Timestamp) -> Result<Vec<Worker>>;
     /// Mark active or draining workers not seen since `silent_since` as down; returns how many.
     async fn worker_mark_down(&self, silent_since: Timestamp) -> Result<u64>;
     /// Ask a worker to drain: its state becomes draining (sticky until it exits or goes

@@ -128,6 +128,9 @@ pub struct TaskLease {
 /// Extend leases.
 #[derive(Debug, Clone)]
 pub struct TaskHeartbeat {
+    /// The caller's tenant, part of every lease's condition: a lease of another tenant's task
+    /// is left as it is and answered as not current. `None` for a caller of every tenant.
+    pub tenant: Option<String>,
     /// The leases.
     pub leases: Vec<LeaseRef>,
     /// Heartbeat time.
@@ -137,6 +140,9 @@ pub struct TaskHeartbeat {
 /// Complete tasks.
 #[derive(Debug, Clone)]
 pub struct TaskComplete {
+    /// The caller's tenant, part of every lease's condition: a lease of another tenant's task
+    /// is left as it is and answered as not current. `None` for a caller of every tenant.
+    pub tenant: Option<String>,
     /// The completions.
     pub items: Vec<Completion>,
     /// Completion time.
@@ -146,6 +152,9 @@ pub struct TaskComplete {
 /// Fail tasks.
 #[derive(Debug, Clone)]
 pub struct TaskFail {
+    /// The caller's tenant, part of every lease's condition: a lease of another tenant's task
+    /// is left as it is and answered as not current. `None` for a caller of every tenant.
+    pub tenant: Option<String>,
     /// The failures.
     pub items: Vec<Failure>,
     /// Failure time.
@@ -155,6 +164,9 @@ pub struct TaskFail {
 /// Release leases.
 #[derive(Debug, Clone)]
 pub struct TaskRelease {
+    /// The caller's tenant, part of every lease's condition: a lease of another tenant's task
+    /// is left as it is and answered as not current. `None` for a caller of every tenant.
+    pub tenant: Option<String>,
     /// The releases.
     pub items: Vec<Release>,
     /// The releasing worker's pool, remembered as the task's `avoid_pool`.

@@ -33,3 +33,6 @@ impl Wakeups {
         }
     }
 }
+
+/// The (tenant, queue) pairs whose waiters a write should wake once it has committed.
+pub(crate) type Woken = std::collections::BTreeSet<(String, String)>;

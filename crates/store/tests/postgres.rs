@@ -125,7 +125,11 @@ async fn two_replicas_never_share_a_task() {
                         })
                         .collect();
                     let res = store
-                        .task_complete(TaskComplete { items, now: t0() })
+                        .task_complete(TaskComplete {
+                            tenant: None,
+                            items,
+                            now: t0(),
+                        })
                         .await
                         .unwrap_or_else(|e| panic!("task_complete on replica {replica}: {e}"));
                     assert!(
@@ -408,6 +412,150 @@ async fn leader_try_is_exclusive() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     b.drop_schema()
+        .await
+        .unwrap_or_else(|e| panic!("drop_schema: {e}"));
+}
+
+/// A plain client on the test database, with its connection driven in the background.
+async fn admin_client(url: &str) -> (tokio_postgres::Client, tokio::task::JoinHandle<()>) {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    let driver = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    (client, driver)
+}
+
+/// SHA-256 of a migration file as shipped, lowercase hex.
+fn file_sha256(path: &str) -> String {
+    use sha2::Digest;
+    let full = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    let bytes = std::fs::read(&full).unwrap_or_else(|e| panic!("read {}: {e}", full.display()));
+    sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// (version, checksum) of every migration recorded in `schema`, in version order.
+async fn recorded_checksums(
+    client: &tokio_postgres::Client,
+    schema: &str,
+) -> Vec<(i32, Option<String>)> {
+    client
+        .query(
+            &format!("SELECT version, checksum FROM {schema}.schema_migrations ORDER BY version"),
+            &[],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("read schema_migrations: {e}"))
+        .iter()
+        .map(|row| (row.get("version"), row.get("checksum")))
+        .collect()
+}
+
+/// A schema whose recorded checksum of a shipped migration differs from this build's file
+/// refuses to connect, naming the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_whose_migration_checksum_differs_refuses_to_connect() {
+    let Some(url) = database_url() else { return };
+    let schema = fresh_schema();
+    let store = connect(&url, &schema).await;
+    let (client, driver) = admin_client(&url).await;
+    assert_eq!(
+        recorded_checksums(&client, &schema).await,
+        vec![
+            (1, Some(file_sha256("migrations/postgres/0001_init.sql"))),
+            (
+                2,
+                Some(file_sha256(
+                    "migrations/postgres/0002_migration_checksums.sql"
+                ))
+            ),
+            (
+                3,
+                Some(file_sha256(
+                    "migrations/postgres/0003_durations_in_milliseconds.sql"
+                ))
+            ),
+        ]
+    );
+    // As if 0001_init.sql had been edited after this schema applied it.
+    let n = client
+        .execute(
+            &format!("UPDATE {schema}.schema_migrations SET checksum = $1 WHERE version = 1"),
+            &[&"0".repeat(64)],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("tamper: {e}"));
+    assert_eq!(n, 1);
+    let err = match PostgresStore::connect(&url, Some(&schema)).await {
+        Ok(_) => panic!("a schema with a different migration checksum connected"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("0001_init.sql"), "{err}");
+    assert!(
+        err.contains("shipped migrations are never edited: add a new numbered one"),
+        "{err}"
+    );
+    drop(client);
+    driver.abort();
+    store
+        .drop_schema()
+        .await
+        .unwrap_or_else(|e| panic!("drop_schema: {e}"));
+}
+
+/// A schema migrated by a build from before checksums gets them recorded on its first start,
+/// its queue durations converted to milliseconds, and then opens as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_from_before_checksums_gets_them_recorded() {
+    let Some(url) = database_url() else { return };
+    let schema = fresh_schema();
+    let (client, driver) = admin_client(&url).await;
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA {schema}; SET search_path TO {schema};
+             CREATE TABLE schema_migrations (
+                 version INTEGER PRIMARY KEY, name TEXT NOT NULL,
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now());
+             {init}
+             INSERT INTO schema_migrations (version, name) VALUES (1, 'init');
+             INSERT INTO tenants (name, created_at) VALUES ('old', now());
+             INSERT INTO queues (tenant, name, max_attempts, backoff_base_ns, backoff_max_ns,
+                                 lease_ns, retention_ns, paused, created_at)
+             VALUES ('old', 'q', 3, 1500000000, 60000000000, 30000000000, 86400000000000,
+                     FALSE, now());",
+            init = include_str!("../migrations/postgres/0001_init.sql"),
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("set up an old schema: {e}"));
+    let store = connect(&url, &schema).await;
+    let recorded = recorded_checksums(&client, &schema).await;
+    assert_eq!(recorded.len(), 3, "{recorded:?}");
+    assert_eq!(
+        recorded[0].1,
+        Some(file_sha256("migrations/postgres/0001_init.sql"))
+    );
+    assert!(recorded.iter().all(|r| r.1.is_some()), "{recorded:?}");
+    let store: DynStore = Arc::new(store);
+    // 0003 converted the queue's durations from nanoseconds to milliseconds.
+    let queue = store
+        .queue_get("old", "q")
+        .await
+        .unwrap_or_else(|e| panic!("queue_get: {e}"));
+    assert_eq!(queue.settings.backoff_base, Duration::from_millis(1500));
+    assert_eq!(queue.settings.backoff_max, Duration::from_secs(60));
+    assert_eq!(queue.settings.lease_duration, Duration::from_secs(30));
+    assert_eq!(queue.settings.retention, Duration::from_secs(86_400));
+    setup(&store).await;
+    drop(client);
+    driver.abort();
+    // The next start checks what the first one recorded.
+    let again = connect(&url, &schema).await;
+    again
+        .drop_schema()
         .await
         .unwrap_or_else(|e| panic!("drop_schema: {e}"));
 }

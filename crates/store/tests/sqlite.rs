@@ -74,3 +74,122 @@ async fn committed_jobs_survive_reopening_the_file() {
     // Reopening migrates nothing twice and the file still works.
     assert_eq!(lease(&store, QUEUE, 1000, t0()).await.len(), 210 - 5);
 }
+
+/// SHA-256 of a migration file as shipped, lowercase hex.
+fn file_sha256(path: &str) -> String {
+    use sha2::Digest;
+    let full = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    let bytes = std::fs::read(&full).unwrap_or_else(|e| panic!("read {}: {e}", full.display()));
+    sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// (version, name, checksum) of every recorded migration, in version order.
+fn recorded_migrations(path: &std::path::Path) -> Vec<(i64, Option<String>, Option<String>)> {
+    let conn = rusqlite::Connection::open(path).unwrap_or_else(|e| panic!("open: {e}"));
+    let mut stmt = conn
+        .prepare("SELECT version, name, checksum FROM schema_migrations ORDER BY version")
+        .unwrap_or_else(|e| panic!("prepare: {e}"));
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .unwrap_or_else(|e| panic!("read schema_migrations: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_migration_is_recorded_with_its_checksum() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let path = dir.path().join("spillway.db");
+    drop(
+        SqliteStore::open(&path)
+            .await
+            .unwrap_or_else(|e| panic!("open: {e}")),
+    );
+    let recorded = recorded_migrations(&path);
+    assert_eq!(
+        recorded,
+        vec![
+            (
+                1,
+                Some("init".to_string()),
+                Some(file_sha256("migrations/sqlite/0001_init.sql"))
+            ),
+            (
+                2,
+                Some("migration_checksums".to_string()),
+                Some(file_sha256(
+                    "migrations/sqlite/0002_migration_checksums.sql"
+                ))
+            ),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_whose_migration_checksum_differs_refuses_to_open() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let path = dir.path().join("spillway.db");
+    drop(
+        SqliteStore::open(&path)
+            .await
+            .unwrap_or_else(|e| panic!("open: {e}")),
+    );
+    {
+        // As if 0001_init.sql had been edited after this database applied it.
+        let conn = rusqlite::Connection::open(&path).unwrap_or_else(|e| panic!("open: {e}"));
+        let n = conn
+            .execute(
+                "UPDATE schema_migrations SET checksum = ?1 WHERE version = 1",
+                [&"0".repeat(64)],
+            )
+            .unwrap_or_else(|e| panic!("tamper: {e}"));
+        assert_eq!(n, 1);
+    }
+    let err = match SqliteStore::open(&path).await {
+        Ok(_) => panic!("a database with a different migration checksum opened"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("0001_init.sql"), "{err}");
+    assert!(
+        err.contains("shipped migrations are never edited: add a new numbered one"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_from_before_checksums_gets_them_recorded_and_opens() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let path = dir.path().join("spillway.db");
+    {
+        // What a build before checksums left behind: migration 1 and a bare record of it.
+        let conn = rusqlite::Connection::open(&path).unwrap_or_else(|e| panic!("open: {e}"));
+        conn.execute_batch(include_str!("../migrations/sqlite/0001_init.sql"))
+            .unwrap_or_else(|e| panic!("apply 0001: {e}"));
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);
+             INSERT INTO schema_migrations (version, applied_at) VALUES (1, 0);",
+        )
+        .unwrap_or_else(|e| panic!("record 0001: {e}"));
+    }
+    let store: DynStore = Arc::new(
+        SqliteStore::open(&path)
+            .await
+            .unwrap_or_else(|e| panic!("open an old database: {e}")),
+    );
+    setup(&store).await;
+    drop(store);
+    let recorded = recorded_migrations(&path);
+    assert_eq!(recorded.len(), 2, "{recorded:?}");
+    assert_eq!(
+        recorded[0].2.as_deref(),
+        Some(file_sha256("migrations/sqlite/0001_init.sql").as_str())
+    );
+    assert!(recorded.iter().all(|r| r.2.is_some()), "{recorded:?}");
+    // And the next start checks them.
+    drop(
+        SqliteStore::open(&path)
+            .await
+            .unwrap_or_else(|e| panic!("reopen: {e}")),
+    );
+}

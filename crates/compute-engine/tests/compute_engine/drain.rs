@@ -25,7 +25,7 @@ async fn register(env: &Env, id: &str, hostname: &str, pool: &str) {
 
 async fn worker_state(env: &Env, id: &str) -> Option<WorkerState> {
     env.store
-        .worker_list(None)
+        .worker_list(None, t0())
         .await
         .expect("list workers")
         .into_iter()

@@ -124,7 +124,10 @@ pub async fn token_list(state: &AppState, caller: Caller<'_>) -> Result<Vec<Toke
 pub async fn token_revoke(state: &AppState, caller: Caller<'_>, id: &str) -> Result<()> {
     caller.require(Action::ManageTokens)?;
     let scope = caller.scope()?;
-    state.store.token_revoke(scope.as_deref(), id).await?;
+    state
+        .store
+        .token_revoke(scope.as_deref(), id, state.clock.now())
+        .await?;
     state.shared.tokens.forget(id);
     tracing::info!(token_id = %id, "token revoked");
     Ok(())

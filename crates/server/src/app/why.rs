@@ -393,7 +393,7 @@ async fn estimate_start(
     };
     let slots: u64 = state
         .store
-        .worker_list(Some(&task.tenant))
+        .worker_list(Some(&task.tenant), now)
         .await?
         .iter()
         .filter(|w| w.state == WorkerState::Active && w.queues.contains(&task.queue))
@@ -475,8 +475,8 @@ mod tests {
     }
 
     fn pool(name: &str, tier: u32, max: u32, queue: &str) -> PoolConfig {
-        use spillway_autoscale::config::ProviderKind;
-        let mut p = PoolConfig::new(name, ProviderKind::Memory, vec![queue.to_string()]);
+        use spillway_autoscale::config::MEMORY_PROVIDER;
+        let mut p = PoolConfig::new(name, MEMORY_PROVIDER, vec![queue.to_string()]);
         p.tier = tier;
         p.max = max;
         p

@@ -73,7 +73,10 @@ pub async fn register(state: &AppState, caller: Caller<'_>, req: RegisterWorker)
 pub async fn list(state: &AppState, caller: Caller<'_>) -> Result<Vec<Worker>> {
     caller.require(Action::Read)?;
     let scope = caller.scope()?;
-    state.store.worker_list(scope.as_deref()).await
+    state
+        .store
+        .worker_list(scope.as_deref(), state.clock.now())
+        .await
 }
 
 /// A worker's sign of life; the answer says whether it should drain.

@@ -106,7 +106,7 @@ impl Autoscaler {
             .filter(|d| d.tenant == POOL_TENANT)
             .map(policy_demand)
             .collect();
-        let workers = state.store.worker_list(Some(POOL_TENANT)).await?;
+        let workers = state.store.worker_list(Some(POOL_TENANT), now).await?;
         // A pool whose provider cannot be reached sits this pass out, its error on its status;
         // the others are still planned, so another region's pool can take the work.
         let mut observed = Vec::with_capacity(pools.len());

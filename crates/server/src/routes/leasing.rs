@@ -150,6 +150,7 @@ pub async fn heartbeat(
         state
             .store
             .task_heartbeat(TaskHeartbeat {
+                tenant: auth.0.tenant.clone(),
                 leases,
                 now: state.clock.now(),
             })
@@ -209,6 +210,7 @@ fn account(state: &AppState, reported: &[Reported], results: &[ReportResult], no
 
 async fn complete_all(
     state: &AppState,
+    tenant: Option<&str>,
     items: Vec<Completion>,
 ) -> Result<Vec<ReportResult>, Error> {
     if items.is_empty() {
@@ -225,13 +227,21 @@ async fn complete_all(
     let now = state.clock.now();
     let results = state
         .store
-        .task_complete(TaskComplete { items, now })
+        .task_complete(TaskComplete {
+            tenant: tenant.map(str::to_string),
+            items,
+            now,
+        })
         .await?;
     account(state, &reported, &results, now);
     Ok(results)
 }
 
-async fn fail_all(state: &AppState, items: Vec<Failure>) -> Result<Vec<ReportResult>, Error> {
+async fn fail_all(
+    state: &AppState,
+    tenant: Option<&str>,
+    items: Vec<Failure>,
+) -> Result<Vec<ReportResult>, Error> {
     if items.is_empty() {
         return Ok(Vec::new());
     }
@@ -248,13 +258,21 @@ async fn fail_all(state: &AppState, items: Vec<Failure>) -> Result<Vec<ReportRes
         })
         .collect();
     let now = state.clock.now();
-    let results = state.store.task_fail(TaskFail { items, now }).await?;
+    let results = state
+        .store
+        .task_fail(TaskFail {
+            tenant: tenant.map(str::to_string),
+            items,
+            now,
+        })
+        .await?;
     account(state, &reported, &results, now);
     Ok(results)
 }
 
 async fn release_all(
     state: &AppState,
+    tenant: Option<&str>,
     items: Vec<spillway_core::api::Release>,
 ) -> Result<Vec<ReportResult>, Error> {
     if items.is_empty() {
@@ -280,6 +298,7 @@ async fn release_all(
     let results = state
         .store
         .task_release(TaskRelease {
+            tenant: tenant.map(str::to_string),
             items,
             worker_pool,
             now,
@@ -327,7 +346,7 @@ pub async fn complete(
         "completions",
         req.completions,
         |c| c.task_id,
-        |items| complete_all(&state, items),
+        |items| complete_all(&state, auth.0.tenant.as_deref(), items),
     )
     .await
 }
@@ -349,7 +368,7 @@ pub async fn fail(
         "failures",
         req.failures,
         |f| f.task_id,
-        |items| fail_all(&state, items),
+        |items| fail_all(&state, auth.0.tenant.as_deref(), items),
     )
     .await
 }
@@ -371,7 +390,7 @@ pub async fn release(
         "releases",
         req.releases,
         |r| r.task_id,
-        |items| release_all(&state, items),
+        |items| release_all(&state, auth.0.tenant.as_deref(), items),
     )
     .await
 }
@@ -415,7 +434,10 @@ pub async fn complete_one(
     let req: Completion = body.parse()?;
     same_task(id, req.task_id)?;
     scope::ensure_owned(&state, auth.0.tenant.as_deref(), id).await?;
-    single(id, complete_all(&state, vec![req]).await?)
+    single(
+        id,
+        complete_all(&state, auth.0.tenant.as_deref(), vec![req]).await?,
+    )
 }
 
 /// Report one task failed: 204, or 409 when the lease is stale.
@@ -434,7 +456,10 @@ pub async fn fail_one(
     let req: Failure = body.parse()?;
     same_task(id, req.task_id)?;
     scope::ensure_owned(&state, auth.0.tenant.as_deref(), id).await?;
-    single(id, fail_all(&state, vec![req]).await?)
+    single(
+        id,
+        fail_all(&state, auth.0.tenant.as_deref(), vec![req]).await?,
+    )
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ async fn settle_external(
     else {
         return;
     };
-    let Ok(workers) = store.worker_list(None).await else {
+    let Ok(workers) = store.worker_list(None, t0()).await else {
         return;
     };
     let mine: Vec<_> = workers.iter().filter(|w| w.pool == pool).collect();

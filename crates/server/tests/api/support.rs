@@ -189,7 +189,12 @@ impl Server {
             tenants: tenants.len(),
             queues: self.store.queue_list(None).await.expect("queues").len(),
             tokens: self.store.token_list(None).await.expect("tokens").len(),
-            workers: self.store.worker_list(None).await.expect("workers").len(),
+            workers: self
+                .store
+                .worker_list(None, self.clock.now())
+                .await
+                .expect("workers")
+                .len(),
         }
     }
 }

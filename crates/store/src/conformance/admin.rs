@@ -162,17 +162,17 @@ pub async fn tokens_crud(store: DynStore) {
     must_fail(
         "token_revoke from another tenant",
         ErrorKind::NotFound,
-        store.token_revoke(Some(OTHER), "tk1").await,
+        store.token_revoke(Some(OTHER), "tk1", t0()).await,
     );
     assert!(must("token_lookup", store.token_lookup("h1").await).is_some());
     must_fail(
         "token_revoke unknown",
         ErrorKind::NotFound,
-        store.token_revoke(None, "nope").await,
+        store.token_revoke(None, "nope", t0()).await,
     );
     must(
         "token_revoke",
-        store.token_revoke(Some(TENANT), "tk1").await,
+        store.token_revoke(Some(TENANT), "tk1", t0()).await,
     );
     assert!(
         must("token_lookup revoked", store.token_lookup("h1").await).is_none(),
@@ -181,7 +181,7 @@ pub async fn tokens_crud(store: DynStore) {
     assert!(must("token_list", store.token_list(Some(TENANT)).await).is_empty());
     must(
         "token_revoke by admin",
-        store.token_revoke(None, "tk2").await,
+        store.token_revoke(None, "tk2", t0()).await,
     );
     assert!(must("token_lookup", store.token_lookup("h2").await).is_none());
 }
@@ -219,11 +219,11 @@ pub async fn workers_lifecycle(store: DynStore) {
         store.worker_register(worker("w-c", OTHER, 20)).await,
     );
 
-    let listed = must("worker_list", store.worker_list(Some(TENANT)).await);
+    let listed = must("worker_list", store.worker_list(Some(TENANT), t0()).await);
     let ids: Vec<_> = listed.iter().map(|w| w.id.as_str()).collect();
     assert_eq!(ids, vec!["w-b", "w-a"], "workers are listed newest first");
     assert_eq!(
-        must("worker_list all", store.worker_list(None).await).len(),
+        must("worker_list all", store.worker_list(None, t0()).await).len(),
         3
     );
 
@@ -260,7 +260,7 @@ pub async fn workers_lifecycle(store: DynStore) {
         ),
         1
     );
-    let all = must("worker_list", store.worker_list(None).await);
+    let all = must("worker_list", store.worker_list(None, t0()).await);
     let state = |id: &str| all.iter().find(|w| w.id == id).map(|w| w.state);
     assert_eq!(state("w-c"), Some(WorkerState::Down));
     assert_eq!(state("w-a"), Some(WorkerState::Active));
@@ -286,10 +286,23 @@ pub async fn workers_lifecycle(store: DynStore) {
         "worker_exit",
         store.worker_exit("w-a", after(t0(), 300)).await,
     );
-    let all = must("worker_list", store.worker_list(Some(TENANT)).await);
+    let all = must(
+        "worker_list",
+        store.worker_list(Some(TENANT), after(t0(), 400)).await,
+    );
     assert_eq!(
         all.iter().find(|w| w.id == "w-a").map(|w| w.state),
         Some(WorkerState::Exited)
+    );
+    // The cut-off for exited workers is a day before the caller's `now`, not the host's clock.
+    let later = after(t0(), 300 + 86_400 + 1);
+    let all = must(
+        "worker_list a day later",
+        store.worker_list(Some(TENANT), later).await,
+    );
+    assert!(
+        all.iter().all(|w| w.id != "w-a"),
+        "a worker that exited more than a day before `now` is still listed"
     );
     assert_eq!(
         must(

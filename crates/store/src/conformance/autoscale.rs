@@ -38,6 +38,7 @@ pub async fn queue_demand_counts_backlog_leases_and_run_times(store: DynStore) {
         "task_complete",
         store
             .task_complete(TaskComplete {
+                tenant: None,
                 items: vec![Completion {
                     task_id: got[0].task_id,
                     lease_token: got[0].lease_token.clone(),

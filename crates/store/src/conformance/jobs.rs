@@ -165,6 +165,7 @@ pub async fn cancel_stops_waiting_and_flags_leased_tasks(store: DynStore) {
         "task_heartbeat",
         store
             .task_heartbeat(TaskHeartbeat {
+                tenant: None,
                 leases: vec![lr],
                 now,
             })
@@ -176,6 +177,7 @@ pub async fn cancel_stops_waiting_and_flags_leased_tasks(store: DynStore) {
         "task_release cancelled",
         store
             .task_release(TaskRelease {
+                tenant: None,
                 items: vec![Release {
                     task_id: leased[0].task_id,
                     lease_token: leased[0].lease_token.clone(),

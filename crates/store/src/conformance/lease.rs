@@ -152,6 +152,7 @@ pub async fn heartbeat_extends_only_the_current_lease(store: DynStore) {
         "task_heartbeat",
         store
             .task_heartbeat(TaskHeartbeat {
+                tenant: None,
                 leases: vec![lease_ref(&got[0]), stale],
                 now,
             })
@@ -190,6 +191,7 @@ pub async fn heartbeat_extends_only_the_current_lease(store: DynStore) {
         "task_heartbeat after complete",
         store
             .task_heartbeat(TaskHeartbeat {
+                tenant: None,
                 leases: vec![lease_ref(&got[0])],
                 now: after(t0(), 42),
             })
@@ -232,6 +234,7 @@ pub async fn lease_reap_fails_expired_leases(store: DynStore) {
         "task_complete with reaped token",
         store
             .task_complete(TaskComplete {
+                tenant: None,
                 items: vec![Completion {
                     task_id: got[0].task_id,
                     lease_token: got[0].lease_token.clone(),
@@ -251,6 +254,7 @@ pub async fn lease_reap_fails_expired_leases(store: DynStore) {
         "heartbeat reaped",
         store
             .task_heartbeat(TaskHeartbeat {
+                tenant: None,
                 leases: vec![lease_ref(&got[0])],
                 now,
             })
@@ -332,7 +336,13 @@ pub async fn concurrent_leasers_never_share_a_task(store: DynStore) {
                     .collect();
                 let res = must(
                     "task_complete",
-                    store.task_complete(TaskComplete { items, now: t0() }).await,
+                    store
+                        .task_complete(TaskComplete {
+                            tenant: None,
+                            items,
+                            now: t0(),
+                        })
+                        .await,
                 );
                 assert!(
                     res.iter().all(|r| r.ok),
@@ -364,4 +374,118 @@ pub async fn wakeups_signal_on_submit(store: DynStore) {
     // A deadline, not a delay: the signal was sent before submit returned.
     let woke = tokio::time::timeout(Duration::from_secs(10), notified).await;
     assert!(woke.is_ok(), "submit did not wake the queue's waiters");
+}
+
+/// The caller's tenant is part of every report's condition: a heartbeat, completion, failure
+/// or release carrying the right lease token but another tenant changes nothing and is
+/// answered as not current; the same report from the task's own tenant applies.
+pub async fn reports_from_another_tenant_change_nothing(store: DynStore) {
+    use spillway_core::api::{Failure, Release, ReleaseReason};
+
+    use crate::{TaskFail, TaskRelease};
+
+    setup(&store).await;
+    submit(&store, job(TENANT, QUEUE, 3, t0())).await;
+    let got = lease(&store, QUEUE, 3, t0()).await;
+    assert_eq!(got.len(), 3);
+    let now = after(t0(), 5);
+    let other = Some(OTHER.to_string());
+
+    let hb = must(
+        "task_heartbeat from another tenant",
+        store
+            .task_heartbeat(TaskHeartbeat {
+                tenant: other.clone(),
+                leases: got.iter().map(lease_ref).collect(),
+                now,
+            })
+            .await,
+    );
+    assert!(hb.iter().all(|h| h.status == LeaseStatus::Lost), "{hb:?}");
+    let done = must(
+        "task_complete from another tenant",
+        store
+            .task_complete(TaskComplete {
+                tenant: other.clone(),
+                items: vec![Completion {
+                    task_id: got[0].task_id,
+                    lease_token: got[0].lease_token.clone(),
+                    exit_code: Some(0),
+                    result: None,
+                    log_tail: String::new(),
+                }],
+                now,
+            })
+            .await,
+    );
+    assert!(!done[0].ok, "{done:?}");
+    let failed = must(
+        "task_fail from another tenant",
+        store
+            .task_fail(TaskFail {
+                tenant: other.clone(),
+                items: vec![Failure {
+                    task_id: got[1].task_id,
+                    lease_token: got[1].lease_token.clone(),
+                    error: "not yours".into(),
+                    exit_code: Some(1),
+                    retryable: false,
+                    log_tail: String::new(),
+                }],
+                now,
+            })
+            .await,
+    );
+    assert!(!failed[0].ok, "{failed:?}");
+    let released = must(
+        "task_release from another tenant",
+        store
+            .task_release(TaskRelease {
+                tenant: other,
+                items: vec![Release {
+                    task_id: got[2].task_id,
+                    lease_token: got[2].lease_token.clone(),
+                    reason: ReleaseReason::Cancelled,
+                    log_tail: String::new(),
+                }],
+                worker_pool: None,
+                now,
+            })
+            .await,
+    );
+    assert!(!released[0].ok, "{released:?}");
+
+    // Every task is still leased as before: same token, same expiry, same attempt.
+    for t in &got {
+        let task = must("task_get", store.task_get(None, t.task_id).await);
+        assert_eq!(task.state, TaskState::Leased, "task {}", t.task_id);
+        assert_eq!(
+            task.lease.map(|l| l.expires_at),
+            Some(t.lease_expires_at),
+            "task {} lease moved",
+            t.task_id
+        );
+        assert_eq!(task.attempt, t.attempt);
+    }
+
+    // The task's own tenant reports with the same token.
+    let done = must(
+        "task_complete from the task's tenant",
+        store
+            .task_complete(TaskComplete {
+                tenant: Some(TENANT.to_string()),
+                items: vec![Completion {
+                    task_id: got[0].task_id,
+                    lease_token: got[0].lease_token.clone(),
+                    exit_code: Some(0),
+                    result: None,
+                    log_tail: String::new(),
+                }],
+                now,
+            })
+            .await,
+    );
+    assert!(done[0].ok, "{done:?}");
+    let task = must("task_get", store.task_get(None, got[0].task_id).await);
+    assert_eq!(task.state, TaskState::Succeeded);
 }

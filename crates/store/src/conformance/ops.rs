@@ -23,6 +23,7 @@ pub(crate) async fn complete_ok(store: &DynStore, t: &LeasedTask, now: Timestamp
         "task_complete",
         store
             .task_complete(TaskComplete {
+                tenant: None,
                 items: vec![completion(t, &t.lease_token)],
                 now,
             })
@@ -41,6 +42,7 @@ pub(crate) async fn fail_ok(store: &DynStore, t: &LeasedTask, retryable: bool, n
         "task_fail",
         store
             .task_fail(TaskFail {
+                tenant: None,
                 items: vec![Failure {
                     task_id: t.task_id,
                     lease_token: t.lease_token.clone(),
@@ -73,6 +75,7 @@ pub async fn complete_refuses_stale_tokens(store: DynStore) {
         "task_complete wrong token",
         store
             .task_complete(TaskComplete {
+                tenant: None,
                 items: vec![completion(&first, &"0".repeat(32))],
                 now: t0(),
             })
@@ -92,6 +95,7 @@ pub async fn complete_refuses_stale_tokens(store: DynStore) {
         "task_complete old lease",
         store
             .task_complete(TaskComplete {
+                tenant: None,
                 items: vec![
                     completion(&first, &first.lease_token),
                     completion(&second, &second.lease_token),
@@ -140,6 +144,7 @@ pub async fn complete_refuses_stale_tokens(store: DynStore) {
         "task_complete twice",
         store
             .task_complete(TaskComplete {
+                tenant: None,
                 items: vec![completion(&second, &second.lease_token)],
                 now: after(t0(), 300),
             })
@@ -223,6 +228,7 @@ pub async fn non_retryable_failure_is_dead_at_once(store: DynStore) {
         "task_fail twice",
         store
             .task_fail(TaskFail {
+                tenant: None,
                 items: vec![Failure {
                     task_id: t.task_id,
                     lease_token: t.lease_token.clone(),
@@ -249,6 +255,7 @@ pub async fn release_preempted_requeues_without_failure(store: DynStore) {
         "task_release",
         store
             .task_release(TaskRelease {
+                tenant: None,
                 items: vec![Release {
                     task_id: t.task_id,
                     lease_token: t.lease_token.clone(),

@@ -6,18 +6,14 @@
 //! Migrations run at connect under an advisory lock, so replicas starting together migrate
 //! exactly once.
 
-mod admin;
-mod demand;
 mod error;
-mod jobs;
 mod leader;
 mod listen;
 mod migrate;
 mod notify;
-mod report;
+mod queries;
 mod rows;
 mod store;
-mod tasks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,9 +22,11 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 use spillway_core::{Error, Result};
 use tokio_postgres::NoTls;
 
-use crate::Wakeups;
+use crate::{Wakeups, Woken};
 
 pub use leader::LeaderGuard;
+#[cfg(test)]
+pub(crate) use migrate::MIGRATIONS;
 
 /// Most connections one store keeps open.
 pub const DEFAULT_POOL_SIZE: usize = 16;
@@ -146,7 +144,7 @@ impl PostgresStore {
 
     /// Wake the long-polls on `queues` (tenant, queue) after the commit that made their work
     /// leasable: this process's at once, other replicas' through a coalesced NOTIFY.
-    fn wake(&self, queues: &[(String, String)]) {
+    fn wake(&self, queues: &Woken) {
         let named = || queues.iter().map(|(t, q)| (t.as_str(), q.as_str()));
         for (tenant, queue) in named() {
             self.wakeups.notify(tenant, queue);

@@ -27,8 +27,8 @@ pub(super) const JOB_COLUMNS: &str = "id, tenant, queue, name, labels, spec, pri
     cancel_requested, created_at";
 
 /// Columns of a queue, as read by [`queue`].
-pub(super) const QUEUE_COLUMNS: &str = "tenant, name, max_attempts, backoff_base_ns, \
-    backoff_max_ns, lease_ns, retention_ns, paused, created_at";
+pub(super) const QUEUE_COLUMNS: &str = "tenant, name, max_attempts, backoff_base_ms, \
+    backoff_max_ms, lease_ms, retention_ms, paused, created_at";
 
 /// Columns of a worker, as read by [`worker`].
 pub(super) const WORKER_COLUMNS: &str =
@@ -58,14 +58,14 @@ pub(super) fn int(value: u32) -> i32 {
     i32::try_from(value).unwrap_or(i32::MAX)
 }
 
-/// A duration as stored (nanoseconds), saturating at about 292 years.
-pub(super) fn nanos(d: Duration) -> i64 {
-    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+/// A duration as stored (milliseconds, as in the SQLite backend), saturating.
+pub(super) fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn duration(row: &Row, column: &str) -> Result<Duration> {
-    let ns: i64 = get(row, column)?;
-    Ok(Duration::from_nanos(u64::try_from(ns).unwrap_or(0)))
+    let ms: i64 = get(row, column)?;
+    Ok(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
 }
 
 /// A tenant row (`name, created_at`).
@@ -95,10 +95,10 @@ pub(super) fn queue(row: &Row) -> Result<Queue> {
         name: get(row, "name")?,
         settings: QueueSettings {
             max_attempts: count(row, "max_attempts")?,
-            backoff_base: duration(row, "backoff_base_ns")?,
-            backoff_max: duration(row, "backoff_max_ns")?,
-            lease_duration: duration(row, "lease_ns")?,
-            retention: duration(row, "retention_ns")?,
+            backoff_base: duration(row, "backoff_base_ms")?,
+            backoff_max: duration(row, "backoff_max_ms")?,
+            lease_duration: duration(row, "lease_ms")?,
+            retention: duration(row, "retention_ms")?,
             paused: get(row, "paused")?,
         },
         created_at: get(row, "created_at")?,

@@ -1,4 +1,6 @@
-//! The [`Store`] trait, delegating to the backend's files by concern.
+//! [`Store`] for [`PostgresStore`]: each method takes a pooled connection, runs its query
+//! (`queries`, one function per method, named as the method) and wakes the queues that got
+//! leasable work once the commit is done.
 
 use async_trait::async_trait;
 use spillway_core::api::{HeartbeatResult, LeasedTask, Page, ReportResult};
@@ -8,10 +10,11 @@ use spillway_core::model::{
 use spillway_core::{JobId, Result, TaskId, Timestamp};
 
 use super::PostgresStore;
+use super::queries::{admin, demand, jobs, report, tasks};
 use crate::{
     DeadList, DeadRequeue, JobList, JobSubmit, LeaderLease, QueueCreate, QueueDemand, Store,
     TaskComplete, TaskFail, TaskHeartbeat, TaskLease, TaskList, TaskRelease, TokenCreate, Wakeups,
-    WorkerBeat, WorkerRegister,
+    Woken, WorkerBeat, WorkerRegister,
 };
 
 #[async_trait]
@@ -25,39 +28,39 @@ impl Store for PostgresStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        self.ping_db().await
+        admin::ping(&self.conn().await?).await
     }
 
     async fn tenant_create(&self, name: &str, now: Timestamp) -> Result<Tenant> {
-        self.tenant_insert(name, now).await
+        admin::tenant_create(&self.conn().await?, name, now).await
     }
 
     async fn tenant_list(&self) -> Result<Vec<Tenant>> {
-        self.tenants().await
+        admin::tenant_list(&self.conn().await?).await
     }
 
     async fn token_create(&self, params: TokenCreate) -> Result<TokenInfo> {
-        self.token_insert(params).await
+        admin::token_create(&self.conn().await?, &params).await
     }
 
     async fn token_lookup(&self, secret_hash: &str) -> Result<Option<TokenInfo>> {
-        self.token_by_hash(secret_hash).await
+        admin::token_lookup(&self.conn().await?, secret_hash).await
     }
 
     async fn token_list(&self, tenant: Option<&str>) -> Result<Vec<TokenInfo>> {
-        self.tokens(tenant).await
+        admin::token_list(&self.conn().await?, tenant).await
     }
 
-    async fn token_revoke(&self, tenant: Option<&str>, id: &str) -> Result<()> {
-        self.token_delete(tenant, id).await
+    async fn token_revoke(&self, tenant: Option<&str>, id: &str, now: Timestamp) -> Result<()> {
+        admin::token_revoke(&self.conn().await?, tenant, id, now).await
     }
 
     async fn queue_create(&self, params: QueueCreate) -> Result<Queue> {
-        self.queue_insert(params).await
+        admin::queue_create(&self.conn().await?, &params).await
     }
 
     async fn queue_get(&self, tenant: &str, name: &str) -> Result<Queue> {
-        self.queue_by_name(tenant, name).await
+        admin::queue_get(&self.conn().await?, tenant, name).await
     }
 
     async fn queue_update(
@@ -66,120 +69,138 @@ impl Store for PostgresStore {
         name: &str,
         settings: QueueSettings,
     ) -> Result<Queue> {
-        self.queue_set(tenant, name, settings).await
+        let queue = admin::queue_update(&self.conn().await?, tenant, name, settings).await?;
+        // Resuming a paused queue makes its tasks leasable.
+        if !queue.settings.paused {
+            self.wake(&Woken::from([(queue.tenant.clone(), queue.name.clone())]));
+        }
+        Ok(queue)
     }
 
     async fn queue_list(&self, tenant: Option<&str>) -> Result<Vec<Queue>> {
-        self.queues(tenant).await
+        admin::queue_list(&self.conn().await?, tenant).await
     }
 
     async fn queue_stats(&self, tenant: Option<&str>, now: Timestamp) -> Result<Vec<QueueStats>> {
-        self.stats(tenant, now).await
+        admin::queue_stats(&self.conn().await?, tenant, now).await
     }
 
     async fn job_submit(&self, params: JobSubmit) -> Result<(Job, bool)> {
-        self.submit(params).await
+        let (job, created) = jobs::job_submit(&mut self.conn().await?, &params).await?;
+        // Scheduled tasks are found by the lease polls when they come due.
+        if created && job.counts.available > 0 {
+            self.wake(&Woken::from([(job.tenant.clone(), job.queue.clone())]));
+        }
+        Ok((job, created))
     }
 
     async fn job_get(&self, tenant: Option<&str>, id: &str) -> Result<Job> {
-        self.job_by_id(tenant, id).await
+        jobs::job_get(&self.conn().await?, tenant, id).await
     }
 
     async fn job_list(&self, params: JobList) -> Result<Page<Job>> {
-        self.jobs(params).await
+        jobs::job_list(&self.conn().await?, &params).await
     }
 
     async fn job_cancel(&self, tenant: Option<&str>, id: &str, now: Timestamp) -> Result<Job> {
-        self.cancel(tenant, id, now).await
+        jobs::job_cancel(&mut self.conn().await?, tenant, id, now).await
     }
 
     async fn job_retry(&self, tenant: Option<&str>, id: &str, now: Timestamp) -> Result<u64> {
-        self.retry(tenant, id, now).await
+        let (n, woken) = jobs::job_retry(&mut self.conn().await?, tenant, id, now).await?;
+        if n > 0 {
+            self.wake(&woken);
+        }
+        Ok(n)
     }
 
     async fn job_inputs_to_delete(&self, limit: u32) -> Result<Vec<(String, JobId)>> {
-        self.inputs_to_delete(limit).await
+        jobs::job_inputs_to_delete(&self.conn().await?, limit).await
     }
 
     async fn job_inputs_deleted(&self, id: &str) -> Result<()> {
-        self.inputs_deleted(id).await
+        jobs::job_inputs_deleted(&self.conn().await?, id).await
     }
 
     async fn task_get(&self, tenant: Option<&str>, id: TaskId) -> Result<Task> {
-        self.task_by_id(tenant, id).await
+        tasks::task_get(&self.conn().await?, tenant, id).await
     }
 
     async fn task_list(&self, params: TaskList) -> Result<Page<Task>> {
-        self.tasks(params).await
+        tasks::task_list(&self.conn().await?, &params).await
     }
 
     async fn task_attempts(&self, tenant: Option<&str>, id: TaskId) -> Result<Vec<Attempt>> {
-        self.attempts(tenant, id).await
+        tasks::task_attempts(&self.conn().await?, tenant, id).await
     }
 
     async fn task_lease(&self, params: TaskLease) -> Result<Vec<LeasedTask>> {
-        self.lease(params).await
+        tasks::task_lease(&self.conn().await?, &params).await
     }
 
     async fn task_heartbeat(&self, params: TaskHeartbeat) -> Result<Vec<HeartbeatResult>> {
-        self.heartbeat(params).await
+        tasks::task_heartbeat(&self.conn().await?, &params).await
     }
 
     async fn lease_check(&self, id: TaskId, token: &str, _now: Timestamp) -> Result<Task> {
         // An expired lease stays current until reaped, as for complete and fail.
-        self.check_lease(id, token).await
+        tasks::lease_check(&self.conn().await?, id, token).await
     }
 
     async fn task_complete(&self, params: TaskComplete) -> Result<Vec<ReportResult>> {
-        self.complete(params).await
+        report::task_complete(&self.conn().await?, &params).await
     }
 
     async fn task_fail(&self, params: TaskFail) -> Result<Vec<ReportResult>> {
-        self.fail(params).await
+        report::task_fail(&mut self.conn().await?, &params).await
     }
 
     async fn task_release(&self, params: TaskRelease) -> Result<Vec<ReportResult>> {
-        self.release(params).await
+        let (results, woken) = report::task_release(&mut self.conn().await?, &params).await?;
+        self.wake(&woken);
+        Ok(results)
     }
 
     async fn lease_reap(&self, now: Timestamp) -> Result<u64> {
-        self.reap(now).await
+        report::lease_reap(&mut self.conn().await?, now).await
     }
 
     async fn dead_list(&self, params: DeadList) -> Result<Page<Task>> {
-        self.dead(params).await
+        report::dead_list(&self.conn().await?, &params).await
     }
 
     async fn dead_requeue(&self, params: DeadRequeue) -> Result<u64> {
-        self.requeue_dead(params).await
+        let (n, woken) = report::dead_requeue(&mut self.conn().await?, &params).await?;
+        self.wake(&woken);
+        Ok(n)
     }
 
     async fn worker_register(&self, params: WorkerRegister) -> Result<Worker> {
-        self.worker_insert(params).await
+        admin::worker_register(&self.conn().await?, &params).await
     }
 
     async fn worker_heartbeat(&self, params: WorkerBeat) -> Result<Worker> {
-        self.worker_beat(params).await
+        admin::worker_heartbeat(&self.conn().await?, &params).await
     }
 
     async fn worker_exit(&self, id: &str, now: Timestamp) -> Result<()> {
-        self.worker_gone(id, now).await
+        admin::worker_exit(&self.conn().await?, id, now).await
     }
 
-    async fn worker_list(&self, tenant: Option<&str>) -> Result<Vec<Worker>> {
-        self.workers(tenant).await
+    async fn worker_list(&self, tenant: Option<&str>, now: Timestamp) -> Result<Vec<Worker>> {
+        admin::worker_list(&self.conn().await?, tenant, now).await
     }
 
     async fn worker_mark_down(&self, silent_since: Timestamp) -> Result<u64> {
-        self.workers_mark_down(silent_since).await
+        admin::worker_mark_down(&self.conn().await?, silent_since).await
     }
 
     async fn worker_drain(&self, id: &str, _now: Timestamp) -> Result<()> {
-        self.drain_worker(id).await
+        demand::worker_drain(&self.conn().await?, id).await
     }
 
     async fn queue_demand(&self, now: Timestamp) -> Result<Vec<QueueDemand>> {
-        self.demand(now).await
+        demand::queue_demand(&self.conn().await?, now).await
     }
 
     async fn leader_try(&self, key: i64) -> Result<Option<LeaderLease>> {
@@ -192,6 +213,6 @@ impl Store for PostgresStore {
         now: Timestamp,
         limit: u32,
     ) -> Result<Vec<(String, JobId, bool)>> {
-        self.sweep(now, limit).await
+        jobs::retention_sweep(&self.conn().await?, now, limit).await
     }
 }

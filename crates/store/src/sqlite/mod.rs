@@ -35,6 +35,8 @@ use std::path::Path;
 use spillway_core::{Error, Result};
 
 use crate::Wakeups;
+#[cfg(test)]
+pub(crate) use migrate::MIGRATIONS;
 use pool::ReadPool;
 use writer::Writer;
 

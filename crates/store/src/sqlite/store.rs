@@ -1,7 +1,5 @@
 //! [`Store`] for [`SqliteStore`]: each method sends its query to the writer or a reader.
 
-use std::collections::BTreeSet;
-
 use async_trait::async_trait;
 use spillway_core::api::{HeartbeatResult, LeasedTask, Page, ReportResult};
 use spillway_core::model::{
@@ -14,12 +12,12 @@ use super::queries::{admin, demand, jobs, report, tasks};
 use crate::{
     DeadList, DeadRequeue, JobList, JobSubmit, LeaderLease, QueueCreate, QueueDemand, Store,
     TaskComplete, TaskFail, TaskHeartbeat, TaskLease, TaskList, TaskRelease, TokenCreate, Wakeups,
-    WorkerBeat, WorkerRegister,
+    Woken, WorkerBeat, WorkerRegister,
 };
 
 impl SqliteStore {
     /// Wake the waiters of every queue that got leasable work in a committed write.
-    fn wake(&self, queues: &BTreeSet<(String, String)>) {
+    fn wake(&self, queues: &Woken) {
         for (tenant, queue) in queues {
             self.wakeups.notify(tenant, queue);
         }
@@ -76,10 +74,10 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn token_revoke(&self, tenant: Option<&str>, id: &str) -> Result<()> {
+    async fn token_revoke(&self, tenant: Option<&str>, id: &str, now: Timestamp) -> Result<()> {
         let (tenant, id) = (tenant.map(str::to_string), id.to_string());
         self.writer
-            .call(move |c| admin::token_revoke(c, tenant.as_deref(), &id))
+            .call(move |c| admin::token_revoke(c, tenant.as_deref(), &id, now))
             .await
     }
 
@@ -280,10 +278,10 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn worker_list(&self, tenant: Option<&str>) -> Result<Vec<Worker>> {
+    async fn worker_list(&self, tenant: Option<&str>, now: Timestamp) -> Result<Vec<Worker>> {
         let tenant = tenant.map(str::to_string);
         self.readers
-            .call(move |c| admin::worker_list(c, tenant.as_deref()))
+            .call(move |c| admin::worker_list(c, tenant.as_deref(), now))
             .await
     }
 

@@ -44,7 +44,7 @@ impl PoolProvider for ExternalProvider {
 
     async fn pool_observe(&self, params: PoolObserve<'_>) -> Result<PoolObservation> {
         let name = &params.pool.name;
-        let workers = self.store.worker_list(None).await?;
+        let workers = self.store.worker_list(None, params.now).await?;
         let instances = workers
             .iter()
             .filter(|w| &w.pool == name)

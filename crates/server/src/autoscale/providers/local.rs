@@ -191,7 +191,7 @@ impl LocalProvider {
             if let Some(at) = pool.instances.iter().position(|i| &i.id == id) {
                 let instance = pool.instances.remove(at);
                 self.board.instance_gone(&instance.id);
-                if let Err(error) = self.store.token_revoke(None, &instance.token_id).await {
+                if let Err(error) = self.store.token_revoke(None, &instance.token_id, now).await {
                     tracing::warn!(instance = %instance.id, %error, "could not revoke a local worker's token");
                 }
             }
@@ -248,7 +248,10 @@ impl PoolProvider for LocalProvider {
 
     async fn pool_observe(&self, params: PoolObserve<'_>) -> Result<PoolObservation> {
         let config = params.pool;
-        let workers = self.store.worker_list(Some(POOL_TENANT)).await?;
+        let workers = self
+            .store
+            .worker_list(Some(POOL_TENANT), params.now)
+            .await?;
         let mut pools = self.pools.lock().await;
         let pool = pools.entry(config.name.clone()).or_default();
         self.supervise(config, pool, params.now).await;

@@ -108,13 +108,17 @@ pub(crate) fn token_list(conn: &Connection, tenant: Option<&str>) -> Result<Vec<
         .map_err(db("list tokens"))
 }
 
-pub(crate) fn token_revoke(conn: &Connection, tenant: Option<&str>, id: &str) -> Result<()> {
-    // The trait gives no time here; the revocation time is for people only.
+pub(crate) fn token_revoke(
+    conn: &Connection,
+    tenant: Option<&str>,
+    id: &str,
+    now: Timestamp,
+) -> Result<()> {
     let changed = conn
         .execute(
             "UPDATE tokens SET revoked_at = ?3
              WHERE id = ?1 AND revoked_at IS NULL AND (?2 IS NULL OR tenant = ?2)",
-            params![id, tenant, micros(chrono::Utc::now())],
+            params![id, tenant, micros(now)],
         )
         .map_err(db("revoke a token"))?;
     if changed == 0 {
@@ -344,9 +348,12 @@ pub(crate) fn worker_exit(conn: &Connection, id: &str, now: Timestamp) -> Result
     Ok(())
 }
 
-pub(crate) fn worker_list(conn: &Connection, tenant: Option<&str>) -> Result<Vec<Worker>> {
-    // The trait gives no time here; "a day ago" is only a listing cut-off.
-    let cutoff = micros(chrono::Utc::now() - EXITED_WORKERS_KEPT);
+pub(crate) fn worker_list(
+    conn: &Connection,
+    tenant: Option<&str>,
+    now: Timestamp,
+) -> Result<Vec<Worker>> {
+    let cutoff = micros(now - EXITED_WORKERS_KEPT);
     let mut stmt = conn
         .prepare_cached(&format!(
             "SELECT {WORKER_COLS} FROM workers

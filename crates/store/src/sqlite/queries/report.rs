@@ -15,10 +15,7 @@ use spillway_core::{Result, TaskId, Timestamp};
 use super::jobs::{finish_if_done, reopen};
 use super::tasks::page_of;
 use crate::sqlite::rows::{TASK_COLS, db, micros, page_size, task_cursor, task_row, to_json};
-use crate::{DeadList, DeadRequeue, TaskComplete, TaskFail, TaskRelease};
-
-/// The (tenant, queue) pairs whose waiters a write should wake once committed.
-pub(crate) type Woken = BTreeSet<(String, String)>;
+use crate::{DeadList, DeadRequeue, TaskComplete, TaskFail, TaskRelease, Woken};
 
 /// Wording of a refused report.
 fn refused(task_id: TaskId) -> ReportResult {
@@ -75,7 +72,8 @@ pub(crate) fn task_complete(conn: &Connection, p: &TaskComplete) -> Result<Vec<R
     // RETURNING) avoids a statement journal per row.
     let mut check = conn
         .prepare_cached(
-            "SELECT job_id, attempt FROM tasks WHERE id = ?1 AND state = 'leased' AND lease_token = ?2",
+            "SELECT job_id, attempt FROM tasks
+             WHERE id = ?1 AND state = 'leased' AND lease_token = ?2 AND (?3 IS NULL OR tenant = ?3)",
         )
         .map_err(db("prepare the completion"))?;
     let mut stmt = conn
@@ -90,7 +88,7 @@ pub(crate) fn task_complete(conn: &Connection, p: &TaskComplete) -> Result<Vec<R
     for item in &p.items {
         let result = item.result.as_ref().map(to_json).transpose()?;
         let row: Option<(String, u32)> = check
-            .query_row(params![item.task_id, item.lease_token], |r| {
+            .query_row(params![item.task_id, item.lease_token, p.tenant], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })
             .optional()
@@ -129,13 +127,15 @@ struct FailReport<'a> {
     log_tail: &'a str,
 }
 
-/// Fail the leased task `id` (if `token` is its lease, or any lease when `None`): retrying
+/// Fail the leased task `id` (if `token` is its lease, or any lease when `None`, and it is a
+/// task of `tenant` unless that is `None`): retrying
 /// with backoff while attempts remain, else dead; cancelled if its job asked for that.
 /// Returns its job id, or `None` when the lease was not current.
 fn fail_leased(
     conn: &Connection,
     id: TaskId,
     token: Option<&str>,
+    tenant: Option<&str>,
     r: &FailReport<'_>,
     now: Timestamp,
 ) -> Result<Option<String>> {
@@ -144,10 +144,11 @@ fn fail_leased(
             "SELECT t.failures, t.max_attempts, t.attempt, t.job_id, t.cancel_requested,
                     q.backoff_base_ms, q.backoff_max_ms
              FROM tasks t JOIN queues q ON q.tenant = t.tenant AND q.name = t.queue
-             WHERE t.id = ?1 AND t.state = 'leased' AND (?2 IS NULL OR t.lease_token = ?2)",
+             WHERE t.id = ?1 AND t.state = 'leased' AND (?2 IS NULL OR t.lease_token = ?2)
+               AND (?3 IS NULL OR t.tenant = ?3)",
         )
         .and_then(|mut s| {
-            s.query_row(params![id, token], |r| {
+            s.query_row(params![id, token, tenant], |r| {
                 Ok((
                     r.get(0)?,
                     r.get(1)?,
@@ -224,7 +225,14 @@ pub(crate) fn task_fail(conn: &Connection, p: &TaskFail) -> Result<Vec<ReportRes
             retryable: item.retryable,
             log_tail: &item.log_tail,
         };
-        let done = fail_leased(conn, item.task_id, Some(&item.lease_token), &report, p.now)?;
+        let done = fail_leased(
+            conn,
+            item.task_id,
+            Some(&item.lease_token),
+            p.tenant.as_deref(),
+            &report,
+            p.now,
+        )?;
         results.push(match done {
             Some(_) => applied(item.task_id),
             None => refused(item.task_id),
@@ -241,14 +249,14 @@ pub(crate) fn task_release(
     let mut read = conn
         .prepare_cached(
             "SELECT attempt, job_id, tenant, queue, cancel_requested FROM tasks
-             WHERE id = ?1 AND state = 'leased' AND lease_token = ?2",
+             WHERE id = ?1 AND state = 'leased' AND lease_token = ?2 AND (?3 IS NULL OR tenant = ?3)",
         )
         .map_err(db("prepare the release"))?;
     let mut results = Vec::with_capacity(p.items.len());
     let mut woken = BTreeSet::new();
     for item in &p.items {
         let row: Option<(u32, String, String, String, bool)> = read
-            .query_row(params![item.task_id, item.lease_token], |r| {
+            .query_row(params![item.task_id, item.lease_token, p.tenant], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
             })
             .optional()
@@ -322,7 +330,7 @@ pub(crate) fn lease_reap(conn: &Connection, now: Timestamp) -> Result<u64> {
             retryable: true,
             log_tail: "",
         };
-        if fail_leased(conn, id, None, &report, now)?.is_some() {
+        if fail_leased(conn, id, None, None, &report, now)?.is_some() {
             n += 1;
         }
     }

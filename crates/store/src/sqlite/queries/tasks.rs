@@ -254,7 +254,7 @@ pub(crate) fn task_heartbeat(conn: &Connection, p: &TaskHeartbeat) -> Result<Vec
         .prepare_cached(
             "UPDATE tasks SET lease_expires_at = ?3 + 1000 * (
                  SELECT lease_ms FROM queues q WHERE q.tenant = tasks.tenant AND q.name = tasks.queue)
-             WHERE id = ?1 AND state = 'leased' AND lease_token = ?2
+             WHERE id = ?1 AND state = 'leased' AND lease_token = ?2 AND (?4 IS NULL OR tenant = ?4)
              RETURNING lease_expires_at, cancel_requested",
         )
         .map_err(db("prepare the heartbeat"))?;
@@ -262,7 +262,7 @@ pub(crate) fn task_heartbeat(conn: &Connection, p: &TaskHeartbeat) -> Result<Vec
     for lease in &p.leases {
         let row: Option<(i64, bool)> = stmt
             .query_row(
-                params![lease.task_id, lease.lease_token, micros(p.now)],
+                params![lease.task_id, lease.lease_token, micros(p.now), p.tenant],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()

@@ -15,11 +15,11 @@ use spillway_core::state::{AttemptOutcome, TaskState};
 use spillway_core::{Result, TaskId, Timestamp};
 use tokio_postgres::Row;
 
-use super::PostgresStore;
-use super::error::ctx;
-use super::rows::{TASK_COLUMNS, count, get, page_limit};
 use super::tasks::task_page;
-use crate::{DeadList, DeadRequeue, TaskComplete, TaskFail, TaskRelease};
+use crate::postgres::error::ctx;
+use crate::postgres::rows::{TASK_COLUMNS, count, get, page_limit};
+use crate::{DeadList, DeadRequeue, TaskComplete, TaskFail, TaskRelease, Woken};
+use deadpool_postgres::Object;
 
 /// Expired leases reaped per transaction.
 const REAP_BATCH: i64 = 500;
@@ -28,12 +28,13 @@ const REAP_BATCH: i64 = 500;
 /// cannot deadlock), with what deciding their fate needs.
 const LOCK_LEASED_SQL: &str = "
 SELECT t.id, t.lease_token, t.tenant, t.queue, t.attempt, t.failures, t.preemptions,
-       t.max_attempts, t.lease_worker, q.backoff_base_ns, q.backoff_max_ns, j.cancel_requested
+       t.max_attempts, t.lease_worker, q.backoff_base_ms, q.backoff_max_ms, j.cancel_requested
 FROM tasks t
 JOIN queues q ON q.tenant = t.tenant AND q.name = t.queue
 JOIN jobs j ON j.id = t.job_id
 WHERE t.state = 'leased'
   AND (t.id, t.lease_token) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))
+  AND ($3::text IS NULL OR t.tenant = $3)
 ORDER BY t.id
 FOR UPDATE OF t";
 
@@ -77,9 +78,9 @@ struct Held {
 
 impl Held {
     fn from_row(row: &Row) -> Result<Self> {
-        let ns = |c: &str| -> Result<Duration> {
+        let ms = |c: &str| -> Result<Duration> {
             let v: i64 = get(row, c)?;
-            Ok(Duration::from_nanos(u64::try_from(v).unwrap_or(0)))
+            Ok(Duration::from_millis(u64::try_from(v).unwrap_or(0)))
         };
         Ok(Held {
             id: get(row, "id")?,
@@ -91,8 +92,8 @@ impl Held {
             preemptions: count(row, "preemptions")?,
             max_attempts: count(row, "max_attempts")?,
             worker: get(row, "lease_worker")?,
-            backoff_base: ns("backoff_base_ns")?,
-            backoff_max: ns("backoff_max_ns")?,
+            backoff_base: ms("backoff_base_ms")?,
+            backoff_max: ms("backoff_max_ms")?,
             cancel_requested: get(row, "cancel_requested")?,
         })
     }
@@ -180,9 +181,10 @@ async fn lock_leased(
     client: &impl GenericClient,
     ids: &[TaskId],
     tokens: &[&str],
+    tenant: Option<&str>,
 ) -> Result<HashMap<(TaskId, String), Held>> {
     client
-        .query(LOCK_LEASED_SQL, &[&ids, &tokens])
+        .query(LOCK_LEASED_SQL, &[&ids, &tokens, &tenant])
         .await
         .map_err(ctx("could not lock leased tasks"))?
         .iter()
@@ -198,8 +200,8 @@ async fn apply(client: &impl GenericClient, endings: &[Ending], now: Timestamp) 
     let ids: Vec<TaskId> = endings.iter().map(|e| e.id).collect();
     let attempts = col(|e| e.attempt);
     let states: Vec<&str> = endings.iter().map(|e| e.state.as_str()).collect();
-    let failures = col(|e| super::rows::int(e.failures));
-    let preemptions = col(|e| super::rows::int(e.preemptions));
+    let failures = col(|e| crate::postgres::rows::int(e.failures));
+    let preemptions = col(|e| crate::postgres::rows::int(e.preemptions));
     let run_at: Vec<Option<Timestamp>> = endings.iter().map(|e| e.run_at).collect();
     let finished_at: Vec<Option<Timestamp>> = endings.iter().map(|e| e.finished_at).collect();
     let exit_codes: Vec<Option<i32>> = endings.iter().map(|e| e.exit_code).collect();
@@ -254,21 +256,19 @@ fn results(
         .collect()
 }
 
-impl PostgresStore {
-    pub(super) async fn complete(&self, p: TaskComplete) -> Result<Vec<ReportResult>> {
-        if p.items.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ids: Vec<TaskId> = p.items.iter().map(|c| c.task_id).collect();
-        let tokens: Vec<&str> = p.items.iter().map(|c| c.lease_token.as_str()).collect();
-        let exit_codes: Vec<Option<i32>> = p.items.iter().map(|c| c.exit_code).collect();
-        let results_json: Vec<Option<&serde_json::Value>> =
-            p.items.iter().map(|c| c.result.as_ref()).collect();
-        let tails: Vec<&str> = p.items.iter().map(|c| c.log_tail.as_str()).collect();
-        let conn = self.conn().await?;
-        // One statement: the task moves to succeeded only if the lease is current, and its
-        // attempt ends in the same snapshot.
-        let done = conn
+pub(crate) async fn task_complete(conn: &Object, p: &TaskComplete) -> Result<Vec<ReportResult>> {
+    if p.items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<TaskId> = p.items.iter().map(|c| c.task_id).collect();
+    let tokens: Vec<&str> = p.items.iter().map(|c| c.lease_token.as_str()).collect();
+    let exit_codes: Vec<Option<i32>> = p.items.iter().map(|c| c.exit_code).collect();
+    let results_json: Vec<Option<&serde_json::Value>> =
+        p.items.iter().map(|c| c.result.as_ref()).collect();
+    let tails: Vec<&str> = p.items.iter().map(|c| c.log_tail.as_str()).collect();
+    // One statement: the task moves to succeeded only if the lease is current, and its
+    // attempt ends in the same snapshot.
+    let done = conn
             .query(
                 "WITH i AS (
                     SELECT * FROM unnest($1::bigint[], $2::text[], $3::int4[], $4::jsonb[], $5::text[])
@@ -279,6 +279,7 @@ impl PostgresStore {
                         result = i.result, lease_token = NULL, lease_worker = NULL,
                         lease_expires_at = NULL
                     FROM i WHERE t.id = i.id AND t.state = 'leased' AND t.lease_token = i.token
+                      AND ($7::text IS NULL OR t.tenant = $7)
                     RETURNING t.id, t.attempt, i.token
                  ), ended AS (
                     UPDATE attempts a
@@ -288,115 +289,121 @@ impl PostgresStore {
                     WHERE a.task_id = d.id AND a.attempt = d.attempt
                  )
                  SELECT id, token FROM done",
-                &[&ids, &tokens, &exit_codes, &results_json, &tails, &p.now],
+                &[
+                &ids,
+                &tokens,
+                &exit_codes,
+                &results_json,
+                &tails,
+                &p.now,
+                &p.tenant,
+            ],
             )
             .await
             .map_err(ctx("could not complete tasks"))?;
-        let applied = done
-            .iter()
-            .map(|row| Ok((get::<TaskId>(row, "id")?, get::<String>(row, "token")?)))
-            .collect::<Result<BTreeSet<_>>>()?;
-        Ok(results(&ids, &tokens, &applied))
-    }
+    let applied = done
+        .iter()
+        .map(|row| Ok((get::<TaskId>(row, "id")?, get::<String>(row, "token")?)))
+        .collect::<Result<BTreeSet<_>>>()?;
+    Ok(results(&ids, &tokens, &applied))
+}
 
-    pub(super) async fn fail(&self, p: TaskFail) -> Result<Vec<ReportResult>> {
-        if p.items.is_empty() {
-            return Ok(Vec::new());
+pub(crate) async fn task_fail(conn: &mut Object, p: &TaskFail) -> Result<Vec<ReportResult>> {
+    if p.items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<TaskId> = p.items.iter().map(|f| f.task_id).collect();
+    let tokens: Vec<&str> = p.items.iter().map(|f| f.lease_token.as_str()).collect();
+    let tx = conn
+        .transaction()
+        .await
+        .map_err(ctx("could not start recording failures"))?;
+    let held = lock_leased(&tx, &ids, &tokens, p.tenant.as_deref()).await?;
+    let mut endings = Vec::new();
+    let mut applied = BTreeSet::new();
+    for f in &p.items {
+        let key = (f.task_id, f.lease_token.clone());
+        let Some(h) = held.get(&key) else { continue };
+        if !applied.insert(key) {
+            continue;
         }
-        let ids: Vec<TaskId> = p.items.iter().map(|f| f.task_id).collect();
-        let tokens: Vec<&str> = p.items.iter().map(|f| f.lease_token.as_str()).collect();
-        let mut conn = self.conn().await?;
+        endings.push(h.failed(
+            f.retryable,
+            p.now,
+            f.error.clone(),
+            f.exit_code,
+            AttemptOutcome::Failed,
+            f.log_tail.clone(),
+        ));
+    }
+    apply(&tx, &endings, p.now).await?;
+    tx.commit()
+        .await
+        .map_err(ctx("could not commit failures"))?;
+    Ok(results(&ids, &tokens, &applied))
+}
+
+pub(crate) async fn task_release(
+    conn: &mut Object,
+    p: &TaskRelease,
+) -> Result<(Vec<ReportResult>, Woken)> {
+    if p.items.is_empty() {
+        return Ok((Vec::new(), Woken::new()));
+    }
+    let ids: Vec<TaskId> = p.items.iter().map(|r| r.task_id).collect();
+    let tokens: Vec<&str> = p.items.iter().map(|r| r.lease_token.as_str()).collect();
+    let tx = conn
+        .transaction()
+        .await
+        .map_err(ctx("could not start releasing leases"))?;
+    let held = lock_leased(&tx, &ids, &tokens, p.tenant.as_deref()).await?;
+    let mut endings = Vec::new();
+    let mut applied = BTreeSet::new();
+    let mut woken = BTreeSet::new();
+    for r in &p.items {
+        let key = (r.task_id, r.lease_token.clone());
+        let Some(h) = held.get(&key) else { continue };
+        if !applied.insert(key) {
+            continue;
+        }
+        // A preempted task of a cancelled job is cancelled: requeueing it would strand it.
+        let preempted = r.reason == ReleaseReason::Preempted && !h.cancel_requested;
+        let outcome = if preempted {
+            AttemptOutcome::Preempted
+        } else {
+            AttemptOutcome::Cancelled
+        };
+        let mut end = Ending::new(h, outcome, r.log_tail.clone());
+        if preempted {
+            end.state = TaskState::Available;
+            end.preemptions = h.preemptions + 1;
+            end.avoid_pool = p.worker_pool.clone();
+            woken.insert((h.tenant.clone(), h.queue.clone()));
+        } else {
+            end.state = TaskState::Cancelled;
+            end.finished_at = Some(p.now);
+        }
+        endings.push(end);
+    }
+    apply(&tx, &endings, p.now).await?;
+    tx.commit()
+        .await
+        .map_err(ctx("could not commit releases"))?;
+    Ok((results(&ids, &tokens, &applied), woken))
+}
+
+pub(crate) async fn lease_reap(conn: &mut Object, now: Timestamp) -> Result<u64> {
+    let mut total = 0u64;
+    loop {
         let tx = conn
             .transaction()
             .await
-            .map_err(ctx("could not start recording failures"))?;
-        let held = lock_leased(&tx, &ids, &tokens).await?;
-        let mut endings = Vec::new();
-        let mut applied = BTreeSet::new();
-        for f in &p.items {
-            let key = (f.task_id, f.lease_token.clone());
-            let Some(h) = held.get(&key) else { continue };
-            if !applied.insert(key) {
-                continue;
-            }
-            endings.push(h.failed(
-                f.retryable,
-                p.now,
-                f.error.clone(),
-                f.exit_code,
-                AttemptOutcome::Failed,
-                f.log_tail.clone(),
-            ));
-        }
-        apply(&tx, &endings, p.now).await?;
-        tx.commit()
-            .await
-            .map_err(ctx("could not commit failures"))?;
-        Ok(results(&ids, &tokens, &applied))
-    }
-
-    pub(super) async fn release(&self, p: TaskRelease) -> Result<Vec<ReportResult>> {
-        if p.items.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ids: Vec<TaskId> = p.items.iter().map(|r| r.task_id).collect();
-        let tokens: Vec<&str> = p.items.iter().map(|r| r.lease_token.as_str()).collect();
-        let mut conn = self.conn().await?;
-        let tx = conn
-            .transaction()
-            .await
-            .map_err(ctx("could not start releasing leases"))?;
-        let held = lock_leased(&tx, &ids, &tokens).await?;
-        let mut endings = Vec::new();
-        let mut applied = BTreeSet::new();
-        let mut woken = BTreeSet::new();
-        for r in &p.items {
-            let key = (r.task_id, r.lease_token.clone());
-            let Some(h) = held.get(&key) else { continue };
-            if !applied.insert(key) {
-                continue;
-            }
-            // A preempted task of a cancelled job is cancelled: requeueing it would strand it.
-            let preempted = r.reason == ReleaseReason::Preempted && !h.cancel_requested;
-            let outcome = if preempted {
-                AttemptOutcome::Preempted
-            } else {
-                AttemptOutcome::Cancelled
-            };
-            let mut end = Ending::new(h, outcome, r.log_tail.clone());
-            if preempted {
-                end.state = TaskState::Available;
-                end.preemptions = h.preemptions + 1;
-                end.avoid_pool = p.worker_pool.clone();
-                woken.insert((h.tenant.clone(), h.queue.clone()));
-            } else {
-                end.state = TaskState::Cancelled;
-                end.finished_at = Some(p.now);
-            }
-            endings.push(end);
-        }
-        apply(&tx, &endings, p.now).await?;
-        let woken: Vec<(String, String)> = woken.into_iter().collect();
-        tx.commit()
-            .await
-            .map_err(ctx("could not commit releases"))?;
-        self.wake(&woken);
-        Ok(results(&ids, &tokens, &applied))
-    }
-
-    pub(super) async fn reap(&self, now: Timestamp) -> Result<u64> {
-        let mut total = 0u64;
-        loop {
-            let mut conn = self.conn().await?;
-            let tx = conn
-                .transaction()
-                .await
-                .map_err(ctx("could not start reaping leases"))?;
-            // SKIP LOCKED: a lease being reported right now is left to its report.
-            let expired = tx
+            .map_err(ctx("could not start reaping leases"))?;
+        // SKIP LOCKED: a lease being reported right now is left to its report.
+        let expired = tx
                 .query(
                     "SELECT t.id, t.lease_token, t.tenant, t.queue, t.attempt, t.failures, t.preemptions,
-                            t.max_attempts, t.lease_worker, q.backoff_base_ns, q.backoff_max_ns,
+                            t.max_attempts, t.lease_worker, q.backoff_base_ms, q.backoff_max_ms,
                             j.cancel_requested
                      FROM tasks t
                      JOIN queues q ON q.tenant = t.tenant AND q.name = t.queue
@@ -409,86 +416,80 @@ impl PostgresStore {
                 )
                 .await
                 .map_err(ctx("could not find expired leases"))?;
-            let endings = expired
-                .iter()
-                .map(|row| {
-                    let h = Held::from_row(row)?;
-                    let error = format!(
-                        "lease expired: worker {} sent no heartbeat in time",
-                        h.worker.as_deref().unwrap_or("unknown")
-                    );
-                    Ok(h.failed(
-                        true,
-                        now,
-                        error,
-                        None,
-                        AttemptOutcome::LeaseExpired,
-                        String::new(),
-                    ))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            apply(&tx, &endings, now).await?;
-            tx.commit()
-                .await
-                .map_err(ctx("could not commit reaped leases"))?;
-            total += endings.len() as u64;
-            if endings.is_empty() || i64::try_from(endings.len()).unwrap_or(i64::MAX) < REAP_BATCH {
-                break;
-            }
+        let endings = expired
+            .iter()
+            .map(|row| {
+                let h = Held::from_row(row)?;
+                let error = format!(
+                    "lease expired: worker {} sent no heartbeat in time",
+                    h.worker.as_deref().unwrap_or("unknown")
+                );
+                Ok(h.failed(
+                    true,
+                    now,
+                    error,
+                    None,
+                    AttemptOutcome::LeaseExpired,
+                    String::new(),
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        apply(&tx, &endings, now).await?;
+        tx.commit()
+            .await
+            .map_err(ctx("could not commit reaped leases"))?;
+        total += endings.len() as u64;
+        if endings.is_empty() || i64::try_from(endings.len()).unwrap_or(i64::MAX) < REAP_BATCH {
+            break;
         }
-        if total > 0 {
-            tracing::info!(count = total, "reaped expired leases");
-        }
-        Ok(total)
     }
+    if total > 0 {
+        tracing::info!(count = total, "reaped expired leases");
+    }
+    Ok(total)
+}
 
-    pub(super) async fn dead(&self, p: DeadList) -> Result<Page<Task>> {
-        let conn = self.conn().await?;
-        let after = super::rows::cursor::<TaskId>(p.cursor.as_deref())?;
-        let limit = page_limit(p.limit);
-        let sql = format!(
-            "SELECT {TASK_COLUMNS} FROM tasks t JOIN jobs j ON j.id = t.job_id
+pub(crate) async fn dead_list(conn: &Object, p: &DeadList) -> Result<Page<Task>> {
+    let after = crate::postgres::rows::cursor::<TaskId>(p.cursor.as_deref())?;
+    let limit = page_limit(p.limit);
+    let sql = format!(
+        "SELECT {TASK_COLUMNS} FROM tasks t JOIN jobs j ON j.id = t.job_id
              WHERE t.state = 'dead' AND ($1::text IS NULL OR t.tenant = $1)
                AND ($2::text IS NULL OR t.queue = $2) AND ($3::bigint IS NULL OR t.id > $3)
              ORDER BY t.id LIMIT $4"
-        );
-        let found = conn
-            .query(&sql, &[&p.tenant, &p.queue, &after, &limit])
-            .await
-            .map_err(ctx("could not list dead tasks"))?;
-        task_page(&found, limit)
-    }
+    );
+    let found = conn
+        .query(&sql, &[&p.tenant, &p.queue, &after, &limit])
+        .await
+        .map_err(ctx("could not list dead tasks"))?;
+    task_page(&found, limit)
+}
 
-    pub(super) async fn requeue_dead(&self, p: DeadRequeue) -> Result<u64> {
-        if p.task_ids.is_empty() && p.queue.is_none() {
-            return Ok(0);
-        }
-        let by_ids = !p.task_ids.is_empty();
-        let mut conn = self.conn().await?;
-        let tx = conn
-            .transaction()
-            .await
-            .map_err(ctx("could not start requeueing"))?;
-        let moved = tx
-            .query(
-                "UPDATE tasks SET state = 'available', run_at = $5, failures = 0, finished_at = NULL
+pub(crate) async fn dead_requeue(conn: &mut Object, p: &DeadRequeue) -> Result<(u64, Woken)> {
+    if p.task_ids.is_empty() && p.queue.is_none() {
+        return Ok((0, Woken::new()));
+    }
+    let by_ids = !p.task_ids.is_empty();
+    let tx = conn
+        .transaction()
+        .await
+        .map_err(ctx("could not start requeueing"))?;
+    let moved = tx
+        .query(
+            "UPDATE tasks SET state = 'available', run_at = $5, failures = 0, finished_at = NULL
                  WHERE state = 'dead' AND ($1::text IS NULL OR tenant = $1)
                    AND (NOT $2 OR id = ANY($3)) AND ($4::text IS NULL OR queue = $4)
                  RETURNING tenant, queue",
-                &[&p.tenant, &by_ids, &p.task_ids, &p.queue, &p.now],
-            )
-            .await
-            .map_err(ctx("could not requeue dead tasks"))?;
-        let woken = moved
-            .iter()
-            .map(|row| Ok((get::<String>(row, "tenant")?, get::<String>(row, "queue")?)))
-            .collect::<Result<BTreeSet<_>>>()?
-            .into_iter()
-            .collect::<Vec<_>>();
-        tx.commit()
-            .await
-            .map_err(ctx("could not commit the requeue"))?;
-        self.wake(&woken);
-        Ok(moved.len() as u64)
-    }
+            &[&p.tenant, &by_ids, &p.task_ids, &p.queue, &p.now],
+        )
+        .await
+        .map_err(ctx("could not requeue dead tasks"))?;
+    let woken = moved
+        .iter()
+        .map(|row| Ok((get::<String>(row, "tenant")?, get::<String>(row, "queue")?)))
+        .collect::<Result<Woken>>()?;
+    tx.commit()
+        .await
+        .map_err(ctx("could not commit the requeue"))?;
+    Ok((moved.len() as u64, woken))
 }

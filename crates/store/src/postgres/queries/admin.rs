@@ -1,0 +1,363 @@
+//! Tenants, tokens, queues and workers.
+
+use spillway_core::model::{Queue, QueueSettings, QueueStats, Tenant, TokenInfo, Worker};
+use spillway_core::state::StateCounts;
+use spillway_core::{Error, ErrorKind, Result, Timestamp};
+
+use crate::postgres::error::{ctx, db};
+use crate::postgres::rows::{
+    self, QUEUE_COLUMNS, TOKEN_COLUMNS, WORKER_COLUMNS, get, int, millis, task_state,
+};
+use crate::{QueueCreate, TokenCreate, WorkerBeat, WorkerRegister};
+use deadpool_postgres::Object;
+
+/// How long exited workers stay in the list.
+const EXITED_WORKER_LISTED_FOR: chrono::Duration = chrono::Duration::days(1);
+
+pub(crate) async fn ping(conn: &Object) -> Result<()> {
+    conn.simple_query("SELECT 1")
+        .await
+        .map_err(ctx("postgresql did not answer a ping"))?;
+    Ok(())
+}
+
+pub(crate) async fn tenant_create(conn: &Object, name: &str, now: Timestamp) -> Result<Tenant> {
+    let row = conn
+        .query_one(
+            "INSERT INTO tenants (name, created_at) VALUES ($1, $2) RETURNING name, created_at",
+            &[&name, &now],
+        )
+        .await
+        .map_err(|e| match db("could not create the tenant", e) {
+            e if e.kind() == ErrorKind::Conflict => {
+                Error::conflict(format!("tenant {name:?} already exists: pick another name"))
+            }
+            e => e,
+        })?;
+    rows::tenant(&row)
+}
+
+pub(crate) async fn tenant_list(conn: &Object) -> Result<Vec<Tenant>> {
+    conn.query("SELECT name, created_at FROM tenants ORDER BY name", &[])
+        .await
+        .map_err(ctx("could not list tenants"))?
+        .iter()
+        .map(rows::tenant)
+        .collect()
+}
+
+pub(crate) async fn token_create(conn: &Object, p: &TokenCreate) -> Result<TokenInfo> {
+    let sql = format!(
+        "INSERT INTO tokens (id, name, tenant, role, secret_hash, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {TOKEN_COLUMNS}"
+    );
+    let row = conn
+        .query_one(
+            &sql,
+            &[
+                &p.id,
+                &p.name,
+                &p.tenant,
+                &p.role.as_str(),
+                &p.secret_hash,
+                &p.now,
+            ],
+        )
+        .await
+        .map_err(|e| match db("could not create the token", e) {
+            e if e.kind() == ErrorKind::Conflict => {
+                Error::conflict(format!("token {:?} already exists", p.id))
+            }
+            e => e,
+        })?;
+    rows::token(&row)
+}
+
+pub(crate) async fn token_lookup(conn: &Object, secret_hash: &str) -> Result<Option<TokenInfo>> {
+    let sql =
+        format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE secret_hash = $1 AND revoked_at IS NULL");
+    conn.query_opt(&sql, &[&secret_hash])
+        .await
+        .map_err(ctx("could not look up the token"))?
+        .as_ref()
+        .map(rows::token)
+        .transpose()
+}
+
+pub(crate) async fn token_list(conn: &Object, tenant: Option<&str>) -> Result<Vec<TokenInfo>> {
+    let sql = format!(
+        "SELECT {TOKEN_COLUMNS} FROM tokens
+             WHERE revoked_at IS NULL AND ($1::text IS NULL OR tenant = $1)
+             ORDER BY created_at, id"
+    );
+    conn.query(&sql, &[&tenant])
+        .await
+        .map_err(ctx("could not list tokens"))?
+        .iter()
+        .map(rows::token)
+        .collect()
+}
+
+pub(crate) async fn token_revoke(
+    conn: &Object,
+    tenant: Option<&str>,
+    id: &str,
+    now: Timestamp,
+) -> Result<()> {
+    let n = conn
+        .execute(
+            "UPDATE tokens SET revoked_at = $3
+                 WHERE id = $1 AND revoked_at IS NULL AND ($2::text IS NULL OR tenant = $2)",
+            &[&id, &tenant, &now],
+        )
+        .await
+        .map_err(ctx("could not revoke the token"))?;
+    if n == 0 {
+        return Err(Error::not_found(format!(
+            "token {id:?} not found: list tokens to see their ids"
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) async fn queue_create(conn: &Object, p: &QueueCreate) -> Result<Queue> {
+    let s = &p.settings;
+    let sql = format!(
+            "INSERT INTO queues (tenant, name, max_attempts, backoff_base_ms, backoff_max_ms,
+                                 lease_ms, retention_ms, paused, created_at)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 WHERE EXISTS (SELECT 1 FROM tenants WHERE name = $1)
+             RETURNING {QUEUE_COLUMNS}"
+        );
+    let row = conn
+        .query_opt(
+            &sql,
+            &[
+                &p.tenant,
+                &p.name,
+                &int(s.max_attempts),
+                &millis(s.backoff_base),
+                &millis(s.backoff_max),
+                &millis(s.lease_duration),
+                &millis(s.retention),
+                &s.paused,
+                &p.now,
+            ],
+        )
+        .await
+        .map_err(|e| match db("could not create the queue", e) {
+            e if e.kind() == ErrorKind::Conflict => Error::conflict(format!(
+                "queue {:?} already exists in tenant {:?}: change it with an update instead",
+                p.name, p.tenant
+            )),
+            e => e,
+        })?;
+    match row {
+        Some(row) => rows::queue(&row),
+        None => Err(Error::not_found(format!(
+            "tenant {:?} not found: create it with `spillway tenants create NAME` or POST /v1/tenants",
+            p.tenant
+        ))),
+    }
+}
+
+pub(crate) async fn queue_get(conn: &Object, tenant: &str, name: &str) -> Result<Queue> {
+    let sql = format!("SELECT {QUEUE_COLUMNS} FROM queues WHERE tenant = $1 AND name = $2");
+    match conn
+        .query_opt(&sql, &[&tenant, &name])
+        .await
+        .map_err(ctx("could not read the queue"))?
+    {
+        Some(row) => rows::queue(&row),
+        None => Err(queue_not_found(tenant, name)),
+    }
+}
+
+pub(crate) async fn queue_update(
+    conn: &Object,
+    tenant: &str,
+    name: &str,
+    s: QueueSettings,
+) -> Result<Queue> {
+    let sql = format!(
+        "UPDATE queues SET max_attempts = $3, backoff_base_ms = $4, backoff_max_ms = $5,
+                lease_ms = $6, retention_ms = $7, paused = $8
+             WHERE tenant = $1 AND name = $2 RETURNING {QUEUE_COLUMNS}"
+    );
+    let row = conn
+        .query_opt(
+            &sql,
+            &[
+                &tenant,
+                &name,
+                &int(s.max_attempts),
+                &millis(s.backoff_base),
+                &millis(s.backoff_max),
+                &millis(s.lease_duration),
+                &millis(s.retention),
+                &s.paused,
+            ],
+        )
+        .await
+        .map_err(ctx("could not update the queue"))?;
+    let row = row.ok_or_else(|| queue_not_found(tenant, name))?;
+    rows::queue(&row)
+}
+
+pub(crate) async fn queue_list(conn: &Object, tenant: Option<&str>) -> Result<Vec<Queue>> {
+    let sql = format!(
+        "SELECT {QUEUE_COLUMNS} FROM queues WHERE ($1::text IS NULL OR tenant = $1)
+             ORDER BY tenant, name"
+    );
+    conn.query(&sql, &[&tenant])
+        .await
+        .map_err(ctx("could not list queues"))?
+        .iter()
+        .map(rows::queue)
+        .collect()
+}
+
+pub(crate) async fn queue_stats(
+    conn: &Object,
+    tenant: Option<&str>,
+    now: Timestamp,
+) -> Result<Vec<QueueStats>> {
+    let counts = conn
+        .query(
+            "SELECT tenant, queue, state, count(*) AS n,
+                        min(run_at) FILTER (WHERE run_at <= $2) AS oldest
+                 FROM tasks WHERE ($1::text IS NULL OR tenant = $1)
+                 GROUP BY tenant, queue, state",
+            &[&tenant, &now],
+        )
+        .await
+        .map_err(ctx("could not count tasks per queue"))?;
+    let queues = queue_list(conn, tenant).await?;
+    let mut stats: Vec<QueueStats> = queues
+        .into_iter()
+        .map(|q| QueueStats {
+            tenant: q.tenant,
+            queue: q.name,
+            counts: StateCounts::default(),
+            oldest_available_age_seconds: None,
+            paused: q.settings.paused,
+        })
+        .collect();
+    for row in &counts {
+        let tenant: String = get(row, "tenant")?;
+        let queue: String = get(row, "queue")?;
+        let Some(entry) = stats
+            .iter_mut()
+            .find(|s| s.tenant == tenant && s.queue == queue)
+        else {
+            continue;
+        };
+        let state = task_state(row)?;
+        let n: i64 = get(row, "n")?;
+        entry.counts.add(state, u64::try_from(n).unwrap_or(0));
+        let oldest: Option<Timestamp> = get(row, "oldest")?;
+        if let (true, Some(oldest)) = (state.is_waiting(), oldest) {
+            let age = (now - oldest).num_milliseconds().max(0) as f64 / 1000.0;
+            let best = entry.oldest_available_age_seconds.get_or_insert(age);
+            *best = best.max(age);
+        }
+    }
+    Ok(stats)
+}
+
+pub(crate) async fn worker_register(conn: &Object, p: &WorkerRegister) -> Result<Worker> {
+    let sql = format!(
+        "INSERT INTO workers (id, tenant, pool, hostname, queues, concurrency, state, running,
+                                  started_at, last_seen)
+             VALUES ($1, $2, $3, $4, $5, $6, 'active', 0, $7, $7) RETURNING {WORKER_COLUMNS}"
+    );
+    let row = conn
+        .query_one(
+            &sql,
+            &[
+                &p.id,
+                &p.tenant,
+                &p.pool,
+                &p.hostname,
+                &p.queues,
+                &int(p.concurrency),
+                &p.now,
+            ],
+        )
+        .await
+        .map_err(ctx("could not register the worker"))?;
+    rows::worker(&row)
+}
+
+pub(crate) async fn worker_heartbeat(conn: &Object, p: &WorkerBeat) -> Result<Worker> {
+    // A worker heard from again is no longer down; draining is sticky; exited stays exited.
+    let sql = format!(
+        "UPDATE workers SET running = $2, last_seen = $4,
+                state = CASE WHEN state = 'exited' THEN 'exited'
+                             WHEN $3 OR state = 'draining' THEN 'draining'
+                             ELSE 'active' END
+             WHERE id = $1 RETURNING {WORKER_COLUMNS}"
+    );
+    let row = conn
+        .query_opt(&sql, &[&p.id, &int(p.running), &p.draining, &p.now])
+        .await
+        .map_err(ctx("could not record the worker heartbeat"))?;
+    match row {
+        Some(row) => rows::worker(&row),
+        None => Err(worker_not_found(&p.id)),
+    }
+}
+
+pub(crate) async fn worker_exit(conn: &Object, id: &str, now: Timestamp) -> Result<()> {
+    let n = conn
+        .execute(
+            "UPDATE workers SET state = 'exited', running = 0, last_seen = $2 WHERE id = $1",
+            &[&id, &now],
+        )
+        .await
+        .map_err(ctx("could not mark the worker exited"))?;
+    if n == 0 {
+        return Err(worker_not_found(id));
+    }
+    Ok(())
+}
+
+pub(crate) async fn worker_list(
+    conn: &Object,
+    tenant: Option<&str>,
+    now: Timestamp,
+) -> Result<Vec<Worker>> {
+    let cutoff = now - EXITED_WORKER_LISTED_FOR;
+    let sql = format!(
+        "SELECT {WORKER_COLUMNS} FROM workers
+             WHERE ($1::text IS NULL OR tenant = $1) AND (state <> 'exited' OR last_seen >= $2)
+             ORDER BY started_at DESC, id DESC"
+    );
+    conn.query(&sql, &[&tenant, &cutoff])
+        .await
+        .map_err(ctx("could not list workers"))?
+        .iter()
+        .map(rows::worker)
+        .collect()
+}
+
+pub(crate) async fn worker_mark_down(conn: &Object, silent_since: Timestamp) -> Result<u64> {
+    conn.execute(
+        "UPDATE workers SET state = 'down'
+             WHERE state IN ('active', 'draining') AND last_seen < $1",
+        &[&silent_since],
+    )
+    .await
+    .map_err(ctx("could not mark silent workers down"))
+}
+
+fn queue_not_found(tenant: &str, name: &str) -> Error {
+    Error::not_found(format!(
+        "queue {name:?} not found in tenant {tenant:?}: create it with `spillway queues create {name}` or POST /v1/queues"
+    ))
+}
+
+fn worker_not_found(id: &str) -> Error {
+    Error::not_found(format!(
+        "worker {id:?} not found: register the worker again"
+    ))
+}
