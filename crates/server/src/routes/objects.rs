@@ -9,7 +9,9 @@ use futures::StreamExt;
 use spillway_blob::ByteStream;
 use spillway_core::api::{ObjectInfo, Problem, UploadCreated};
 use spillway_core::auth::Action;
-use spillway_core::keys::{inputs_prefix, results_prefix, uploads_prefix, validate_relative_path};
+use spillway_core::keys::{
+    input_key, inputs_prefix, job_results_prefix, result_key, upload_key, validate_relative_path,
+};
 use spillway_core::{Error, TaskId};
 
 use crate::auth::Auth;
@@ -120,7 +122,7 @@ pub async fn upload_put(
     let tenant = auth.tenant(q.tenant.as_deref())?;
     let stream = limited_body(&headers, body, state.config.max_upload_bytes.0)?;
     ensure_tenant(&state, &auth, &tenant).await?;
-    let key = format!("{}/{path}", uploads_prefix(&tenant, &id));
+    let key = upload_key(&tenant, &id, &path);
     let size = state.blobs.put(&key, stream).await?;
     tracing::debug!(%tenant, upload = %id, %path, size, "upload file stored");
     Ok((StatusCode::CREATED, Json(ObjectInfo { path, size })))
@@ -162,11 +164,7 @@ pub async fn input_get(
     validate_relative_path(&path)?;
     let scope = auth.scope(q.tenant.as_deref())?;
     let job = state.store.job_get(scope.as_deref(), &id).await?;
-    download(
-        &state,
-        &format!("{}/{path}", inputs_prefix(&job.tenant, &job.id)),
-    )
-    .await
+    download(&state, &input_key(&job.tenant, &job.id, &path)).await
 }
 
 /// Every result file of a job, as `<task index>/<path>`.
@@ -182,7 +180,7 @@ pub async fn results_list(
     auth.require(Action::Read)?;
     let scope = auth.scope(q.tenant.as_deref())?;
     let job = state.store.job_get(scope.as_deref(), &id).await?;
-    let prefix = format!("{}/results/{}", job.tenant, job.id);
+    let prefix = job_results_prefix(&job.tenant, &job.id);
     Ok(Json(state.blobs.list(&prefix).await?))
 }
 
@@ -202,7 +200,7 @@ pub async fn result_get(
     validate_relative_path(&path)?;
     let scope = auth.scope(q.tenant.as_deref())?;
     let job = state.store.job_get(scope.as_deref(), &id).await?;
-    let key = format!("{}/{path}", results_prefix(&job.tenant, &job.id, index));
+    let key = result_key(&job.tenant, &job.id, index, &path);
     download(&state, &key).await
 }
 
@@ -238,10 +236,7 @@ pub async fn result_put(
         .store
         .lease_check(id, &token, state.clock.now())
         .await?;
-    let key = format!(
-        "{}/{path}",
-        results_prefix(&task.tenant, &task.job_id, task.index)
-    );
+    let key = result_key(&task.tenant, &task.job_id, task.index, &path);
     let size = state.blobs.put(&key, stream).await?;
     tracing::debug!(task_id = id, %path, size, "result file stored");
     Ok((StatusCode::CREATED, Json(ObjectInfo { path, size })))
