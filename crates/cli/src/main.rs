@@ -2,6 +2,8 @@
 
 mod cmd;
 mod config;
+#[cfg(test)]
+mod docs_check;
 mod output;
 mod providers;
 

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use crate::config::ComputeEnginePool;
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
+use spillway_core::backoff::Backoff;
 use spillway_core::{Error, ErrorKind, Result};
 
 use crate::api::{
@@ -52,6 +53,13 @@ pub struct ClientSettings {
     pub operation_poll_interval: Duration,
     /// Time a call waits for its operation to be `DONE`.
     pub operation_timeout: Duration,
+}
+
+impl ClientSettings {
+    /// The waits between retries: doubling from `backoff_base`, at most `backoff_max`.
+    pub fn backoff(&self) -> Backoff {
+        Backoff::new(self.backoff_base, self.backoff_max)
+    }
 }
 
 impl Default for ClientSettings {
@@ -338,7 +346,7 @@ impl ComputeClient {
                 ))
                 .with_source(e),
             };
-            let wait = backoff(&self.settings, attempt);
+            let wait = self.settings.backoff().ceiling(attempt);
             if started.elapsed() + wait > self.settings.retry_deadline {
                 return Err(failure);
             }
@@ -350,14 +358,6 @@ impl ComputeClient {
 
 fn is_retryable_status(status: StatusCode) -> bool {
     status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
-}
-
-/// The wait before retry number `attempt` (1 = first failure).
-fn backoff(settings: &ClientSettings, attempt: u32) -> Duration {
-    settings
-        .backoff_base
-        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
-        .min(settings.backoff_max)
 }
 
 /// The permission a call needs, to name in a 403's message.
@@ -473,7 +473,9 @@ mod tests {
             backoff_max: Duration::from_millis(350),
             ..ClientSettings::default()
         };
-        let waits: Vec<u128> = (1..=4).map(|n| backoff(&settings, n).as_millis()).collect();
+        let waits: Vec<u128> = (1..=4)
+            .map(|n| settings.backoff().ceiling(n).as_millis())
+            .collect();
         assert_eq!(waits, vec![100, 200, 350, 350]);
     }
 }

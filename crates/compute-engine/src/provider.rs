@@ -37,7 +37,7 @@ use crate::mapping::{
     instance_problems, instance_state, is_leaving, operation_problems, ready_to_delete,
     resize_target, worker_for,
 };
-use crate::token::{DynTokenSource, GoogleTokens};
+use crate::token::{self, DynTokenSource};
 
 /// Where tokens come from: one fixed source (tests), or Google credentials chosen per pool.
 enum Tokens {
@@ -83,7 +83,7 @@ impl ComputeEngineProvider {
         Self::build(
             store,
             Tokens::Google {
-                default: Arc::new(GoogleTokens::application_default()),
+                default: Arc::new(token::application_default()),
                 by_key_file: Mutex::new(HashMap::new()),
             },
             ClientSettings::default(),
@@ -126,7 +126,7 @@ impl ComputeEngineProvider {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .entry(path.clone())
-                    .or_insert_with(|| Arc::new(GoogleTokens::key_file(path.clone())))
+                    .or_insert_with(|| Arc::new(token::key_file(path.clone())))
                     .clone(),
             },
         };

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::Timestamp;
+use crate::backoff::{Backoff, Jitter};
 
 /// Default number of failed attempts before a task becomes a dead letter.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
@@ -17,10 +18,9 @@ pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(600);
 /// other half scaled by `jitter` (a number in `[0, 1)`), so that a burst of failures does not
 /// come back as a burst of retries.
 pub fn backoff_delay(failures: u32, base: Duration, max: Duration, jitter: f64) -> Duration {
-    let exponent = failures.saturating_sub(1).min(40);
-    let full = base.saturating_mul(1u32 << exponent.min(31)).min(max);
-    let half = full / 2;
-    half + half.mul_f64(jitter.clamp(0.0, 1.0))
+    Backoff::new(base, max)
+        .with_jitter(Jitter::Equal)
+        .delay(failures, jitter)
 }
 
 /// What happens to a task after a failed attempt.

@@ -26,6 +26,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, LogParams, PostParams, WatchEvent, WatchParams};
+use spillway_core::backoff::{Backoff, Retries};
 use spillway_core::model::LOG_TAIL_BYTES;
 use spillway_core::{Error, Result};
 use spillway_executor::{ExecOutcome, ExecRequest, Executor, ExitKind, LogTail};
@@ -52,8 +53,8 @@ pub const LOG_TAIL_LINES: i64 = 2000;
 /// The server ends a watch after this many seconds; the executor then resumes it from the
 /// last resourceVersion seen.
 const WATCH_TIMEOUT_SECS: u32 = 290;
-/// Longest pause between retries of a failing API call.
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+/// Pauses between retries of a failing API call: doubling from 100ms, at most 5s.
+const RETRY_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 /// How long each API call made while stopping a task may take.
 const STOP_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a create waits for a Job of the same name that is being deleted to go.
@@ -179,7 +180,7 @@ impl KubernetesJobExecutor {
     async fn create(&self, job: &Job, identity: &TaskIdentity) -> Result<()> {
         let name = job.metadata.name.clone().unwrap_or_default();
         let deadline = Instant::now() + DELETING_WAIT;
-        let mut delay = Retry::new();
+        let mut delay = RETRY_BACKOFF.retries();
         loop {
             let existing = match self.jobs().create(&PostParams::default(), job).await {
                 Ok(_) => return Ok(()),
@@ -210,7 +211,7 @@ impl KubernetesJobExecutor {
                     "Job {name} is still being deleted after {DELETING_WAIT:?}"
                 )));
             }
-            tokio::time::sleep(delay.next()).await;
+            tokio::time::sleep(delay.next_delay()).await;
         }
     }
 
@@ -533,30 +534,11 @@ fn api_error(what: &str, e: kube::Error) -> Error {
     }
 }
 
-/// Doubling delays between retries, up to [`MAX_RETRY_DELAY`].
-struct Retry {
-    next: Duration,
-}
-
-impl Retry {
-    fn new() -> Self {
-        Self {
-            next: Duration::from_millis(100),
-        }
-    }
-
-    fn next(&mut self) -> Duration {
-        let now = self.next;
-        self.next = (self.next * 2).min(MAX_RETRY_DELAY);
-        now
-    }
-}
-
 /// Tracks how long API calls have been failing in a row.
 struct Failing {
     since: Option<Instant>,
     limit: Duration,
-    retry: Retry,
+    retry: Retries,
 }
 
 impl Failing {
@@ -564,13 +546,13 @@ impl Failing {
         Self {
             since: None,
             limit,
-            retry: Retry::new(),
+            retry: RETRY_BACKOFF.retries(),
         }
     }
 
     fn ok(&mut self) {
         self.since = None;
-        self.retry = Retry::new();
+        self.retry.reset();
     }
 
     /// Wait before the next try, or give up once the API has failed for longer than the limit.
@@ -586,7 +568,7 @@ impl Failing {
             ));
         }
         tracing::warn!(job = %name, error = %e, "Kubernetes API call failed; retrying");
-        tokio::time::sleep(self.retry.next()).await;
+        tokio::time::sleep(self.retry.next_delay()).await;
         Ok(())
     }
 }

@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use spillway_client::Client;
+use spillway_core::backoff::Backoff;
 use spillway_core::{Error, ErrorKind, Result};
 use tokio_util::sync::CancellationToken;
 
@@ -44,8 +45,8 @@ pub const DEFAULT_EXTEND_EVERY: Duration = Duration::from_secs(5);
 pub const DEFAULT_IDLE_WAIT: Duration = Duration::from_millis(500);
 /// Attempts of one submit that fails with a passing error before the message is handed back.
 const SUBMIT_ATTEMPTS: u32 = 6;
-/// First pause between submit attempts; doubled each time.
-const SUBMIT_BACKOFF: Duration = Duration::from_millis(250);
+/// Pauses between submit attempts: doubling from 250ms, at most 10s.
+const SUBMIT_BACKOFF: Backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
 /// Longest pause after repeated pull failures.
 const MAX_PULL_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -186,7 +187,7 @@ pub async fn run_bridge(
             Ok(_) => break,
             Err(e) if e.is_retryable() => {
                 attempt += 1;
-                let pause = backoff(config.idle_wait, attempt, MAX_PULL_BACKOFF);
+                let pause = pull_backoff(config.idle_wait).ceiling(attempt);
                 tracing::warn!(error = %e, pause = ?pause, "the Spillway server is not answering; trying again");
                 pause_or_cancel(pause, cancel).await;
                 if cancel.is_cancelled() {
@@ -219,7 +220,7 @@ pub async fn run_bridge(
             }
             Err(e) if e.is_retryable() => {
                 pull_failures += 1;
-                let pause = backoff(config.idle_wait, pull_failures, MAX_PULL_BACKOFF);
+                let pause = pull_backoff(config.idle_wait).ceiling(pull_failures);
                 tracing::warn!(error = %e, pause = ?pause, "pull failed; trying again");
                 pause_or_cancel(pause, cancel).await;
                 continue;
@@ -356,7 +357,7 @@ async fn store_one(
                 return reject(pubsub, config, stats, &message, rejection).await;
             }
             Err(e) if e.is_retryable() && attempt < SUBMIT_ATTEMPTS && !cancel.is_cancelled() => {
-                let pause = backoff(SUBMIT_BACKOFF, attempt, Duration::from_secs(10));
+                let pause = SUBMIT_BACKOFF.ceiling(attempt);
                 tracing::warn!(message_id = %message.message_id, error = %e, pause = ?pause, "submit failed; trying again");
                 pause_or_cancel(pause, cancel).await;
             }
@@ -407,10 +408,10 @@ async fn reject(
     }
 }
 
-/// `base * 2^(n-1)`, at most `max`.
-fn backoff(base: Duration, n: u32, max: Duration) -> Duration {
-    base.saturating_mul(1u32 << n.saturating_sub(1).min(16))
-        .min(max)
+/// Pauses after repeated pull failures (or an unanswering server at start): doubling from
+/// the idle wait, at most [`MAX_PULL_BACKOFF`].
+fn pull_backoff(idle_wait: Duration) -> Backoff {
+    Backoff::new(idle_wait, MAX_PULL_BACKOFF)
 }
 
 async fn pause_or_cancel(pause: Duration, cancel: &CancellationToken) {
@@ -451,10 +452,12 @@ mod tests {
 
     #[test]
     fn backoff_doubles_up_to_its_cap() {
-        let base = Duration::from_millis(100);
-        let max = Duration::from_secs(1);
-        assert_eq!(backoff(base, 1, max), base);
-        assert_eq!(backoff(base, 3, max), Duration::from_millis(400));
-        assert_eq!(backoff(base, 30, max), max);
+        let pull = pull_backoff(Duration::from_millis(100));
+        assert_eq!(pull.ceiling(1), Duration::from_millis(100));
+        assert_eq!(pull.ceiling(3), Duration::from_millis(400));
+        assert_eq!(pull.ceiling(30), MAX_PULL_BACKOFF);
+        assert_eq!(SUBMIT_BACKOFF.ceiling(1), Duration::from_millis(250));
+        assert_eq!(SUBMIT_BACKOFF.ceiling(3), Duration::from_secs(1));
+        assert_eq!(SUBMIT_BACKOFF.ceiling(30), Duration::from_secs(10));
     }
 }

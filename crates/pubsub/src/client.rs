@@ -1,8 +1,9 @@
 //! A small Pub/Sub REST (v1, JSON) client: the calls the bridge makes, plus topic and
 //! subscription creation for tests and set-up scripts.
 //!
-//! It talks to `https://pubsub.googleapis.com/v1` with bearer tokens from `gcp_auth`
-//! (metadata server, `GOOGLE_APPLICATION_CREDENTIALS`, or gcloud), or to
+//! It talks to `https://pubsub.googleapis.com/v1` with bearer tokens from the one Google token
+//! source, [`spillway_gcp_auth`] (metadata server, `GOOGLE_APPLICATION_CREDENTIALS`, or
+//! gcloud), or to
 //! `http://$PUBSUB_EMULATOR_HOST/v1` without credentials when that variable is set, as Google's
 //! own client libraries do.
 
@@ -16,6 +17,7 @@ use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use spillway_core::{Error, ErrorKind, Result};
+use spillway_gcp_auth::{DynTokenSource, GoogleTokens};
 
 /// The production endpoint.
 pub const PUBSUB_URL: &str = "https://pubsub.googleapis.com/v1";
@@ -57,8 +59,8 @@ pub struct OutgoingMessage {
 enum Auth {
     /// The emulator wants no credentials.
     None,
-    /// Production: tokens cached and refreshed by gcp_auth.
-    Google(Arc<dyn gcp_auth::TokenProvider>),
+    /// Production: tokens cached and refreshed by the Google token source.
+    Google(DynTokenSource),
 }
 
 /// A Pub/Sub client; cheap to clone.
@@ -96,16 +98,17 @@ impl PubSub {
 
     /// Production Pub/Sub with application default credentials.
     pub async fn google() -> Result<PubSub> {
-        let provider = gcp_auth::provider().await.map_err(|e| {
-            Error::unauthenticated(
-                "no Google credentials found: run on Compute Engine/GKE with a service account, set GOOGLE_APPLICATION_CREDENTIALS to a key file, or run `gcloud auth application-default login` (or set PUBSUB_EMULATOR_HOST for the emulator)",
-            )
+        let tokens = GoogleTokens::application_default(PUBSUB_SCOPE);
+        tokens.check().await.map_err(|e| {
+            Error::unauthenticated(format!(
+                "pubsub needs Google credentials (or set {EMULATOR_HOST_ENV} for the emulator)"
+            ))
             .with_source(e)
         })?;
         Ok(PubSub {
             http: http_client()?,
             base: PUBSUB_URL.to_string(),
-            auth: Arc::new(Auth::Google(provider)),
+            auth: Arc::new(Auth::Google(Arc::new(tokens))),
         })
     }
 
@@ -231,14 +234,14 @@ impl PubSub {
     ) -> Result<T> {
         let url = format!("{}/{resource}{verb}", self.base);
         let mut request = self.http.request(method.clone(), &url);
-        if let Auth::Google(provider) = &*self.auth {
-            let token = provider.token(&[PUBSUB_SCOPE]).await.map_err(|e| {
+        if let Auth::Google(tokens) = &*self.auth {
+            let token = tokens.token().await.map_err(|e| {
                 Error::unauthenticated(format!(
                     "pubsub {what} on {resource}: cannot get an access token"
                 ))
                 .with_source(e)
             })?;
-            request = request.bearer_auth(token.as_str());
+            request = request.bearer_auth(token);
         }
         if let Some(body) = body {
             request = request.json(&body);

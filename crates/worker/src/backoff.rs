@@ -1,38 +1,19 @@
-//! Capped exponential backoff with jitter, for retrying calls to an unreachable server.
+//! The worker's pauses between retries of calls to an unreachable server: the one
+//! [`spillway_core::backoff::Backoff`], doubling from [`BACKOFF_INITIAL`] with equal jitter
+//! (up to half of each pause taken off at random) so many workers do not retry in step.
 
 use std::time::Duration;
+
+use spillway_core::backoff::{Backoff, Jitter, Retries};
 
 /// First pause after a failure.
 pub const BACKOFF_INITIAL: Duration = Duration::from_millis(200);
 
-/// The pauses between retries: doubling from [`BACKOFF_INITIAL`] up to a cap, each with up
-/// to half of it taken off at random so many workers do not retry in step.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    next: Duration,
-    max: Duration,
-}
-
-impl Backoff {
-    /// A backoff whose pauses never exceed `max`.
-    pub fn new(max: Duration) -> Self {
-        Self {
-            next: BACKOFF_INITIAL.min(max),
-            max,
-        }
-    }
-
-    /// The pause before the next retry; each call doubles the following one, up to the cap.
-    pub fn next_delay(&mut self) -> Duration {
-        let base = self.next;
-        self.next = (self.next * 2).min(self.max);
-        base.mul_f64(rand::random_range(0.5..=1.0))
-    }
-
-    /// Start again from the first pause, after a success.
-    pub fn reset(&mut self) {
-        self.next = BACKOFF_INITIAL.min(self.max);
-    }
+/// A retry loop whose pauses double from [`BACKOFF_INITIAL`] and never exceed `max`.
+pub fn retries(max: Duration) -> Retries {
+    Backoff::new(BACKOFF_INITIAL, max)
+        .with_jitter(Jitter::Equal)
+        .retries()
 }
 
 #[cfg(test)]
@@ -41,7 +22,7 @@ mod tests {
 
     #[test]
     fn pauses_grow_and_stay_under_the_cap() {
-        let mut b = Backoff::new(Duration::from_secs(2));
+        let mut b = retries(Duration::from_secs(2));
         let delays: Vec<_> = (0..10).map(|_| b.next_delay()).collect();
         assert!(delays[0] <= BACKOFF_INITIAL);
         assert!(delays.iter().all(|d| *d <= Duration::from_secs(2)));

@@ -9,12 +9,13 @@ use spillway_core::api::{
     HeartbeatRequest, LeaseRef, LeaseRequest, LeaseStatus, LeasedTask, RegisterWorker, Release,
     ReleaseReason, ReleaseRequest, WorkerHeartbeat,
 };
+use spillway_core::backoff::Retries;
 use spillway_core::{Error, ErrorKind, Result, TaskId};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::backoff::Backoff;
+use crate::backoff;
 use crate::config::{WorkerConfig, WorkerSummary};
 use crate::task::{self, StopHandle, StopReason};
 use spillway_executor::Executor;
@@ -183,7 +184,7 @@ async fn register(shared: &Shared, stale_id: &str, shutdown: &CancellationToken)
         concurrency: config.concurrency,
         tenant: config.tenant.clone(),
     };
-    let mut backoff = Backoff::new(config.retry_backoff_max);
+    let mut backoff = backoff::retries(config.retry_backoff_max);
     loop {
         let call = shared.client.worker_register(&body);
         tokio::pin!(call);
@@ -231,7 +232,7 @@ async fn lease_loop(
     tasks: &mut JoinSet<()>,
 ) -> Result<()> {
     let config = &shared.config;
-    let mut backoff = Backoff::new(config.retry_backoff_max);
+    let mut backoff = backoff::retries(config.retry_backoff_max);
     loop {
         while tasks.try_join_next().is_some() {}
         if shutdown.is_cancelled() || shared.drain.is_cancelled() {
@@ -366,7 +367,7 @@ async fn release_unstarted(shared: &Shared, tasks: Vec<LeasedTask>) {
     }
 }
 
-async fn pause(backoff: &mut Backoff, shutdown: &CancellationToken) {
+async fn pause(backoff: &mut Retries, shutdown: &CancellationToken) {
     tokio::select! {
         () = tokio::time::sleep(backoff.next_delay()) => {}
         () = shutdown.cancelled() => {}

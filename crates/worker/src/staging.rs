@@ -7,7 +7,7 @@ use spillway_core::api::ObjectInfo;
 use spillway_core::keys::validate_relative_path;
 use spillway_core::{Error, ErrorKind, Result, TaskId};
 
-use crate::backoff::Backoff;
+use crate::backoff;
 
 /// Tries per file while the server is unreachable.
 const TRIES_PER_FILE: u32 = 5;
@@ -24,7 +24,7 @@ pub async fn download_inputs(client: &Client, job_id: &str, dir: &Path) -> Resul
                 Error::internal(format!("could not create {}", parent.display())).with_source(e)
             })?;
         }
-        let mut backoff = Backoff::new(std::time::Duration::from_secs(2));
+        let mut backoff = backoff::retries(std::time::Duration::from_secs(2));
         let mut tries = 0;
         loop {
             tries += 1;
@@ -59,7 +59,7 @@ pub async fn upload_results(
         .map_err(|e| Error::internal("listing result files panicked").with_source(e))??;
     let mut uploaded = Vec::with_capacity(files.len());
     for (path, abs) in files {
-        let mut backoff = Backoff::new(std::time::Duration::from_secs(2));
+        let mut backoff = backoff::retries(std::time::Duration::from_secs(2));
         let mut tries = 0;
         let info = loop {
             tries += 1;

@@ -9,7 +9,7 @@ use spillway_core::api::{Completion, Failure, LeasedTask, Release, ReleaseReason
 use spillway_core::{Error, ErrorKind, Result};
 use tokio_util::sync::CancellationToken;
 
-use crate::backoff::Backoff;
+use crate::backoff;
 use crate::runtime::Shared;
 use crate::staging;
 use spillway_executor::{ExecRequest, ExitKind};
@@ -258,7 +258,7 @@ async fn report(shared: &Shared, task: &LeasedTask, verdict: Verdict) {
         }
     };
     let deadline = tokio::time::Instant::now() + retry_for;
-    let mut backoff = Backoff::new(shared.config.retry_backoff_max);
+    let mut backoff = backoff::retries(shared.config.retry_backoff_max);
     loop {
         let sent = match &verdict {
             Verdict::Complete(c) => shared.client.task_complete_one(c).await,

@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use spillway_core::backoff::Backoff;
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
@@ -15,8 +16,9 @@ use super::Ctx;
 use super::server::{ServerArgs, write_secret};
 use crate::config::{ADMIN_TOKEN_FILE, SERVER_URL_FILE};
 
-/// Longest wait between restarts of a worker that keeps failing.
-const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(30);
+/// Waits between restarts of a worker that keeps failing: doubling from 500ms, at most 30s;
+/// a worker that ran longer than the longest wait starts the count over.
+const RESTART_BACKOFF: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
 /// How long workers get to hand their leases back after SIGTERM.
 const WORKER_STOP_GRACE: Duration = Duration::from_secs(15);
 
@@ -138,7 +140,7 @@ pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
 /// Keep one worker process running, restarting it with backoff when it dies, and stop it
 /// gracefully (SIGTERM, then SIGKILL after a grace period) when `stop` is cancelled.
 async fn supervise(n: u32, mut command: Command, stop: CancellationToken) {
-    let mut backoff = Duration::from_millis(500);
+    let mut retries = RESTART_BACKOFF.retries();
     loop {
         let mut child = match command.spawn() {
             Ok(child) => child,
@@ -154,14 +156,13 @@ async fn supervise(n: u32, mut command: Command, stop: CancellationToken) {
                     return;
                 }
                 tracing::warn!(worker = n, status = ?status.ok(), "worker exited; restarting");
-                if started.elapsed() > MAX_RESTART_BACKOFF {
-                    backoff = Duration::from_millis(500);
+                if started.elapsed() > RESTART_BACKOFF.max() {
+                    retries.reset();
                 }
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(retries.next_delay()) => {}
                     _ = stop.cancelled() => return,
                 }
-                backoff = (backoff * 2).min(MAX_RESTART_BACKOFF);
             }
             _ = stop.cancelled() => {
                 terminate(n, &mut child).await;

@@ -3,7 +3,10 @@
 use spillway_blob::ByteStream;
 use spillway_core::api::{ObjectInfo, Page, SubmitJob, Submitted};
 use spillway_core::auth::Action;
-use spillway_core::keys::{inputs_prefix, results_prefix, uploads_prefix, validate_relative_path};
+use spillway_core::keys::{
+    input_key, inputs_prefix, job_results_prefix, result_key, results_prefix, uploads_prefix,
+    validate_relative_path,
+};
 use spillway_core::model::{Job, Task};
 use spillway_core::state::{JobState, TaskState};
 use spillway_core::{Error, Result, clock};
@@ -239,14 +242,14 @@ pub async fn input(
     let job = get(state, caller, id).await?;
     state
         .blobs
-        .get(&format!("{}/{path}", inputs_prefix(&job.tenant, &job.id)))
+        .get(&input_key(&job.tenant, &job.id, path))
         .await
 }
 
 /// Every result file of a job, as `<task index>/<path>`.
 pub async fn results(state: &AppState, caller: Caller<'_>, id: &str) -> Result<Vec<ObjectInfo>> {
     let job = get(state, caller, id).await?;
-    let prefix = format!("{}/results/{}", job.tenant, job.id);
+    let prefix = job_results_prefix(&job.tenant, &job.id);
     state.blobs.list(&prefix).await
 }
 
@@ -269,6 +272,6 @@ pub async fn result(
     caller.require(Action::Read)?;
     validate_relative_path(path)?;
     let job = get(state, caller, id).await?;
-    let key = format!("{}/{path}", results_prefix(&job.tenant, &job.id, index));
+    let key = result_key(&job.tenant, &job.id, index, path);
     state.blobs.get(&key).await
 }

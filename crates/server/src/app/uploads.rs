@@ -3,7 +3,7 @@
 use spillway_blob::ByteStream;
 use spillway_core::api::ObjectInfo;
 use spillway_core::auth::Action;
-use spillway_core::keys::{uploads_prefix, validate_relative_path};
+use spillway_core::keys::{upload_key, uploads_prefix, validate_relative_path};
 use spillway_core::{Error, Result};
 
 use super::Caller;
@@ -34,7 +34,7 @@ pub async fn put(
     let tenant = caller.tenant()?;
     let stream = body()?;
     ensure_tenant(state, caller, &tenant).await?;
-    let key = format!("{}/{path}", uploads_prefix(&tenant, id));
+    let key = upload_key(&tenant, id, path);
     let size = state.blobs.put(&key, stream).await?;
     tracing::debug!(%tenant, upload = %id, %path, size, "upload file stored");
     Ok(ObjectInfo {

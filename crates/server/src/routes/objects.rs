@@ -10,7 +10,7 @@ use futures::StreamExt;
 use spillway_blob::ByteStream;
 use spillway_core::api::{ObjectInfo, Problem, UploadCreated};
 use spillway_core::auth::Action;
-use spillway_core::keys::{results_prefix, validate_relative_path};
+use spillway_core::keys::{result_key, validate_relative_path};
 use spillway_core::{Error, TaskId};
 
 use crate::app::{Caller, jobs, uploads};
@@ -195,10 +195,7 @@ pub async fn result_put(
         .store
         .lease_check(id, &token, state.clock.now())
         .await?;
-    let key = format!(
-        "{}/{path}",
-        results_prefix(&task.tenant, &task.job_id, task.index)
-    );
+    let key = result_key(&task.tenant, &task.job_id, task.index, &path);
     let size = state.blobs.put(&key, stream).await?;
     tracing::debug!(task_id = id, %path, size, "result file stored");
     Ok((StatusCode::CREATED, Json(ObjectInfo { path, size })))

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use spillway_core::Result;
-use spillway_core::keys::inputs_prefix;
+use spillway_core::keys::{inputs_prefix, job_results_prefix};
 use tokio_util::sync::CancellationToken;
 
 use crate::services::Service;
@@ -56,8 +56,11 @@ pub async fn pass(state: &AppState, config: &Config) -> Result<u64> {
             {
                 tracing::warn!(%tenant, %job_id, %error, "could not delete inputs of a removed job");
             }
-            let results = format!("{tenant}/results/{job_id}");
-            if let Err(error) = state.blobs.delete_prefix(&results).await {
+            if let Err(error) = state
+                .blobs
+                .delete_prefix(&job_results_prefix(tenant, job_id))
+                .await
+            {
                 tracing::warn!(%tenant, %job_id, %error, "could not delete results of a removed job");
             }
         }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use futures::future::poll_fn;
 use spillway_core::Result;
+use spillway_core::backoff::Backoff;
 use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, Client, NoTls};
 
@@ -19,10 +20,9 @@ pub(super) const CHANNEL: &str = "spillway_work";
 const PING_INTERVAL: Duration = Duration::from_secs(30);
 /// How long a ping may take before the connection counts as dead.
 const PING_TIMEOUT: Duration = Duration::from_secs(10);
-/// First delay before reconnecting; doubles up to [`RECONNECT_MAX`].
-const RECONNECT_MIN: Duration = Duration::from_millis(200);
-/// Longest delay between reconnect attempts.
-const RECONNECT_MAX: Duration = Duration::from_secs(10);
+/// Delays before reconnecting: doubling from 200ms, at most 10s.
+const RECONNECT_BACKOFF: Backoff =
+    Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
 
 /// The payload of a wake-up notification for one queue.
 pub(super) fn payload(tenant: &str, queue: &str) -> String {
@@ -55,18 +55,20 @@ impl Listener {
 
 async fn run(config: tokio_postgres::Config, wakeups: Arc<Wakeups>, first: Session) {
     first.watch().await;
-    let mut delay = RECONNECT_MIN;
+    let mut retries = RECONNECT_BACKOFF.retries();
+    let mut delay = retries.next_delay();
     loop {
         tokio::time::sleep(delay).await;
         match Session::open(&config, &wakeups).await {
             Ok(session) => {
                 tracing::info!("postgresql listen connection restored");
-                delay = RECONNECT_MIN;
+                retries.reset();
+                delay = retries.next_delay();
                 session.watch().await;
             }
             Err(error) => {
                 tracing::warn!(%error, retry_in = ?delay, "could not reopen the postgresql listen connection");
-                delay = (delay * 2).min(RECONNECT_MAX);
+                delay = retries.next_delay();
             }
         }
     }

@@ -21,6 +21,7 @@ use spillway_autoscale::provider::{
     PoolProvider, PoolResize,
 };
 use spillway_core::auth::Role;
+use spillway_core::backoff::Backoff;
 use spillway_core::model::WorkerState;
 use spillway_core::{Error, ErrorKind, Result, Timestamp};
 use spillway_store::{DynStore, TokenCreate};
@@ -37,6 +38,8 @@ pub const PROVIDER: &str = "local";
 pub const RESTART_BACKOFF_BASE: Duration = Duration::from_secs(1);
 /// Longest wait before starting a child that died again.
 pub const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// Doubling from [`RESTART_BACKOFF_BASE`] up to [`RESTART_BACKOFF_MAX`], without jitter.
+const RESTART_BACKOFF: Backoff = Backoff::new(RESTART_BACKOFF_BASE, RESTART_BACKOFF_MAX);
 /// Restarts in a row after which the pool reports that its instances fail to start.
 pub const RESTARTS_BEFORE_PROBLEM: u32 = 3;
 
@@ -159,9 +162,7 @@ impl LocalProvider {
                     continue;
                 }
                 instance.restarts += 1;
-                let backoff = RESTART_BACKOFF_BASE
-                    .saturating_mul(2u32.saturating_pow(instance.restarts.saturating_sub(1)))
-                    .min(RESTART_BACKOFF_MAX);
+                let backoff = RESTART_BACKOFF.ceiling(instance.restarts);
                 tracing::warn!(pool = %config.name, instance = %instance.id, %status, restarts = instance.restarts, backoff = ?backoff, "local worker exited while wanted; starting it again");
                 instance.restart_at = Some(Instant::now() + backoff);
                 self.board.instance_gone(&instance.id);
