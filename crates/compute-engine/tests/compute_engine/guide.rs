@@ -13,10 +13,17 @@ struct File {
 
 #[test]
 fn the_guides_pools_are_valid_and_serve_one_queue_from_two_regions() {
-    let start = GUIDE.find("```toml\n").expect("the guide has a toml block") + "```toml\n".len();
-    let end = start + GUIDE[start..].find("```").expect("the block ends");
-    let file: File = toml::from_str(&GUIDE[start..end]).expect("the guide's pools parse");
+    let block = GUIDE
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|rest| rest.split("```").next())
+        .find(|block| block.contains("[[pools]]"))
+        .expect("the guide has a toml block of pools");
+    let file: File = toml::from_str(block).expect("the guide's pools parse");
     validate_pools(&file.pools).expect("the guide's pools are valid");
+    for pool in &file.pools {
+        spillway_compute_engine::validate_pool(pool).expect("the guide's sections are valid");
+    }
     let regions: Vec<Option<String>> = file
         .pools
         .iter()
