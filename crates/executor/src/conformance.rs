@@ -98,9 +98,10 @@ pub trait Harness: Send + Sync {
     /// [`Behaviour::Hang`]).
     async fn started(&self, request: &ExecRequest) -> bool;
 
-    /// What of the run of `request` still runs, in words (e.g. `"process 123 (sleep)"`,
-    /// `"pod spillway-7-1-x2k4p (Running)"`); empty when nothing does. The harness may move
-    /// its fake along (garbage collection, the kubelet) before it looks.
+    /// What of the run of `request` is left, in words (e.g. `"process 123 (sleep)"`,
+    /// `"pod spillway-7-1-x2k4p (Running)"`); empty when nothing is. Local processes count
+    /// while they run; a cluster's Jobs and pods count while they exist. A harness with a fake
+    /// may move it along (garbage collection, the kubelet) before it looks.
     async fn leftovers(&self, request: &ExecRequest) -> Vec<String>;
 }
 
