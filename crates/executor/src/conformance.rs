@@ -208,15 +208,12 @@ pub async fn the_log_tail_keeps_the_last_bytes(h: DynHarness) {
         .map(|i| format!("line {i:04} {}\n", "x".repeat(89)))
         .collect();
     assert!(log.len() > LOG_TAIL_BYTES);
-    let outcome = run(
-        h.as_ref(),
-        request(103),
-        &Behaviour::Exit {
-            code: 0,
-            log: log.clone(),
-        },
-    )
-    .await;
+    let request = request(103);
+    let behaviour = Behaviour::Exit {
+        code: 0,
+        log: log.clone(),
+    };
+    let outcome = run(h.as_ref(), request.clone(), &behaviour).await;
     assert_eq!(outcome.exit, ExitKind::Exited(0), "{:?}", outcome.exit);
     assert_eq!(outcome.log_tail.len(), LOG_TAIL_BYTES);
     assert!(
@@ -225,6 +222,7 @@ pub async fn the_log_tail_keeps_the_last_bytes(h: DynHarness) {
         &outcome.log_tail[..80.min(outcome.log_tail.len())],
         &outcome.log_tail[outcome.log_tail.len().saturating_sub(80)..],
     );
+    nothing_left(h.as_ref(), &request, "after a long output").await;
 }
 
 /// The request's variables, the attempt's identity among them, reach the command unchanged.
@@ -242,7 +240,7 @@ pub async fn the_request_env_reaches_the_command(h: DynHarness) {
     let behaviour = Behaviour::PrintEnv {
         names: names.iter().map(|n| n.to_string()).collect(),
     };
-    let outcome = run(h.as_ref(), request, &behaviour).await;
+    let outcome = run(h.as_ref(), request.clone(), &behaviour).await;
     assert_eq!(outcome.exit, ExitKind::Exited(0), "{outcome:?}");
     assert_eq!(
         outcome.log_tail,
@@ -251,6 +249,7 @@ pub async fn the_request_env_reaches_the_command(h: DynHarness) {
              SPILLWAY_ATTEMPT=1\n"
         )
     );
+    nothing_left(h.as_ref(), &request, "after printing the env").await;
 }
 
 /// Cancelling `stop` ends a running command as `Stopped`, keeps what it wrote, and leaves
