@@ -4,8 +4,12 @@
 //! runs a fully prepared [`ExecRequest`] to its end and says how it ended. Implementations:
 //! [`LocalProcess`] here (a child process in its own process group) and the Kubernetes job
 //! executor in `spillway-kubernetes` (one `batch/v1` Job per attempt). This crate is small on
-//! purpose so that an executor crate does not have to link the worker runtime.
+//! purpose so that an executor crate does not have to link the worker runtime. Every executor
+//! passes the suite in `conformance` (behind the `testkit` feature), which also states the
+//! contract in words.
 
+#[cfg(any(test, feature = "testkit"))]
+pub mod conformance;
 mod local_process;
 mod log_tail;
 mod seam;

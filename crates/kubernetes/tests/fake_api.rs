@@ -406,6 +406,68 @@ async fn job_fails_past_its_backoff_limit_and_orphans_by_default() {
 }
 
 #[tokio::test]
+async fn a_job_past_its_active_deadline_fails_and_its_pods_go() {
+    let (fake, client) = start().await;
+    let jobs: Api<Job> = Api::default_namespaced(client.clone());
+    let pods: Api<Pod> = Api::default_namespaced(client);
+    let mut deadlined = job("d", 1, 0);
+    if let Some(spec) = deadlined.spec.as_mut() {
+        spec.active_deadline_seconds = Some(1);
+    }
+    jobs.create(&PostParams::default(), &deadlined)
+        .await
+        .expect("create");
+    fake.settle();
+    let pod = fake
+        .objects("pods")
+        .into_iter()
+        .find(|p| p["status"]["phase"] == "Running")
+        .expect("a running pod");
+    let pod_name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
+    // A running container's log can be read before it ends.
+    assert!(fake.write_log(&pod_name, "working\n"));
+    let log = pods
+        .logs(&pod_name, &LogParams::default())
+        .await
+        .expect("log of a running pod");
+    assert_eq!(log, "working\n");
+    let status = jobs.get("d").await.expect("job").status.expect("status");
+    assert!(status.conditions.unwrap_or_default().is_empty());
+
+    // Once the deadline has passed, the Job controller stops the pod and fails the Job.
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    let conditions = loop {
+        fake.settle();
+        let status = jobs.get("d").await.expect("job").status.expect("status");
+        let conditions = status.conditions.unwrap_or_default();
+        if conditions.iter().any(|c| c.type_ == "Failed") {
+            break conditions;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the Job did not fail past its deadline: {conditions:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for kind in ["FailureTarget", "Failed"] {
+        let condition = conditions
+            .iter()
+            .find(|c| c.type_ == kind)
+            .expect("condition");
+        assert_eq!(
+            condition.reason.as_deref(),
+            Some("DeadlineExceeded"),
+            "{kind}"
+        );
+    }
+    assert!(
+        fake.objects("pods").is_empty(),
+        "{:?}",
+        fake.objects("pods")
+    );
+}
+
+#[tokio::test]
 async fn watch_streams_events_and_resumes_from_a_resource_version() {
     let (fake, client) = start().await;
     let pods: Api<Pod> = Api::default_namespaced(client.clone());

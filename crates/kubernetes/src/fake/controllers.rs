@@ -283,6 +283,21 @@ fn is_ready(pod: &Value) -> bool {
     })
 }
 
+/// Whether a Job has been active longer than its `activeDeadlineSeconds`, counted from its
+/// `status.startTime` like the Job controller does.
+fn past_active_deadline(job: &Value) -> bool {
+    let Some(seconds) = job["spec"]["activeDeadlineSeconds"].as_i64() else {
+        return false;
+    };
+    let Some(started) = job["status"]["startTime"]
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+    else {
+        return false;
+    };
+    chrono::Utc::now() >= started + chrono::Duration::seconds(seconds)
+}
+
 fn owned_pods(objects: &Objects, namespace: &str, owner_uid: &Value) -> Vec<(Key, Value)> {
     objects
         .keys("pods")
@@ -547,13 +562,28 @@ impl State {
                 })
             };
             let mut complete = false;
-            if failed > backoff || has("FailureTarget") {
+            let past_deadline = past_active_deadline(&job);
+            if failed > backoff || past_deadline || has("FailureTarget") {
+                // The first reason found sticks, as on the Job controller.
+                let (reason, message) = match conditions
+                    .iter()
+                    .find(|c| c["type"] == "FailureTarget" && c["status"] == "True")
+                {
+                    Some(c) => (
+                        c["reason"].as_str().unwrap_or("").to_string(),
+                        c["message"].as_str().unwrap_or("").to_string(),
+                    ),
+                    None if failed > backoff => (
+                        "BackoffLimitExceeded".to_string(),
+                        "Job has reached the specified backoff limit".to_string(),
+                    ),
+                    None => (
+                        "DeadlineExceeded".to_string(),
+                        "Job was active longer than specified deadline".to_string(),
+                    ),
+                };
                 if !has("FailureTarget") {
-                    new_conditions.push(condition(
-                        "FailureTarget",
-                        "BackoffLimitExceeded",
-                        "Job has reached the specified backoff limit",
-                    ));
+                    new_conditions.push(condition("FailureTarget", &reason, &message));
                 }
                 for (pod_key, pod) in &pods {
                     if !is_terminal(pod) {
@@ -565,11 +595,7 @@ impl State {
                     .filter(|(_, p)| !is_terminal(p))
                     .count();
                 if still == 0 {
-                    new_conditions.push(condition(
-                        "Failed",
-                        "BackoffLimitExceeded",
-                        "Job has reached the specified backoff limit",
-                    ));
+                    new_conditions.push(condition("Failed", &reason, &message));
                 }
             } else {
                 let done = match completions {

@@ -11,8 +11,9 @@
 //! `Status` object. Every request is recorded for tests to check.
 //!
 //! Controllers run only when a test calls them, so that tests are deterministic:
-//! [`FakeApiServer::step`] runs the Deployment, Job and garbage-collector controllers once;
-//! [`FakeApiServer::start_pending_pods`], [`FakeApiServer::finish_pod`] and
+//! [`FakeApiServer::step`] runs the Deployment, Job (including `activeDeadlineSeconds`) and
+//! garbage-collector controllers once; [`FakeApiServer::start_pending_pods`],
+//! [`FakeApiServer::write_log`], [`FakeApiServer::finish_pod`] and
 //! [`FakeApiServer::finish_terminating_pods`] play the kubelet.
 
 mod controllers;
@@ -304,6 +305,22 @@ impl FakeApiServer {
             return false;
         };
         state.finish_pod(&key, exit_code, log)
+    }
+
+    /// The container of the pod named `name` (any namespace) writes `log` while it runs, as a
+    /// command prints before it ends. False when no such pod exists.
+    pub fn write_log(&self, name: &str, log: &str) -> bool {
+        let mut state = self.inner.lock();
+        let Some(key) = state.objects.keys("pods").into_iter().find(|k| k.2 == name) else {
+            return false;
+        };
+        state
+            .objects
+            .logs
+            .entry((key.1, key.2))
+            .or_default()
+            .push_str(log);
+        true
     }
 
     /// The kubelet finishes pods being deleted: they stop (as after SIGTERM) and go away.
