@@ -90,7 +90,6 @@ mod tests {
         use spillway_kubernetes::fake::FakeApiServer;
         use spillway_server::ServerConfig;
         use spillway_server::autoscale::Autoscaler;
-        use spillway_server::autoscale::service::LEADER_KEY;
         use spillway_testkit::TestServer;
 
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -127,14 +126,7 @@ mod tests {
             .providers(registry())
             .start()
             .await;
-        let autoscaler = Autoscaler::new(
-            server.state.clone(),
-            server
-                .state
-                .providers
-                .build(&server.state.provider_context()),
-            LEADER_KEY,
-        );
+        let autoscaler = Autoscaler::with_registered_providers(server.state.clone());
         let submitted = reqwest::Client::new()
             .post(format!("{}/v1/jobs", server.base))
             .bearer_auth(&server.admin)

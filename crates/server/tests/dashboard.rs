@@ -13,7 +13,6 @@ use spillway_blob::{BlobStore, ObjectBlobs};
 use spillway_core::api::Failure;
 use spillway_core::clock::{Clock, SystemClock};
 use spillway_server::autoscale::Autoscaler;
-use spillway_server::autoscale::service::LEADER_KEY;
 use spillway_server::{AppState, ServerConfig};
 use spillway_store::sqlite::SqliteStore;
 use spillway_store::{DynStore, TaskFail, TaskLease, WorkerRegister};
@@ -607,14 +606,7 @@ async fn the_workers_page_lists_pools_with_their_decisions_escaped() {
         ..Default::default()
     })
     .await;
-    let autoscaler = Autoscaler::new(
-        server.state.clone(),
-        server
-            .state
-            .providers
-            .build(&server.state.provider_context()),
-        LEADER_KEY,
-    );
+    let autoscaler = Autoscaler::with_registered_providers(server.state.clone());
     server
         .submit(&server.admin, json!({"command": ["x"], "tasks": [{}, {}]}))
         .await;

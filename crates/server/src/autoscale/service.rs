@@ -83,6 +83,13 @@ impl Autoscaler {
         }
     }
 
+    /// An autoscaler over `state`'s pools with the providers the caller registered
+    /// (`state.providers`), under the replicas' shared leader key.
+    pub fn with_registered_providers(state: AppState) -> Self {
+        let providers = state.providers.build(&state.provider_context());
+        Self::new(state, providers, LEADER_KEY)
+    }
+
     /// One pass: when leader, observe, plan and resize every pool; returns how many pools
     /// were resized.
     pub async fn pass(&self) -> Result<u64> {

@@ -177,11 +177,7 @@ pub fn spawn_services(state: &AppState, stop: CancellationToken) -> Services {
             stop.clone(),
         ),
         autoscaler: (!config.pools.is_empty()).then(|| {
-            let autoscaler = crate::autoscale::Autoscaler::new(
-                state.clone(),
-                state.providers.build(&state.provider_context()),
-                crate::autoscale::service::LEADER_KEY,
-            );
+            let autoscaler = crate::autoscale::Autoscaler::with_registered_providers(state.clone());
             crate::autoscale::service::spawn(
                 Arc::new(autoscaler),
                 crate::autoscale::service::Config {
