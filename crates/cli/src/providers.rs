@@ -91,7 +91,7 @@ mod tests {
         use spillway_server::ServerConfig;
         use spillway_server::autoscale::Autoscaler;
         use spillway_server::autoscale::service::LEADER_KEY;
-        use spillway_testkit::TestServer;
+        use spillway_testkit::{TestServer, TestServerExt};
 
         let _ = rustls::crypto::ring::default_provider().install_default();
         let fake = FakeApiServer::start().await.expect("fake api server");

@@ -16,7 +16,7 @@ use spillway_core::model::{QueueSettings, Task};
 use spillway_core::state::TaskState;
 use spillway_kubernetes::fake::FakeApiServer;
 use spillway_kubernetes::job_executor::{ClusterAccess, JobExecutorConfig, KubernetesJobExecutor};
-use spillway_testkit::{TestServer, wait_until};
+use spillway_testkit::{TestServer, TestServerExt, wait_until};
 use spillway_worker::{WorkerConfig, WorkerSummary};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
