@@ -1,6 +1,7 @@
 //! What Spillway's tests share: [`TestServer`], a real server over HTTP on 127.0.0.1 with a
 //! temporary SQLite store, [`TestServerExt::admin_client`], a typed client of it, and
-//! [`wait_until`], polling a condition until a deadline instead of sleeping.
+//! [`wait_until`] and [`wait_until_seen`], polling a condition until a deadline instead of
+//! sleeping.
 //!
 //! The server and the wait come from `spillway_server::testkit` (behind the server's `testkit`
 //! feature, so the server's own tests share them without a dependency cycle); this crate adds
@@ -8,7 +9,7 @@
 //! the server in the crate table of ARCHITECTURE.md, and the `spillway` binary does not link it.
 
 pub use spillway_server::testkit::{
-    DEFAULT_DEADLINE, POLL_INTERVAL, TestServer, TestServerBuilder, wait_until,
+    DEFAULT_DEADLINE, POLL_INTERVAL, TestServer, TestServerBuilder, wait_until, wait_until_seen,
 };
 
 /// What a test does with a [`TestServer`] through the typed client.
