@@ -90,7 +90,7 @@ mod tests {
         use spillway_kubernetes::fake::FakeApiServer;
         use spillway_server::ServerConfig;
         use spillway_server::autoscale::Autoscaler;
-        use spillway_testkit::TestServer;
+        use spillway_testkit::{TestServer, TestServerExt};
 
         let _ = rustls::crypto::ring::default_provider().install_default();
         let fake = FakeApiServer::start().await.expect("fake api server");

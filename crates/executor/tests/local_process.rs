@@ -4,12 +4,16 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use spillway_core::ErrorKind;
 use spillway_core::model::LOG_TAIL_BYTES;
 use spillway_executor::{ExecOutcome, ExecRequest, Executor, ExitKind, LocalProcess};
+use spillway_testkit::wait_until;
 use tokio_util::sync::CancellationToken;
+
+/// How long a process may take to write its pid or to end.
+const DEADLINE: Duration = Duration::from_secs(10);
 
 fn request(dir: &Path, argv: &[&str]) -> ExecRequest {
     ExecRequest {
@@ -124,24 +128,15 @@ fn alive(pid: u32) -> bool {
 }
 
 async fn wait_dead(pid: u32) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while alive(pid) {
-        assert!(Instant::now() < deadline, "process {pid} still runs");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = format!("process {pid} to end");
+    wait_until(&what, DEADLINE, || async { (!alive(pid)).then_some(()) }).await;
 }
 
 async fn read_pid(path: &Path) -> u32 {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(text) = std::fs::read_to_string(path)
-            && let Ok(pid) = text.trim().parse()
-        {
-            return pid;
-        }
-        assert!(Instant::now() < deadline, "no pid file");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until("the pid file", DEADLINE, || async {
+        std::fs::read_to_string(path).ok()?.trim().parse().ok()
+    })
+    .await
 }
 
 #[tokio::test]

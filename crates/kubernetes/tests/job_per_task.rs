@@ -16,7 +16,7 @@ use spillway_core::model::{QueueSettings, Task};
 use spillway_core::state::TaskState;
 use spillway_kubernetes::fake::FakeApiServer;
 use spillway_kubernetes::job_executor::{ClusterAccess, JobExecutorConfig, KubernetesJobExecutor};
-use spillway_testkit::{TestServer, wait_until};
+use spillway_testkit::{TestServer, TestServerExt, wait_until, wait_until_seen};
 use spillway_worker::{WorkerConfig, WorkerSummary};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -192,21 +192,16 @@ async fn tasks_run_as_jobs_and_end_from_their_status() {
     assert!(fake.finish_pod(&pods[&task_ids[1]], 3, "bad input\n"));
     assert!(fake.finish_pod(&pods[&task_ids[2]], 0, "ok too\n"));
 
-    let tasks = {
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        loop {
+    let tasks = wait_until_seen(
+        "the tasks to end",
+        DEADLINE,
+        || {
             fake.step();
-            let tasks = spillway.tasks(&job.id).await;
-            if tasks.iter().all(|t| t.state.is_final()) {
-                break tasks;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "tasks did not end: {tasks:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
+            spillway.tasks(&job.id)
+        },
+        |tasks| tasks.iter().all(|t| t.state.is_final()),
+    )
+    .await;
     assert_eq!(tasks[0].state, TaskState::Succeeded, "{:?}", tasks[0]);
     assert_eq!(tasks[2].state, TaskState::Succeeded, "{:?}", tasks[2]);
     assert_eq!(tasks[1].state, TaskState::Dead, "{:?}", tasks[1]);
@@ -271,19 +266,14 @@ async fn cancelling_the_spillway_job_deletes_its_running_kubernetes_job() {
     })
     .await;
 
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        let task = &spillway.tasks(&job.id).await[0];
-        if task.state == TaskState::Cancelled {
-            assert_eq!(task.failures, 0);
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "task not cancelled: {task:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let task = wait_until_seen(
+        "the task to be cancelled",
+        DEADLINE,
+        || async { spillway.tasks(&job.id).await.remove(0) },
+        |task| task.state == TaskState::Cancelled,
+    )
+    .await;
+    assert_eq!(task.failures, 0);
     shutdown.cancel();
     let summary = worker.await.unwrap();
     assert_eq!(summary.released, 1, "{summary:?}");
@@ -323,18 +313,13 @@ async fn a_pod_that_can_never_start_fails_the_task_through_the_queue_policy() {
         }]);
     }));
 
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    let task = loop {
-        let task = spillway.tasks(&job.id).await.remove(0);
-        if task.state.is_final() {
-            break task;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "task did not end: {task:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let task = wait_until_seen(
+        "the task to end",
+        DEADLINE,
+        || async { spillway.tasks(&job.id).await.remove(0) },
+        |task| task.state.is_final(),
+    )
+    .await;
     assert_eq!(task.state, TaskState::Dead, "{task:?}");
     assert_eq!(task.exit_code, Some(125));
     let log = spillway.admin.task_logs(task.id, None).await.unwrap();

@@ -1,9 +1,9 @@
-//! Messages per second through the bridge: the real Pub/Sub emulator, a Spillway server
-//! (SQLite, in this process, real HTTP on 127.0.0.1) and the bridge with its default batch size
-//! and concurrency. Publishes N messages first, then times the bridge from its start until the
-//! server holds N jobs. The baseline, in the same run: a consumer that only pulls and
-//! acknowledges the same N messages from a second subscription, in batches of the same size,
-//! i.e. what the emulator allows before Spillway does anything.
+//! Messages per second through the bridge: the real Pub/Sub emulator, a Spillway server (the
+//! shared `TestServer`: SQLite, in this process, real HTTP on 127.0.0.1) and the bridge with its
+//! default batch size and concurrency. Publishes N messages first, then times the bridge from its
+//! start until the server holds N jobs. The baseline, in the same run: a consumer that only
+//! pulls and acknowledges the same N messages from a second subscription, in batches of the
+//! same size, i.e. what the emulator allows before Spillway does anything.
 //!
 //!   cargo run --release -p spillway-pubsub --example bridge_throughput [N] [RUNS]
 //!
@@ -15,18 +15,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use spillway_blob::{BlobStore, ObjectBlobs};
-use spillway_client::Client;
 use spillway_core::api::{CreateQueue, SubmitJob};
-use spillway_core::clock::SystemClock;
 use spillway_core::model::QueueSettings;
 use spillway_pubsub::emulator::{Emulator, find};
 use spillway_pubsub::{
     BridgeConfig, BridgeStats, DataFormat, JobTemplate, OutgoingMessage, run_bridge,
 };
-use spillway_server::{AppState, ServerConfig};
-use spillway_store::DynStore;
-use spillway_store::sqlite::SqliteStore;
+use spillway_testkit::{TestServer, TestServerExt};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
@@ -41,28 +36,8 @@ async fn main() {
     let script = find().expect("the Pub/Sub emulator is needed: set SPILLWAY_PUBSUB_EMULATOR");
     let emulator = Emulator::start(&script).await.expect("emulator");
     let pubsub = emulator.client().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-
-    let store: DynStore = Arc::new(
-        SqliteStore::open(&dir.path().join("spillway.db"))
-            .await
-            .unwrap(),
-    );
-    let blobs: Arc<dyn BlobStore> =
-        Arc::new(ObjectBlobs::from_url("memory://", &Default::default()).unwrap());
-    let admin = spillway_server::bootstrap(&store, chrono::Utc::now())
-        .await
-        .unwrap()
-        .unwrap();
-    let state = AppState::new(store, blobs, Arc::new(SystemClock), ServerConfig::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(spillway_server::serve(
-        listener,
-        state,
-        std::future::pending(),
-    ));
-    let spillway = Client::new(&url, Some(admin)).unwrap();
+    let server = TestServer::start().await;
+    let spillway = server.admin_client();
 
     let mut rates = Vec::new();
     let mut baselines = Vec::new();

@@ -8,12 +8,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use spillway_blob::{BlobStore, ObjectBlobs};
 use spillway_client::{Client, JobListQuery};
 use spillway_core::api::{CreateQueue, SubmitJob};
-use spillway_core::clock::SystemClock;
 use spillway_core::model::{Job, QueueSettings};
 use spillway_pubsub::emulator::{Emulator, find_or_skip};
 use spillway_pubsub::mapping::LABEL_SUBSCRIPTION;
@@ -21,36 +19,20 @@ use spillway_pubsub::{
     BridgeConfig, BridgeStats, DataFormat, JobTemplate, OutcomeConfig, OutcomePublisher,
     OutgoingMessage, PubSub, ReceivedMessage, run_bridge,
 };
-use spillway_server::{AppState, ServerConfig};
-use spillway_store::DynStore;
-use spillway_store::sqlite::SqliteStore;
+use spillway_testkit::{TestServer, TestServerExt, wait_until};
+use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 const QUEUE: &str = "from-pubsub";
 
-async fn wait_for<T, F, Fut>(what: &str, mut condition: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let until = Instant::now() + DEADLINE;
-    loop {
-        if let Some(value) = condition().await {
-            return value;
-        }
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// A Spillway server on 127.0.0.1 with a queue, and an admin client.
-async fn spillway_server(dir: &std::path::Path) -> Client {
-    let server = RunningServer::start(dir, 0).await;
-    let client = server.client.clone();
-    std::mem::forget(server.stop);
+/// A Spillway server on 127.0.0.1 with a queue, and an admin client; the server stops when
+/// the returned [`TestServer`] drops.
+async fn spillway_server() -> (TestServer, Client) {
+    let server = TestServer::start().await;
+    let client = server.admin_client();
     create_queue(&client).await;
-    client
+    (server, client)
 }
 
 async fn create_queue(client: &Client) {
@@ -62,62 +44,6 @@ async fn create_queue(client: &Client) {
         })
         .await
         .expect("create queue");
-}
-
-/// A server on `port` (0: any) keeping its state in `dir`; stops when `stop` fires or drops.
-struct RunningServer {
-    client: Client,
-    port: u16,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl RunningServer {
-    async fn start(dir: &std::path::Path, port: u16) -> RunningServer {
-        let store: DynStore = Arc::new(
-            SqliteStore::open(&dir.join("spillway.db"))
-                .await
-                .expect("open sqlite"),
-        );
-        let blobs: Arc<dyn BlobStore> =
-            Arc::new(ObjectBlobs::from_url("memory://", &Default::default()).expect("blobs"));
-        let token_file = dir.join("admin.token");
-        let admin = match spillway_server::bootstrap(&store, chrono::Utc::now())
-            .await
-            .expect("bootstrap")
-        {
-            Some(token) => {
-                std::fs::write(&token_file, &token).unwrap();
-                token
-            }
-            None => std::fs::read_to_string(&token_file).expect("the first start wrote it"),
-        };
-        let state = AppState::new(store, blobs, Arc::new(SystemClock), ServerConfig::default());
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            spillway_server::serve(listener, state, async {
-                let _ = stopped.await;
-            })
-            .await
-            .expect("serve")
-        });
-        let client = Client::new(&format!("http://127.0.0.1:{port}"), Some(admin)).unwrap();
-        RunningServer {
-            client,
-            port,
-            stop,
-            task,
-        }
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.unwrap();
-    }
 }
 
 fn template(format: DataFormat) -> JobTemplate {
@@ -145,22 +71,17 @@ async fn jobs_of(client: &Client, subscription: &str) -> Vec<Job> {
 
 /// Pull from `subscription` until `n` messages arrived; acknowledges them.
 async fn receive(pubsub: &PubSub, subscription: &str, n: usize) -> Vec<ReceivedMessage> {
-    let mut got = Vec::new();
-    let until = Instant::now() + DEADLINE;
-    while got.len() < n {
-        assert!(
-            Instant::now() < until,
-            "timed out waiting for {n} messages on {subscription}"
-        );
+    let got = Mutex::new(Vec::new());
+    let what = format!("{n} messages on {subscription}");
+    wait_until(&what, DEADLINE, || async {
         let batch = pubsub.pull(subscription, 100).await.expect("pull");
         let ids: Vec<String> = batch.iter().map(|m| m.ack_id.clone()).collect();
         pubsub.acknowledge(subscription, &ids).await.expect("ack");
-        if batch.is_empty() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let mut got = got.lock().await;
         got.extend(batch);
-    }
-    got
+        (got.len() >= n).then(|| std::mem::take(&mut *got))
+    })
+    .await
 }
 
 fn message(data: &[u8], attributes: &[(&str, &str)]) -> OutgoingMessage {
@@ -180,8 +101,7 @@ async fn finished_jobs_are_published_once_to_the_outcome_topic_across_restarts()
     };
     let emulator = Emulator::start(&script).await.expect("emulator");
     let pubsub = emulator.client().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let spillway = spillway_server(dir.path()).await;
+    let (server, spillway) = spillway_server().await;
 
     let (topic, sub) = ("projects/p/topics/work", "projects/p/subscriptions/work");
     let (outcomes, outcomes_sub) = ("projects/p/topics/done", "projects/p/subscriptions/done");
@@ -216,7 +136,7 @@ async fn finished_jobs_are_published_once_to_the_outcome_topic_across_restarts()
         let config = BridgeConfig::new(sub, template(DataFormat::Json));
         tokio::spawn(async move { run_bridge(&pubsub, &spillway, &config, &stats, &cancel).await })
     };
-    let jobs = wait_for("three jobs", || async {
+    let jobs = wait_until("three jobs", DEADLINE, || async {
         let jobs = jobs_of(&spillway, sub).await;
         (jobs.len() == 3).then_some(jobs)
     })
@@ -236,7 +156,7 @@ async fn finished_jobs_are_published_once_to_the_outcome_topic_across_restarts()
     for job in &jobs[..2] {
         spillway.job_cancel(&job.id.to_string()).await.unwrap();
     }
-    let state_file = dir.path().join("outcomes.ids");
+    let state_file = server.dir().join("outcomes.ids");
     let config = OutcomeConfig {
         subscription: sub.into(),
         queue: QUEUE.into(),
@@ -244,16 +164,14 @@ async fn finished_jobs_are_published_once_to_the_outcome_topic_across_restarts()
         state_file: state_file.clone(),
         interval: Duration::from_millis(100),
     };
-    let mut publisher = OutcomePublisher::open(config.clone()).unwrap();
-    let until = Instant::now() + DEADLINE;
-    while publisher.published_count() < 2 {
-        assert!(
-            Instant::now() < until,
-            "timed out waiting for two outcomes to be published"
-        );
+    let publisher = Mutex::new(OutcomePublisher::open(config.clone()).unwrap());
+    wait_until("two outcomes to be published", DEADLINE, || async {
+        let mut publisher = publisher.lock().await;
         publisher.publish_pass(&pubsub, &spillway).await.unwrap();
-    }
-    let n = publisher.published_count();
+        (publisher.published_count() >= 2).then_some(())
+    })
+    .await;
+    let n = publisher.into_inner().published_count();
     assert_eq!(n, 2);
     let got = receive(&pubsub, outcomes_sub, 2).await;
     let mut reported: BTreeMap<String, serde_json::Value> = BTreeMap::new();
@@ -293,8 +211,7 @@ async fn malformed_messages_go_to_the_reject_topic_or_back_to_pubsub_never_to_a_
     };
     let emulator = Emulator::start(&script).await.expect("emulator");
     let pubsub = emulator.client().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let spillway = spillway_server(dir.path()).await;
+    let (_server, spillway) = spillway_server().await;
 
     let topic = "projects/p/topics/incoming";
     let (with_rejects, without_rejects) = (
@@ -354,14 +271,16 @@ async fn malformed_messages_go_to_the_reject_topic_or_back_to_pubsub_never_to_a_
         "{:?}",
         rejected[0].attributes
     );
-    wait_for("the rejected message to be acknowledged", || async {
-        (stats_with.acked.load(Ordering::Relaxed) == 2).then_some(())
-    })
+    wait_until(
+        "the rejected message to be acknowledged",
+        DEADLINE,
+        || async { (stats_with.acked.load(Ordering::Relaxed) == 2).then_some(()) },
+    )
     .await;
 
     // Without one: it is left unacknowledged and comes again once its ack deadline (10s)
     // passes (Pub/Sub's dead-letter policy would move it aside); never acknowledged, never a job.
-    wait_for("the bad message to be redelivered", || async {
+    wait_until("the bad message to be redelivered", DEADLINE, || async {
         (stats_without.rejected.load(Ordering::Relaxed) >= 2).then_some(())
     })
     .await;
@@ -384,8 +303,7 @@ async fn a_missing_subscription_stops_the_bridge_with_a_clear_error() {
     };
     let emulator = Emulator::start(&script).await.expect("emulator");
     let pubsub = emulator.client().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let spillway = spillway_server(dir.path()).await;
+    let (_server, spillway) = spillway_server().await;
     let config = BridgeConfig::new("projects/p/subscriptions/nope", template(DataFormat::Json));
     let err = run_bridge(
         &pubsub,
@@ -410,7 +328,6 @@ async fn messages_published_while_the_server_is_down_are_stored_when_it_returns(
     };
     let emulator = Emulator::start(&script).await.expect("emulator");
     let pubsub = emulator.client().unwrap();
-    let dir = tempfile::tempdir().unwrap();
     let (topic, sub) = (
         "projects/p/topics/outage",
         "projects/p/subscriptions/outage",
@@ -418,8 +335,8 @@ async fn messages_published_while_the_server_is_down_are_stored_when_it_returns(
     pubsub.topic_create(topic).await.unwrap();
     pubsub.subscription_create(sub, topic, 10).await.unwrap();
 
-    let server = RunningServer::start(dir.path(), 0).await;
-    let (client, port) = (server.client.clone(), server.port);
+    let mut server = TestServer::start().await;
+    let client = server.admin_client();
     create_queue(&client).await;
     let cancel = CancellationToken::new();
     let stats = Arc::new(BridgeStats::default());
@@ -434,19 +351,20 @@ async fn messages_published_while_the_server_is_down_are_stored_when_it_returns(
         tokio::spawn(async move { run_bridge(&pubsub, &client, &config, &stats, &cancel).await })
     };
     pubsub.publish(topic, &[message(b"1", &[])]).await.unwrap();
-    wait_for("the first message's job", || async {
+    wait_until("the first message's job", DEADLINE, || async {
         (jobs_of(&client, sub).await.len() == 1).then_some(())
     })
     .await;
 
     // The server goes away; what is published now cannot be stored, and must not be lost.
-    server.stop().await;
+    server.stop_serving().await;
     let during = pubsub
         .publish(topic, &[message(b"2", &[]), message(b"3", &[])])
         .await
         .unwrap();
-    wait_for(
+    wait_until(
         "the bridge to give up on the submits and hand the messages back",
+        DEADLINE,
         || async { (stats.handed_back.load(Ordering::Relaxed) >= 2).then_some(()) },
     )
     .await;
@@ -457,9 +375,9 @@ async fn messages_published_while_the_server_is_down_are_stored_when_it_returns(
     );
 
     // Back on the same port with the same database: the messages come again and are stored.
-    let server = RunningServer::start(dir.path(), port).await;
-    let jobs = wait_for("three jobs", || async {
-        let jobs = jobs_of(&server.client, sub).await;
+    server.serve_again().await;
+    let jobs = wait_until("three jobs", DEADLINE, || async {
+        let jobs = jobs_of(&client, sub).await;
         (jobs.len() >= 3).then_some(jobs)
     })
     .await;

@@ -21,6 +21,8 @@ pub mod routes;
 pub mod services;
 pub mod size;
 pub mod state;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 use std::future::Future;
 

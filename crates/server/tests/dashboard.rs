@@ -2,31 +2,31 @@
 //! with an input file, requeue, escaping, the live event stream, and the job page agreeing
 //! with the API on where a task stands.
 
-use std::sync::Arc;
+use std::ops::Deref;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use reqwest::header::{LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
 use spillway_autoscale::config::PoolConfig;
-use spillway_blob::{BlobStore, ObjectBlobs};
 use spillway_core::api::Failure;
-use spillway_core::clock::{Clock, SystemClock};
+use spillway_server::ServerConfig;
 use spillway_server::autoscale::Autoscaler;
-use spillway_server::{AppState, ServerConfig};
-use spillway_store::sqlite::SqliteStore;
+use spillway_server::testkit::TestServer;
 use spillway_store::{DynStore, TaskFail, TaskLease, WorkerRegister};
-use tokio::sync::oneshot;
 
+/// The shared [`TestServer`] (system clock) and an API client for it.
 struct Server {
-    base: String,
-    state: AppState,
-    admin: String,
-    store: DynStore,
+    server: TestServer,
     api: reqwest::Client,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
+}
+
+impl Deref for Server {
+    type Target = TestServer;
+
+    fn deref(&self) -> &TestServer {
+        &self.server
+    }
 }
 
 impl Server {
@@ -35,56 +35,17 @@ impl Server {
     }
 
     async fn start_with(config: ServerConfig) -> Server {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store: DynStore = Arc::new(
-            SqliteStore::open(&dir.path().join("spillway.db"))
-                .await
-                .expect("open sqlite"),
-        );
-        let blobs: Arc<dyn BlobStore> =
-            Arc::new(ObjectBlobs::from_url("memory://", &Default::default()).expect("blobs"));
-        let clock = SystemClock;
-        let admin = spillway_server::bootstrap(&store, clock.now())
-            .await
-            .expect("bootstrap")
-            .expect("admin token");
-        let state = AppState::new(store.clone(), blobs, Arc::new(clock), config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let serving = state.clone();
-        let task = tokio::spawn(async move {
-            spillway_server::serve(listener, serving, async {
-                let _ = stopped.await;
-            })
-            .await
-            .expect("serve");
-        });
         Server {
-            base,
-            state,
-            admin,
-            store,
+            server: TestServer::builder().config(config).start().await,
             api: reqwest::Client::new(),
-            stop: Some(stop),
-            task: Some(task),
-            _dir: dir,
         }
     }
 
     /// Stop the server; this also proves open event streams do not hold up the shutdown.
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(20), task)
-                .await
-                .expect("server stops within 20s")
-                .expect("server task");
-        }
+    async fn stop(self) {
+        tokio::time::timeout(Duration::from_secs(20), self.server.stop())
+            .await
+            .expect("server stops within 20s");
     }
 
     async fn api_post(&self, path: &str, token: &str, body: Value) -> Value {

@@ -10,8 +10,8 @@ use spillway_core::model::{Attempt, QueueSettings, Task};
 use spillway_core::state::{AttemptOutcome, TaskState};
 
 use crate::support::{
-    ChildGuard, Server, all_tasks, create_queue, free_port, spillway, submit, wait_for,
-    wait_job_final, wait_ready,
+    ChildGuard, Server, all_tasks, create_queue, free_port, spillway, submit, wait_job_final,
+    wait_ready, wait_until,
 };
 
 /// Run the CLI against `server` with `args`; panics when it fails.
@@ -140,7 +140,7 @@ assumed_task_duration = "1s"
 
 /// Wait until every pool named is back at zero workers, desired and actual.
 async fn wait_pools_at_zero(client: &Client, names: &[&str]) -> Vec<PoolStatus> {
-    wait_for("pools back at zero", SCALE_DEADLINE, || async {
+    wait_until("pools back at zero", SCALE_DEADLINE, || async {
         let pools = client.pool_list().await.ok()?;
         let at_zero = names.iter().all(|name| {
             pools

@@ -13,7 +13,7 @@ use spillway_core::state::{AttemptOutcome, JobState, TaskState};
 
 use crate::support::{
     STATE_DEADLINE, Server, WorkerSpec, create_queue, fast_settings, free_port, only_task,
-    start_worker, submit, wait_for, wait_job_final, wait_task,
+    start_worker, submit, wait_job_final, wait_task, wait_until,
 };
 
 /// A command that sleeps on its first attempt only, so a test can interrupt it there and
@@ -71,19 +71,19 @@ async fn acknowledged_jobs_survive_a_server_killed_under_load() {
     let acked_count = || acked.lock().expect("lock").len();
 
     // Kill the server mid-stream: jobs acknowledged, some done, some tasks under lease.
-    let first = wait_for("10 acknowledged jobs", STATE_DEADLINE, || async {
+    let first = wait_until("10 acknowledged jobs", STATE_DEADLINE, || async {
         (acked_count() >= 10).then(|| acked.lock().expect("lock")[0].clone())
     })
     .await;
     wait_job_final(&client, &first, STATE_DEADLINE).await;
-    wait_for("tasks under lease", STATE_DEADLINE, || async {
+    wait_until("tasks under lease", STATE_DEADLINE, || async {
         let queue = client.queue_get("load").await.ok()?;
         (queue.stats.counts.leased > 0).then_some(())
     })
     .await;
     server.process.kill9();
     let before_restart = acked_count();
-    wait_for(
+    wait_until(
         "a submit refused while the server is down",
         STATE_DEADLINE,
         || async { (refused.load(Ordering::SeqCst) > 0).then_some(()) },
@@ -91,7 +91,7 @@ async fn acknowledged_jobs_survive_a_server_killed_under_load() {
     .await;
 
     let server = Server::start("server-2", &data, port, None).await;
-    wait_for(
+    wait_until(
         "10 more acknowledged jobs after the restart",
         STATE_DEADLINE,
         || async { (acked_count() >= before_restart + 10).then_some(()) },
@@ -207,7 +207,7 @@ async fn a_frozen_worker_cannot_overwrite_the_result_of_the_task_it_lost() {
     // w1 wakes with its command long finished and tries to upload and complete on a lease
     // that is no longer its own.
     w1.signal(Signal::SIGCONT);
-    let refused = wait_for("w1 to give up its lost lease", STATE_DEADLINE, || {
+    let refused = wait_until("w1 to give up its lost lease", STATE_DEADLINE, || {
         let log = w1.output();
         async move {
             (log.contains("lease lost; the task was stopped and nothing is reported")

@@ -14,7 +14,7 @@ use spillway_pubsub::mapping::{LABEL_MESSAGE_ID, LABEL_SUBSCRIPTION};
 use spillway_pubsub::{OutgoingMessage, PubSub};
 
 use crate::support::{
-    ChildGuard, STATE_DEADLINE, Server, create_queue, free_port, spillway, wait_for,
+    ChildGuard, STATE_DEADLINE, Server, create_queue, free_port, spillway, wait_until,
 };
 
 const MESSAGES: usize = 1000;
@@ -131,7 +131,7 @@ async fn a_thousand_messages_become_a_thousand_jobs_across_a_killed_bridge() {
     // messages are jobs, so some jobs are stored but their messages not yet acknowledged
     // (acknowledgements go out at the end of each batch).
     let mut first = start_bridge("bridge-1", dir.path(), &server, &emulator);
-    let at_kill = wait_for(
+    let at_kill = wait_until(
         "the first bridge to be mid-batch after 300 jobs",
         STATE_DEADLINE,
         || {
@@ -153,13 +153,13 @@ async fn a_thousand_messages_become_a_thousand_jobs_across_a_killed_bridge() {
     // Second bridge: stores the rest, and finds the jobs of messages the first one stored
     // but never acknowledged when Pub/Sub delivers them again.
     let mut second = start_bridge("bridge-2", dir.path(), &server, &emulator);
-    wait_for(&format!("{MESSAGES} jobs"), STATE_DEADLINE, || {
+    wait_until(&format!("{MESSAGES} jobs"), STATE_DEADLINE, || {
         second.assert_running();
         let client = client.clone();
         async move { (bridged_jobs(&client).await.len() >= MESSAGES).then_some(()) }
     })
     .await;
-    wait_for(
+    wait_until(
         "the second bridge to meet a redelivered message whose job exists",
         STATE_DEADLINE,
         || {

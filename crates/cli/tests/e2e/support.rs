@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
@@ -12,6 +12,8 @@ use spillway_client::{Client, TaskListQuery};
 use spillway_core::TaskId;
 use spillway_core::api::{CreateQueue, SubmitJob, TaskDetail};
 use spillway_core::model::{Job, QueueSettings, Task};
+/// Check a condition until it yields a value or a deadline passes (the shared poll loop).
+pub use spillway_testkit::wait_until;
 
 /// The binary under test, built by cargo for this test target.
 pub const BIN: &str = env!("CARGO_BIN_EXE_spillway");
@@ -19,28 +21,6 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_spillway");
 pub const START_DEADLINE: Duration = Duration::from_secs(60);
 /// How long a state change driven by leases, retries and the reaper may take.
 pub const STATE_DEADLINE: Duration = Duration::from_secs(60);
-/// Pause between two checks of a condition.
-const POLL: Duration = Duration::from_millis(50);
-
-/// Check `condition` until it yields a value or `deadline` passes; panics with `what` then.
-pub async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, mut condition: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let until = Instant::now() + deadline;
-    loop {
-        if let Some(value) = condition().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < until,
-            "timed out after {deadline:?} waiting for {what}"
-        );
-        tokio::time::sleep(POLL).await;
-    }
-}
-
 /// A port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
@@ -131,7 +111,7 @@ impl ChildGuard {
     /// Wait for the child to exit.
     pub async fn wait_exit(&mut self, deadline: Duration) -> ExitStatus {
         let name = self.name.clone();
-        wait_for(&format!("{name} to exit"), deadline, || {
+        wait_until(&format!("{name} to exit"), deadline, || {
             let status = self.try_status();
             async move { status }
         })
@@ -236,7 +216,7 @@ impl Server {
 pub async fn wait_ready(process: &mut ChildGuard, url: &str, data_dir: &Path) -> String {
     let token_file = data_dir.join("admin.token");
     let probe = Client::new(url, None).expect("client");
-    wait_for(&format!("{url} to be ready"), START_DEADLINE, || {
+    wait_until(&format!("{url} to be ready"), START_DEADLINE, || {
         process.assert_running();
         let token = std::fs::read_to_string(&token_file)
             .ok()
@@ -378,7 +358,7 @@ pub async fn wait_task<F>(client: &Client, id: TaskId, what: &str, check: F) -> 
 where
     F: Fn(&TaskDetail) -> bool,
 {
-    wait_for(&format!("task {id}: {what}"), STATE_DEADLINE, || async {
+    wait_until(&format!("task {id}: {what}"), STATE_DEADLINE, || async {
         client.task_get(id).await.ok().filter(|d| check(d))
     })
     .await
@@ -387,7 +367,7 @@ where
 /// Wait until `job` is finished (succeeded, failed or cancelled); answers that fail are
 /// retried, so this also rides out a server restart.
 pub async fn wait_job_final(client: &Client, job: &str, deadline: Duration) -> Job {
-    wait_for(&format!("job {job} to finish"), deadline, || async {
+    wait_until(&format!("job {job} to finish"), deadline, || async {
         client
             .job_get(job)
             .await

@@ -10,7 +10,7 @@ use spillway_core::state::{AttemptOutcome, TaskState};
 
 use crate::support::{
     STATE_DEADLINE, Server, WorkerSpec, create_queue, fast_settings, free_port, only_task,
-    start_worker, submit, wait_for, wait_task,
+    start_worker, submit, wait_task, wait_until,
 };
 
 /// Sleeps on its first attempt only, so the stopped worker holds it while a later attempt
@@ -68,17 +68,17 @@ async fn a_stopped_worker_is_marked_down_and_its_task_runs_elsewhere() {
     let w1 = leased.attempts[0].worker_id.clone();
     // Holding a 3 s lease it heartbeats every second, so it is active before it is stopped
     // (an idle worker's 10 s heartbeats could have let it be marked down already).
-    wait_for("worker-1 to be active", STATE_DEADLINE, || async {
+    wait_until("worker-1 to be active", STATE_DEADLINE, || async {
         (worker_state(&client, &w1).await == Some(WorkerState::Active)).then_some(())
     })
     .await;
     first.signal(Signal::SIGSTOP);
 
-    wait_for("worker-1 to be marked down", STATE_DEADLINE, || async {
+    wait_until("worker-1 to be marked down", STATE_DEADLINE, || async {
         (worker_state(&client, &w1).await == Some(WorkerState::Down)).then_some(())
     })
     .await;
-    let down = wait_for("spillway_workers_down >= 1", STATE_DEADLINE, || async {
+    let down = wait_until("spillway_workers_down >= 1", STATE_DEADLINE, || async {
         let metrics = client.metrics().await.ok()?;
         gauge(&metrics, "spillway_workers_down").filter(|v| *v >= 1.0)
     })

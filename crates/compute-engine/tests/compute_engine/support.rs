@@ -1,7 +1,7 @@
 //! Shared set-up: a fake, a SQLite store and a provider pointed at the fake.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use spillway_autoscale::config::PoolConfig;
 use spillway_autoscale::conformance::t0;
@@ -14,6 +14,7 @@ use spillway_compute_engine::token::StaticToken;
 use spillway_core::Result;
 use spillway_store::DynStore;
 use spillway_store::sqlite::SqliteStore;
+use spillway_testkit::wait_until_seen;
 
 /// Short pacing so retries and operation polls take milliseconds.
 pub fn fast_settings() -> ClientSettings {
@@ -107,18 +108,10 @@ impl Env {
         what: &str,
         done: impl Fn(&PoolObservation) -> bool,
     ) -> PoolObservation {
-        let started = Instant::now();
-        loop {
+        let look = || async {
             self.fake.step();
-            let seen = self.observe(pool).await.expect("observe");
-            if done(&seen) {
-                return seen;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "waited for {what}; last seen {seen:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+            self.observe(pool).await.expect("observe")
+        };
+        wait_until_seen(what, Duration::from_secs(10), look, done).await
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use kube::client::Body;
 use serde_json::{Value, json};
 use spillway_executor::{ExecRequest, Executor, ExitKind};
+use spillway_testkit::wait_until;
 use tokio_util::sync::CancellationToken;
 
 use super::{JobExecutorConfig, KubernetesJobExecutor};
@@ -592,11 +593,10 @@ async fn stopping_deletes_the_running_job_with_its_pod() {
         async move { executor.run(request(), stop).await }
     });
     // Stop once the executor is watching.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !recorder.calls().iter().any(Call::is_watch) {
-        assert!(tokio::time::Instant::now() < deadline, "no watch started");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until("a watch to start", Duration::from_secs(10), || async {
+        recorder.calls().iter().any(Call::is_watch).then_some(())
+    })
+    .await;
     stop.cancel();
     let outcome = running.await.unwrap().unwrap();
     assert_eq!(outcome.exit, ExitKind::Stopped);

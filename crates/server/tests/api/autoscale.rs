@@ -16,12 +16,13 @@ use spillway_core::clock::Clock;
 use spillway_server::ServerConfig;
 use spillway_server::autoscale::Autoscaler;
 use spillway_server::autoscale::service::LEADER_KEY;
+use spillway_server::testkit::{DEFAULT_DEADLINE, wait_until};
 use spillway_store::{WorkerBeat, WorkerRegister};
 
 use spillway_server::autoscale::service;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{Server, eventually, ok, problem, simple_job};
+use crate::support::{Server, ok, problem, simple_job};
 
 fn pool(name: &str, tier: u32, max: u32) -> PoolConfig {
     let mut pool = PoolConfig::new(name, MEMORY_PROVIDER, vec!["default".into()]);
@@ -357,9 +358,11 @@ async fn a_submit_wakes_the_service_long_before_its_interval() {
     service.run_pass().await;
     assert!(live(&provider, &home).await.is_empty());
     server.submit(&server.admin, simple_job()).await;
-    eventually("the pool to grow after a submit", || async {
-        !live(&provider, &home).await.is_empty()
-    })
+    wait_until(
+        "the pool to grow after a submit",
+        DEFAULT_DEADLINE,
+        || async { (!live(&provider, &home).await.is_empty()).then_some(()) },
+    )
     .await;
     stop.cancel();
     service.join().await;

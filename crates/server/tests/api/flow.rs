@@ -5,8 +5,9 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use spillway_server::ServerConfig;
+use spillway_server::testkit::{DEFAULT_DEADLINE, wait_until};
 
-use crate::support::{Server, eventually, ok, problem, simple_job};
+use crate::support::{Server, ok, problem, simple_job};
 
 #[tokio::test]
 async fn submit_lease_upload_and_complete_round_trip() {
@@ -312,14 +313,14 @@ async fn a_waiting_lease_wakes_when_work_is_submitted() {
             .expect("send");
         ok::<Value>(resp, StatusCode::OK).await
     });
-    eventually("the lease call to wait", || async {
+    wait_until("the lease call to wait", DEFAULT_DEADLINE, || async {
         let text = server
             .get("/metrics", "")
             .await
             .text()
             .await
             .unwrap_or_default();
-        text.contains("spillway_lease_waiters 1")
+        text.contains("spillway_lease_waiters 1").then_some(())
     })
     .await;
     let job = server.submit(&server.admin, simple_job()).await;
@@ -348,14 +349,14 @@ async fn shutdown_ends_a_waiting_lease_with_no_tasks() {
             .expect("send");
         ok::<Value>(resp, StatusCode::OK).await
     });
-    eventually("the lease call to wait", || async {
+    wait_until("the lease call to wait", DEFAULT_DEADLINE, || async {
         let text = server
             .get("/metrics", "")
             .await
             .text()
             .await
             .unwrap_or_default();
-        text.contains("spillway_lease_waiters 1")
+        text.contains("spillway_lease_waiters 1").then_some(())
     })
     .await;
     server.stop().await;

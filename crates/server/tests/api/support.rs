@@ -1,31 +1,28 @@
-//! A server per test, and helpers to speak to it and to check that nothing was written.
+//! A server per test (the shared [`TestServer`], on a manual clock), and helpers to speak to it
+//! and to check that nothing was written.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::ops::Deref;
 
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
-use spillway_blob::{BlobStore, ObjectBlobs};
 use spillway_core::api::Problem;
-use spillway_core::clock::{Clock, ManualClock};
-use spillway_server::{AppState, ServerConfig};
-use spillway_store::sqlite::SqliteStore;
-use spillway_store::{DynStore, JobList};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use spillway_core::clock::Clock;
+use spillway_server::ServerConfig;
+use spillway_server::testkit::TestServer;
+use spillway_store::JobList;
 
-/// A running server and direct handles on what it writes to.
+/// A running [`TestServer`] on a manual clock, and an HTTP client for it.
 pub struct Server {
-    pub base: String,
-    pub admin: String,
+    server: TestServer,
     pub http: reqwest::Client,
-    pub store: DynStore,
-    pub blobs: Arc<dyn BlobStore>,
-    pub clock: ManualClock,
-    pub state: AppState,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
-    _dir: tempfile::TempDir,
+}
+
+impl Deref for Server {
+    type Target = TestServer;
+
+    fn deref(&self) -> &TestServer {
+        &self.server
+    }
 }
 
 impl Server {
@@ -36,61 +33,20 @@ impl Server {
 
     /// A server with `config` (its listen address is ignored: port 0 on loopback).
     pub async fn with_config(config: ServerConfig) -> Server {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store: DynStore = Arc::new(
-            SqliteStore::open(&dir.path().join("spillway.db"))
-                .await
-                .expect("open sqlite store"),
-        );
-        let blobs: Arc<dyn BlobStore> = Arc::new(
-            ObjectBlobs::from_url("memory://", &Default::default()).expect("memory blobs"),
-        );
-        let clock = ManualClock::new(chrono::Utc::now());
-        let admin = spillway_server::bootstrap(&store, clock.now())
-            .await
-            .expect("bootstrap")
-            .expect("first start makes an admin token");
-        let state = AppState::new(
-            store.clone(),
-            blobs.clone(),
-            Arc::new(clock.clone()),
-            config,
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let serving = state.clone();
-        let task = tokio::spawn(async move {
-            spillway_server::serve(listener, serving, async {
-                let _ = stopped.await;
-            })
-            .await
-            .expect("serve");
-        });
+        let server = TestServer::builder()
+            .config(config)
+            .manual_clock()
+            .start()
+            .await;
         Server {
-            base,
-            admin,
+            server,
             http: reqwest::Client::new(),
-            store,
-            blobs,
-            clock,
-            state,
-            stop: Some(stop),
-            task: Some(task),
-            _dir: dir,
         }
     }
 
     /// Stop the server and wait for it.
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.expect("server task");
-        }
+    pub async fn stop(self) {
+        self.server.stop().await;
     }
 
     pub fn req(&self, method: Method, path: &str, token: &str) -> RequestBuilder {
@@ -235,22 +191,6 @@ pub async fn problem(resp: Response, status: StatusCode) -> Problem {
     assert_eq!(problem.status, status.as_u16());
     assert!(!problem.detail.is_empty());
     problem
-}
-
-/// Wait until `check` holds, failing after a generous deadline.
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// A one-task job on the default queue.

@@ -3,81 +3,33 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use spillway_blob::{BlobStore, ObjectBlobs};
 use spillway_client::{Client, TaskListQuery};
 use spillway_core::api::{CreateQueue, CreateToken, SubmitJob};
 use spillway_core::auth::Role;
-use spillway_core::clock::{Clock, SystemClock};
 use spillway_core::model::{QueueSettings, Task};
 use spillway_core::state::{AttemptOutcome, JobState, TaskState};
-use spillway_server::{AppState, ServerConfig};
-use spillway_store::DynStore;
-use spillway_store::sqlite::SqliteStore;
+use spillway_testkit::{DEFAULT_DEADLINE, TestServer, TestServerExt, wait_until_seen};
 use spillway_worker::{WorkerConfig, WorkerSummary};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 mod rejoin;
 
+/// The shared [`TestServer`] (system clock), its admin client, and a worker token of tenant
+/// `default`.
 struct Server {
-    base: String,
+    server: TestServer,
     admin: Client,
     worker_token: String,
-    stop: CancellationToken,
-    serving: Option<JoinHandle<()>>,
-    dir: tempfile::TempDir,
-}
-
-/// Serve a server over the SQLite database in `dir` on `listener`; the admin token is
-/// returned on the first start only (of that database).
-async fn serve(dir: &tempfile::TempDir, listener: tokio::net::TcpListener) -> Serving {
-    let store: DynStore = Arc::new(
-        SqliteStore::open(&dir.path().join("spillway.db"))
-            .await
-            .unwrap(),
-    );
-    let blobs: Arc<dyn BlobStore> =
-        Arc::new(ObjectBlobs::from_url("memory://", &Default::default()).unwrap());
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let admin_token = spillway_server::bootstrap(&store, clock.now())
-        .await
-        .unwrap();
-    let state = AppState::new(store, blobs, clock, ServerConfig::default());
-    let addr = listener.local_addr().unwrap();
-    let stop = CancellationToken::new();
-    let stopped = stop.clone();
-    let task = tokio::spawn(async move {
-        spillway_server::serve(listener, state, async move { stopped.cancelled().await })
-            .await
-            .unwrap();
-    });
-    Serving {
-        admin_token,
-        stop,
-        task,
-        addr,
-    }
-}
-
-/// A server started by [`serve`].
-struct Serving {
-    admin_token: Option<String>,
-    stop: CancellationToken,
-    task: JoinHandle<()>,
-    addr: std::net::SocketAddr,
 }
 
 impl Server {
     async fn start() -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let serving = serve(&dir, listener).await;
-        let base = format!("http://{}", serving.addr);
-        let admin = Client::new(&base, serving.admin_token).unwrap();
+        let server = TestServer::start().await;
+        let admin = server.admin_client();
         let worker_token = admin
             .token_create(&CreateToken {
                 name: "worker".into(),
@@ -88,31 +40,20 @@ impl Server {
             .unwrap()
             .token;
         Server {
-            base,
             admin,
             worker_token,
-            stop: serving.stop,
-            serving: Some(serving.task),
-            dir,
+            server,
         }
     }
 
     /// Stop the server, wait until it is gone, and start it again on the same address over
     /// the same database.
     async fn restart(&mut self) {
-        self.stop.cancel();
-        if let Some(task) = self.serving.take() {
-            task.await.unwrap();
-        }
-        let addr = self.base.trim_start_matches("http://").to_string();
-        let listener = tokio::net::TcpListener::bind(&addr).await.unwrap();
-        let serving = serve(&self.dir, listener).await;
-        self.stop = serving.stop;
-        self.serving = Some(serving.task);
+        self.server.restart().await;
     }
 
     fn worker_config(&self, scratch: &std::path::Path) -> WorkerConfig {
-        let mut config = WorkerConfig::new(&self.base, Some(self.worker_token.clone()));
+        let mut config = WorkerConfig::new(&self.server.base, Some(self.worker_token.clone()));
         config.concurrency = 2;
         config.scratch_dir = scratch.to_path_buf();
         config.heartbeat_interval = Duration::from_millis(200);
@@ -134,24 +75,7 @@ impl Server {
 
     /// Wait until the job's only task satisfies `check`, failing after a generous deadline.
     async fn wait_task(&self, job_id: &str, what: &str, check: impl Fn(&Task) -> bool) -> Task {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let task = self.only_task(job_id).await;
-            if check(&task) {
-                return task;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}; task is {task:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.cancel();
+        wait_until_seen(what, DEFAULT_DEADLINE, || self.only_task(job_id), check).await
     }
 }
 

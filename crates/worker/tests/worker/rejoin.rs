@@ -1,58 +1,41 @@
 //! A worker whose registration is spent (exited, or forgotten by a fresh server) registers
 //! again and goes on; shutdown never strands a lease; a worker outlives no parent it watches.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use spillway_client::Client;
 use spillway_core::api::SubmitJob;
 use spillway_core::auth::Role;
 use spillway_core::clock::{Clock, SystemClock};
 use spillway_core::model::{Worker, WorkerState};
 use spillway_core::state::{AttemptOutcome, TaskState};
-use spillway_store::sqlite::SqliteStore;
-use spillway_store::{DynStore, TokenCreate};
+use spillway_store::TokenCreate;
+use spillway_testkit::{DEFAULT_DEADLINE, TestServerExt, wait_until, wait_until_seen};
 use tokio_util::sync::CancellationToken;
 
-use crate::{Server, serve, spawn_worker};
+use crate::{Server, spawn_worker};
 
 impl Server {
     /// Stop the server and start it again on the same address over a new, empty database
     /// that knows the worker token (so only the worker's registration is forgotten).
     async fn restart_fresh(&mut self) {
-        self.stop.cancel();
-        if let Some(task) = self.serving.take() {
-            task.await.unwrap();
-        }
-        let addr = self.base.trim_start_matches("http://").to_string();
-        let listener = tokio::net::TcpListener::bind(&addr).await.unwrap();
-        self.dir = tempfile::tempdir().unwrap();
+        let secret_hash = spillway_server::auth::hash_secret(&self.worker_token);
         // The worker token must exist before the first request can arrive.
-        let admin_token = {
-            let store = SqliteStore::open(&self.dir.path().join("spillway.db"))
-                .await
-                .unwrap();
-            let store: DynStore = Arc::new(store);
-            let admin_token = spillway_server::bootstrap(&store, SystemClock.now())
-                .await
-                .unwrap();
-            store
-                .token_create(TokenCreate {
-                    id: "tok_worker".into(),
-                    name: "worker".into(),
-                    tenant: Some("default".into()),
-                    role: Role::Worker,
-                    secret_hash: spillway_server::auth::hash_secret(&self.worker_token),
-                    now: SystemClock.now(),
-                })
-                .await
-                .unwrap();
-            admin_token
-        };
-        let serving = serve(&self.dir, listener).await;
-        self.admin = Client::new(&self.base, admin_token).unwrap();
-        self.stop = serving.stop;
-        self.serving = Some(serving.task);
+        self.server
+            .restart_empty(|store| async move {
+                store
+                    .token_create(TokenCreate {
+                        id: "tok_worker".into(),
+                        name: "worker".into(),
+                        tenant: Some("default".into()),
+                        role: Role::Worker,
+                        secret_hash,
+                        now: SystemClock.now(),
+                    })
+                    .await
+                    .unwrap();
+            })
+            .await;
+        self.admin = self.server.admin_client();
     }
 
     async fn workers(&self) -> Vec<Worker> {
@@ -61,18 +44,7 @@ impl Server {
 
     /// Wait until the worker list satisfies `check`, failing after a generous deadline.
     async fn wait_workers(&self, what: &str, check: impl Fn(&[Worker]) -> bool) -> Vec<Worker> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let workers = self.workers().await;
-            if check(&workers) {
-                return workers;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}; workers are {workers:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_until_seen(what, DEFAULT_DEADLINE, || self.workers(), |w| check(w)).await
     }
 }
 
@@ -152,20 +124,15 @@ async fn tasks_leased_as_the_worker_shuts_down_are_released_as_preempted() {
     let mut config = server.worker_config(scratch.path());
     config.lease_wait = Duration::from_secs(30);
     let worker = spawn_worker(config, shutdown.clone());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !server
-        .admin
-        .metrics()
-        .await
-        .unwrap()
-        .contains("spillway_lease_waiters 1")
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the worker never waited in a lease call"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(
+        "the worker to wait in a lease call",
+        DEFAULT_DEADLINE,
+        || async {
+            let metrics = server.admin.metrics().await.unwrap();
+            metrics.contains("spillway_lease_waiters 1").then_some(())
+        },
+    )
+    .await;
 
     // Shutdown while the lease call waits; the work that arrives now goes to that call.
     shutdown.cancel();
