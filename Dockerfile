@@ -21,10 +21,13 @@ COPY crates/cli/Cargo.toml crates/cli/
 COPY crates/client/Cargo.toml crates/client/
 COPY crates/compute-engine/Cargo.toml crates/compute-engine/
 COPY crates/core/Cargo.toml crates/core/
+COPY crates/executor/Cargo.toml crates/executor/
+COPY crates/gcp-auth/Cargo.toml crates/gcp-auth/
 COPY crates/kubernetes/Cargo.toml crates/kubernetes/
 COPY crates/pubsub/Cargo.toml crates/pubsub/
 COPY crates/server/Cargo.toml crates/server/
 COPY crates/store/Cargo.toml crates/store/
+COPY crates/testkit/Cargo.toml crates/testkit/
 COPY crates/worker/Cargo.toml crates/worker/
 RUN set -eu; \
     for dir in crates/*/; do mkdir -p "$dir/src" && touch "$dir/src/lib.rs"; done; \
