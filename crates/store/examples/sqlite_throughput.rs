@@ -96,7 +96,7 @@ impl Report {
         results
             .unwrap_or_else(|e| panic!("{e}"))
             .iter()
-            .all(|r| r.ok)
+            .all(|r| r.ok())
     }
 }
 

@@ -14,11 +14,12 @@ pub mod conformance;
 mod migrations;
 pub mod params;
 pub mod postgres;
+pub mod report;
 pub mod sqlite;
 pub mod wakeups;
 
 use async_trait::async_trait;
-use spillway_core::api::{HeartbeatResult, LeasedTask, Page, ReportResult};
+use spillway_core::api::{HeartbeatResult, LeasedTask, Page};
 use spillway_core::model::{
     Attempt, Job, Queue, QueueSettings, QueueStats, Task, Tenant, TokenInfo, Worker,
 };
@@ -26,6 +27,7 @@ use spillway_core::{JobId, Result, TaskId, Timestamp};
 
 pub use autoscale::{LeaderLease, QueueDemand};
 pub use params::*;
+pub use report::{ReportOutcome, Reported};
 pub use wakeups::Wakeups;
 pub(crate) use wakeups::Woken;
 
@@ -111,15 +113,20 @@ pub trait Store: Send + Sync + 'static {
     async fn task_lease(&self, params: TaskLease) -> Result<Vec<LeasedTask>>;
     /// Extend leases still held (state leased and token matching).
     async fn task_heartbeat(&self, params: TaskHeartbeat) -> Result<Vec<HeartbeatResult>>;
-    /// Check that `token` is the current lease of a leased task (for result uploads).
-    async fn lease_check(&self, id: TaskId, token: &str, now: Timestamp) -> Result<Task>;
-    /// Complete leased tasks; an entry whose token is stale is refused, not applied.
-    async fn task_complete(&self, params: TaskComplete) -> Result<Vec<ReportResult>>;
-    /// Fail leased tasks: retrying with backoff while attempts remain, else dead.
-    async fn task_fail(&self, params: TaskFail) -> Result<Vec<ReportResult>>;
+    /// The task whose current lease is `params.lease_token` (for result uploads): not found
+    /// if the task is missing or not visible to the caller's tenant, conflict if the lease is
+    /// not current.
+    async fn lease_check(&self, params: LeaseCheck) -> Result<Task>;
+    /// Complete leased tasks. Each entry is answered in order: applied, not found (no such
+    /// task in the caller's tenant) or not current (stale token); refused ones change nothing.
+    async fn task_complete(&self, params: TaskComplete) -> Result<Vec<Reported>>;
+    /// Fail leased tasks: retrying with backoff while attempts remain, else dead. Answered
+    /// per entry as [`Store::task_complete`] is.
+    async fn task_fail(&self, params: TaskFail) -> Result<Vec<Reported>>;
     /// Hand leases back: preempted ones become available at once without counting a failure
-    /// (`preemptions + 1`, `avoid_pool` set); cancelled ones become cancelled.
-    async fn task_release(&self, params: TaskRelease) -> Result<Vec<ReportResult>>;
+    /// (`preemptions + 1`, `avoid_pool` set); cancelled ones become cancelled. Answered per
+    /// entry as [`Store::task_complete`] is.
+    async fn task_release(&self, params: TaskRelease) -> Result<Vec<Reported>>;
     /// Fail every lease that expired before `now` (attempt outcome `lease_expired`); returns
     /// how many.
     async fn lease_reap(&self, now: Timestamp) -> Result<u64>;

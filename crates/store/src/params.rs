@@ -129,7 +129,7 @@ pub struct TaskLease {
 #[derive(Debug, Clone)]
 pub struct TaskHeartbeat {
     /// The caller's tenant, part of every lease's condition: a lease of another tenant's task
-    /// is left as it is and answered as not current. `None` for a caller of every tenant.
+    /// is left as it is and answered as lost. `None` for a caller of every tenant.
     pub tenant: Option<String>,
     /// The leases.
     pub leases: Vec<LeaseRef>,
@@ -137,11 +137,23 @@ pub struct TaskHeartbeat {
     pub now: Timestamp,
 }
 
+/// Check a lease before a result upload.
+#[derive(Debug, Clone)]
+pub struct LeaseCheck {
+    /// The caller's tenant, part of the condition: another tenant's task is not found.
+    /// `None` for a caller of every tenant.
+    pub tenant: Option<String>,
+    /// The task.
+    pub task_id: TaskId,
+    /// The lease token the caller holds.
+    pub lease_token: String,
+}
+
 /// Complete tasks.
 #[derive(Debug, Clone)]
 pub struct TaskComplete {
     /// The caller's tenant, part of every lease's condition: a lease of another tenant's task
-    /// is left as it is and answered as not current. `None` for a caller of every tenant.
+    /// is left as it is and answered as not found. `None` for a caller of every tenant.
     pub tenant: Option<String>,
     /// The completions.
     pub items: Vec<Completion>,
@@ -153,7 +165,7 @@ pub struct TaskComplete {
 #[derive(Debug, Clone)]
 pub struct TaskFail {
     /// The caller's tenant, part of every lease's condition: a lease of another tenant's task
-    /// is left as it is and answered as not current. `None` for a caller of every tenant.
+    /// is left as it is and answered as not found. `None` for a caller of every tenant.
     pub tenant: Option<String>,
     /// The failures.
     pub items: Vec<Failure>,
@@ -165,7 +177,7 @@ pub struct TaskFail {
 #[derive(Debug, Clone)]
 pub struct TaskRelease {
     /// The caller's tenant, part of every lease's condition: a lease of another tenant's task
-    /// is left as it is and answered as not current. `None` for a caller of every tenant.
+    /// is left as it is and answered as not found. `None` for a caller of every tenant.
     pub tenant: Option<String>,
     /// The releases.
     pub items: Vec<Release>,

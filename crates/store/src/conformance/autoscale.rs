@@ -50,7 +50,7 @@ pub async fn queue_demand_counts_backlog_leases_and_run_times(store: DynStore) {
             })
             .await,
     );
-    assert!(results[0].ok, "{results:?}");
+    assert!(results[0].ok(), "{results:?}");
     lease(&store, QUEUE, 1, after(t0(), 6)).await;
 
     let demand = must("queue_demand", store.queue_demand(after(t0(), 10)).await);

@@ -189,7 +189,7 @@ pub async fn cancel_stops_waiting_and_flags_leased_tasks(store: DynStore) {
             })
             .await,
     );
-    assert!(rel[0].ok, "{:?}", rel[0].error);
+    assert!(rel[0].ok(), "{:?}", rel[0].outcome);
     let done = must("job_get", store.job_get(Some(TENANT), &j.id).await);
     assert_eq!(
         (done.counts.cancelled, done.state),

@@ -5,7 +5,7 @@ use spillway_core::state::{AttemptOutcome, JobState, TaskState};
 use spillway_core::{TaskId, Timestamp};
 
 use super::{POOL, QUEUE, TENANT, after, job, lease, lease_as, must, setup, submit, t0};
-use crate::{DeadList, DeadRequeue, DynStore, TaskComplete, TaskFail, TaskRelease};
+use crate::{DeadList, DeadRequeue, DynStore, ReportOutcome, TaskComplete, TaskFail, TaskRelease};
 
 fn completion(t: &LeasedTask, token: &str) -> Completion {
     Completion {
@@ -30,9 +30,9 @@ pub(crate) async fn complete_ok(store: &DynStore, t: &LeasedTask, now: Timestamp
             .await,
     );
     assert!(
-        res[0].ok,
+        res[0].ok(),
         "completing a current lease was refused: {:?}",
-        res[0].error
+        res[0].outcome
     );
 }
 
@@ -56,9 +56,9 @@ pub(crate) async fn fail_ok(store: &DynStore, t: &LeasedTask, retryable: bool, n
             .await,
     );
     assert!(
-        res[0].ok,
+        res[0].ok(),
         "failing a current lease was refused: {:?}",
-        res[0].error
+        res[0].outcome
     );
 }
 
@@ -82,7 +82,7 @@ pub async fn complete_refuses_stale_tokens(store: DynStore) {
             .await,
     );
     assert_eq!(wrong[0].task_id, first.task_id);
-    assert!(!wrong[0].ok && wrong[0].error.is_some());
+    assert_eq!(wrong[0].outcome, ReportOutcome::NotCurrent);
     assert_eq!(task(&store, first.task_id).await.state, TaskState::Leased);
 
     // The lease runs out and the task goes to someone else.
@@ -105,14 +105,15 @@ pub async fn complete_refuses_stale_tokens(store: DynStore) {
             .await,
     );
     assert_eq!(stale.len(), 2);
-    assert!(
-        !stale[0].ok,
+    assert_eq!(
+        stale[0].outcome,
+        ReportOutcome::NotCurrent,
         "the first holder completed a task that was leased again"
     );
     assert!(
-        stale[1].ok,
+        stale[1].ok(),
         "a bad item must not fail its neighbours: {:?}",
-        stale[1].error
+        stale[1].outcome
     );
 
     let done = task(&store, first.task_id).await;
@@ -150,7 +151,11 @@ pub async fn complete_refuses_stale_tokens(store: DynStore) {
             })
             .await,
     );
-    assert!(!again[0].ok, "a finished task was completed twice");
+    assert_eq!(
+        again[0].outcome,
+        ReportOutcome::NotCurrent,
+        "a finished task was completed twice"
+    );
     assert_eq!(
         task(&store, first.task_id).await.finished_at,
         Some(after(t0(), 201))
@@ -241,7 +246,11 @@ pub async fn non_retryable_failure_is_dead_at_once(store: DynStore) {
             })
             .await,
     );
-    assert!(!stale[0].ok, "a dead task took a second failure");
+    assert_eq!(
+        stale[0].outcome,
+        ReportOutcome::NotCurrent,
+        "a dead task took a second failure"
+    );
     assert_eq!(task(&store, t.task_id).await.failures, 1);
 }
 
@@ -267,7 +276,7 @@ pub async fn release_preempted_requeues_without_failure(store: DynStore) {
             })
             .await,
     );
-    assert!(res[0].ok, "{:?}", res[0].error);
+    assert!(res[0].ok(), "{:?}", res[0].outcome);
     let row = task(&store, t.task_id).await;
     assert_eq!(row.state, TaskState::Available);
     assert_eq!((row.failures, row.preemptions, row.attempt), (0, 1, 1));

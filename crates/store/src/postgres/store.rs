@@ -3,7 +3,7 @@
 //! leasable work once the commit is done.
 
 use async_trait::async_trait;
-use spillway_core::api::{HeartbeatResult, LeasedTask, Page, ReportResult};
+use spillway_core::api::{HeartbeatResult, LeasedTask, Page};
 use spillway_core::model::{
     Attempt, Job, Queue, QueueSettings, QueueStats, Task, Tenant, TokenInfo, Worker,
 };
@@ -12,9 +12,9 @@ use spillway_core::{JobId, Result, TaskId, Timestamp};
 use super::PostgresStore;
 use super::queries::{admin, demand, jobs, report, tasks};
 use crate::{
-    DeadList, DeadRequeue, JobList, JobSubmit, LeaderLease, QueueCreate, QueueDemand, Store,
-    TaskComplete, TaskFail, TaskHeartbeat, TaskLease, TaskList, TaskRelease, TokenCreate, Wakeups,
-    Woken, WorkerBeat, WorkerRegister,
+    DeadList, DeadRequeue, JobList, JobSubmit, LeaderLease, LeaseCheck, QueueCreate, QueueDemand,
+    Reported, Store, TaskComplete, TaskFail, TaskHeartbeat, TaskLease, TaskList, TaskRelease,
+    TokenCreate, Wakeups, Woken, WorkerBeat, WorkerRegister,
 };
 
 #[async_trait]
@@ -142,20 +142,19 @@ impl Store for PostgresStore {
         tasks::task_heartbeat(&self.conn().await?, &params).await
     }
 
-    async fn lease_check(&self, id: TaskId, token: &str, _now: Timestamp) -> Result<Task> {
-        // An expired lease stays current until reaped, as for complete and fail.
-        tasks::lease_check(&self.conn().await?, id, token).await
+    async fn lease_check(&self, params: LeaseCheck) -> Result<Task> {
+        tasks::lease_check(&self.conn().await?, &params).await
     }
 
-    async fn task_complete(&self, params: TaskComplete) -> Result<Vec<ReportResult>> {
+    async fn task_complete(&self, params: TaskComplete) -> Result<Vec<Reported>> {
         report::task_complete(&self.conn().await?, &params).await
     }
 
-    async fn task_fail(&self, params: TaskFail) -> Result<Vec<ReportResult>> {
+    async fn task_fail(&self, params: TaskFail) -> Result<Vec<Reported>> {
         report::task_fail(&mut self.conn().await?, &params).await
     }
 
-    async fn task_release(&self, params: TaskRelease) -> Result<Vec<ReportResult>> {
+    async fn task_release(&self, params: TaskRelease) -> Result<Vec<Reported>> {
         let (results, woken) = report::task_release(&mut self.conn().await?, &params).await?;
         self.wake(&woken);
         Ok(results)

@@ -1,7 +1,7 @@
 //! [`Store`] for [`SqliteStore`]: each method sends its query to the writer or a reader.
 
 use async_trait::async_trait;
-use spillway_core::api::{HeartbeatResult, LeasedTask, Page, ReportResult};
+use spillway_core::api::{HeartbeatResult, LeasedTask, Page};
 use spillway_core::model::{
     Attempt, Job, Queue, QueueSettings, QueueStats, Task, Tenant, TokenInfo, Worker,
 };
@@ -10,9 +10,9 @@ use spillway_core::{JobId, Result, TaskId, Timestamp};
 use super::SqliteStore;
 use super::queries::{admin, demand, jobs, report, tasks};
 use crate::{
-    DeadList, DeadRequeue, JobList, JobSubmit, LeaderLease, QueueCreate, QueueDemand, Store,
-    TaskComplete, TaskFail, TaskHeartbeat, TaskLease, TaskList, TaskRelease, TokenCreate, Wakeups,
-    Woken, WorkerBeat, WorkerRegister,
+    DeadList, DeadRequeue, JobList, JobSubmit, LeaderLease, LeaseCheck, QueueCreate, QueueDemand,
+    Reported, Store, TaskComplete, TaskFail, TaskHeartbeat, TaskLease, TaskList, TaskRelease,
+    TokenCreate, Wakeups, Woken, WorkerBeat, WorkerRegister,
 };
 
 impl SqliteStore {
@@ -212,26 +212,25 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn lease_check(&self, id: TaskId, token: &str, _now: Timestamp) -> Result<Task> {
-        let token = token.to_string();
+    async fn lease_check(&self, params: LeaseCheck) -> Result<Task> {
         self.readers
-            .call(move |c| tasks::lease_check(c, id, &token))
+            .call(move |c| tasks::lease_check(c, &params))
             .await
     }
 
-    async fn task_complete(&self, params: TaskComplete) -> Result<Vec<ReportResult>> {
+    async fn task_complete(&self, params: TaskComplete) -> Result<Vec<Reported>> {
         self.writer
             .call(move |c| report::task_complete(c, &params))
             .await
     }
 
-    async fn task_fail(&self, params: TaskFail) -> Result<Vec<ReportResult>> {
+    async fn task_fail(&self, params: TaskFail) -> Result<Vec<Reported>> {
         self.writer
             .call(move |c| report::task_fail(c, &params))
             .await
     }
 
-    async fn task_release(&self, params: TaskRelease) -> Result<Vec<ReportResult>> {
+    async fn task_release(&self, params: TaskRelease) -> Result<Vec<Reported>> {
         let (results, woken) = self
             .writer
             .call(move |c| report::task_release(c, &params))

@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use deadpool_postgres::GenericClient;
-use spillway_core::api::{Page, ReleaseReason, ReportResult};
+use spillway_core::api::{Page, ReleaseReason};
 use spillway_core::model::Task;
 use spillway_core::retry::{FailureDecision, decide_failure};
 use spillway_core::state::{AttemptOutcome, TaskState};
@@ -18,7 +18,7 @@ use tokio_postgres::Row;
 use super::tasks::task_page;
 use crate::postgres::error::ctx;
 use crate::postgres::rows::{TASK_COLUMNS, count, get, page_limit};
-use crate::{DeadList, DeadRequeue, TaskComplete, TaskFail, TaskRelease, Woken};
+use crate::{DeadList, DeadRequeue, Reported, TaskComplete, TaskFail, TaskRelease, Woken};
 use deadpool_postgres::Object;
 
 /// Expired leases reaped per transaction.
@@ -233,30 +233,53 @@ async fn apply(client: &impl GenericClient, endings: &[Ending], now: Timestamp) 
     Ok(())
 }
 
-/// One result per item (task id and token), in order: ok when that lease was applied.
-fn results(
+/// One answer per item (task id and token), in order: applied when that lease was applied,
+/// else not current when the task is the caller's, else not found. Only refusals cost a look
+/// at the tasks (in the caller's transaction when it has one).
+async fn answers(
+    client: &impl GenericClient,
     ids: &[TaskId],
     tokens: &[&str],
     applied: &BTreeSet<(TaskId, String)>,
-) -> Vec<ReportResult> {
-    ids.iter()
+    tenant: Option<&str>,
+) -> Result<Vec<Reported>> {
+    let is_applied = |id: TaskId, token: &str| applied.contains(&(id, token.to_string()));
+    let refused: Vec<TaskId> = ids
+        .iter()
         .zip(tokens)
-        .map(|(id, token)| {
-            let ok = applied.contains(&(*id, (*token).to_string()));
-            ReportResult {
-                task_id: *id,
-                ok,
-                error: (!ok).then(|| {
-                    format!(
-                        "the lease on task {id} is not current: it was reaped, reported or handed to another worker; drop this result"
-                    )
-                }),
+        .filter(|(id, token)| !is_applied(**id, token))
+        .map(|(id, _)| *id)
+        .collect();
+    let visible: BTreeSet<TaskId> = if refused.is_empty() {
+        BTreeSet::new()
+    } else {
+        client
+            .query(
+                "SELECT id FROM tasks WHERE id = ANY($1) AND ($2::text IS NULL OR tenant = $2)",
+                &[&refused, &tenant],
+            )
+            .await
+            .map_err(ctx("could not look up refused tasks"))?
+            .iter()
+            .map(|row| get::<TaskId>(row, "id"))
+            .collect::<Result<_>>()?
+    };
+    Ok(ids
+        .iter()
+        .zip(tokens)
+        .map(|(&id, token)| {
+            if is_applied(id, token) {
+                Reported::applied(id)
+            } else if visible.contains(&id) {
+                Reported::not_current(id)
+            } else {
+                Reported::not_found(id)
             }
         })
-        .collect()
+        .collect())
 }
 
-pub(crate) async fn task_complete(conn: &Object, p: &TaskComplete) -> Result<Vec<ReportResult>> {
+pub(crate) async fn task_complete(conn: &Object, p: &TaskComplete) -> Result<Vec<Reported>> {
     if p.items.is_empty() {
         return Ok(Vec::new());
     }
@@ -305,10 +328,10 @@ pub(crate) async fn task_complete(conn: &Object, p: &TaskComplete) -> Result<Vec
         .iter()
         .map(|row| Ok((get::<TaskId>(row, "id")?, get::<String>(row, "token")?)))
         .collect::<Result<BTreeSet<_>>>()?;
-    Ok(results(&ids, &tokens, &applied))
+    answers(conn, &ids, &tokens, &applied, p.tenant.as_deref()).await
 }
 
-pub(crate) async fn task_fail(conn: &mut Object, p: &TaskFail) -> Result<Vec<ReportResult>> {
+pub(crate) async fn task_fail(conn: &mut Object, p: &TaskFail) -> Result<Vec<Reported>> {
     if p.items.is_empty() {
         return Ok(Vec::new());
     }
@@ -337,16 +360,17 @@ pub(crate) async fn task_fail(conn: &mut Object, p: &TaskFail) -> Result<Vec<Rep
         ));
     }
     apply(&tx, &endings, p.now).await?;
+    let answers = answers(&tx, &ids, &tokens, &applied, p.tenant.as_deref()).await?;
     tx.commit()
         .await
         .map_err(ctx("could not commit failures"))?;
-    Ok(results(&ids, &tokens, &applied))
+    Ok(answers)
 }
 
 pub(crate) async fn task_release(
     conn: &mut Object,
     p: &TaskRelease,
-) -> Result<(Vec<ReportResult>, Woken)> {
+) -> Result<(Vec<Reported>, Woken)> {
     if p.items.is_empty() {
         return Ok((Vec::new(), Woken::new()));
     }
@@ -386,10 +410,11 @@ pub(crate) async fn task_release(
         endings.push(end);
     }
     apply(&tx, &endings, p.now).await?;
+    let answers = answers(&tx, &ids, &tokens, &applied, p.tenant.as_deref()).await?;
     tx.commit()
         .await
         .map_err(ctx("could not commit releases"))?;
-    Ok((results(&ids, &tokens, &applied), woken))
+    Ok((answers, woken))
 }
 
 pub(crate) async fn lease_reap(conn: &mut Object, now: Timestamp) -> Result<u64> {

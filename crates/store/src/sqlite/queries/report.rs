@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
-use spillway_core::api::{Page, ReleaseReason, ReportResult};
+use spillway_core::api::{Page, ReleaseReason};
 use spillway_core::model::Task;
 use spillway_core::retry::{FailureDecision, decide_failure};
 use spillway_core::{Result, TaskId, Timestamp};
@@ -15,26 +15,7 @@ use spillway_core::{Result, TaskId, Timestamp};
 use super::jobs::{finish_if_done, reopen};
 use super::tasks::page_of;
 use crate::sqlite::rows::{TASK_COLS, db, micros, page_size, task_cursor, task_row, to_json};
-use crate::{DeadList, DeadRequeue, TaskComplete, TaskFail, TaskRelease, Woken};
-
-/// Wording of a refused report.
-fn refused(task_id: TaskId) -> ReportResult {
-    ReportResult {
-        task_id,
-        ok: false,
-        error: Some(format!(
-            "the lease on task {task_id} is not current: it finished, expired or went to another worker"
-        )),
-    }
-}
-
-fn applied(task_id: TaskId) -> ReportResult {
-    ReportResult {
-        task_id,
-        ok: true,
-        error: None,
-    }
-}
+use crate::{DeadList, DeadRequeue, Reported, TaskComplete, TaskFail, TaskRelease, Woken};
 
 /// Close the attempt a lease opened.
 #[allow(clippy::too_many_arguments)]
@@ -67,13 +48,13 @@ fn end_attempt(
     Ok(())
 }
 
-pub(crate) fn task_complete(conn: &Connection, p: &TaskComplete) -> Result<Vec<ReportResult>> {
+pub(crate) fn task_complete(conn: &Connection, p: &TaskComplete) -> Result<Vec<Reported>> {
     // Read, then update by id: only the writer changes rows, and a plain UPDATE (no
     // RETURNING) avoids a statement journal per row.
     let mut check = conn
         .prepare_cached(
-            "SELECT job_id, attempt FROM tasks
-             WHERE id = ?1 AND state = 'leased' AND lease_token = ?2 AND (?3 IS NULL OR tenant = ?3)",
+            "SELECT job_id, attempt, state = 'leased' AND lease_token IS ?2 FROM tasks
+             WHERE id = ?1 AND (?3 IS NULL OR tenant = ?3)",
         )
         .map_err(db("prepare the completion"))?;
     let mut stmt = conn
@@ -87,15 +68,22 @@ pub(crate) fn task_complete(conn: &Connection, p: &TaskComplete) -> Result<Vec<R
     let mut jobs = BTreeSet::new();
     for item in &p.items {
         let result = item.result.as_ref().map(to_json).transpose()?;
-        let row: Option<(String, u32)> = check
+        let row: Option<(String, u32, bool)> = check
             .query_row(params![item.task_id, item.lease_token, p.tenant], |r| {
-                Ok((r.get(0)?, r.get(1)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
             .optional()
             .map_err(db("check a lease"))?;
-        let Some((job_id, attempt)) = row else {
-            results.push(refused(item.task_id));
-            continue;
+        let (job_id, attempt) = match row {
+            None => {
+                results.push(Reported::not_found(item.task_id));
+                continue;
+            }
+            Some((_, _, false)) => {
+                results.push(Reported::not_current(item.task_id));
+                continue;
+            }
+            Some((job_id, attempt, true)) => (job_id, attempt),
         };
         stmt.execute(params![item.task_id, item.exit_code, result, micros(p.now)])
             .map_err(db("complete a task"))?;
@@ -110,7 +98,7 @@ pub(crate) fn task_complete(conn: &Connection, p: &TaskComplete) -> Result<Vec<R
             p.now,
         )?;
         jobs.insert(job_id);
-        results.push(applied(item.task_id));
+        results.push(Reported::applied(item.task_id));
     }
     for job in &jobs {
         finish_if_done(conn, job, p.now)?;
@@ -130,7 +118,6 @@ struct FailReport<'a> {
 /// Fail the leased task `id` (if `token` is its lease, or any lease when `None`, and it is a
 /// task of `tenant` unless that is `None`): retrying
 /// with backoff while attempts remain, else dead; cancelled if its job asked for that.
-/// Returns its job id, or `None` when the lease was not current.
 fn fail_leased(
     conn: &Connection,
     id: TaskId,
@@ -138,14 +125,16 @@ fn fail_leased(
     tenant: Option<&str>,
     r: &FailReport<'_>,
     now: Timestamp,
-) -> Result<Option<String>> {
-    let row: Option<(u32, u32, u32, String, bool, i64, i64)> = conn
+) -> Result<Reported> {
+    // (lease current, failures, max_attempts, attempt, job_id, cancel_requested, backoff ms).
+    type Row = (bool, u32, u32, u32, String, bool, i64, i64);
+    let row: Option<Row> = conn
         .prepare_cached(
-            "SELECT t.failures, t.max_attempts, t.attempt, t.job_id, t.cancel_requested,
+            "SELECT t.state = 'leased' AND (?2 IS NULL OR t.lease_token IS ?2),
+                    t.failures, t.max_attempts, t.attempt, t.job_id, t.cancel_requested,
                     q.backoff_base_ms, q.backoff_max_ms
              FROM tasks t JOIN queues q ON q.tenant = t.tenant AND q.name = t.queue
-             WHERE t.id = ?1 AND t.state = 'leased' AND (?2 IS NULL OR t.lease_token = ?2)
-               AND (?3 IS NULL OR t.tenant = ?3)",
+             WHERE t.id = ?1 AND (?3 IS NULL OR t.tenant = ?3)",
         )
         .and_then(|mut s| {
             s.query_row(params![id, token, tenant], |r| {
@@ -157,13 +146,16 @@ fn fail_leased(
                     r.get(4)?,
                     r.get(5)?,
                     r.get(6)?,
+                    r.get(7)?,
                 ))
             })
             .optional()
         })
         .map_err(db("read a leased task"))?;
-    let Some((failures, max_attempts, attempt, job_id, cancel, base_ms, max_ms)) = row else {
-        return Ok(None);
+    let (failures, max_attempts, attempt, job_id, cancel, base_ms, max_ms) = match row {
+        None => return Ok(Reported::not_found(id)),
+        Some((false, ..)) => return Ok(Reported::not_current(id)),
+        Some((true, f, m, a, j, c, b, x)) => (f, m, a, j, c, b, x),
     };
     let failures = failures + 1;
     let ms = |v: i64| Duration::from_millis(u64::try_from(v).unwrap_or(0));
@@ -212,10 +204,10 @@ fn fail_leased(
     if finished.is_some() {
         finish_if_done(conn, &job_id, now)?;
     }
-    Ok(Some(job_id))
+    Ok(Reported::applied(id))
 }
 
-pub(crate) fn task_fail(conn: &Connection, p: &TaskFail) -> Result<Vec<ReportResult>> {
+pub(crate) fn task_fail(conn: &Connection, p: &TaskFail) -> Result<Vec<Reported>> {
     let mut results = Vec::with_capacity(p.items.len());
     for item in &p.items {
         let report = FailReport {
@@ -225,45 +217,53 @@ pub(crate) fn task_fail(conn: &Connection, p: &TaskFail) -> Result<Vec<ReportRes
             retryable: item.retryable,
             log_tail: &item.log_tail,
         };
-        let done = fail_leased(
+        results.push(fail_leased(
             conn,
             item.task_id,
             Some(&item.lease_token),
             p.tenant.as_deref(),
             &report,
             p.now,
-        )?;
-        results.push(match done {
-            Some(_) => applied(item.task_id),
-            None => refused(item.task_id),
-        });
+        )?);
     }
     Ok(results)
 }
 
 /// Hand leases back. Returns the results and the (tenant, queue) pairs that got work back.
-pub(crate) fn task_release(
-    conn: &Connection,
-    p: &TaskRelease,
-) -> Result<(Vec<ReportResult>, Woken)> {
+pub(crate) fn task_release(conn: &Connection, p: &TaskRelease) -> Result<(Vec<Reported>, Woken)> {
     let mut read = conn
         .prepare_cached(
-            "SELECT attempt, job_id, tenant, queue, cancel_requested FROM tasks
-             WHERE id = ?1 AND state = 'leased' AND lease_token = ?2 AND (?3 IS NULL OR tenant = ?3)",
+            "SELECT state = 'leased' AND lease_token IS ?2, attempt, job_id, tenant, queue,
+                    cancel_requested
+             FROM tasks WHERE id = ?1 AND (?3 IS NULL OR tenant = ?3)",
         )
         .map_err(db("prepare the release"))?;
     let mut results = Vec::with_capacity(p.items.len());
     let mut woken = BTreeSet::new();
     for item in &p.items {
-        let row: Option<(u32, String, String, String, bool)> = read
+        let row: Option<(bool, u32, String, String, String, bool)> = read
             .query_row(params![item.task_id, item.lease_token, p.tenant], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
             })
             .optional()
             .map_err(db("read a leased task"))?;
-        let Some((attempt, job_id, tenant, queue, cancel)) = row else {
-            results.push(refused(item.task_id));
-            continue;
+        let (attempt, job_id, tenant, queue, cancel) = match row {
+            None => {
+                results.push(Reported::not_found(item.task_id));
+                continue;
+            }
+            Some((false, ..)) => {
+                results.push(Reported::not_current(item.task_id));
+                continue;
+            }
+            Some((true, a, j, t, q, c)) => (a, j, t, q, c),
         };
         let cancelled = cancel || item.reason == ReleaseReason::Cancelled;
         if cancelled {
@@ -300,7 +300,7 @@ pub(crate) fn task_release(
         if cancelled {
             finish_if_done(conn, &job_id, p.now)?;
         }
-        results.push(applied(item.task_id));
+        results.push(Reported::applied(item.task_id));
     }
     Ok((results, woken))
 }
@@ -330,7 +330,7 @@ pub(crate) fn lease_reap(conn: &Connection, now: Timestamp) -> Result<u64> {
             retryable: true,
             log_tail: "",
         };
-        if fail_leased(conn, id, None, None, &report, now)?.is_some() {
+        if fail_leased(conn, id, None, None, &report, now)?.ok() {
             n += 1;
         }
     }
