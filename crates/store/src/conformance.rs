@@ -74,6 +74,7 @@ macro_rules! store_conformance_tests {
             fail_retries_with_backoff_then_dies,
             non_retryable_failure_is_dead_at_once,
             release_preempted_requeues_without_failure,
+            release_clears_the_last_exit_code,
             lease_reap_fails_expired_leases,
             cancel_stops_waiting_and_flags_leased_tasks,
             job_retry_requeues_dead_and_cancelled,

@@ -11,6 +11,7 @@
 pub mod autoscale;
 #[cfg(any(test, feature = "testkit"))]
 pub mod conformance;
+mod ending;
 mod migrations;
 pub mod params;
 pub mod postgres;

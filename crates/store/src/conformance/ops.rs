@@ -298,6 +298,43 @@ pub async fn release_preempted_requeues_without_failure(store: DynStore) {
     assert_eq!((other[0].task_id, other[0].attempt), (t.task_id, 2));
 }
 
+/// A task's exit code and error are its last attempt's: a release (no exit) clears the exit
+/// code a failure left, and keeps the failure's error.
+pub async fn release_clears_the_last_exit_code(store: DynStore) {
+    setup(&store).await;
+    submit(&store, job(TENANT, QUEUE, 1, t0())).await;
+    let first = lease(&store, QUEUE, 1, t0()).await.remove(0);
+    fail_ok(&store, &first, true, t0()).await;
+    assert_eq!(task(&store, first.task_id).await.exit_code, Some(3));
+    let later = after(t0(), 3_600);
+    let second = lease(&store, QUEUE, 1, later).await.remove(0);
+    assert_eq!((second.task_id, second.attempt), (first.task_id, 2));
+    let res = must(
+        "task_release",
+        store
+            .task_release(TaskRelease {
+                tenant: Some(TENANT.into()),
+                items: vec![Release {
+                    task_id: second.task_id,
+                    lease_token: second.lease_token.clone(),
+                    reason: ReleaseReason::Preempted,
+                    log_tail: String::new(),
+                }],
+                worker_pool: None,
+                now: later,
+            })
+            .await,
+    );
+    assert!(res[0].ok(), "{:?}", res[0].outcome);
+    let row = task(&store, first.task_id).await;
+    assert_eq!(row.state, TaskState::Available);
+    assert_eq!(row.exit_code, None);
+    assert_eq!(
+        row.last_error.as_deref(),
+        Some("exit status 3 on attempt 1")
+    );
+}
+
 async fn dead_tasks(store: &DynStore, queue: &str, n: usize) -> Vec<TaskId> {
     submit(store, job(TENANT, queue, n, t0())).await;
     let mut ids = Vec::new();
