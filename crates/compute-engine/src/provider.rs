@@ -287,7 +287,7 @@ impl ComputeEngineProvider {
             if let Some(worker) = worker_for(name, &pool.name, &workers)
                 && worker.state == WorkerState::Active
             {
-                match self.store.worker_drain(&worker.id, params.now).await {
+                match self.store.worker_drain(&worker.id).await {
                     // Forgotten meanwhile: nothing left to drain.
                     Err(e) if e.kind() == ErrorKind::NotFound => {}
                     other => other?,

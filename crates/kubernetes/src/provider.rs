@@ -604,7 +604,7 @@ impl KubernetesProvider {
             named_live += 1;
             match worker {
                 // Its worker finishes its tasks and exits 0; the Job starts no replacement.
-                Some(worker) => match self.store.worker_drain(&worker.id, params.now).await {
+                Some(worker) => match self.store.worker_drain(&worker.id).await {
                     Ok(()) => {}
                     Err(e) if e.kind() == ErrorKind::NotFound => {}
                     Err(e) => return Err(e.into()),

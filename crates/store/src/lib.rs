@@ -150,8 +150,9 @@ pub trait Store: Send + Sync + 'static {
     async fn worker_mark_down(&self, silent_since: Timestamp) -> Result<u64>;
     /// Ask a worker to drain: its state becomes draining (sticky until it exits or goes
     /// down), so its next heartbeat answer says drain. Not found if it does not exist;
-    /// exited and down workers are left as they are.
-    async fn worker_drain(&self, id: &str, now: Timestamp) -> Result<()>;
+    /// exited and down workers are left as they are. Takes no time: draining is a state, not
+    /// a deadline.
+    async fn worker_drain(&self, id: &str) -> Result<()>;
 
     /// What every queue asks of the workers now: leasable and leased tasks, mean run time and
     /// recent arrivals, one entry per queue of every tenant.

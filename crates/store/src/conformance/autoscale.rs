@@ -106,10 +106,7 @@ pub async fn worker_drain_is_sticky(store: DynStore) {
             })
             .await,
     );
-    must(
-        "worker_drain",
-        store.worker_drain("w-d", after(t0(), 1)).await,
-    );
+    must("worker_drain", store.worker_drain("w-d").await);
     let w = must(
         "worker_heartbeat",
         store
@@ -126,14 +123,11 @@ pub async fn worker_drain_is_sticky(store: DynStore) {
         WorkerState::Draining,
         "a drained worker stays draining though its heartbeat does not say so"
     );
-    must(
-        "worker_drain again",
-        store.worker_drain("w-d", after(t0(), 3)).await,
-    );
+    must("worker_drain again", store.worker_drain("w-d").await);
     must_fail(
         "worker_drain unknown",
         ErrorKind::NotFound,
-        store.worker_drain("nope", t0()).await,
+        store.worker_drain("nope").await,
     );
 }
 

@@ -194,7 +194,7 @@ impl Store for PostgresStore {
         admin::worker_mark_down(&self.conn().await?, silent_since).await
     }
 
-    async fn worker_drain(&self, id: &str, _now: Timestamp) -> Result<()> {
+    async fn worker_drain(&self, id: &str) -> Result<()> {
         demand::worker_drain(&self.conn().await?, id).await
     }
 

@@ -290,7 +290,7 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn worker_drain(&self, id: &str, _now: Timestamp) -> Result<()> {
+    async fn worker_drain(&self, id: &str) -> Result<()> {
         let id = id.to_string();
         self.writer
             .call(move |c| demand::worker_drain(c, &id))

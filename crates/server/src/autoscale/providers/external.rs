@@ -95,7 +95,7 @@ impl PoolProvider for ExternalProvider {
         params.pool.check_size(params.desired)?;
         // Workers not registered yet are not drained: a smaller size already stops asking.
         for id in params.drain.iter().filter(|id| !id.contains(WANTED_INFIX)) {
-            match self.store.worker_drain(id, params.now).await {
+            match self.store.worker_drain(id).await {
                 // Already gone: nothing to drain, so a repeated call is harmless.
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
                 other => other?,

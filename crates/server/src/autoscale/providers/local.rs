@@ -300,7 +300,7 @@ impl PoolProvider for LocalProvider {
         {
             instance.draining = true;
             match self.board.instance_worker(&instance.id) {
-                Some(worker) => match self.store.worker_drain(&worker, params.now).await {
+                Some(worker) => match self.store.worker_drain(&worker).await {
                     Ok(()) => {}
                     // The worker is gone already; its process is on its way out.
                     Err(e) if e.kind() == ErrorKind::NotFound => {}
