@@ -14,6 +14,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use spillway_core::state::TaskState;
 use spillway_core::{Error, Result, Timestamp};
+use spillway_store::QueueStatsQuery;
 use spillway_store::Store;
 
 /// The media type of the metrics text.
@@ -276,7 +277,9 @@ impl Metrics {
     /// Refresh the queue gauges from the store and encode every metric as text.
     pub async fn render(&self, store: &dyn Store, now: Timestamp) -> Result<String> {
         let _one_at_a_time = self.scrape.lock().await;
-        let stats = store.queue_stats(None, now).await?;
+        let stats = store
+            .queue_stats(QueueStatsQuery { tenant: None, now })
+            .await?;
         self.tasks.clear();
         self.oldest.clear();
         for queue in stats {

@@ -63,8 +63,8 @@ pub trait Store: Send + Sync + 'static {
     async fn token_lookup(&self, secret_hash: &str) -> Result<Option<TokenInfo>>;
     /// Tokens of one tenant, or of every tenant for `None`.
     async fn token_list(&self, tenant: Option<&str>) -> Result<Vec<TokenInfo>>;
-    /// Revoke a token at `now`; not found if it is not visible to `tenant` (None sees all).
-    async fn token_revoke(&self, tenant: Option<&str>, id: &str, now: Timestamp) -> Result<()>;
+    /// Revoke a token at `now`; not found if it is not visible to the tenant (None sees all).
+    async fn token_revoke(&self, params: TokenRevoke) -> Result<()>;
 
     /// Create a queue; not found if the tenant does not exist, conflict if the queue does.
     async fn queue_create(&self, params: QueueCreate) -> Result<Queue>;
@@ -80,7 +80,7 @@ pub trait Store: Send + Sync + 'static {
     /// Queues of one tenant or of all.
     async fn queue_list(&self, tenant: Option<&str>) -> Result<Vec<Queue>>;
     /// Counts by state and age of the oldest leasable task, per queue.
-    async fn queue_stats(&self, tenant: Option<&str>, now: Timestamp) -> Result<Vec<QueueStats>>;
+    async fn queue_stats(&self, params: QueueStatsQuery) -> Result<Vec<QueueStats>>;
 
     /// Insert a job and its tasks in one transaction. With an idempotency key that the tenant
     /// already used, insert nothing and return the earlier job with `created == false`.
@@ -91,9 +91,9 @@ pub trait Store: Send + Sync + 'static {
     /// Jobs newest first, filtered and paged.
     async fn job_list(&self, params: JobList) -> Result<Page<Job>>;
     /// Cancel a job: waiting tasks become cancelled, leased ones get `cancel_requested`.
-    async fn job_cancel(&self, tenant: Option<&str>, id: &str, now: Timestamp) -> Result<Job>;
+    async fn job_cancel(&self, params: JobCancel) -> Result<Job>;
     /// Requeue a job's dead and cancelled tasks (failures reset); returns how many.
-    async fn job_retry(&self, tenant: Option<&str>, id: &str, now: Timestamp) -> Result<u64>;
+    async fn job_retry(&self, params: JobRetry) -> Result<u64>;
     /// Jobs that succeeded, asked for their inputs to be deleted, and still have them.
     async fn job_inputs_to_delete(&self, limit: u32) -> Result<Vec<(String, JobId)>>;
     /// Record that a job's inputs were deleted.
@@ -128,9 +128,9 @@ pub trait Store: Send + Sync + 'static {
     /// (`preemptions + 1`, `avoid_pool` set); cancelled ones become cancelled. Answered per
     /// entry as [`Store::task_complete`] is.
     async fn task_release(&self, params: TaskRelease) -> Result<Vec<Reported>>;
-    /// Fail every lease that expired before `now` (attempt outcome `lease_expired`); returns
+    /// Fail every lease that expired before `params.now` (attempt outcome `lease_expired`); returns
     /// how many.
-    async fn lease_reap(&self, now: Timestamp) -> Result<u64>;
+    async fn lease_reap(&self, params: LeaseReap) -> Result<u64>;
 
     /// Dead tasks, oldest first, paged.
     async fn dead_list(&self, params: DeadList) -> Result<Page<Task>>;
@@ -147,7 +147,7 @@ pub trait Store: Send + Sync + 'static {
     /// `now` are left out.
     async fn worker_list(&self, tenant: Option<&str>, now: Timestamp) -> Result<Vec<Worker>>;
     /// Mark active or draining workers not seen since `silent_since` as down; returns how many.
-    async fn worker_mark_down(&self, silent_since: Timestamp) -> Result<u64>;
+    async fn worker_mark_down(&self, params: WorkerMarkDown) -> Result<u64>;
     /// Ask a worker to drain: its state becomes draining (sticky until it exits or goes
     /// down), so its next heartbeat answer says drain. Not found if it does not exist;
     /// exited and down workers are left as they are. Takes no time: draining is a state, not
@@ -156,7 +156,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// What every queue asks of the workers now: leasable and leased tasks, mean run time and
     /// recent arrivals, one entry per queue of every tenant.
-    async fn queue_demand(&self, now: Timestamp) -> Result<Vec<QueueDemand>>;
+    async fn queue_demand(&self, params: QueueDemandQuery) -> Result<Vec<QueueDemand>>;
     /// Try to become the one replica that acts for `key` (e.g. the autoscaler); `None` when
     /// another replica holds it. Keep the lease while acting and check
     /// [`LeaderLease::is_held`] before each pass.
@@ -164,9 +164,5 @@ pub trait Store: Send + Sync + 'static {
 
     /// Delete finished jobs (with tasks and attempts) whose queue's retention has passed;
     /// returns the deleted jobs as (tenant, job id, had inputs) so their blobs can go too.
-    async fn retention_sweep(
-        &self,
-        now: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<(String, JobId, bool)>>;
+    async fn retention_sweep(&self, params: RetentionSweep) -> Result<Vec<(String, JobId, bool)>>;
 }

@@ -244,3 +244,75 @@ pub struct WorkerBeat {
     /// Heartbeat time.
     pub now: Timestamp,
 }
+
+/// Revoke a token.
+#[derive(Debug, Clone)]
+pub struct TokenRevoke {
+    /// Only a token of this tenant (None: any).
+    pub tenant: Option<String>,
+    /// The token's id.
+    pub id: String,
+    /// Revocation time.
+    pub now: Timestamp,
+}
+
+/// Count each queue's tasks by state.
+#[derive(Debug, Clone)]
+pub struct QueueStatsQuery {
+    /// Only this tenant's queues (None: all).
+    pub tenant: Option<String>,
+    /// The time the oldest leasable task's age is measured at.
+    pub now: Timestamp,
+}
+
+/// Cancel a job.
+#[derive(Debug, Clone)]
+pub struct JobCancel {
+    /// Only a job of this tenant (None: any).
+    pub tenant: Option<String>,
+    /// The job.
+    pub id: String,
+    /// Cancel time.
+    pub now: Timestamp,
+}
+
+/// Requeue a job's dead and cancelled tasks.
+#[derive(Debug, Clone)]
+pub struct JobRetry {
+    /// Only a job of this tenant (None: any).
+    pub tenant: Option<String>,
+    /// The job.
+    pub id: String,
+    /// Requeue time.
+    pub now: Timestamp,
+}
+
+/// Fail expired leases.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseReap {
+    /// Leases that expired before this time are reaped.
+    pub now: Timestamp,
+}
+
+/// Mark silent workers down.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerMarkDown {
+    /// Workers not seen since this time are down.
+    pub silent_since: Timestamp,
+}
+
+/// What every queue asks of the workers.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueDemandQuery {
+    /// The time leasable tasks and recent arrivals are counted at.
+    pub now: Timestamp,
+}
+
+/// Delete finished jobs past their queue's retention.
+#[derive(Debug, Clone, Copy)]
+pub struct RetentionSweep {
+    /// Retention is measured back from this time.
+    pub now: Timestamp,
+    /// Most jobs to delete in one sweep.
+    pub limit: u32,
+}

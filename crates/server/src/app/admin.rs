@@ -10,6 +10,7 @@ use spillway_store::{QueueCreate, TokenCreate};
 use super::Caller;
 use crate::auth::{hash_secret, new_secret, new_token_id};
 use crate::state::AppState;
+use spillway_store::TokenRevoke;
 
 /// Longest token name accepted.
 const MAX_TOKEN_NAME: usize = 200;
@@ -126,7 +127,11 @@ pub async fn token_revoke(state: &AppState, caller: Caller<'_>, id: &str) -> Res
     let scope = caller.scope()?;
     state
         .store
-        .token_revoke(scope.as_deref(), id, state.clock.now())
+        .token_revoke(TokenRevoke {
+            tenant: scope,
+            id: id.to_string(),
+            now: state.clock.now(),
+        })
         .await?;
     state.shared.tokens.forget(id);
     tracing::info!(token_id = %id, "token revoked");

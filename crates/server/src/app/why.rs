@@ -13,6 +13,7 @@ use spillway_store::TaskList;
 use super::Caller;
 use crate::autoscale::POOL_TENANT;
 use crate::state::AppState;
+use spillway_store::QueueDemandQuery;
 
 /// Most waiting tasks read to tell positions in one queue; past this a position is reported
 /// as unknown rather than making one request scan a huge queue.
@@ -382,7 +383,7 @@ async fn estimate_start(
     position: u64,
     now: Timestamp,
 ) -> Result<Option<Timestamp>> {
-    let demand = state.store.queue_demand(now).await?;
+    let demand = state.store.queue_demand(QueueDemandQuery { now }).await?;
     let Some(mean) = demand
         .iter()
         .find(|d| d.tenant == task.tenant && d.queue == task.queue)

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::POOL_TENANT;
 use crate::services::Service;
 use crate::state::AppState;
+use spillway_store::QueueDemandQuery;
 
 /// Default time between passes.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
@@ -100,7 +101,7 @@ impl Autoscaler {
         let pools = state.shared.pools.pools();
         let demand: Vec<QueueDemand> = state
             .store
-            .queue_demand(now)
+            .queue_demand(QueueDemandQuery { now })
             .await?
             .into_iter()
             .filter(|d| d.tenant == POOL_TENANT)

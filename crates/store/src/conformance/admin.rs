@@ -9,6 +9,7 @@ use super::{
     test_settings,
 };
 use crate::{DynStore, QueueCreate, TokenCreate, WorkerBeat, WorkerRegister};
+use crate::{QueueStatsQuery, TokenRevoke, WorkerMarkDown};
 
 /// Tenants are created once, listed, and a second create conflicts.
 pub async fn tenants_crud(store: DynStore) {
@@ -162,17 +163,35 @@ pub async fn tokens_crud(store: DynStore) {
     must_fail(
         "token_revoke from another tenant",
         ErrorKind::NotFound,
-        store.token_revoke(Some(OTHER), "tk1", t0()).await,
+        store
+            .token_revoke(TokenRevoke {
+                tenant: Some(OTHER.into()),
+                id: "tk1".into(),
+                now: t0(),
+            })
+            .await,
     );
     assert!(must("token_lookup", store.token_lookup("h1").await).is_some());
     must_fail(
         "token_revoke unknown",
         ErrorKind::NotFound,
-        store.token_revoke(None, "nope", t0()).await,
+        store
+            .token_revoke(TokenRevoke {
+                tenant: None,
+                id: "nope".into(),
+                now: t0(),
+            })
+            .await,
     );
     must(
         "token_revoke",
-        store.token_revoke(Some(TENANT), "tk1", t0()).await,
+        store
+            .token_revoke(TokenRevoke {
+                tenant: Some(TENANT.into()),
+                id: "tk1".into(),
+                now: t0(),
+            })
+            .await,
     );
     assert!(
         must("token_lookup revoked", store.token_lookup("h1").await).is_none(),
@@ -181,7 +200,13 @@ pub async fn tokens_crud(store: DynStore) {
     assert!(must("token_list", store.token_list(Some(TENANT)).await).is_empty());
     must(
         "token_revoke by admin",
-        store.token_revoke(None, "tk2", t0()).await,
+        store
+            .token_revoke(TokenRevoke {
+                tenant: None,
+                id: "tk2".into(),
+                now: t0(),
+            })
+            .await,
     );
     assert!(must("token_lookup", store.token_lookup("h2").await).is_none());
 }
@@ -256,7 +281,11 @@ pub async fn workers_lifecycle(store: DynStore) {
     assert_eq!(
         must(
             "worker_mark_down",
-            store.worker_mark_down(after(t0(), 50)).await
+            store
+                .worker_mark_down(WorkerMarkDown {
+                    silent_since: after(t0(), 50)
+                })
+                .await
         ),
         1
     );
@@ -267,7 +296,11 @@ pub async fn workers_lifecycle(store: DynStore) {
     assert_eq!(
         must(
             "worker_mark_down again",
-            store.worker_mark_down(after(t0(), 50)).await
+            store
+                .worker_mark_down(WorkerMarkDown {
+                    silent_since: after(t0(), 50)
+                })
+                .await
         ),
         0,
         "a down worker is not marked down twice"
@@ -307,7 +340,11 @@ pub async fn workers_lifecycle(store: DynStore) {
     assert_eq!(
         must(
             "worker_mark_down",
-            store.worker_mark_down(after(t0(), 10_000)).await
+            store
+                .worker_mark_down(WorkerMarkDown {
+                    silent_since: after(t0(), 10_000)
+                })
+                .await
         ),
         2,
         "exited workers are never marked down"
@@ -325,7 +362,12 @@ pub async fn queue_stats_counts_states(store: DynStore) {
 
     let stats = must(
         "queue_stats",
-        store.queue_stats(Some(TENANT), after(t0(), 10)).await,
+        store
+            .queue_stats(QueueStatsQuery {
+                tenant: Some(TENANT.into()),
+                now: after(t0(), 10),
+            })
+            .await,
     );
     assert_eq!(stats.len(), 1);
     let s = &stats[0];
@@ -341,7 +383,16 @@ pub async fn queue_stats_counts_states(store: DynStore) {
         "oldest available task waited 10s, got {age}"
     );
     assert_eq!(
-        must("queue_stats all", store.queue_stats(None, t0()).await).len(),
+        must(
+            "queue_stats all",
+            store
+                .queue_stats(QueueStatsQuery {
+                    tenant: None,
+                    now: t0()
+                })
+                .await
+        )
+        .len(),
         2
     );
 }

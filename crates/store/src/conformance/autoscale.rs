@@ -8,6 +8,7 @@ use super::{
     OTHER, QUEUE, TENANT, after, job, lease, must, must_fail, setup, setup_queue, submit, t0,
     test_settings,
 };
+use crate::QueueDemandQuery;
 use crate::{DynStore, TaskComplete, WorkerBeat, WorkerRegister};
 
 /// Demand: leasable (and burstable) tasks, leased ones, the mean run time of succeeded tasks
@@ -15,7 +16,10 @@ use crate::{DynStore, TaskComplete, WorkerBeat, WorkerRegister};
 pub async fn queue_demand_counts_backlog_leases_and_run_times(store: DynStore) {
     setup(&store).await;
     setup_queue(&store, OTHER, QUEUE, test_settings()).await;
-    let demand = must("queue_demand", store.queue_demand(t0()).await);
+    let demand = must(
+        "queue_demand",
+        store.queue_demand(QueueDemandQuery { now: t0() }).await,
+    );
     assert_eq!(demand.len(), 2, "one entry per queue: {demand:?}");
     assert!(
         demand
@@ -53,7 +57,14 @@ pub async fn queue_demand_counts_backlog_leases_and_run_times(store: DynStore) {
     assert!(results[0].ok(), "{results:?}");
     lease(&store, QUEUE, 1, after(t0(), 6)).await;
 
-    let demand = must("queue_demand", store.queue_demand(after(t0(), 10)).await);
+    let demand = must(
+        "queue_demand",
+        store
+            .queue_demand(QueueDemandQuery {
+                now: after(t0(), 10),
+            })
+            .await,
+    );
     let mine = demand
         .iter()
         .find(|d| d.tenant == TENANT && d.queue == QUEUE)
@@ -72,7 +83,14 @@ pub async fn queue_demand_counts_backlog_leases_and_run_times(store: DynStore) {
         .unwrap_or_else(|| panic!("no demand for {OTHER}: {demand:?}"));
     assert_eq!((theirs.waiting, theirs.leased, theirs.arrivals), (0, 0, 0));
 
-    let later = must("queue_demand", store.queue_demand(after(t0(), 120)).await);
+    let later = must(
+        "queue_demand",
+        store
+            .queue_demand(QueueDemandQuery {
+                now: after(t0(), 120),
+            })
+            .await,
+    );
     assert_eq!(
         later[0].arrivals, 0,
         "arrivals older than a minute are not counted"
@@ -81,7 +99,14 @@ pub async fn queue_demand_counts_backlog_leases_and_run_times(store: DynStore) {
     let mut paused = test_settings();
     paused.paused = true;
     must("pause", store.queue_update(TENANT, QUEUE, paused).await);
-    let demand = must("queue_demand", store.queue_demand(after(t0(), 10)).await);
+    let demand = must(
+        "queue_demand",
+        store
+            .queue_demand(QueueDemandQuery {
+                now: after(t0(), 10),
+            })
+            .await,
+    );
     let mine = demand
         .iter()
         .find(|d| d.tenant == TENANT)

@@ -13,6 +13,7 @@ use super::{
     OTHER, QUEUE, TENANT, after, job, lease, lease_as, must, must_fail, setup, setup_queue, submit,
     t0, test_settings,
 };
+use crate::LeaseReap;
 use crate::{DynStore, LeaseCheck, ReportOutcome, TaskComplete, TaskHeartbeat};
 
 /// Highest priority first, then earliest `run_at`, then lowest id; at most `max`.
@@ -179,7 +180,14 @@ pub async fn heartbeat_extends_only_the_current_lease(store: DynStore) {
 
     // Extended past the original expiry: the reaper leaves it alone.
     assert_eq!(
-        must("lease_reap", store.lease_reap(after(t0(), 40)).await),
+        must(
+            "lease_reap",
+            store
+                .lease_reap(LeaseReap {
+                    now: after(t0(), 40)
+                })
+                .await
+        ),
         1
     );
     assert_eq!(
@@ -209,11 +217,21 @@ pub async fn lease_reap_fails_expired_leases(store: DynStore) {
     submit(&store, job(TENANT, QUEUE, 1, t0())).await;
     let got = lease(&store, QUEUE, 1, t0()).await;
     assert_eq!(
-        must("reap early", store.lease_reap(after(t0(), 10)).await),
+        must(
+            "reap early",
+            store
+                .lease_reap(LeaseReap {
+                    now: after(t0(), 10)
+                })
+                .await
+        ),
         0
     );
     let now = after(t0(), 31);
-    assert_eq!(must("lease_reap", store.lease_reap(now).await), 1);
+    assert_eq!(
+        must("lease_reap", store.lease_reap(LeaseReap { now }).await),
+        1
+    );
     let t = must("task_get", store.task_get(None, got[0].task_id).await);
     assert_eq!(t.state, TaskState::Retrying);
     assert_eq!(t.failures, 1, "an expired lease counts as a failure");
@@ -263,7 +281,14 @@ pub async fn lease_reap_fails_expired_leases(store: DynStore) {
     );
     assert_eq!(hb[0].status, LeaseStatus::Lost);
     assert_eq!(
-        must("reap again", store.lease_reap(after(now, 100)).await),
+        must(
+            "reap again",
+            store
+                .lease_reap(LeaseReap {
+                    now: after(now, 100)
+                })
+                .await
+        ),
         0
     );
 }

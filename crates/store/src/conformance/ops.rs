@@ -5,6 +5,7 @@ use spillway_core::state::{AttemptOutcome, JobState, TaskState};
 use spillway_core::{TaskId, Timestamp};
 
 use super::{POOL, QUEUE, TENANT, after, job, lease, lease_as, must, setup, submit, t0};
+use crate::LeaseReap;
 use crate::{DeadList, DeadRequeue, DynStore, ReportOutcome, TaskComplete, TaskFail, TaskRelease};
 
 fn completion(t: &LeasedTask, token: &str) -> Completion {
@@ -87,7 +88,13 @@ pub async fn complete_refuses_stale_tokens(store: DynStore) {
 
     // The lease runs out and the task goes to someone else.
     let reaped_at = after(t0(), 31);
-    assert_eq!(must("lease_reap", store.lease_reap(reaped_at).await), 1);
+    assert_eq!(
+        must(
+            "lease_reap",
+            store.lease_reap(LeaseReap { now: reaped_at }).await
+        ),
+        1
+    );
     let second = lease(&store, QUEUE, 1, after(t0(), 200)).await.remove(0);
     assert_eq!((second.task_id, second.attempt), (first.task_id, 2));
     let before = task(&store, first.task_id).await;

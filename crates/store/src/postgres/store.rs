@@ -12,9 +12,10 @@ use spillway_core::{JobId, Result, TaskId, Timestamp};
 use super::PostgresStore;
 use super::queries::{admin, demand, jobs, report, tasks};
 use crate::{
-    DeadList, DeadRequeue, JobList, JobSubmit, LeaderLease, LeaseCheck, QueueCreate, QueueDemand,
-    Reported, Store, TaskComplete, TaskFail, TaskHeartbeat, TaskLease, TaskList, TaskRelease,
-    TokenCreate, Wakeups, Woken, WorkerBeat, WorkerRegister,
+    DeadList, DeadRequeue, JobCancel, JobList, JobRetry, JobSubmit, LeaderLease, LeaseCheck,
+    LeaseReap, QueueCreate, QueueDemand, QueueDemandQuery, QueueStatsQuery, Reported,
+    RetentionSweep, Store, TaskComplete, TaskFail, TaskHeartbeat, TaskLease, TaskList, TaskRelease,
+    TokenCreate, TokenRevoke, Wakeups, Woken, WorkerBeat, WorkerMarkDown, WorkerRegister,
 };
 
 #[async_trait]
@@ -51,8 +52,8 @@ impl Store for PostgresStore {
         admin::token_list(&self.conn().await?, tenant).await
     }
 
-    async fn token_revoke(&self, tenant: Option<&str>, id: &str, now: Timestamp) -> Result<()> {
-        admin::token_revoke(&self.conn().await?, tenant, id, now).await
+    async fn token_revoke(&self, p: TokenRevoke) -> Result<()> {
+        admin::token_revoke(&self.conn().await?, p.tenant.as_deref(), &p.id, p.now).await
     }
 
     async fn queue_create(&self, params: QueueCreate) -> Result<Queue> {
@@ -81,8 +82,8 @@ impl Store for PostgresStore {
         admin::queue_list(&self.conn().await?, tenant).await
     }
 
-    async fn queue_stats(&self, tenant: Option<&str>, now: Timestamp) -> Result<Vec<QueueStats>> {
-        admin::queue_stats(&self.conn().await?, tenant, now).await
+    async fn queue_stats(&self, p: QueueStatsQuery) -> Result<Vec<QueueStats>> {
+        admin::queue_stats(&self.conn().await?, p.tenant.as_deref(), p.now).await
     }
 
     async fn job_submit(&self, params: JobSubmit) -> Result<(Job, bool)> {
@@ -102,12 +103,13 @@ impl Store for PostgresStore {
         jobs::job_list(&self.conn().await?, &params).await
     }
 
-    async fn job_cancel(&self, tenant: Option<&str>, id: &str, now: Timestamp) -> Result<Job> {
-        jobs::job_cancel(&mut self.conn().await?, tenant, id, now).await
+    async fn job_cancel(&self, p: JobCancel) -> Result<Job> {
+        jobs::job_cancel(&mut self.conn().await?, p.tenant.as_deref(), &p.id, p.now).await
     }
 
-    async fn job_retry(&self, tenant: Option<&str>, id: &str, now: Timestamp) -> Result<u64> {
-        let (n, woken) = jobs::job_retry(&mut self.conn().await?, tenant, id, now).await?;
+    async fn job_retry(&self, p: JobRetry) -> Result<u64> {
+        let (n, woken) =
+            jobs::job_retry(&mut self.conn().await?, p.tenant.as_deref(), &p.id, p.now).await?;
         if n > 0 {
             self.wake(&woken);
         }
@@ -160,8 +162,8 @@ impl Store for PostgresStore {
         Ok(results)
     }
 
-    async fn lease_reap(&self, now: Timestamp) -> Result<u64> {
-        report::lease_reap(&mut self.conn().await?, now).await
+    async fn lease_reap(&self, p: LeaseReap) -> Result<u64> {
+        report::lease_reap(&mut self.conn().await?, p.now).await
     }
 
     async fn dead_list(&self, params: DeadList) -> Result<Page<Task>> {
@@ -190,16 +192,16 @@ impl Store for PostgresStore {
         admin::worker_list(&self.conn().await?, tenant, now).await
     }
 
-    async fn worker_mark_down(&self, silent_since: Timestamp) -> Result<u64> {
-        admin::worker_mark_down(&self.conn().await?, silent_since).await
+    async fn worker_mark_down(&self, p: WorkerMarkDown) -> Result<u64> {
+        admin::worker_mark_down(&self.conn().await?, p.silent_since).await
     }
 
     async fn worker_drain(&self, id: &str) -> Result<()> {
         demand::worker_drain(&self.conn().await?, id).await
     }
 
-    async fn queue_demand(&self, now: Timestamp) -> Result<Vec<QueueDemand>> {
-        demand::queue_demand(&self.conn().await?, now).await
+    async fn queue_demand(&self, p: QueueDemandQuery) -> Result<Vec<QueueDemand>> {
+        demand::queue_demand(&self.conn().await?, p.now).await
     }
 
     async fn leader_try(&self, key: i64) -> Result<Option<LeaderLease>> {
@@ -207,11 +209,7 @@ impl Store for PostgresStore {
         Ok(guard.map(|g| LeaderLease::new(g, super::LeaderGuard::is_held)))
     }
 
-    async fn retention_sweep(
-        &self,
-        now: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<(String, JobId, bool)>> {
-        jobs::retention_sweep(&self.conn().await?, now, limit).await
+    async fn retention_sweep(&self, p: RetentionSweep) -> Result<Vec<(String, JobId, bool)>> {
+        jobs::retention_sweep(&self.conn().await?, p.now, p.limit).await
     }
 }

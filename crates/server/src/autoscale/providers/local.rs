@@ -30,6 +30,7 @@ use tokio::sync::Mutex;
 
 use crate::auth::{hash_secret, new_secret, new_token_id};
 use crate::autoscale::{POOL_TENANT, PoolBoard};
+use spillway_store::TokenRevoke;
 
 /// The provider name of local pools.
 pub const PROVIDER: &str = "local";
@@ -192,7 +193,15 @@ impl LocalProvider {
             if let Some(at) = pool.instances.iter().position(|i| &i.id == id) {
                 let instance = pool.instances.remove(at);
                 self.board.instance_gone(&instance.id);
-                if let Err(error) = self.store.token_revoke(None, &instance.token_id, now).await {
+                if let Err(error) = self
+                    .store
+                    .token_revoke(TokenRevoke {
+                        tenant: None,
+                        id: instance.token_id.clone(),
+                        now,
+                    })
+                    .await
+                {
                     tracing::warn!(instance = %instance.id, %error, "could not revoke a local worker's token");
                 }
             }
