@@ -16,6 +16,7 @@ use spillway_core::state::TaskState;
 use spillway_core::{Error, Result, Timestamp};
 use spillway_store::QueueStatsQuery;
 use spillway_store::Store;
+use spillway_store::WorkerList;
 
 /// The media type of the metrics text.
 pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -300,7 +301,7 @@ impl Metrics {
                 })
                 .set(queue.oldest_available_age_seconds.unwrap_or(0.0));
         }
-        let workers = store.worker_list(None, now).await?;
+        let workers = store.worker_list(WorkerList { tenant: None, now }).await?;
         let down = workers
             .iter()
             .filter(|w| w.state == spillway_core::model::WorkerState::Down)

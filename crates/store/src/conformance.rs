@@ -43,6 +43,7 @@ use spillway_core::api::LeasedTask;
 use spillway_core::model::{Job, QueueSettings, TaskSpec};
 use spillway_core::{ErrorKind, Result, Timestamp};
 
+use crate::TenantCreate;
 use crate::{DynStore, JobSubmit, QueueCreate, TaskLease};
 
 /// Expands to one `#[tokio::test]` per conformance case.
@@ -163,7 +164,13 @@ pub fn test_settings() -> QueueSettings {
 
 /// Create `tenant` (if missing) and `queue` in it.
 pub async fn setup_queue(store: &DynStore, tenant: &str, queue: &str, settings: QueueSettings) {
-    if let Err(e) = store.tenant_create(tenant, t0()).await {
+    if let Err(e) = store
+        .tenant_create(TenantCreate {
+            name: tenant.to_string(),
+            now: t0(),
+        })
+        .await
+    {
         assert_eq!(e.kind(), ErrorKind::Conflict, "tenant_create {tenant}: {e}");
     }
     must(

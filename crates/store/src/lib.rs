@@ -24,7 +24,7 @@ use spillway_core::api::{HeartbeatResult, LeasedTask, Page};
 use spillway_core::model::{
     Attempt, Job, Queue, QueueSettings, QueueStats, Task, Tenant, TokenInfo, Worker,
 };
-use spillway_core::{JobId, Result, TaskId, Timestamp};
+use spillway_core::{JobId, Result, TaskId};
 
 pub use autoscale::{LeaderLease, QueueDemand};
 pub use params::*;
@@ -37,8 +37,9 @@ pub type DynStore = std::sync::Arc<dyn Store>;
 
 /// Durable state of queues, jobs, tasks, workers and tokens.
 ///
-/// Methods are named noun first and take a params struct. `now` always comes from the caller's
-/// clock, never from the database, so that tests can move time.
+/// Methods are named noun first and take a params struct. Every time-dependent method carries
+/// `now` (or its cut-off) in that struct: time always comes from the caller's clock, never
+/// from the database or the host, so that tests can move time.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Which backend this is, for logs and metrics (`"sqlite"`, `"postgres"`).
@@ -53,7 +54,7 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<()>;
 
     /// Create a tenant; conflict if it exists.
-    async fn tenant_create(&self, name: &str, now: Timestamp) -> Result<Tenant>;
+    async fn tenant_create(&self, params: TenantCreate) -> Result<Tenant>;
     /// Every tenant.
     async fn tenant_list(&self) -> Result<Vec<Tenant>>;
 
@@ -142,10 +143,10 @@ pub trait Store: Send + Sync + 'static {
     /// Record a worker heartbeat; answers the worker as now stored.
     async fn worker_heartbeat(&self, params: WorkerBeat) -> Result<Worker>;
     /// Mark a worker exited.
-    async fn worker_exit(&self, id: &str, now: Timestamp) -> Result<()>;
+    async fn worker_exit(&self, params: WorkerExit) -> Result<()>;
     /// Workers of a tenant or of all, newest first; ones that exited more than a day before
     /// `now` are left out.
-    async fn worker_list(&self, tenant: Option<&str>, now: Timestamp) -> Result<Vec<Worker>>;
+    async fn worker_list(&self, params: WorkerList) -> Result<Vec<Worker>>;
     /// Mark active or draining workers not seen since `silent_since` as down; returns how many.
     async fn worker_mark_down(&self, params: WorkerMarkDown) -> Result<u64>;
     /// Ask a worker to drain: its state becomes draining (sticky until it exits or goes

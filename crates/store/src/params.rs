@@ -8,6 +8,15 @@ use spillway_core::model::{QueueSettings, TaskSpec};
 use spillway_core::state::{JobState, TaskState};
 use spillway_core::{JobId, TaskId, Timestamp};
 
+/// Create a tenant.
+#[derive(Debug, Clone)]
+pub struct TenantCreate {
+    /// Its name (already validated).
+    pub name: String,
+    /// Creation time.
+    pub now: Timestamp,
+}
+
 /// Store a new token.
 #[derive(Debug, Clone)]
 pub struct TokenCreate {
@@ -315,4 +324,22 @@ pub struct RetentionSweep {
     pub now: Timestamp,
     /// Most jobs to delete in one sweep.
     pub limit: u32,
+}
+
+/// Mark a worker exited.
+#[derive(Debug, Clone)]
+pub struct WorkerExit {
+    /// The worker.
+    pub id: String,
+    /// Exit time.
+    pub now: Timestamp,
+}
+
+/// List workers.
+#[derive(Debug, Clone)]
+pub struct WorkerList {
+    /// Only this tenant's workers (None: all).
+    pub tenant: Option<String>,
+    /// Workers that exited more than a day before this time are left out.
+    pub now: Timestamp,
 }

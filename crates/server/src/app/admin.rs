@@ -10,6 +10,7 @@ use spillway_store::{QueueCreate, TokenCreate};
 use super::Caller;
 use crate::auth::{hash_secret, new_secret, new_token_id};
 use crate::state::AppState;
+use spillway_store::TenantCreate;
 use spillway_store::TokenRevoke;
 
 /// Longest token name accepted.
@@ -20,7 +21,13 @@ pub async fn tenant_create(state: &AppState, caller: Caller<'_>, name: &str) -> 
     may_create_tenants(caller)?;
     validate_name("tenant", name)?;
     let now = state.clock.now();
-    let tenant = state.store.tenant_create(name, now).await?;
+    let tenant = state
+        .store
+        .tenant_create(TenantCreate {
+            name: name.to_string(),
+            now,
+        })
+        .await?;
     // A tenant is usable at once: submits without a queue go to `default`.
     ensure_default_queue(state, &tenant.name).await?;
     tracing::info!(tenant = %tenant.name, "tenant created");

@@ -23,6 +23,7 @@ use super::POOL_TENANT;
 use crate::services::Service;
 use crate::state::AppState;
 use spillway_store::QueueDemandQuery;
+use spillway_store::WorkerList;
 
 /// Default time between passes.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
@@ -107,7 +108,13 @@ impl Autoscaler {
             .filter(|d| d.tenant == POOL_TENANT)
             .map(policy_demand)
             .collect();
-        let workers = state.store.worker_list(Some(POOL_TENANT), now).await?;
+        let workers = state
+            .store
+            .worker_list(WorkerList {
+                tenant: Some(POOL_TENANT.into()),
+                now,
+            })
+            .await?;
         // A pool whose provider cannot be reached sits this pass out, its error on its status;
         // the others are still planned, so another region's pool can take the work.
         let mut observed = Vec::with_capacity(pools.len());

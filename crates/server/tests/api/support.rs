@@ -9,6 +9,7 @@ use spillway_blob::{BlobStore, ObjectBlobs};
 use spillway_core::api::Problem;
 use spillway_core::clock::{Clock, ManualClock};
 use spillway_server::{AppState, ServerConfig};
+use spillway_store::WorkerList;
 use spillway_store::sqlite::SqliteStore;
 use spillway_store::{DynStore, JobList};
 use tokio::sync::oneshot;
@@ -191,7 +192,10 @@ impl Server {
             tokens: self.store.token_list(None).await.expect("tokens").len(),
             workers: self
                 .store
-                .worker_list(None, self.clock.now())
+                .worker_list(WorkerList {
+                    tenant: None,
+                    now: self.clock.now(),
+                })
                 .await
                 .expect("workers")
                 .len(),

@@ -10,20 +10,39 @@ use super::{
 };
 use crate::{DynStore, QueueCreate, TokenCreate, WorkerBeat, WorkerRegister};
 use crate::{QueueStatsQuery, TokenRevoke, WorkerMarkDown};
+use crate::{TenantCreate, WorkerExit, WorkerList};
 
 /// Tenants are created once, listed, and a second create conflicts.
 pub async fn tenants_crud(store: DynStore) {
-    let t = must("tenant_create", store.tenant_create(TENANT, t0()).await);
+    let t = must(
+        "tenant_create",
+        store
+            .tenant_create(TenantCreate {
+                name: TENANT.to_string(),
+                now: t0(),
+            })
+            .await,
+    );
     assert_eq!(t.name, TENANT);
     assert_eq!(t.created_at, t0());
     must(
         "tenant_create other",
-        store.tenant_create(OTHER, t0()).await,
+        store
+            .tenant_create(TenantCreate {
+                name: OTHER.to_string(),
+                now: t0(),
+            })
+            .await,
     );
     must_fail(
         "tenant_create twice",
         ErrorKind::Conflict,
-        store.tenant_create(TENANT, t0()).await,
+        store
+            .tenant_create(TenantCreate {
+                name: TENANT.to_string(),
+                now: t0(),
+            })
+            .await,
     );
     let mut names: Vec<_> = must("tenant_list", store.tenant_list().await)
         .into_iter()
@@ -119,8 +138,24 @@ fn token(id: &str, tenant: Option<&str>, hash: &str) -> TokenCreate {
 
 /// Tokens: create, lookup by hash, list, revoke (only within the tenant), conflicts.
 pub async fn tokens_crud(store: DynStore) {
-    must("tenant", store.tenant_create(TENANT, t0()).await);
-    must("tenant", store.tenant_create(OTHER, t0()).await);
+    must(
+        "tenant",
+        store
+            .tenant_create(TenantCreate {
+                name: TENANT.to_string(),
+                now: t0(),
+            })
+            .await,
+    );
+    must(
+        "tenant",
+        store
+            .tenant_create(TenantCreate {
+                name: OTHER.to_string(),
+                now: t0(),
+            })
+            .await,
+    );
     let info = must(
         "token_create",
         store.token_create(token("tk1", Some(TENANT), "h1")).await,
@@ -244,11 +279,28 @@ pub async fn workers_lifecycle(store: DynStore) {
         store.worker_register(worker("w-c", OTHER, 20)).await,
     );
 
-    let listed = must("worker_list", store.worker_list(Some(TENANT), t0()).await);
+    let listed = must(
+        "worker_list",
+        store
+            .worker_list(WorkerList {
+                tenant: Some(TENANT.into()),
+                now: t0(),
+            })
+            .await,
+    );
     let ids: Vec<_> = listed.iter().map(|w| w.id.as_str()).collect();
     assert_eq!(ids, vec!["w-b", "w-a"], "workers are listed newest first");
     assert_eq!(
-        must("worker_list all", store.worker_list(None, t0()).await).len(),
+        must(
+            "worker_list all",
+            store
+                .worker_list(WorkerList {
+                    tenant: None,
+                    now: t0()
+                })
+                .await
+        )
+        .len(),
         3
     );
 
@@ -289,7 +341,15 @@ pub async fn workers_lifecycle(store: DynStore) {
         ),
         1
     );
-    let all = must("worker_list", store.worker_list(None, t0()).await);
+    let all = must(
+        "worker_list",
+        store
+            .worker_list(WorkerList {
+                tenant: None,
+                now: t0(),
+            })
+            .await,
+    );
     let state = |id: &str| all.iter().find(|w| w.id == id).map(|w| w.state);
     assert_eq!(state("w-c"), Some(WorkerState::Down));
     assert_eq!(state("w-a"), Some(WorkerState::Active));
@@ -317,11 +377,21 @@ pub async fn workers_lifecycle(store: DynStore) {
 
     must(
         "worker_exit",
-        store.worker_exit("w-a", after(t0(), 300)).await,
+        store
+            .worker_exit(WorkerExit {
+                id: "w-a".into(),
+                now: after(t0(), 300),
+            })
+            .await,
     );
     let all = must(
         "worker_list",
-        store.worker_list(Some(TENANT), after(t0(), 400)).await,
+        store
+            .worker_list(WorkerList {
+                tenant: Some(TENANT.into()),
+                now: after(t0(), 400),
+            })
+            .await,
     );
     assert_eq!(
         all.iter().find(|w| w.id == "w-a").map(|w| w.state),
@@ -331,7 +401,12 @@ pub async fn workers_lifecycle(store: DynStore) {
     let later = after(t0(), 300 + 86_400 + 1);
     let all = must(
         "worker_list a day later",
-        store.worker_list(Some(TENANT), later).await,
+        store
+            .worker_list(WorkerList {
+                tenant: Some(TENANT.into()),
+                now: later,
+            })
+            .await,
     );
     assert!(
         all.iter().all(|w| w.id != "w-a"),

@@ -7,7 +7,7 @@ use spillway_core::api::{HeartbeatResult, LeasedTask, Page};
 use spillway_core::model::{
     Attempt, Job, Queue, QueueSettings, QueueStats, Task, Tenant, TokenInfo, Worker,
 };
-use spillway_core::{JobId, Result, TaskId, Timestamp};
+use spillway_core::{JobId, Result, TaskId};
 
 use super::PostgresStore;
 use super::queries::{admin, demand, jobs, report, tasks};
@@ -15,7 +15,8 @@ use crate::{
     DeadList, DeadRequeue, JobCancel, JobList, JobRetry, JobSubmit, LeaderLease, LeaseCheck,
     LeaseReap, QueueCreate, QueueDemand, QueueDemandQuery, QueueStatsQuery, Reported,
     RetentionSweep, Store, TaskComplete, TaskFail, TaskHeartbeat, TaskLease, TaskList, TaskRelease,
-    TokenCreate, TokenRevoke, Wakeups, Woken, WorkerBeat, WorkerMarkDown, WorkerRegister,
+    TenantCreate, TokenCreate, TokenRevoke, Wakeups, Woken, WorkerBeat, WorkerExit, WorkerList,
+    WorkerMarkDown, WorkerRegister,
 };
 
 #[async_trait]
@@ -32,8 +33,8 @@ impl Store for PostgresStore {
         admin::ping(&self.conn().await?).await
     }
 
-    async fn tenant_create(&self, name: &str, now: Timestamp) -> Result<Tenant> {
-        admin::tenant_create(&self.conn().await?, name, now).await
+    async fn tenant_create(&self, p: TenantCreate) -> Result<Tenant> {
+        admin::tenant_create(&self.conn().await?, &p.name, p.now).await
     }
 
     async fn tenant_list(&self) -> Result<Vec<Tenant>> {
@@ -184,12 +185,12 @@ impl Store for PostgresStore {
         admin::worker_heartbeat(&self.conn().await?, &params).await
     }
 
-    async fn worker_exit(&self, id: &str, now: Timestamp) -> Result<()> {
-        admin::worker_exit(&self.conn().await?, id, now).await
+    async fn worker_exit(&self, p: WorkerExit) -> Result<()> {
+        admin::worker_exit(&self.conn().await?, &p.id, p.now).await
     }
 
-    async fn worker_list(&self, tenant: Option<&str>, now: Timestamp) -> Result<Vec<Worker>> {
-        admin::worker_list(&self.conn().await?, tenant, now).await
+    async fn worker_list(&self, p: WorkerList) -> Result<Vec<Worker>> {
+        admin::worker_list(&self.conn().await?, p.tenant.as_deref(), p.now).await
     }
 
     async fn worker_mark_down(&self, p: WorkerMarkDown) -> Result<u64> {

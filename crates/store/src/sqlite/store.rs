@@ -5,7 +5,7 @@ use spillway_core::api::{HeartbeatResult, LeasedTask, Page};
 use spillway_core::model::{
     Attempt, Job, Queue, QueueSettings, QueueStats, Task, Tenant, TokenInfo, Worker,
 };
-use spillway_core::{JobId, Result, TaskId, Timestamp};
+use spillway_core::{JobId, Result, TaskId};
 
 use super::SqliteStore;
 use super::queries::{admin, demand, jobs, report, tasks};
@@ -13,7 +13,8 @@ use crate::{
     DeadList, DeadRequeue, JobCancel, JobList, JobRetry, JobSubmit, LeaderLease, LeaseCheck,
     LeaseReap, QueueCreate, QueueDemand, QueueDemandQuery, QueueStatsQuery, Reported,
     RetentionSweep, Store, TaskComplete, TaskFail, TaskHeartbeat, TaskLease, TaskList, TaskRelease,
-    TokenCreate, TokenRevoke, Wakeups, Woken, WorkerBeat, WorkerMarkDown, WorkerRegister,
+    TenantCreate, TokenCreate, TokenRevoke, Wakeups, Woken, WorkerBeat, WorkerExit, WorkerList,
+    WorkerMarkDown, WorkerRegister,
 };
 
 impl SqliteStore {
@@ -44,10 +45,9 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn tenant_create(&self, name: &str, now: Timestamp) -> Result<Tenant> {
-        let name = name.to_string();
+    async fn tenant_create(&self, p: TenantCreate) -> Result<Tenant> {
         self.writer
-            .call(move |c| admin::tenant_create(c, &name, now))
+            .call(move |c| admin::tenant_create(c, &p.name, p.now))
             .await
     }
 
@@ -269,17 +269,15 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn worker_exit(&self, id: &str, now: Timestamp) -> Result<()> {
-        let id = id.to_string();
+    async fn worker_exit(&self, p: WorkerExit) -> Result<()> {
         self.writer
-            .call(move |c| admin::worker_exit(c, &id, now))
+            .call(move |c| admin::worker_exit(c, &p.id, p.now))
             .await
     }
 
-    async fn worker_list(&self, tenant: Option<&str>, now: Timestamp) -> Result<Vec<Worker>> {
-        let tenant = tenant.map(str::to_string);
+    async fn worker_list(&self, p: WorkerList) -> Result<Vec<Worker>> {
         self.readers
-            .call(move |c| admin::worker_list(c, tenant.as_deref(), now))
+            .call(move |c| admin::worker_list(c, p.tenant.as_deref(), p.now))
             .await
     }
 

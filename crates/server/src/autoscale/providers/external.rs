@@ -13,6 +13,7 @@ use spillway_core::{ErrorKind, Result};
 use spillway_store::DynStore;
 
 use super::instance_state;
+use spillway_store::WorkerList;
 
 /// The provider name of external pools.
 pub const PROVIDER: &str = "external";
@@ -44,7 +45,13 @@ impl PoolProvider for ExternalProvider {
 
     async fn pool_observe(&self, params: PoolObserve<'_>) -> Result<PoolObservation> {
         let name = &params.pool.name;
-        let workers = self.store.worker_list(None, params.now).await?;
+        let workers = self
+            .store
+            .worker_list(WorkerList {
+                tenant: None,
+                now: params.now,
+            })
+            .await?;
         let instances = workers
             .iter()
             .filter(|w| &w.pool == name)

@@ -31,6 +31,7 @@ use tokio::sync::Mutex;
 use crate::auth::{hash_secret, new_secret, new_token_id};
 use crate::autoscale::{POOL_TENANT, PoolBoard};
 use spillway_store::TokenRevoke;
+use spillway_store::WorkerList;
 
 /// The provider name of local pools.
 pub const PROVIDER: &str = "local";
@@ -260,7 +261,10 @@ impl PoolProvider for LocalProvider {
         let config = params.pool;
         let workers = self
             .store
-            .worker_list(Some(POOL_TENANT), params.now)
+            .worker_list(WorkerList {
+                tenant: Some(POOL_TENANT.into()),
+                now: params.now,
+            })
             .await?;
         let mut pools = self.pools.lock().await;
         let pool = pools.entry(config.name.clone()).or_default();
