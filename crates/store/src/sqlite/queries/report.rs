@@ -52,13 +52,28 @@ fn end_attempt(
     Ok(())
 }
 
+/// The answer to a completion that matched no current lease of the caller's tenant: not
+/// current when the task is the caller's, else not found. Looked up only for refusals, so
+/// an applied completion reads its row once.
+fn refused(conn: &Connection, id: TaskId, tenant: Option<&str>) -> Result<Reported> {
+    let visible = conn
+        .prepare_cached("SELECT 1 FROM tasks WHERE id = ?1 AND (?2 IS NULL OR tenant = ?2)")
+        .and_then(|mut s| s.exists(params![id, tenant]))
+        .map_err(db("look up a refused task"))?;
+    Ok(if visible {
+        Reported::not_current(id)
+    } else {
+        Reported::not_found(id)
+    })
+}
+
 pub(crate) fn task_complete(conn: &Connection, p: &TaskComplete) -> Result<Vec<Reported>> {
     // Read, then update by id: only the writer changes rows, and a plain UPDATE (no
     // RETURNING) avoids a statement journal per row.
     let mut check = conn
         .prepare_cached(
-            "SELECT job_id, attempt, state = 'leased' AND lease_token IS ?2 FROM tasks
-             WHERE id = ?1 AND (?3 IS NULL OR tenant = ?3)",
+            "SELECT job_id, attempt FROM tasks
+             WHERE id = ?1 AND state = 'leased' AND lease_token = ?2 AND (?3 IS NULL OR tenant = ?3)",
         )
         .map_err(db("prepare the completion"))?;
     let mut stmt = conn
@@ -72,22 +87,15 @@ pub(crate) fn task_complete(conn: &Connection, p: &TaskComplete) -> Result<Vec<R
     let mut jobs = BTreeSet::new();
     for item in &p.items {
         let result = item.result.as_ref().map(to_json).transpose()?;
-        let row: Option<(String, i32, bool)> = check
+        let row: Option<(String, i32)> = check
             .query_row(params![item.task_id, item.lease_token, p.tenant], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                Ok((r.get(0)?, r.get(1)?))
             })
             .optional()
             .map_err(db("check a lease"))?;
-        let (job_id, attempt) = match row {
-            None => {
-                results.push(Reported::not_found(item.task_id));
-                continue;
-            }
-            Some((_, _, false)) => {
-                results.push(Reported::not_current(item.task_id));
-                continue;
-            }
-            Some((job_id, attempt, true)) => (job_id, attempt),
+        let Some((job_id, attempt)) = row else {
+            results.push(refused(conn, item.task_id, p.tenant.as_deref())?);
+            continue;
         };
         stmt.execute(params![item.task_id, item.exit_code, result, micros(p.now)])
             .map_err(db("complete a task"))?;
