@@ -38,6 +38,7 @@ use crate::mapping::{
     resize_target, worker_for,
 };
 use crate::token::{self, DynTokenSource};
+use spillway_store::WorkerList;
 
 /// Where tokens come from: one fixed source (tests), or Google credentials chosen per pool.
 enum Tokens {
@@ -219,7 +220,10 @@ impl ComputeEngineProvider {
             self.record_resize(group, memory, &operation);
         }
         let instances = client.managed_instances(group).await?;
-        let workers = self.store.worker_list(None, now).await?;
+        let workers = self
+            .store
+            .worker_list(WorkerList { tenant: None, now })
+            .await?;
         if memory.last_seen.is_none() {
             adopt_drains(pool, memory, &instances, &workers);
         }
@@ -271,7 +275,13 @@ impl ComputeEngineProvider {
     ) -> Result<()> {
         let pool = params.pool;
         let instances = client.managed_instances(group).await?;
-        let workers = self.store.worker_list(None, params.now).await?;
+        let workers = self
+            .store
+            .worker_list(WorkerList {
+                tenant: None,
+                now: params.now,
+            })
+            .await?;
         for name in &params.drain {
             // Gone or already leaving: nothing to do, so a repeated call is harmless.
             let Some(instance) = instances
@@ -287,7 +297,7 @@ impl ComputeEngineProvider {
             if let Some(worker) = worker_for(name, &pool.name, &workers)
                 && worker.state == WorkerState::Active
             {
-                match self.store.worker_drain(&worker.id, params.now).await {
+                match self.store.worker_drain(&worker.id).await {
                     // Forgotten meanwhile: nothing left to drain.
                     Err(e) if e.kind() == ErrorKind::NotFound => {}
                     other => other?,

@@ -37,6 +37,7 @@ use spillway_store::DynStore;
 
 use crate::client::{Cluster, connect};
 use plan::QueueJob;
+use spillway_store::WorkerList;
 
 /// Label on work-queue Jobs and their pods naming the pool.
 pub const POOL_LABEL: &str = "spillway.dev/pool";
@@ -248,7 +249,10 @@ impl KubernetesProvider {
     }
 
     async fn workers(&self, pool: &str, now: Timestamp) -> Result<Vec<Worker>> {
-        let workers = self.store.worker_list(None, now).await?;
+        let workers = self
+            .store
+            .worker_list(WorkerList { tenant: None, now })
+            .await?;
         Ok(workers.into_iter().filter(|w| w.pool == pool).collect())
     }
 }
@@ -604,7 +608,7 @@ impl KubernetesProvider {
             named_live += 1;
             match worker {
                 // Its worker finishes its tasks and exits 0; the Job starts no replacement.
-                Some(worker) => match self.store.worker_drain(&worker.id, params.now).await {
+                Some(worker) => match self.store.worker_drain(&worker.id).await {
                     Ok(()) => {}
                     Err(e) if e.kind() == ErrorKind::NotFound => {}
                     Err(e) => return Err(e.into()),

@@ -24,6 +24,7 @@ use spillway_kubernetes::provider::{DRAIN_DELETION_COST, POD_DELETION_COST};
 use spillway_store::DynStore;
 use spillway_store::params::WorkerRegister;
 use spillway_store::sqlite::SqliteStore;
+use spillway_store::{WorkerExit, WorkerList};
 
 const NS: &str = "default";
 const IMAGE: &str = "registry.example/spillway:test";
@@ -149,7 +150,13 @@ impl PoolProvider for AsKubernetes {
 /// What `spillway worker` does in a work-queue pod, played against the store: it registers
 /// with hostname = pod name once its pod runs, and when asked to drain it finishes and exits 0.
 async fn play_workers(fake: Arc<FakeApiServer>, store: DynStore, pool: String) {
-    let Ok(workers) = store.worker_list(None, t0()).await else {
+    let Ok(workers) = store
+        .worker_list(WorkerList {
+            tenant: None,
+            now: t0(),
+        })
+        .await
+    else {
         return;
     };
     for pod in fake.objects("pods") {
@@ -176,7 +183,12 @@ async fn play_workers(fake: Arc<FakeApiServer>, store: DynStore, pool: String) {
             }
             Some(w) if w.state == WorkerState::Draining => {
                 fake.finish_pod(&name, 0, "drained\n");
-                let _ = store.worker_exit(&w.id, Utc::now()).await;
+                let _ = store
+                    .worker_exit(WorkerExit {
+                        id: w.id.clone(),
+                        now: Utc::now(),
+                    })
+                    .await;
             }
             _ => {}
         }
@@ -639,7 +651,14 @@ async fn work_queue_drains_through_the_store_and_deletes_finished_jobs() {
         writes(&env.fake).is_empty(),
         "draining goes through the store, not the API"
     );
-    let workers = env.store.worker_list(None, t0()).await.expect("workers");
+    let workers = env
+        .store
+        .worker_list(WorkerList {
+            tenant: None,
+            now: t0(),
+        })
+        .await
+        .expect("workers");
     assert!(workers.iter().all(|w| w.state == WorkerState::Draining));
     assert_eq!(observe(&env, &pool).await.count(InstanceState::Draining), 2);
 

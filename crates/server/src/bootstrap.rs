@@ -6,6 +6,7 @@ use spillway_core::{ErrorKind, Result, Timestamp};
 use spillway_store::{DynStore, QueueCreate, TokenCreate};
 
 use crate::auth::{hash_secret, new_secret, new_token_id};
+use spillway_store::TenantCreate;
 
 /// The name given to the first admin token.
 pub const BOOTSTRAP_TOKEN_NAME: &str = "bootstrap-admin";
@@ -14,7 +15,15 @@ pub const BOOTSTRAP_TOKEN_NAME: &str = "bootstrap-admin";
 /// an admin token for every tenant. Returns that token's secret (shown once), or `None` when
 /// tokens already existed. Safe to run on every start.
 pub async fn bootstrap(store: &DynStore, now: Timestamp) -> Result<Option<String>> {
-    ignore_conflict(store.tenant_create(DEFAULT_TENANT, now).await.map(|_| ()))?;
+    ignore_conflict(
+        store
+            .tenant_create(TenantCreate {
+                name: DEFAULT_TENANT.to_string(),
+                now,
+            })
+            .await
+            .map(|_| ()),
+    )?;
     ignore_conflict(
         store
             .queue_create(QueueCreate {

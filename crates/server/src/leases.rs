@@ -1,7 +1,8 @@
 //! A small in-memory ledger of leases handed out by this server, so reports can be labelled
-//! with their queue, timed for the lease-duration histogram, released with the worker's pool
-//! and checked against the caller's tenant without a store round trip. Leases taken through
-//! another replica (or before a restart) are simply not in it.
+//! with their queue, timed for the lease-duration histogram and released with the worker's
+//! pool without a store round trip. Leases taken through another replica (or before a
+//! restart) are simply not in it. It decides nothing: whether a report may touch a task (its
+//! lease and its tenant) is the store's condition.
 //!
 //! It also remembers which queues lease and submit calls have found, so neither reads the
 //! queue from the store on every call just to answer 404 for a missing one. Queues are never
@@ -67,13 +68,6 @@ impl LeaseLedger {
             .get(&task)
             .filter(|e| e.lease_token == token)
             .cloned()
-    }
-
-    /// The tenant owning `task`, if this server leased it out and the lease is not yet
-    /// reported. Any token will do: a task never changes tenant.
-    pub(crate) fn tenant_of(&self, task: TaskId) -> Option<String> {
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.get(&task).map(|e| e.tenant.clone())
     }
 
     /// Forget a lease once it was reported.

@@ -14,7 +14,9 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use spillway_core::state::TaskState;
 use spillway_core::{Error, Result, Timestamp};
+use spillway_store::QueueStatsQuery;
 use spillway_store::Store;
+use spillway_store::WorkerList;
 
 /// The media type of the metrics text.
 pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -276,7 +278,9 @@ impl Metrics {
     /// Refresh the queue gauges from the store and encode every metric as text.
     pub async fn render(&self, store: &dyn Store, now: Timestamp) -> Result<String> {
         let _one_at_a_time = self.scrape.lock().await;
-        let stats = store.queue_stats(None, now).await?;
+        let stats = store
+            .queue_stats(QueueStatsQuery { tenant: None, now })
+            .await?;
         self.tasks.clear();
         self.oldest.clear();
         for queue in stats {
@@ -297,7 +301,7 @@ impl Metrics {
                 })
                 .set(queue.oldest_available_age_seconds.unwrap_or(0.0));
         }
-        let workers = store.worker_list(None, now).await?;
+        let workers = store.worker_list(WorkerList { tenant: None, now }).await?;
         let down = workers
             .iter()
             .filter(|w| w.state == spillway_core::model::WorkerState::Down)

@@ -15,6 +15,7 @@ use crate::autoscale::{PoolBoard, ProviderContext, ProviderRegistry};
 use crate::config::ServerConfig;
 use crate::leases::LeaseLedger;
 use crate::metrics::Metrics;
+use spillway_store::WorkerList;
 
 /// The state behind every request. Cheap to clone.
 #[derive(Clone)]
@@ -149,7 +150,13 @@ impl AppState {
         let worker = match cached {
             Some(worker) => worker,
             None => {
-                let listed = self.store.worker_list(scope, self.clock.now()).await?;
+                let listed = self
+                    .store
+                    .worker_list(WorkerList {
+                        tenant: scope.map(str::to_string),
+                        now: self.clock.now(),
+                    })
+                    .await?;
                 let found = listed
                     .into_iter()
                     .find(|w| w.id == id)

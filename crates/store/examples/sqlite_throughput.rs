@@ -1,14 +1,104 @@
 //! Store-level throughput of the SQLite backend, without HTTP: submit 200,000 tasks as 20 jobs,
-//! then 4 concurrent loops lease batches of 1,000 and complete them. Prints tasks per second.
+//! then 4 concurrent loops lease batches of 1,000 and report them. Prints tasks per second.
 //! A benchmark, not a test:
-//! `cargo run --release -p spillway-store --example sqlite_throughput`
-//! (the whole queue over HTTP is measured by `spillway bench`).
+//! `cargo run --release -p spillway-store --example sqlite_throughput [complete|fail|release]`
+//! (the whole queue over HTTP is measured by `spillway bench`). The report is `complete` by
+//! default; `fail` fails each task for good (it ends dead), `release` hands each lease back as
+//! cancelled, so the other report paths can be measured too.
 
 use std::sync::Arc;
 
-use spillway_store::DynStore;
+use spillway_core::api::{Completion, Failure, LeasedTask, Release, ReleaseReason};
 use spillway_store::conformance::{QUEUE, TENANT, job, lease, setup, t0};
 use spillway_store::sqlite::SqliteStore;
+use spillway_store::{DynStore, TaskComplete, TaskFail, TaskRelease};
+
+/// How each leased task is reported.
+#[derive(Clone, Copy)]
+enum Report {
+    Complete,
+    Fail,
+    Release,
+}
+
+impl Report {
+    fn from_args() -> Self {
+        match std::env::args().nth(1).as_deref() {
+            None | Some("complete") => Report::Complete,
+            Some("fail") => Report::Fail,
+            Some("release") => Report::Release,
+            Some(other) => panic!("unknown report {other:?}: use complete, fail or release"),
+        }
+    }
+
+    /// Report every task of `got`; true when every report was applied.
+    async fn send(self, store: &DynStore, got: &[LeasedTask]) -> bool {
+        let results = match self {
+            Report::Complete => {
+                let items = got
+                    .iter()
+                    .map(|t| Completion {
+                        task_id: t.task_id,
+                        lease_token: t.lease_token.clone(),
+                        exit_code: Some(0),
+                        result: None,
+                        log_tail: String::new(),
+                    })
+                    .collect();
+                store
+                    .task_complete(TaskComplete {
+                        tenant: None,
+                        items,
+                        now: t0(),
+                    })
+                    .await
+            }
+            Report::Fail => {
+                let items = got
+                    .iter()
+                    .map(|t| Failure {
+                        task_id: t.task_id,
+                        lease_token: t.lease_token.clone(),
+                        exit_code: Some(1),
+                        error: "exit status 1".into(),
+                        retryable: false,
+                        log_tail: String::new(),
+                    })
+                    .collect();
+                store
+                    .task_fail(TaskFail {
+                        tenant: None,
+                        items,
+                        now: t0(),
+                    })
+                    .await
+            }
+            Report::Release => {
+                let items = got
+                    .iter()
+                    .map(|t| Release {
+                        task_id: t.task_id,
+                        lease_token: t.lease_token.clone(),
+                        reason: ReleaseReason::Cancelled,
+                        log_tail: String::new(),
+                    })
+                    .collect();
+                store
+                    .task_release(TaskRelease {
+                        tenant: None,
+                        items,
+                        worker_pool: None,
+                        now: t0(),
+                    })
+                    .await
+            }
+        };
+        results
+            .unwrap_or_else(|e| panic!("{e}"))
+            .iter()
+            .all(|r| r.ok())
+    }
+}
 
 async fn make_sqlite() -> DynStore {
     let dir = match tempfile::tempdir() {
@@ -25,6 +115,7 @@ async fn make_sqlite() -> DynStore {
 async fn main() {
     const JOBS: usize = 20;
     const PER_JOB: usize = 10_000;
+    let report = Report::from_args();
     let store = make_sqlite().await;
     setup(&store).await;
     let started = std::time::Instant::now();
@@ -50,37 +141,19 @@ async fn main() {
     for _ in 0..4 {
         let store = store.clone();
         workers.push(tokio::spawn(async move {
-            let (mut in_lease, mut in_complete) =
+            let (mut in_lease, mut in_report) =
                 (std::time::Duration::ZERO, std::time::Duration::ZERO);
             loop {
                 let at = std::time::Instant::now();
                 let got = lease(&store, QUEUE, 1000, t0()).await;
                 in_lease += at.elapsed();
                 if got.is_empty() {
-                    println!("worker: lease {in_lease:?}, complete {in_complete:?}");
+                    println!("worker: lease {in_lease:?}, report {in_report:?}");
                     return;
                 }
                 let at = std::time::Instant::now();
-                let items = got
-                    .iter()
-                    .map(|t| spillway_core::api::Completion {
-                        task_id: t.task_id,
-                        lease_token: t.lease_token.clone(),
-                        exit_code: Some(0),
-                        result: None,
-                        log_tail: String::new(),
-                    })
-                    .collect();
-                let res = store
-                    .task_complete(spillway_store::TaskComplete {
-                        tenant: None,
-                        items,
-                        now: t0(),
-                    })
-                    .await
-                    .unwrap_or_else(|e| panic!("{e}"));
-                assert!(res.iter().all(|r| r.ok));
-                in_complete += at.elapsed();
+                assert!(report.send(&store, &got).await, "a report was refused");
+                in_report += at.elapsed();
             }
         }));
     }
@@ -100,6 +173,11 @@ async fn main() {
             .job_get(None, &id)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(j.counts.succeeded as usize, PER_JOB);
+        let ended = match report {
+            Report::Complete => j.counts.succeeded,
+            Report::Fail => j.counts.dead,
+            Report::Release => j.counts.cancelled,
+        };
+        assert_eq!(ended as usize, PER_JOB);
     }
 }

@@ -43,6 +43,7 @@ use spillway_core::api::LeasedTask;
 use spillway_core::model::{Job, QueueSettings, TaskSpec};
 use spillway_core::{ErrorKind, Result, Timestamp};
 
+use crate::TenantCreate;
 use crate::{DynStore, JobSubmit, QueueCreate, TaskLease};
 
 /// Expands to one `#[tokio::test]` per conformance case.
@@ -74,6 +75,7 @@ macro_rules! store_conformance_tests {
             fail_retries_with_backoff_then_dies,
             non_retryable_failure_is_dead_at_once,
             release_preempted_requeues_without_failure,
+            release_clears_the_last_exit_code,
             lease_reap_fails_expired_leases,
             cancel_stops_waiting_and_flags_leased_tasks,
             job_retry_requeues_dead_and_cancelled,
@@ -162,7 +164,13 @@ pub fn test_settings() -> QueueSettings {
 
 /// Create `tenant` (if missing) and `queue` in it.
 pub async fn setup_queue(store: &DynStore, tenant: &str, queue: &str, settings: QueueSettings) {
-    if let Err(e) = store.tenant_create(tenant, t0()).await {
+    if let Err(e) = store
+        .tenant_create(TenantCreate {
+            name: tenant.to_string(),
+            now: t0(),
+        })
+        .await
+    {
         assert_eq!(e.kind(), ErrorKind::Conflict, "tenant_create {tenant}: {e}");
     }
     must(

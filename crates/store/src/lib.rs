@@ -11,21 +11,24 @@
 pub mod autoscale;
 #[cfg(any(test, feature = "testkit"))]
 pub mod conformance;
+mod ending;
 mod migrations;
 pub mod params;
 pub mod postgres;
+pub mod report;
 pub mod sqlite;
 pub mod wakeups;
 
 use async_trait::async_trait;
-use spillway_core::api::{HeartbeatResult, LeasedTask, Page, ReportResult};
+use spillway_core::api::{HeartbeatResult, LeasedTask, Page};
 use spillway_core::model::{
     Attempt, Job, Queue, QueueSettings, QueueStats, Task, Tenant, TokenInfo, Worker,
 };
-use spillway_core::{JobId, Result, TaskId, Timestamp};
+use spillway_core::{JobId, Result, TaskId};
 
 pub use autoscale::{LeaderLease, QueueDemand};
 pub use params::*;
+pub use report::{ReportOutcome, Reported};
 pub use wakeups::Wakeups;
 pub(crate) use wakeups::Woken;
 
@@ -34,8 +37,9 @@ pub type DynStore = std::sync::Arc<dyn Store>;
 
 /// Durable state of queues, jobs, tasks, workers and tokens.
 ///
-/// Methods are named noun first and take a params struct. `now` always comes from the caller's
-/// clock, never from the database, so that tests can move time.
+/// Methods are named noun first and take a params struct. Every time-dependent method carries
+/// `now` (or its cut-off) in that struct: time always comes from the caller's clock, never
+/// from the database or the host, so that tests can move time.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Which backend this is, for logs and metrics (`"sqlite"`, `"postgres"`).
@@ -50,7 +54,7 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<()>;
 
     /// Create a tenant; conflict if it exists.
-    async fn tenant_create(&self, name: &str, now: Timestamp) -> Result<Tenant>;
+    async fn tenant_create(&self, params: TenantCreate) -> Result<Tenant>;
     /// Every tenant.
     async fn tenant_list(&self) -> Result<Vec<Tenant>>;
 
@@ -60,8 +64,8 @@ pub trait Store: Send + Sync + 'static {
     async fn token_lookup(&self, secret_hash: &str) -> Result<Option<TokenInfo>>;
     /// Tokens of one tenant, or of every tenant for `None`.
     async fn token_list(&self, tenant: Option<&str>) -> Result<Vec<TokenInfo>>;
-    /// Revoke a token at `now`; not found if it is not visible to `tenant` (None sees all).
-    async fn token_revoke(&self, tenant: Option<&str>, id: &str, now: Timestamp) -> Result<()>;
+    /// Revoke a token at `now`; not found if it is not visible to the tenant (None sees all).
+    async fn token_revoke(&self, params: TokenRevoke) -> Result<()>;
 
     /// Create a queue; not found if the tenant does not exist, conflict if the queue does.
     async fn queue_create(&self, params: QueueCreate) -> Result<Queue>;
@@ -77,7 +81,7 @@ pub trait Store: Send + Sync + 'static {
     /// Queues of one tenant or of all.
     async fn queue_list(&self, tenant: Option<&str>) -> Result<Vec<Queue>>;
     /// Counts by state and age of the oldest leasable task, per queue.
-    async fn queue_stats(&self, tenant: Option<&str>, now: Timestamp) -> Result<Vec<QueueStats>>;
+    async fn queue_stats(&self, params: QueueStatsQuery) -> Result<Vec<QueueStats>>;
 
     /// Insert a job and its tasks in one transaction. With an idempotency key that the tenant
     /// already used, insert nothing and return the earlier job with `created == false`.
@@ -88,9 +92,9 @@ pub trait Store: Send + Sync + 'static {
     /// Jobs newest first, filtered and paged.
     async fn job_list(&self, params: JobList) -> Result<Page<Job>>;
     /// Cancel a job: waiting tasks become cancelled, leased ones get `cancel_requested`.
-    async fn job_cancel(&self, tenant: Option<&str>, id: &str, now: Timestamp) -> Result<Job>;
+    async fn job_cancel(&self, params: JobCancel) -> Result<Job>;
     /// Requeue a job's dead and cancelled tasks (failures reset); returns how many.
-    async fn job_retry(&self, tenant: Option<&str>, id: &str, now: Timestamp) -> Result<u64>;
+    async fn job_retry(&self, params: JobRetry) -> Result<u64>;
     /// Jobs that succeeded, asked for their inputs to be deleted, and still have them.
     async fn job_inputs_to_delete(&self, limit: u32) -> Result<Vec<(String, JobId)>>;
     /// Record that a job's inputs were deleted.
@@ -111,18 +115,23 @@ pub trait Store: Send + Sync + 'static {
     async fn task_lease(&self, params: TaskLease) -> Result<Vec<LeasedTask>>;
     /// Extend leases still held (state leased and token matching).
     async fn task_heartbeat(&self, params: TaskHeartbeat) -> Result<Vec<HeartbeatResult>>;
-    /// Check that `token` is the current lease of a leased task (for result uploads).
-    async fn lease_check(&self, id: TaskId, token: &str, now: Timestamp) -> Result<Task>;
-    /// Complete leased tasks; an entry whose token is stale is refused, not applied.
-    async fn task_complete(&self, params: TaskComplete) -> Result<Vec<ReportResult>>;
-    /// Fail leased tasks: retrying with backoff while attempts remain, else dead.
-    async fn task_fail(&self, params: TaskFail) -> Result<Vec<ReportResult>>;
+    /// The task whose current lease is `params.lease_token` (for result uploads): not found
+    /// if the task is missing or not visible to the caller's tenant, conflict if the lease is
+    /// not current.
+    async fn lease_check(&self, params: LeaseCheck) -> Result<Task>;
+    /// Complete leased tasks. Each entry is answered in order: applied, not found (no such
+    /// task in the caller's tenant) or not current (stale token); refused ones change nothing.
+    async fn task_complete(&self, params: TaskComplete) -> Result<Vec<Reported>>;
+    /// Fail leased tasks: retrying with backoff while attempts remain, else dead. Answered
+    /// per entry as [`Store::task_complete`] is.
+    async fn task_fail(&self, params: TaskFail) -> Result<Vec<Reported>>;
     /// Hand leases back: preempted ones become available at once without counting a failure
-    /// (`preemptions + 1`, `avoid_pool` set); cancelled ones become cancelled.
-    async fn task_release(&self, params: TaskRelease) -> Result<Vec<ReportResult>>;
-    /// Fail every lease that expired before `now` (attempt outcome `lease_expired`); returns
+    /// (`preemptions + 1`, `avoid_pool` set); cancelled ones become cancelled. Answered per
+    /// entry as [`Store::task_complete`] is.
+    async fn task_release(&self, params: TaskRelease) -> Result<Vec<Reported>>;
+    /// Fail every lease that expired before `params.now` (attempt outcome `lease_expired`); returns
     /// how many.
-    async fn lease_reap(&self, now: Timestamp) -> Result<u64>;
+    async fn lease_reap(&self, params: LeaseReap) -> Result<u64>;
 
     /// Dead tasks, oldest first, paged.
     async fn dead_list(&self, params: DeadList) -> Result<Page<Task>>;
@@ -134,20 +143,21 @@ pub trait Store: Send + Sync + 'static {
     /// Record a worker heartbeat; answers the worker as now stored.
     async fn worker_heartbeat(&self, params: WorkerBeat) -> Result<Worker>;
     /// Mark a worker exited.
-    async fn worker_exit(&self, id: &str, now: Timestamp) -> Result<()>;
+    async fn worker_exit(&self, params: WorkerExit) -> Result<()>;
     /// Workers of a tenant or of all, newest first; ones that exited more than a day before
     /// `now` are left out.
-    async fn worker_list(&self, tenant: Option<&str>, now: Timestamp) -> Result<Vec<Worker>>;
+    async fn worker_list(&self, params: WorkerList) -> Result<Vec<Worker>>;
     /// Mark active or draining workers not seen since `silent_since` as down; returns how many.
-    async fn worker_mark_down(&self, silent_since: Timestamp) -> Result<u64>;
+    async fn worker_mark_down(&self, params: WorkerMarkDown) -> Result<u64>;
     /// Ask a worker to drain: its state becomes draining (sticky until it exits or goes
     /// down), so its next heartbeat answer says drain. Not found if it does not exist;
-    /// exited and down workers are left as they are.
-    async fn worker_drain(&self, id: &str, now: Timestamp) -> Result<()>;
+    /// exited and down workers are left as they are. Takes no time: draining is a state, not
+    /// a deadline.
+    async fn worker_drain(&self, id: &str) -> Result<()>;
 
     /// What every queue asks of the workers now: leasable and leased tasks, mean run time and
     /// recent arrivals, one entry per queue of every tenant.
-    async fn queue_demand(&self, now: Timestamp) -> Result<Vec<QueueDemand>>;
+    async fn queue_demand(&self, params: QueueDemandQuery) -> Result<Vec<QueueDemand>>;
     /// Try to become the one replica that acts for `key` (e.g. the autoscaler); `None` when
     /// another replica holds it. Keep the lease while acting and check
     /// [`LeaderLease::is_held`] before each pass.
@@ -155,9 +165,5 @@ pub trait Store: Send + Sync + 'static {
 
     /// Delete finished jobs (with tasks and attempts) whose queue's retention has passed;
     /// returns the deleted jobs as (tenant, job id, had inputs) so their blobs can go too.
-    async fn retention_sweep(
-        &self,
-        now: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<(String, JobId, bool)>>;
+    async fn retention_sweep(&self, params: RetentionSweep) -> Result<Vec<(String, JobId, bool)>>;
 }

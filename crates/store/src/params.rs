@@ -8,6 +8,15 @@ use spillway_core::model::{QueueSettings, TaskSpec};
 use spillway_core::state::{JobState, TaskState};
 use spillway_core::{JobId, TaskId, Timestamp};
 
+/// Create a tenant.
+#[derive(Debug, Clone)]
+pub struct TenantCreate {
+    /// Its name (already validated).
+    pub name: String,
+    /// Creation time.
+    pub now: Timestamp,
+}
+
 /// Store a new token.
 #[derive(Debug, Clone)]
 pub struct TokenCreate {
@@ -129,7 +138,7 @@ pub struct TaskLease {
 #[derive(Debug, Clone)]
 pub struct TaskHeartbeat {
     /// The caller's tenant, part of every lease's condition: a lease of another tenant's task
-    /// is left as it is and answered as not current. `None` for a caller of every tenant.
+    /// is left as it is and answered as lost. `None` for a caller of every tenant.
     pub tenant: Option<String>,
     /// The leases.
     pub leases: Vec<LeaseRef>,
@@ -137,11 +146,23 @@ pub struct TaskHeartbeat {
     pub now: Timestamp,
 }
 
+/// Check a lease before a result upload.
+#[derive(Debug, Clone)]
+pub struct LeaseCheck {
+    /// The caller's tenant, part of the condition: another tenant's task is not found.
+    /// `None` for a caller of every tenant.
+    pub tenant: Option<String>,
+    /// The task.
+    pub task_id: TaskId,
+    /// The lease token the caller holds.
+    pub lease_token: String,
+}
+
 /// Complete tasks.
 #[derive(Debug, Clone)]
 pub struct TaskComplete {
     /// The caller's tenant, part of every lease's condition: a lease of another tenant's task
-    /// is left as it is and answered as not current. `None` for a caller of every tenant.
+    /// is left as it is and answered as not found. `None` for a caller of every tenant.
     pub tenant: Option<String>,
     /// The completions.
     pub items: Vec<Completion>,
@@ -153,7 +174,7 @@ pub struct TaskComplete {
 #[derive(Debug, Clone)]
 pub struct TaskFail {
     /// The caller's tenant, part of every lease's condition: a lease of another tenant's task
-    /// is left as it is and answered as not current. `None` for a caller of every tenant.
+    /// is left as it is and answered as not found. `None` for a caller of every tenant.
     pub tenant: Option<String>,
     /// The failures.
     pub items: Vec<Failure>,
@@ -165,7 +186,7 @@ pub struct TaskFail {
 #[derive(Debug, Clone)]
 pub struct TaskRelease {
     /// The caller's tenant, part of every lease's condition: a lease of another tenant's task
-    /// is left as it is and answered as not current. `None` for a caller of every tenant.
+    /// is left as it is and answered as not found. `None` for a caller of every tenant.
     pub tenant: Option<String>,
     /// The releases.
     pub items: Vec<Release>,
@@ -230,5 +251,95 @@ pub struct WorkerBeat {
     /// It is draining.
     pub draining: bool,
     /// Heartbeat time.
+    pub now: Timestamp,
+}
+
+/// Revoke a token.
+#[derive(Debug, Clone)]
+pub struct TokenRevoke {
+    /// Only a token of this tenant (None: any).
+    pub tenant: Option<String>,
+    /// The token's id.
+    pub id: String,
+    /// Revocation time.
+    pub now: Timestamp,
+}
+
+/// Count each queue's tasks by state.
+#[derive(Debug, Clone)]
+pub struct QueueStatsQuery {
+    /// Only this tenant's queues (None: all).
+    pub tenant: Option<String>,
+    /// The time the oldest leasable task's age is measured at.
+    pub now: Timestamp,
+}
+
+/// Cancel a job.
+#[derive(Debug, Clone)]
+pub struct JobCancel {
+    /// Only a job of this tenant (None: any).
+    pub tenant: Option<String>,
+    /// The job.
+    pub id: String,
+    /// Cancel time.
+    pub now: Timestamp,
+}
+
+/// Requeue a job's dead and cancelled tasks.
+#[derive(Debug, Clone)]
+pub struct JobRetry {
+    /// Only a job of this tenant (None: any).
+    pub tenant: Option<String>,
+    /// The job.
+    pub id: String,
+    /// Requeue time.
+    pub now: Timestamp,
+}
+
+/// Fail expired leases.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseReap {
+    /// Leases that expired before this time are reaped.
+    pub now: Timestamp,
+}
+
+/// Mark silent workers down.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerMarkDown {
+    /// Workers not seen since this time are down.
+    pub silent_since: Timestamp,
+}
+
+/// What every queue asks of the workers.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueDemandQuery {
+    /// The time leasable tasks and recent arrivals are counted at.
+    pub now: Timestamp,
+}
+
+/// Delete finished jobs past their queue's retention.
+#[derive(Debug, Clone, Copy)]
+pub struct RetentionSweep {
+    /// Retention is measured back from this time.
+    pub now: Timestamp,
+    /// Most jobs to delete in one sweep.
+    pub limit: u32,
+}
+
+/// Mark a worker exited.
+#[derive(Debug, Clone)]
+pub struct WorkerExit {
+    /// The worker.
+    pub id: String,
+    /// Exit time.
+    pub now: Timestamp,
+}
+
+/// List workers.
+#[derive(Debug, Clone)]
+pub struct WorkerList {
+    /// Only this tenant's workers (None: all).
+    pub tenant: Option<String>,
+    /// Workers that exited more than a day before this time are left out.
     pub now: Timestamp,
 }

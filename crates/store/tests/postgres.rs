@@ -133,7 +133,7 @@ async fn two_replicas_never_share_a_task() {
                         .await
                         .unwrap_or_else(|e| panic!("task_complete on replica {replica}: {e}"));
                     assert!(
-                        res.iter().all(|r| r.ok),
+                        res.iter().all(|r| r.ok()),
                         "a current lease was refused: {res:?}"
                     );
                 }

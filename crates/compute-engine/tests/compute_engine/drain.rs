@@ -7,6 +7,7 @@ use spillway_core::model::WorkerState;
 use spillway_store::WorkerRegister;
 
 use crate::support::{Env, env, pool};
+use spillway_store::{WorkerExit, WorkerList};
 
 async fn register(env: &Env, id: &str, hostname: &str, pool: &str) {
     env.store
@@ -25,7 +26,10 @@ async fn register(env: &Env, id: &str, hostname: &str, pool: &str) {
 
 async fn worker_state(env: &Env, id: &str) -> Option<WorkerState> {
     env.store
-        .worker_list(None, t0())
+        .worker_list(WorkerList {
+            tenant: None,
+            now: t0(),
+        })
         .await
         .expect("list workers")
         .into_iter()
@@ -101,7 +105,13 @@ async fn a_busy_instance_drains_its_worker_then_is_deleted_after_it_exits() {
     assert_eq!(deletes(&env), 0);
     assert_eq!(env.fake.target_size(&group), Some(2));
 
-    env.store.worker_exit("w-victim", t0()).await.expect("exit");
+    env.store
+        .worker_exit(WorkerExit {
+            id: "w-victim".into(),
+            now: t0(),
+        })
+        .await
+        .expect("exit");
     let seen = env
         .wait_until(&pool, "the victim gone", |s| {
             !s.instances.iter().any(|i| i.id == victim)
@@ -164,7 +174,13 @@ async fn a_restarted_server_finishes_a_drain_it_started_before() {
     let seen = env.observe(&pool).await.expect("observe");
     assert_eq!(seen.count(InstanceState::Draining), 1, "{seen:?}");
     assert_eq!(deletes(&env), 0);
-    env.store.worker_exit("w-victim", t0()).await.expect("exit");
+    env.store
+        .worker_exit(WorkerExit {
+            id: "w-victim".into(),
+            now: t0(),
+        })
+        .await
+        .expect("exit");
     env.wait_until(&pool, "the victim gone", |s| {
         !s.instances.iter().any(|i| i.id == victim)
     })

@@ -10,6 +10,8 @@ use spillway_store::{QueueCreate, TokenCreate};
 use super::Caller;
 use crate::auth::{hash_secret, new_secret, new_token_id};
 use crate::state::AppState;
+use spillway_store::TenantCreate;
+use spillway_store::TokenRevoke;
 
 /// Longest token name accepted.
 const MAX_TOKEN_NAME: usize = 200;
@@ -19,7 +21,13 @@ pub async fn tenant_create(state: &AppState, caller: Caller<'_>, name: &str) -> 
     may_create_tenants(caller)?;
     validate_name("tenant", name)?;
     let now = state.clock.now();
-    let tenant = state.store.tenant_create(name, now).await?;
+    let tenant = state
+        .store
+        .tenant_create(TenantCreate {
+            name: name.to_string(),
+            now,
+        })
+        .await?;
     // A tenant is usable at once: submits without a queue go to `default`.
     ensure_default_queue(state, &tenant.name).await?;
     tracing::info!(tenant = %tenant.name, "tenant created");
@@ -126,7 +134,11 @@ pub async fn token_revoke(state: &AppState, caller: Caller<'_>, id: &str) -> Res
     let scope = caller.scope()?;
     state
         .store
-        .token_revoke(scope.as_deref(), id, state.clock.now())
+        .token_revoke(TokenRevoke {
+            tenant: scope,
+            id: id.to_string(),
+            now: state.clock.now(),
+        })
         .await?;
     state.shared.tokens.forget(id);
     tracing::info!(token_id = %id, "token revoked");

@@ -16,6 +16,7 @@ use super::{Caller, page_limit};
 use crate::ids::{new_job_id, validate_upload_id};
 use crate::metrics::Outcome;
 use crate::state::AppState;
+use spillway_store::{JobCancel, JobRetry};
 
 /// Submit a job: validate the whole request, copy its upload (if any) to the job's inputs and
 /// store the job with all its tasks. `created` is false when the idempotency key matched an
@@ -166,7 +167,11 @@ pub async fn cancel(state: &AppState, caller: Caller<'_>, id: &str) -> Result<Jo
     let before = state.store.job_get(scope.as_deref(), id).await?;
     let job = state
         .store
-        .job_cancel(scope.as_deref(), id, state.clock.now())
+        .job_cancel(JobCancel {
+            tenant: scope,
+            id: id.to_string(),
+            now: state.clock.now(),
+        })
         .await?;
     let cancelled = job.counts.cancelled.saturating_sub(before.counts.cancelled);
     state
@@ -182,7 +187,11 @@ pub async fn retry(state: &AppState, caller: Caller<'_>, id: &str) -> Result<u64
     let scope = caller.scope()?;
     let changed = state
         .store
-        .job_retry(scope.as_deref(), id, state.clock.now())
+        .job_retry(JobRetry {
+            tenant: scope,
+            id: id.to_string(),
+            now: state.clock.now(),
+        })
         .await?;
     tracing::info!(job_id = %id, changed, "job retried");
     Ok(changed)

@@ -10,6 +10,7 @@ use spillway_store::QueueCreate;
 use super::Caller;
 use crate::extract::parse_json;
 use crate::state::AppState;
+use spillway_store::QueueStatsQuery;
 
 /// Create the queue `name` with `settings` in the caller's tenant.
 pub async fn create(
@@ -42,7 +43,10 @@ pub async fn list(state: &AppState, caller: Caller<'_>) -> Result<Vec<QueueView>
     let queues = state.store.queue_list(scope.as_deref()).await?;
     let stats = state
         .store
-        .queue_stats(scope.as_deref(), state.clock.now())
+        .queue_stats(QueueStatsQuery {
+            tenant: scope,
+            now: state.clock.now(),
+        })
         .await?;
     Ok(queues
         .into_iter()
@@ -62,7 +66,10 @@ pub async fn stats(state: &AppState, caller: Caller<'_>) -> Result<Vec<QueueStat
     let scope = caller.scope()?;
     state
         .store
-        .queue_stats(scope.as_deref(), state.clock.now())
+        .queue_stats(QueueStatsQuery {
+            tenant: scope,
+            now: state.clock.now(),
+        })
         .await
 }
 
@@ -90,7 +97,10 @@ pub async fn get(state: &AppState, caller: Caller<'_>, name: &str) -> Result<Que
     let queue = state.store.queue_get(&tenant, name).await?;
     let stats = state
         .store
-        .queue_stats(Some(&tenant), state.clock.now())
+        .queue_stats(QueueStatsQuery {
+            tenant: Some(tenant.clone()),
+            now: state.clock.now(),
+        })
         .await?
         .into_iter()
         .find(|s| s.queue == name);

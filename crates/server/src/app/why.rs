@@ -13,6 +13,8 @@ use spillway_store::TaskList;
 use super::Caller;
 use crate::autoscale::POOL_TENANT;
 use crate::state::AppState;
+use spillway_store::QueueDemandQuery;
+use spillway_store::WorkerList;
 
 /// Most waiting tasks read to tell positions in one queue; past this a position is reported
 /// as unknown rather than making one request scan a huge queue.
@@ -382,7 +384,7 @@ async fn estimate_start(
     position: u64,
     now: Timestamp,
 ) -> Result<Option<Timestamp>> {
-    let demand = state.store.queue_demand(now).await?;
+    let demand = state.store.queue_demand(QueueDemandQuery { now }).await?;
     let Some(mean) = demand
         .iter()
         .find(|d| d.tenant == task.tenant && d.queue == task.queue)
@@ -393,7 +395,10 @@ async fn estimate_start(
     };
     let slots: u64 = state
         .store
-        .worker_list(Some(&task.tenant), now)
+        .worker_list(WorkerList {
+            tenant: Some(task.tenant.clone()),
+            now,
+        })
         .await?
         .iter()
         .filter(|w| w.state == WorkerState::Active && w.queues.contains(&task.queue))

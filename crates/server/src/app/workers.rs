@@ -10,6 +10,7 @@ use spillway_store::{WorkerBeat, WorkerRegister};
 use super::Caller;
 use crate::ids::new_worker_id;
 use crate::state::{AppState, WorkerRef};
+use spillway_store::{WorkerExit, WorkerList};
 
 /// Most tasks one worker may run at once.
 const MAX_CONCURRENCY: u32 = 4096;
@@ -75,7 +76,10 @@ pub async fn list(state: &AppState, caller: Caller<'_>) -> Result<Vec<Worker>> {
     let scope = caller.scope()?;
     state
         .store
-        .worker_list(scope.as_deref(), state.clock.now())
+        .worker_list(WorkerList {
+            tenant: scope,
+            now: state.clock.now(),
+        })
         .await
 }
 
@@ -125,7 +129,13 @@ pub(crate) fn refuse_exited(id: &str, worker: &WorkerRef) -> Result<()> {
 pub async fn exit(state: &AppState, caller: Caller<'_>, id: &str) -> Result<()> {
     caller.require(Action::Work)?;
     state.worker(caller.principal.tenant.as_deref(), id).await?;
-    state.store.worker_exit(id, state.clock.now()).await?;
+    state
+        .store
+        .worker_exit(WorkerExit {
+            id: id.to_string(),
+            now: state.clock.now(),
+        })
+        .await?;
     state.shared.workers.remove(id);
     tracing::info!(worker_id = %id, "worker exited");
     Ok(())

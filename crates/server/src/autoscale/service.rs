@@ -22,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 use super::POOL_TENANT;
 use crate::services::Service;
 use crate::state::AppState;
+use spillway_store::QueueDemandQuery;
+use spillway_store::WorkerList;
 
 /// Default time between passes.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
@@ -107,13 +109,19 @@ impl Autoscaler {
         let pools = state.shared.pools.pools();
         let demand: Vec<QueueDemand> = state
             .store
-            .queue_demand(now)
+            .queue_demand(QueueDemandQuery { now })
             .await?
             .into_iter()
             .filter(|d| d.tenant == POOL_TENANT)
             .map(policy_demand)
             .collect();
-        let workers = state.store.worker_list(Some(POOL_TENANT), now).await?;
+        let workers = state
+            .store
+            .worker_list(WorkerList {
+                tenant: Some(POOL_TENANT.into()),
+                now,
+            })
+            .await?;
         // A pool whose provider cannot be reached sits this pass out, its error on its status;
         // the others are still planned, so another region's pool can take the work.
         let mut observed = Vec::with_capacity(pools.len());

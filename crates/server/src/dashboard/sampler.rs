@@ -11,6 +11,7 @@ use spillway_core::model::QueueStats;
 
 use super::Dashboard;
 use crate::state::AppState;
+use spillway_store::QueueStatsQuery;
 
 /// How often a sample is taken.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(60);
@@ -151,7 +152,11 @@ async fn run(state: AppState, dashboard: Weak<Dashboard>) {
             return;
         };
         let now = state.clock.now();
-        match state.store.queue_stats(None, now).await {
+        match state
+            .store
+            .queue_stats(QueueStatsQuery { tenant: None, now })
+            .await
+        {
             Ok(stats) => dashboard.samples.record(&stats, now),
             Err(error) => tracing::warn!(%error, "dashboard sampler could not read queue stats"),
         }

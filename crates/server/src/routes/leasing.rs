@@ -1,7 +1,5 @@
 //! The worker's side of a task: lease (long-poll), heartbeat, complete, fail, release.
 
-mod scope;
-
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -17,7 +15,9 @@ use spillway_core::api::{
 use spillway_core::auth::Action;
 use spillway_core::names::validate_name;
 use spillway_core::{Error, TaskId, Timestamp};
-use spillway_store::{TaskComplete, TaskFail, TaskHeartbeat, TaskLease, TaskRelease};
+use spillway_store::{
+    ReportOutcome, Reported, TaskComplete, TaskFail, TaskHeartbeat, TaskLease, TaskRelease,
+};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -129,7 +129,8 @@ pub async fn lease(
     Ok(Json(LeaseResponse { tasks }))
 }
 
-/// Extend leases.
+/// Extend leases. A lease of another tenant's task is left alone and answered as lost: the
+/// caller's tenant is part of the store's condition.
 #[utoipa::path(post, path = "/v1/tasks/heartbeat", tag = "work", request_body = HeartbeatRequest,
     security(("bearer" = [])),
     responses((status = 200, body = HeartbeatResponse), (status = "4XX", body = Problem)))]
@@ -141,22 +142,18 @@ pub async fn heartbeat(
     auth.require(Action::Work)?;
     let req: HeartbeatRequest = body.parse()?;
     check_batch("leases", req.leases.len())?;
-    let ids: Vec<TaskId> = req.leases.iter().map(|l| l.task_id).collect();
-    let owned = scope::owned(&state, auth.0.tenant.as_deref(), &ids).await?;
-    let leases = scope::keep(req.leases, &owned);
-    let extended = if leases.is_empty() {
+    let results = if req.leases.is_empty() {
         Vec::new()
     } else {
         state
             .store
             .task_heartbeat(TaskHeartbeat {
                 tenant: auth.0.tenant.clone(),
-                leases,
+                leases: req.leases,
                 now: state.clock.now(),
             })
             .await?
     };
-    let results = scope::merge(&ids, &owned, extended, scope::refused_beat);
     Ok(Json(HeartbeatResponse { results }))
 }
 
@@ -170,16 +167,16 @@ fn check_batch(what: &str, n: usize) -> Result<(), Error> {
 }
 
 /// What the metrics need about one applied report.
-struct Reported {
+struct Report {
     task_id: TaskId,
     lease_token: String,
     outcome: Outcome,
 }
 
 /// Count applied reports in the metrics and forget their leases.
-fn account(state: &AppState, reported: &[Reported], results: &[ReportResult], now: Timestamp) {
+fn account(state: &AppState, reported: &[Report], results: &[Reported], now: Timestamp) {
     for (item, result) in reported.iter().zip(results) {
-        if !result.ok || result.task_id != item.task_id {
+        if !result.ok() || result.task_id != item.task_id {
             continue;
         }
         let entry = state.shared.leases.get(item.task_id, &item.lease_token);
@@ -212,13 +209,13 @@ async fn complete_all(
     state: &AppState,
     tenant: Option<&str>,
     items: Vec<Completion>,
-) -> Result<Vec<ReportResult>, Error> {
+) -> Result<Vec<Reported>, Error> {
     if items.is_empty() {
         return Ok(Vec::new());
     }
-    let reported: Vec<Reported> = items
+    let reported: Vec<Report> = items
         .iter()
-        .map(|c| Reported {
+        .map(|c| Report {
             task_id: c.task_id,
             lease_token: c.lease_token.clone(),
             outcome: Outcome::Succeeded,
@@ -241,13 +238,13 @@ async fn fail_all(
     state: &AppState,
     tenant: Option<&str>,
     items: Vec<Failure>,
-) -> Result<Vec<ReportResult>, Error> {
+) -> Result<Vec<Reported>, Error> {
     if items.is_empty() {
         return Ok(Vec::new());
     }
-    let reported: Vec<Reported> = items
+    let reported: Vec<Report> = items
         .iter()
-        .map(|f| Reported {
+        .map(|f| Report {
             task_id: f.task_id,
             lease_token: f.lease_token.clone(),
             outcome: if f.retryable {
@@ -274,7 +271,7 @@ async fn release_all(
     state: &AppState,
     tenant: Option<&str>,
     items: Vec<spillway_core::api::Release>,
-) -> Result<Vec<ReportResult>, Error> {
+) -> Result<Vec<Reported>, Error> {
     if items.is_empty() {
         return Ok(Vec::new());
     }
@@ -283,9 +280,9 @@ async fn release_all(
         .iter()
         .find_map(|r| state.shared.leases.get(r.task_id, &r.lease_token))
         .map(|e| e.pool);
-    let reported: Vec<Reported> = items
+    let reported: Vec<Report> = items
         .iter()
-        .map(|r| Reported {
+        .map(|r| Report {
             task_id: r.task_id,
             lease_token: r.lease_token.clone(),
             outcome: match r.reason {
@@ -308,24 +305,23 @@ async fn release_all(
     Ok(results)
 }
 
-/// Apply a batched report to the items in the caller's tenant; the others are refused as not
-/// found, in their place in the answer. The caller has checked the role before parsing.
-async fn scoped_batch<T, Fut>(
-    state: &AppState,
-    auth: &Auth,
+/// Apply a batched report. The store answers each item in its place: a task outside the
+/// caller's tenant (part of the store's condition) is refused as not found, a stale lease as
+/// not current. The caller has checked the role before parsing.
+async fn batch<T, Fut>(
     what: &str,
     items: Vec<T>,
-    task_id: impl Fn(&T) -> TaskId,
     apply: impl FnOnce(Vec<T>) -> Fut,
 ) -> ApiResult<Json<ReportResponse>>
 where
-    Fut: std::future::Future<Output = Result<Vec<ReportResult>, Error>>,
+    Fut: std::future::Future<Output = Result<Vec<Reported>, Error>>,
 {
     check_batch(what, items.len())?;
-    let ids: Vec<TaskId> = items.iter().map(task_id).collect();
-    let owned = scope::owned(state, auth.0.tenant.as_deref(), &ids).await?;
-    let applied = apply(scope::keep(items, &owned)).await?;
-    let results = scope::merge(&ids, &owned, applied, scope::refused_report);
+    let results = apply(items)
+        .await?
+        .into_iter()
+        .map(ReportResult::from)
+        .collect();
     Ok(Json(ReportResponse { results }))
 }
 
@@ -340,14 +336,9 @@ pub async fn complete(
 ) -> ApiResult<Json<ReportResponse>> {
     auth.require(Action::Work)?;
     let req: CompleteRequest = body.parse()?;
-    scoped_batch(
-        &state,
-        &auth,
-        "completions",
-        req.completions,
-        |c| c.task_id,
-        |items| complete_all(&state, auth.0.tenant.as_deref(), items),
-    )
+    batch("completions", req.completions, |items| {
+        complete_all(&state, auth.0.tenant.as_deref(), items)
+    })
     .await
 }
 
@@ -362,14 +353,9 @@ pub async fn fail(
 ) -> ApiResult<Json<ReportResponse>> {
     auth.require(Action::Work)?;
     let req: FailRequest = body.parse()?;
-    scoped_batch(
-        &state,
-        &auth,
-        "failures",
-        req.failures,
-        |f| f.task_id,
-        |items| fail_all(&state, auth.0.tenant.as_deref(), items),
-    )
+    batch("failures", req.failures, |items| {
+        fail_all(&state, auth.0.tenant.as_deref(), items)
+    })
     .await
 }
 
@@ -384,28 +370,25 @@ pub async fn release(
 ) -> ApiResult<Json<ReportResponse>> {
     auth.require(Action::Work)?;
     let req: ReleaseRequest = body.parse()?;
-    scoped_batch(
-        &state,
-        &auth,
-        "releases",
-        req.releases,
-        |r| r.task_id,
-        |items| release_all(&state, auth.0.tenant.as_deref(), items),
-    )
+    batch("releases", req.releases, |items| {
+        release_all(&state, auth.0.tenant.as_deref(), items)
+    })
     .await
 }
 
-/// Turn the one result of a single-task report into 204, or 409 when it was refused.
-fn single(id: TaskId, results: Vec<ReportResult>) -> ApiResult<StatusCode> {
-    match results.into_iter().next() {
-        Some(r) if r.ok => Ok(StatusCode::NO_CONTENT),
-        Some(r) => Err(Error::conflict(format!(
-            "report on task {id} refused: {}",
-            r.error
-                .unwrap_or_else(|| "the lease is no longer held".to_string())
-        ))
-        .into()),
-        None => Err(Error::internal(format!("store answered nothing for task {id}")).into()),
+/// Turn the one result of a single-task report into 204, 404 when the task is not the
+/// caller's tenant's, or 409 when its lease is not current.
+fn single(id: TaskId, results: Vec<Reported>) -> ApiResult<StatusCode> {
+    let Some(r) = results.into_iter().next() else {
+        return Err(Error::internal(format!("store answered nothing for task {id}")).into());
+    };
+    let why = r.refusal().unwrap_or_default();
+    match r.outcome {
+        ReportOutcome::Applied => Ok(StatusCode::NO_CONTENT),
+        ReportOutcome::NotFound => Err(Error::not_found(why).into()),
+        ReportOutcome::NotCurrent => {
+            Err(Error::conflict(format!("report on task {id} refused: {why}")).into())
+        }
     }
 }
 
@@ -433,7 +416,6 @@ pub async fn complete_one(
     auth.require(Action::Work)?;
     let req: Completion = body.parse()?;
     same_task(id, req.task_id)?;
-    scope::ensure_owned(&state, auth.0.tenant.as_deref(), id).await?;
     single(
         id,
         complete_all(&state, auth.0.tenant.as_deref(), vec![req]).await?,
@@ -455,7 +437,6 @@ pub async fn fail_one(
     auth.require(Action::Work)?;
     let req: Failure = body.parse()?;
     same_task(id, req.task_id)?;
-    scope::ensure_owned(&state, auth.0.tenant.as_deref(), id).await?;
     single(
         id,
         fail_all(&state, auth.0.tenant.as_deref(), vec![req]).await?,
@@ -467,20 +448,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn refused_single_reports_are_conflicts() {
-        let refused = vec![ReportResult {
-            task_id: 7,
-            ok: false,
-            error: Some("lease token is stale".into()),
-        }];
-        let err = single(7, refused).expect_err("refusal accepted");
+    fn refused_single_reports_are_conflicts_or_not_found() {
+        let err = single(7, vec![Reported::not_current(7)]).expect_err("refusal accepted");
         assert_eq!(err.0.kind(), spillway_core::ErrorKind::Conflict);
-        assert!(err.0.message().contains("stale"));
-        let applied = vec![ReportResult {
-            task_id: 7,
-            ok: true,
-            error: None,
-        }];
+        assert!(err.0.message().contains("not current"));
+        let err = single(7, vec![Reported::not_found(7)]).expect_err("refusal accepted");
+        assert_eq!(err.0.kind(), spillway_core::ErrorKind::NotFound);
+        assert!(err.0.message().contains("task 7 not found"));
+        let applied = vec![Reported::applied(7)];
         assert_eq!(single(7, applied).ok(), Some(StatusCode::NO_CONTENT));
     }
 }

@@ -12,6 +12,7 @@ use spillway_core::api::{ObjectInfo, Problem, UploadCreated};
 use spillway_core::auth::Action;
 use spillway_core::keys::{result_key, validate_relative_path};
 use spillway_core::{Error, TaskId};
+use spillway_store::LeaseCheck;
 
 use crate::app::{Caller, jobs, uploads};
 use crate::auth::Auth;
@@ -189,11 +190,14 @@ pub async fn result_put(
         })?
         .to_string();
     let stream = limited_body(&headers, body, state.config.max_upload_bytes.0)?;
-    // Look the task up in the caller's tenant first so another tenant's task is a 404.
-    let task = state.store.task_get(auth.0.tenant.as_deref(), id).await?;
-    state
+    // The caller's tenant is part of the check: another tenant's task is a 404.
+    let task = state
         .store
-        .lease_check(id, &token, state.clock.now())
+        .lease_check(LeaseCheck {
+            tenant: auth.0.tenant.clone(),
+            task_id: id,
+            lease_token: token,
+        })
         .await?;
     let key = result_key(&task.tenant, &task.job_id, task.index, &path);
     let size = state.blobs.put(&key, stream).await?;

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::{Outcome, UNKNOWN_QUEUE};
 use crate::services::Service;
 use crate::state::AppState;
+use spillway_store::LeaseReap;
 
 /// Default time between passes.
 pub const DEFAULT_INTERVAL: Duration = crate::config::DEFAULT_REAPER_INTERVAL;
@@ -29,7 +30,12 @@ impl Default for Config {
 
 /// One pass: fail expired leases; returns how many.
 pub async fn pass(state: &AppState) -> Result<u64> {
-    let reaped = state.store.lease_reap(state.clock.now()).await?;
+    let reaped = state
+        .store
+        .lease_reap(LeaseReap {
+            now: state.clock.now(),
+        })
+        .await?;
     // The store does not say which queues the leases were in.
     state
         .metrics

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::services::Service;
 use crate::state::AppState;
+use spillway_store::RetentionSweep;
 
 /// Default time between passes.
 pub const DEFAULT_INTERVAL: Duration = crate::config::DEFAULT_RETENTION_INTERVAL;
@@ -44,7 +45,10 @@ pub async fn pass(state: &AppState, config: &Config) -> Result<u64> {
     for _ in 0..config.max_batches {
         let swept = state
             .store
-            .retention_sweep(state.clock.now(), config.batch)
+            .retention_sweep(RetentionSweep {
+                now: state.clock.now(),
+                limit: config.batch,
+            })
             .await?;
         for (tenant, job_id, had_inputs) in &swept {
             // The rows are gone; a failed blob delete only leaves files behind, so log it.

@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::services::Service;
 use crate::state::AppState;
+use spillway_store::WorkerMarkDown;
 
 /// Default time between passes.
 pub const DEFAULT_INTERVAL: Duration = crate::config::DEFAULT_WORKER_CHECK_INTERVAL;
@@ -36,7 +37,10 @@ pub async fn pass(state: &AppState, down_after: Duration) -> Result<u64> {
     let now = state.clock.now();
     let silent_since =
         now - chrono::Duration::from_std(down_after).unwrap_or(chrono::Duration::MAX);
-    state.store.worker_mark_down(silent_since).await
+    state
+        .store
+        .worker_mark_down(WorkerMarkDown { silent_since })
+        .await
 }
 
 /// Start the marker.

@@ -15,6 +15,7 @@ use spillway_store::{DynStore, WorkerRegister};
 use tokio::sync::Mutex;
 
 use crate::support::{Server, ok};
+use spillway_store::{WorkerExit, WorkerList};
 
 /// Let an external pool catch up with what was asked, as its operator would: register the
 /// workers wanted and let drained ones exit.
@@ -35,12 +36,23 @@ async fn settle_external(
     else {
         return;
     };
-    let Ok(workers) = store.worker_list(None, t0()).await else {
+    let Ok(workers) = store
+        .worker_list(WorkerList {
+            tenant: None,
+            now: t0(),
+        })
+        .await
+    else {
         return;
     };
     let mine: Vec<_> = workers.iter().filter(|w| w.pool == pool).collect();
     for w in mine.iter().filter(|w| w.state == WorkerState::Draining) {
-        let _ = store.worker_exit(&w.id, t0()).await;
+        let _ = store
+            .worker_exit(WorkerExit {
+                id: w.id.clone(),
+                now: t0(),
+            })
+            .await;
     }
     let active = mine
         .iter()

@@ -9,7 +9,7 @@ use spillway_core::api::Problem;
 use spillway_core::clock::Clock;
 use spillway_server::ServerConfig;
 use spillway_server::testkit::TestServer;
-use spillway_store::JobList;
+use spillway_store::{JobList, WorkerList};
 
 /// A running [`TestServer`] on a manual clock, and an HTTP client for it.
 pub struct Server {
@@ -147,7 +147,10 @@ impl Server {
             tokens: self.store.token_list(None).await.expect("tokens").len(),
             workers: self
                 .store
-                .worker_list(None, self.clock.now())
+                .worker_list(WorkerList {
+                    tenant: None,
+                    now: self.clock.now(),
+                })
                 .await
                 .expect("workers")
                 .len(),

@@ -9,20 +9,40 @@ use super::{
     test_settings,
 };
 use crate::{DynStore, QueueCreate, TokenCreate, WorkerBeat, WorkerRegister};
+use crate::{QueueStatsQuery, TokenRevoke, WorkerMarkDown};
+use crate::{TenantCreate, WorkerExit, WorkerList};
 
 /// Tenants are created once, listed, and a second create conflicts.
 pub async fn tenants_crud(store: DynStore) {
-    let t = must("tenant_create", store.tenant_create(TENANT, t0()).await);
+    let t = must(
+        "tenant_create",
+        store
+            .tenant_create(TenantCreate {
+                name: TENANT.to_string(),
+                now: t0(),
+            })
+            .await,
+    );
     assert_eq!(t.name, TENANT);
     assert_eq!(t.created_at, t0());
     must(
         "tenant_create other",
-        store.tenant_create(OTHER, t0()).await,
+        store
+            .tenant_create(TenantCreate {
+                name: OTHER.to_string(),
+                now: t0(),
+            })
+            .await,
     );
     must_fail(
         "tenant_create twice",
         ErrorKind::Conflict,
-        store.tenant_create(TENANT, t0()).await,
+        store
+            .tenant_create(TenantCreate {
+                name: TENANT.to_string(),
+                now: t0(),
+            })
+            .await,
     );
     let mut names: Vec<_> = must("tenant_list", store.tenant_list().await)
         .into_iter()
@@ -118,8 +138,24 @@ fn token(id: &str, tenant: Option<&str>, hash: &str) -> TokenCreate {
 
 /// Tokens: create, lookup by hash, list, revoke (only within the tenant), conflicts.
 pub async fn tokens_crud(store: DynStore) {
-    must("tenant", store.tenant_create(TENANT, t0()).await);
-    must("tenant", store.tenant_create(OTHER, t0()).await);
+    must(
+        "tenant",
+        store
+            .tenant_create(TenantCreate {
+                name: TENANT.to_string(),
+                now: t0(),
+            })
+            .await,
+    );
+    must(
+        "tenant",
+        store
+            .tenant_create(TenantCreate {
+                name: OTHER.to_string(),
+                now: t0(),
+            })
+            .await,
+    );
     let info = must(
         "token_create",
         store.token_create(token("tk1", Some(TENANT), "h1")).await,
@@ -162,17 +198,35 @@ pub async fn tokens_crud(store: DynStore) {
     must_fail(
         "token_revoke from another tenant",
         ErrorKind::NotFound,
-        store.token_revoke(Some(OTHER), "tk1", t0()).await,
+        store
+            .token_revoke(TokenRevoke {
+                tenant: Some(OTHER.into()),
+                id: "tk1".into(),
+                now: t0(),
+            })
+            .await,
     );
     assert!(must("token_lookup", store.token_lookup("h1").await).is_some());
     must_fail(
         "token_revoke unknown",
         ErrorKind::NotFound,
-        store.token_revoke(None, "nope", t0()).await,
+        store
+            .token_revoke(TokenRevoke {
+                tenant: None,
+                id: "nope".into(),
+                now: t0(),
+            })
+            .await,
     );
     must(
         "token_revoke",
-        store.token_revoke(Some(TENANT), "tk1", t0()).await,
+        store
+            .token_revoke(TokenRevoke {
+                tenant: Some(TENANT.into()),
+                id: "tk1".into(),
+                now: t0(),
+            })
+            .await,
     );
     assert!(
         must("token_lookup revoked", store.token_lookup("h1").await).is_none(),
@@ -181,7 +235,13 @@ pub async fn tokens_crud(store: DynStore) {
     assert!(must("token_list", store.token_list(Some(TENANT)).await).is_empty());
     must(
         "token_revoke by admin",
-        store.token_revoke(None, "tk2", t0()).await,
+        store
+            .token_revoke(TokenRevoke {
+                tenant: None,
+                id: "tk2".into(),
+                now: t0(),
+            })
+            .await,
     );
     assert!(must("token_lookup", store.token_lookup("h2").await).is_none());
 }
@@ -219,11 +279,28 @@ pub async fn workers_lifecycle(store: DynStore) {
         store.worker_register(worker("w-c", OTHER, 20)).await,
     );
 
-    let listed = must("worker_list", store.worker_list(Some(TENANT), t0()).await);
+    let listed = must(
+        "worker_list",
+        store
+            .worker_list(WorkerList {
+                tenant: Some(TENANT.into()),
+                now: t0(),
+            })
+            .await,
+    );
     let ids: Vec<_> = listed.iter().map(|w| w.id.as_str()).collect();
     assert_eq!(ids, vec!["w-b", "w-a"], "workers are listed newest first");
     assert_eq!(
-        must("worker_list all", store.worker_list(None, t0()).await).len(),
+        must(
+            "worker_list all",
+            store
+                .worker_list(WorkerList {
+                    tenant: None,
+                    now: t0()
+                })
+                .await
+        )
+        .len(),
         3
     );
 
@@ -256,18 +333,34 @@ pub async fn workers_lifecycle(store: DynStore) {
     assert_eq!(
         must(
             "worker_mark_down",
-            store.worker_mark_down(after(t0(), 50)).await
+            store
+                .worker_mark_down(WorkerMarkDown {
+                    silent_since: after(t0(), 50)
+                })
+                .await
         ),
         1
     );
-    let all = must("worker_list", store.worker_list(None, t0()).await);
+    let all = must(
+        "worker_list",
+        store
+            .worker_list(WorkerList {
+                tenant: None,
+                now: t0(),
+            })
+            .await,
+    );
     let state = |id: &str| all.iter().find(|w| w.id == id).map(|w| w.state);
     assert_eq!(state("w-c"), Some(WorkerState::Down));
     assert_eq!(state("w-a"), Some(WorkerState::Active));
     assert_eq!(
         must(
             "worker_mark_down again",
-            store.worker_mark_down(after(t0(), 50)).await
+            store
+                .worker_mark_down(WorkerMarkDown {
+                    silent_since: after(t0(), 50)
+                })
+                .await
         ),
         0,
         "a down worker is not marked down twice"
@@ -284,11 +377,21 @@ pub async fn workers_lifecycle(store: DynStore) {
 
     must(
         "worker_exit",
-        store.worker_exit("w-a", after(t0(), 300)).await,
+        store
+            .worker_exit(WorkerExit {
+                id: "w-a".into(),
+                now: after(t0(), 300),
+            })
+            .await,
     );
     let all = must(
         "worker_list",
-        store.worker_list(Some(TENANT), after(t0(), 400)).await,
+        store
+            .worker_list(WorkerList {
+                tenant: Some(TENANT.into()),
+                now: after(t0(), 400),
+            })
+            .await,
     );
     assert_eq!(
         all.iter().find(|w| w.id == "w-a").map(|w| w.state),
@@ -298,7 +401,12 @@ pub async fn workers_lifecycle(store: DynStore) {
     let later = after(t0(), 300 + 86_400 + 1);
     let all = must(
         "worker_list a day later",
-        store.worker_list(Some(TENANT), later).await,
+        store
+            .worker_list(WorkerList {
+                tenant: Some(TENANT.into()),
+                now: later,
+            })
+            .await,
     );
     assert!(
         all.iter().all(|w| w.id != "w-a"),
@@ -307,7 +415,11 @@ pub async fn workers_lifecycle(store: DynStore) {
     assert_eq!(
         must(
             "worker_mark_down",
-            store.worker_mark_down(after(t0(), 10_000)).await
+            store
+                .worker_mark_down(WorkerMarkDown {
+                    silent_since: after(t0(), 10_000)
+                })
+                .await
         ),
         2,
         "exited workers are never marked down"
@@ -325,7 +437,12 @@ pub async fn queue_stats_counts_states(store: DynStore) {
 
     let stats = must(
         "queue_stats",
-        store.queue_stats(Some(TENANT), after(t0(), 10)).await,
+        store
+            .queue_stats(QueueStatsQuery {
+                tenant: Some(TENANT.into()),
+                now: after(t0(), 10),
+            })
+            .await,
     );
     assert_eq!(stats.len(), 1);
     let s = &stats[0];
@@ -341,7 +458,16 @@ pub async fn queue_stats_counts_states(store: DynStore) {
         "oldest available task waited 10s, got {age}"
     );
     assert_eq!(
-        must("queue_stats all", store.queue_stats(None, t0()).await).len(),
+        must(
+            "queue_stats all",
+            store
+                .queue_stats(QueueStatsQuery {
+                    tenant: None,
+                    now: t0()
+                })
+                .await
+        )
+        .len(),
         2
     );
 }

@@ -8,6 +8,7 @@ use super::{
     OTHER, QUEUE, TENANT, after, job, lease, must, must_fail, setup, setup_queue, submit, t0,
     test_settings,
 };
+use crate::QueueDemandQuery;
 use crate::{DynStore, TaskComplete, WorkerBeat, WorkerRegister};
 
 /// Demand: leasable (and burstable) tasks, leased ones, the mean run time of succeeded tasks
@@ -15,7 +16,10 @@ use crate::{DynStore, TaskComplete, WorkerBeat, WorkerRegister};
 pub async fn queue_demand_counts_backlog_leases_and_run_times(store: DynStore) {
     setup(&store).await;
     setup_queue(&store, OTHER, QUEUE, test_settings()).await;
-    let demand = must("queue_demand", store.queue_demand(t0()).await);
+    let demand = must(
+        "queue_demand",
+        store.queue_demand(QueueDemandQuery { now: t0() }).await,
+    );
     assert_eq!(demand.len(), 2, "one entry per queue: {demand:?}");
     assert!(
         demand
@@ -50,10 +54,17 @@ pub async fn queue_demand_counts_backlog_leases_and_run_times(store: DynStore) {
             })
             .await,
     );
-    assert!(results[0].ok, "{results:?}");
+    assert!(results[0].ok(), "{results:?}");
     lease(&store, QUEUE, 1, after(t0(), 6)).await;
 
-    let demand = must("queue_demand", store.queue_demand(after(t0(), 10)).await);
+    let demand = must(
+        "queue_demand",
+        store
+            .queue_demand(QueueDemandQuery {
+                now: after(t0(), 10),
+            })
+            .await,
+    );
     let mine = demand
         .iter()
         .find(|d| d.tenant == TENANT && d.queue == QUEUE)
@@ -72,7 +83,14 @@ pub async fn queue_demand_counts_backlog_leases_and_run_times(store: DynStore) {
         .unwrap_or_else(|| panic!("no demand for {OTHER}: {demand:?}"));
     assert_eq!((theirs.waiting, theirs.leased, theirs.arrivals), (0, 0, 0));
 
-    let later = must("queue_demand", store.queue_demand(after(t0(), 120)).await);
+    let later = must(
+        "queue_demand",
+        store
+            .queue_demand(QueueDemandQuery {
+                now: after(t0(), 120),
+            })
+            .await,
+    );
     assert_eq!(
         later[0].arrivals, 0,
         "arrivals older than a minute are not counted"
@@ -81,7 +99,14 @@ pub async fn queue_demand_counts_backlog_leases_and_run_times(store: DynStore) {
     let mut paused = test_settings();
     paused.paused = true;
     must("pause", store.queue_update(TENANT, QUEUE, paused).await);
-    let demand = must("queue_demand", store.queue_demand(after(t0(), 10)).await);
+    let demand = must(
+        "queue_demand",
+        store
+            .queue_demand(QueueDemandQuery {
+                now: after(t0(), 10),
+            })
+            .await,
+    );
     let mine = demand
         .iter()
         .find(|d| d.tenant == TENANT)
@@ -106,10 +131,7 @@ pub async fn worker_drain_is_sticky(store: DynStore) {
             })
             .await,
     );
-    must(
-        "worker_drain",
-        store.worker_drain("w-d", after(t0(), 1)).await,
-    );
+    must("worker_drain", store.worker_drain("w-d").await);
     let w = must(
         "worker_heartbeat",
         store
@@ -126,14 +148,11 @@ pub async fn worker_drain_is_sticky(store: DynStore) {
         WorkerState::Draining,
         "a drained worker stays draining though its heartbeat does not say so"
     );
-    must(
-        "worker_drain again",
-        store.worker_drain("w-d", after(t0(), 3)).await,
-    );
+    must("worker_drain again", store.worker_drain("w-d").await);
     must_fail(
         "worker_drain unknown",
         ErrorKind::NotFound,
-        store.worker_drain("nope", t0()).await,
+        store.worker_drain("nope").await,
     );
 }
 

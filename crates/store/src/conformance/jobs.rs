@@ -10,6 +10,7 @@ use super::{
     test_settings,
 };
 use crate::{DynStore, TaskHeartbeat, TaskList, TaskRelease};
+use crate::{JobCancel, JobRetry, RetentionSweep};
 
 /// All tasks of one job, in id order.
 pub(crate) async fn tasks_of(store: &DynStore, job_id: &str) -> Vec<spillway_core::model::Task> {
@@ -138,7 +139,13 @@ pub async fn cancel_stops_waiting_and_flags_leased_tasks(store: DynStore) {
     let now = after(t0(), 5);
     let c = must(
         "job_cancel",
-        store.job_cancel(Some(TENANT), &j.id, now).await,
+        store
+            .job_cancel(JobCancel {
+                tenant: Some(TENANT.into()),
+                id: j.id.clone(),
+                now,
+            })
+            .await,
     );
     assert!(c.cancel_requested);
     assert_eq!((c.counts.cancelled, c.counts.leased), (2, 1));
@@ -189,7 +196,7 @@ pub async fn cancel_stops_waiting_and_flags_leased_tasks(store: DynStore) {
             })
             .await,
     );
-    assert!(rel[0].ok, "{:?}", rel[0].error);
+    assert!(rel[0].ok(), "{:?}", rel[0].outcome);
     let done = must("job_get", store.job_get(Some(TENANT), &j.id).await);
     assert_eq!(
         (done.counts.cancelled, done.state),
@@ -217,7 +224,13 @@ pub async fn job_retry_requeues_dead_and_cancelled(store: DynStore) {
     fail_ok(&store, &leased[1], false, t0()).await;
     must(
         "job_cancel",
-        store.job_cancel(Some(TENANT), &j.id, t0()).await,
+        store
+            .job_cancel(JobCancel {
+                tenant: Some(TENANT.into()),
+                id: j.id.clone(),
+                now: t0(),
+            })
+            .await,
     );
     let j = must("job_get", store.job_get(Some(TENANT), &j.id).await);
     assert_eq!(
@@ -227,7 +240,16 @@ pub async fn job_retry_requeues_dead_and_cancelled(store: DynStore) {
 
     let now = after(t0(), 10);
     assert_eq!(
-        must("job_retry", store.job_retry(Some(TENANT), &j.id, now).await),
+        must(
+            "job_retry",
+            store
+                .job_retry(JobRetry {
+                    tenant: Some(TENANT.into()),
+                    id: j.id.clone(),
+                    now
+                })
+                .await
+        ),
         3
     );
     let j = must("job_get", store.job_get(Some(TENANT), &j.id).await);
@@ -244,7 +266,13 @@ pub async fn job_retry_requeues_dead_and_cancelled(store: DynStore) {
     must_fail(
         "job_retry of another tenant's job",
         ErrorKind::NotFound,
-        store.job_retry(Some(OTHER), &j.id, now).await,
+        store
+            .job_retry(JobRetry {
+                tenant: Some(OTHER.into()),
+                id: j.id.clone(),
+                now,
+            })
+            .await,
     );
 }
 
@@ -273,11 +301,24 @@ pub async fn retention_sweep_deletes_only_expired_finished_jobs(store: DynStore)
     assert!(
         must(
             "sweep early",
-            store.retention_sweep(after(t0(), 1800), 100).await
+            store
+                .retention_sweep(RetentionSweep {
+                    now: after(t0(), 1800),
+                    limit: 100
+                })
+                .await
         )
         .is_empty()
     );
-    let swept = must("sweep", store.retention_sweep(after(t0(), 3602), 100).await);
+    let swept = must(
+        "sweep",
+        store
+            .retention_sweep(RetentionSweep {
+                now: after(t0(), 3602),
+                limit: 100,
+            })
+            .await,
+    );
     assert_eq!(swept, vec![(TENANT.to_string(), done.id.clone(), true)]);
     must_fail(
         "job_get swept",
@@ -297,7 +338,12 @@ pub async fn retention_sweep_deletes_only_expired_finished_jobs(store: DynStore)
     assert!(
         must(
             "sweep again",
-            store.retention_sweep(after(t0(), 3602), 100).await
+            store
+                .retention_sweep(RetentionSweep {
+                    now: after(t0(), 3602),
+                    limit: 100
+                })
+                .await
         )
         .is_empty()
     );

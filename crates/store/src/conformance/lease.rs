@@ -13,7 +13,8 @@ use super::{
     OTHER, QUEUE, TENANT, after, job, lease, lease_as, must, must_fail, setup, setup_queue, submit,
     t0, test_settings,
 };
-use crate::{DynStore, TaskComplete, TaskHeartbeat};
+use crate::LeaseReap;
+use crate::{DynStore, LeaseCheck, ReportOutcome, TaskComplete, TaskHeartbeat};
 
 /// Highest priority first, then earliest `run_at`, then lowest id; at most `max`.
 pub async fn lease_takes_by_priority_then_run_at_then_id(store: DynStore) {
@@ -179,7 +180,14 @@ pub async fn heartbeat_extends_only_the_current_lease(store: DynStore) {
 
     // Extended past the original expiry: the reaper leaves it alone.
     assert_eq!(
-        must("lease_reap", store.lease_reap(after(t0(), 40)).await),
+        must(
+            "lease_reap",
+            store
+                .lease_reap(LeaseReap {
+                    now: after(t0(), 40)
+                })
+                .await
+        ),
         1
     );
     assert_eq!(
@@ -209,11 +217,21 @@ pub async fn lease_reap_fails_expired_leases(store: DynStore) {
     submit(&store, job(TENANT, QUEUE, 1, t0())).await;
     let got = lease(&store, QUEUE, 1, t0()).await;
     assert_eq!(
-        must("reap early", store.lease_reap(after(t0(), 10)).await),
+        must(
+            "reap early",
+            store
+                .lease_reap(LeaseReap {
+                    now: after(t0(), 10)
+                })
+                .await
+        ),
         0
     );
     let now = after(t0(), 31);
-    assert_eq!(must("lease_reap", store.lease_reap(now).await), 1);
+    assert_eq!(
+        must("lease_reap", store.lease_reap(LeaseReap { now }).await),
+        1
+    );
     let t = must("task_get", store.task_get(None, got[0].task_id).await);
     assert_eq!(t.state, TaskState::Retrying);
     assert_eq!(t.failures, 1, "an expired lease counts as a failure");
@@ -246,8 +264,9 @@ pub async fn lease_reap_fails_expired_leases(store: DynStore) {
             })
             .await,
     );
-    assert!(
-        !refused[0].ok && refused[0].error.is_some(),
+    assert_eq!(
+        refused[0].outcome,
+        ReportOutcome::NotCurrent,
         "a reaped lease completed"
     );
     let hb = must(
@@ -262,37 +281,63 @@ pub async fn lease_reap_fails_expired_leases(store: DynStore) {
     );
     assert_eq!(hb[0].status, LeaseStatus::Lost);
     assert_eq!(
-        must("reap again", store.lease_reap(after(now, 100)).await),
+        must(
+            "reap again",
+            store
+                .lease_reap(LeaseReap {
+                    now: after(now, 100)
+                })
+                .await
+        ),
         0
     );
 }
 
-/// `lease_check` answers the task only for its current lease token.
+/// `lease_check` answers the task only for its current lease token and only to the task's
+/// tenant (or a caller of every tenant): another tenant is told the task does not exist.
 pub async fn lease_check_accepts_only_the_current_lease(store: DynStore) {
     setup(&store).await;
     submit(&store, job(TENANT, QUEUE, 1, t0())).await;
     let got = lease(&store, QUEUE, 1, t0()).await;
-    let t = must(
-        "lease_check",
+    let check = |tenant: Option<&str>, token: &str| LeaseCheck {
+        tenant: tenant.map(str::to_string),
+        task_id: got[0].task_id,
+        lease_token: token.to_string(),
+    };
+    for tenant in [None, Some(TENANT)] {
+        let t = must(
+            "lease_check",
+            store.lease_check(check(tenant, &got[0].lease_token)).await,
+        );
+        assert_eq!((t.id, t.state), (got[0].task_id, TaskState::Leased));
+    }
+    must_fail(
+        "lease_check from another tenant",
+        ErrorKind::NotFound,
         store
-            .lease_check(got[0].task_id, &got[0].lease_token, t0())
+            .lease_check(check(Some(OTHER), &got[0].lease_token))
             .await,
     );
-    assert_eq!((t.id, t.state), (got[0].task_id, TaskState::Leased));
+    must_fail(
+        "lease_check of a missing task",
+        ErrorKind::NotFound,
+        store
+            .lease_check(LeaseCheck {
+                task_id: got[0].task_id + 1_000,
+                ..check(None, &got[0].lease_token)
+            })
+            .await,
+    );
     must_fail(
         "lease_check wrong token",
         ErrorKind::Conflict,
-        store
-            .lease_check(got[0].task_id, &"f".repeat(32), t0())
-            .await,
+        store.lease_check(check(None, &"f".repeat(32))).await,
     );
     complete_ok(&store, &got[0], t0()).await;
     must_fail(
         "lease_check after complete",
         ErrorKind::Conflict,
-        store
-            .lease_check(got[0].task_id, &got[0].lease_token, t0())
-            .await,
+        store.lease_check(check(None, &got[0].lease_token)).await,
     );
 }
 
@@ -345,7 +390,7 @@ pub async fn concurrent_leasers_never_share_a_task(store: DynStore) {
                         .await,
                 );
                 assert!(
-                    res.iter().all(|r| r.ok),
+                    res.iter().all(|r| r.ok()),
                     "a fresh lease was refused: {res:?}"
                 );
             }
@@ -377,8 +422,9 @@ pub async fn wakeups_signal_on_submit(store: DynStore) {
 }
 
 /// The caller's tenant is part of every report's condition: a heartbeat, completion, failure
-/// or release carrying the right lease token but another tenant changes nothing and is
-/// answered as not current; the same report from the task's own tenant applies.
+/// or release carrying the right lease token but another tenant changes nothing; the
+/// heartbeat is answered as lost and the reports as not found, as for a task that does not
+/// exist. The same report from the task's own tenant applies.
 pub async fn reports_from_another_tenant_change_nothing(store: DynStore) {
     use spillway_core::api::{Failure, Release, ReleaseReason};
 
@@ -418,7 +464,7 @@ pub async fn reports_from_another_tenant_change_nothing(store: DynStore) {
             })
             .await,
     );
-    assert!(!done[0].ok, "{done:?}");
+    assert_eq!(done[0].outcome, ReportOutcome::NotFound, "{done:?}");
     let failed = must(
         "task_fail from another tenant",
         store
@@ -436,7 +482,7 @@ pub async fn reports_from_another_tenant_change_nothing(store: DynStore) {
             })
             .await,
     );
-    assert!(!failed[0].ok, "{failed:?}");
+    assert_eq!(failed[0].outcome, ReportOutcome::NotFound, "{failed:?}");
     let released = must(
         "task_release from another tenant",
         store
@@ -453,7 +499,7 @@ pub async fn reports_from_another_tenant_change_nothing(store: DynStore) {
             })
             .await,
     );
-    assert!(!released[0].ok, "{released:?}");
+    assert_eq!(released[0].outcome, ReportOutcome::NotFound, "{released:?}");
 
     // Every task is still leased as before: same token, same expiry, same attempt.
     for t in &got {
@@ -468,24 +514,42 @@ pub async fn reports_from_another_tenant_change_nothing(store: DynStore) {
         assert_eq!(task.attempt, t.attempt);
     }
 
-    // The task's own tenant reports with the same token.
+    // The task's own tenant reports with the same token; beside it, a task that does not
+    // exist is not found, in its place.
+    let missing = got[2].task_id + 1_000;
     let done = must(
         "task_complete from the task's tenant",
         store
             .task_complete(TaskComplete {
                 tenant: Some(TENANT.to_string()),
-                items: vec![Completion {
-                    task_id: got[0].task_id,
-                    lease_token: got[0].lease_token.clone(),
-                    exit_code: Some(0),
-                    result: None,
-                    log_tail: String::new(),
-                }],
+                items: vec![
+                    Completion {
+                        task_id: missing,
+                        lease_token: got[0].lease_token.clone(),
+                        exit_code: Some(0),
+                        result: None,
+                        log_tail: String::new(),
+                    },
+                    Completion {
+                        task_id: got[0].task_id,
+                        lease_token: got[0].lease_token.clone(),
+                        exit_code: Some(0),
+                        result: None,
+                        log_tail: String::new(),
+                    },
+                ],
                 now,
             })
             .await,
     );
-    assert!(done[0].ok, "{done:?}");
+    let outcomes: Vec<_> = done.iter().map(|r| (r.task_id, r.outcome)).collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            (missing, ReportOutcome::NotFound),
+            (got[0].task_id, ReportOutcome::Applied)
+        ]
+    );
     let task = must("task_get", store.task_get(None, got[0].task_id).await);
     assert_eq!(task.state, TaskState::Succeeded);
 }

@@ -12,6 +12,7 @@ use super::{
     t0, test_settings,
 };
 use crate::{DeadList, DeadRequeue, DynStore, JobList, TaskList};
+use crate::{JobCancel, JobRetry, QueueStatsQuery};
 
 /// Follow cursors to the end, checking every page is full but the last.
 async fn drain<T, F, Fut>(limit: usize, mut page: F) -> Vec<T>
@@ -205,12 +206,24 @@ pub async fn tenants_are_isolated(store: DynStore) {
     must_fail(
         "job_cancel",
         nf,
-        store.job_cancel(Some(OTHER), &mine.id, t0()).await,
+        store
+            .job_cancel(JobCancel {
+                tenant: Some(OTHER.into()),
+                id: mine.id.clone(),
+                now: t0(),
+            })
+            .await,
     );
     must_fail(
         "job_retry",
         nf,
-        store.job_retry(Some(OTHER), &mine.id, t0()).await,
+        store
+            .job_retry(JobRetry {
+                tenant: Some(OTHER.into()),
+                id: mine.id.clone(),
+                now: t0(),
+            })
+            .await,
     );
     must("job_get own", store.job_get(Some(TENANT), &mine.id).await);
     must("job_get admin", store.job_get(None, &mine.id).await);
@@ -278,7 +291,15 @@ pub async fn tenants_are_isolated(store: DynStore) {
         must("task_get", store.task_get(None, t.task_id).await).state,
         TaskState::Dead
     );
-    let stats = must("queue_stats", store.queue_stats(Some(OTHER), t0()).await);
+    let stats = must(
+        "queue_stats",
+        store
+            .queue_stats(QueueStatsQuery {
+                tenant: Some(OTHER.into()),
+                now: t0(),
+            })
+            .await,
+    );
     assert_eq!(stats.len(), 1);
     assert_eq!(stats[0].counts.total(), 1);
 }

@@ -5,7 +5,8 @@ use spillway_core::state::{AttemptOutcome, JobState, TaskState};
 use spillway_core::{TaskId, Timestamp};
 
 use super::{POOL, QUEUE, TENANT, after, job, lease, lease_as, must, setup, submit, t0};
-use crate::{DeadList, DeadRequeue, DynStore, TaskComplete, TaskFail, TaskRelease};
+use crate::LeaseReap;
+use crate::{DeadList, DeadRequeue, DynStore, ReportOutcome, TaskComplete, TaskFail, TaskRelease};
 
 fn completion(t: &LeasedTask, token: &str) -> Completion {
     Completion {
@@ -30,9 +31,9 @@ pub(crate) async fn complete_ok(store: &DynStore, t: &LeasedTask, now: Timestamp
             .await,
     );
     assert!(
-        res[0].ok,
+        res[0].ok(),
         "completing a current lease was refused: {:?}",
-        res[0].error
+        res[0].outcome
     );
 }
 
@@ -56,9 +57,9 @@ pub(crate) async fn fail_ok(store: &DynStore, t: &LeasedTask, retryable: bool, n
             .await,
     );
     assert!(
-        res[0].ok,
+        res[0].ok(),
         "failing a current lease was refused: {:?}",
-        res[0].error
+        res[0].outcome
     );
 }
 
@@ -82,12 +83,18 @@ pub async fn complete_refuses_stale_tokens(store: DynStore) {
             .await,
     );
     assert_eq!(wrong[0].task_id, first.task_id);
-    assert!(!wrong[0].ok && wrong[0].error.is_some());
+    assert_eq!(wrong[0].outcome, ReportOutcome::NotCurrent);
     assert_eq!(task(&store, first.task_id).await.state, TaskState::Leased);
 
     // The lease runs out and the task goes to someone else.
     let reaped_at = after(t0(), 31);
-    assert_eq!(must("lease_reap", store.lease_reap(reaped_at).await), 1);
+    assert_eq!(
+        must(
+            "lease_reap",
+            store.lease_reap(LeaseReap { now: reaped_at }).await
+        ),
+        1
+    );
     let second = lease(&store, QUEUE, 1, after(t0(), 200)).await.remove(0);
     assert_eq!((second.task_id, second.attempt), (first.task_id, 2));
     let before = task(&store, first.task_id).await;
@@ -105,14 +112,15 @@ pub async fn complete_refuses_stale_tokens(store: DynStore) {
             .await,
     );
     assert_eq!(stale.len(), 2);
-    assert!(
-        !stale[0].ok,
+    assert_eq!(
+        stale[0].outcome,
+        ReportOutcome::NotCurrent,
         "the first holder completed a task that was leased again"
     );
     assert!(
-        stale[1].ok,
+        stale[1].ok(),
         "a bad item must not fail its neighbours: {:?}",
-        stale[1].error
+        stale[1].outcome
     );
 
     let done = task(&store, first.task_id).await;
@@ -150,7 +158,11 @@ pub async fn complete_refuses_stale_tokens(store: DynStore) {
             })
             .await,
     );
-    assert!(!again[0].ok, "a finished task was completed twice");
+    assert_eq!(
+        again[0].outcome,
+        ReportOutcome::NotCurrent,
+        "a finished task was completed twice"
+    );
     assert_eq!(
         task(&store, first.task_id).await.finished_at,
         Some(after(t0(), 201))
@@ -241,7 +253,11 @@ pub async fn non_retryable_failure_is_dead_at_once(store: DynStore) {
             })
             .await,
     );
-    assert!(!stale[0].ok, "a dead task took a second failure");
+    assert_eq!(
+        stale[0].outcome,
+        ReportOutcome::NotCurrent,
+        "a dead task took a second failure"
+    );
     assert_eq!(task(&store, t.task_id).await.failures, 1);
 }
 
@@ -267,7 +283,7 @@ pub async fn release_preempted_requeues_without_failure(store: DynStore) {
             })
             .await,
     );
-    assert!(res[0].ok, "{:?}", res[0].error);
+    assert!(res[0].ok(), "{:?}", res[0].outcome);
     let row = task(&store, t.task_id).await;
     assert_eq!(row.state, TaskState::Available);
     assert_eq!((row.failures, row.preemptions, row.attempt), (0, 1, 1));
@@ -287,6 +303,43 @@ pub async fn release_preempted_requeues_without_failure(store: DynStore) {
     );
     let other = lease_as(&store, TENANT, QUEUE, "pool-b", 1, now).await;
     assert_eq!((other[0].task_id, other[0].attempt), (t.task_id, 2));
+}
+
+/// A task's exit code and error are its last attempt's: a release (no exit) clears the exit
+/// code a failure left, and keeps the failure's error.
+pub async fn release_clears_the_last_exit_code(store: DynStore) {
+    setup(&store).await;
+    submit(&store, job(TENANT, QUEUE, 1, t0())).await;
+    let first = lease(&store, QUEUE, 1, t0()).await.remove(0);
+    fail_ok(&store, &first, true, t0()).await;
+    assert_eq!(task(&store, first.task_id).await.exit_code, Some(3));
+    let later = after(t0(), 3_600);
+    let second = lease(&store, QUEUE, 1, later).await.remove(0);
+    assert_eq!((second.task_id, second.attempt), (first.task_id, 2));
+    let res = must(
+        "task_release",
+        store
+            .task_release(TaskRelease {
+                tenant: Some(TENANT.into()),
+                items: vec![Release {
+                    task_id: second.task_id,
+                    lease_token: second.lease_token.clone(),
+                    reason: ReleaseReason::Preempted,
+                    log_tail: String::new(),
+                }],
+                worker_pool: None,
+                now: later,
+            })
+            .await,
+    );
+    assert!(res[0].ok(), "{:?}", res[0].outcome);
+    let row = task(&store, first.task_id).await;
+    assert_eq!(row.state, TaskState::Available);
+    assert_eq!(row.exit_code, None);
+    assert_eq!(
+        row.last_error.as_deref(),
+        Some("exit status 3 on attempt 1")
+    );
 }
 
 async fn dead_tasks(store: &DynStore, queue: &str, n: usize) -> Vec<TaskId> {

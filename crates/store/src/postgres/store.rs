@@ -3,18 +3,20 @@
 //! leasable work once the commit is done.
 
 use async_trait::async_trait;
-use spillway_core::api::{HeartbeatResult, LeasedTask, Page, ReportResult};
+use spillway_core::api::{HeartbeatResult, LeasedTask, Page};
 use spillway_core::model::{
     Attempt, Job, Queue, QueueSettings, QueueStats, Task, Tenant, TokenInfo, Worker,
 };
-use spillway_core::{JobId, Result, TaskId, Timestamp};
+use spillway_core::{JobId, Result, TaskId};
 
 use super::PostgresStore;
 use super::queries::{admin, demand, jobs, report, tasks};
 use crate::{
-    DeadList, DeadRequeue, JobList, JobSubmit, LeaderLease, QueueCreate, QueueDemand, Store,
-    TaskComplete, TaskFail, TaskHeartbeat, TaskLease, TaskList, TaskRelease, TokenCreate, Wakeups,
-    Woken, WorkerBeat, WorkerRegister,
+    DeadList, DeadRequeue, JobCancel, JobList, JobRetry, JobSubmit, LeaderLease, LeaseCheck,
+    LeaseReap, QueueCreate, QueueDemand, QueueDemandQuery, QueueStatsQuery, Reported,
+    RetentionSweep, Store, TaskComplete, TaskFail, TaskHeartbeat, TaskLease, TaskList, TaskRelease,
+    TenantCreate, TokenCreate, TokenRevoke, Wakeups, Woken, WorkerBeat, WorkerExit, WorkerList,
+    WorkerMarkDown, WorkerRegister,
 };
 
 #[async_trait]
@@ -31,8 +33,8 @@ impl Store for PostgresStore {
         admin::ping(&self.conn().await?).await
     }
 
-    async fn tenant_create(&self, name: &str, now: Timestamp) -> Result<Tenant> {
-        admin::tenant_create(&self.conn().await?, name, now).await
+    async fn tenant_create(&self, p: TenantCreate) -> Result<Tenant> {
+        admin::tenant_create(&self.conn().await?, &p.name, p.now).await
     }
 
     async fn tenant_list(&self) -> Result<Vec<Tenant>> {
@@ -51,8 +53,8 @@ impl Store for PostgresStore {
         admin::token_list(&self.conn().await?, tenant).await
     }
 
-    async fn token_revoke(&self, tenant: Option<&str>, id: &str, now: Timestamp) -> Result<()> {
-        admin::token_revoke(&self.conn().await?, tenant, id, now).await
+    async fn token_revoke(&self, p: TokenRevoke) -> Result<()> {
+        admin::token_revoke(&self.conn().await?, p.tenant.as_deref(), &p.id, p.now).await
     }
 
     async fn queue_create(&self, params: QueueCreate) -> Result<Queue> {
@@ -81,8 +83,8 @@ impl Store for PostgresStore {
         admin::queue_list(&self.conn().await?, tenant).await
     }
 
-    async fn queue_stats(&self, tenant: Option<&str>, now: Timestamp) -> Result<Vec<QueueStats>> {
-        admin::queue_stats(&self.conn().await?, tenant, now).await
+    async fn queue_stats(&self, p: QueueStatsQuery) -> Result<Vec<QueueStats>> {
+        admin::queue_stats(&self.conn().await?, p.tenant.as_deref(), p.now).await
     }
 
     async fn job_submit(&self, params: JobSubmit) -> Result<(Job, bool)> {
@@ -102,12 +104,13 @@ impl Store for PostgresStore {
         jobs::job_list(&self.conn().await?, &params).await
     }
 
-    async fn job_cancel(&self, tenant: Option<&str>, id: &str, now: Timestamp) -> Result<Job> {
-        jobs::job_cancel(&mut self.conn().await?, tenant, id, now).await
+    async fn job_cancel(&self, p: JobCancel) -> Result<Job> {
+        jobs::job_cancel(&mut self.conn().await?, p.tenant.as_deref(), &p.id, p.now).await
     }
 
-    async fn job_retry(&self, tenant: Option<&str>, id: &str, now: Timestamp) -> Result<u64> {
-        let (n, woken) = jobs::job_retry(&mut self.conn().await?, tenant, id, now).await?;
+    async fn job_retry(&self, p: JobRetry) -> Result<u64> {
+        let (n, woken) =
+            jobs::job_retry(&mut self.conn().await?, p.tenant.as_deref(), &p.id, p.now).await?;
         if n > 0 {
             self.wake(&woken);
         }
@@ -142,27 +145,26 @@ impl Store for PostgresStore {
         tasks::task_heartbeat(&self.conn().await?, &params).await
     }
 
-    async fn lease_check(&self, id: TaskId, token: &str, _now: Timestamp) -> Result<Task> {
-        // An expired lease stays current until reaped, as for complete and fail.
-        tasks::lease_check(&self.conn().await?, id, token).await
+    async fn lease_check(&self, params: LeaseCheck) -> Result<Task> {
+        tasks::lease_check(&self.conn().await?, &params).await
     }
 
-    async fn task_complete(&self, params: TaskComplete) -> Result<Vec<ReportResult>> {
+    async fn task_complete(&self, params: TaskComplete) -> Result<Vec<Reported>> {
         report::task_complete(&self.conn().await?, &params).await
     }
 
-    async fn task_fail(&self, params: TaskFail) -> Result<Vec<ReportResult>> {
+    async fn task_fail(&self, params: TaskFail) -> Result<Vec<Reported>> {
         report::task_fail(&mut self.conn().await?, &params).await
     }
 
-    async fn task_release(&self, params: TaskRelease) -> Result<Vec<ReportResult>> {
+    async fn task_release(&self, params: TaskRelease) -> Result<Vec<Reported>> {
         let (results, woken) = report::task_release(&mut self.conn().await?, &params).await?;
         self.wake(&woken);
         Ok(results)
     }
 
-    async fn lease_reap(&self, now: Timestamp) -> Result<u64> {
-        report::lease_reap(&mut self.conn().await?, now).await
+    async fn lease_reap(&self, p: LeaseReap) -> Result<u64> {
+        report::lease_reap(&mut self.conn().await?, p.now).await
     }
 
     async fn dead_list(&self, params: DeadList) -> Result<Page<Task>> {
@@ -183,24 +185,24 @@ impl Store for PostgresStore {
         admin::worker_heartbeat(&self.conn().await?, &params).await
     }
 
-    async fn worker_exit(&self, id: &str, now: Timestamp) -> Result<()> {
-        admin::worker_exit(&self.conn().await?, id, now).await
+    async fn worker_exit(&self, p: WorkerExit) -> Result<()> {
+        admin::worker_exit(&self.conn().await?, &p.id, p.now).await
     }
 
-    async fn worker_list(&self, tenant: Option<&str>, now: Timestamp) -> Result<Vec<Worker>> {
-        admin::worker_list(&self.conn().await?, tenant, now).await
+    async fn worker_list(&self, p: WorkerList) -> Result<Vec<Worker>> {
+        admin::worker_list(&self.conn().await?, p.tenant.as_deref(), p.now).await
     }
 
-    async fn worker_mark_down(&self, silent_since: Timestamp) -> Result<u64> {
-        admin::worker_mark_down(&self.conn().await?, silent_since).await
+    async fn worker_mark_down(&self, p: WorkerMarkDown) -> Result<u64> {
+        admin::worker_mark_down(&self.conn().await?, p.silent_since).await
     }
 
-    async fn worker_drain(&self, id: &str, _now: Timestamp) -> Result<()> {
+    async fn worker_drain(&self, id: &str) -> Result<()> {
         demand::worker_drain(&self.conn().await?, id).await
     }
 
-    async fn queue_demand(&self, now: Timestamp) -> Result<Vec<QueueDemand>> {
-        demand::queue_demand(&self.conn().await?, now).await
+    async fn queue_demand(&self, p: QueueDemandQuery) -> Result<Vec<QueueDemand>> {
+        demand::queue_demand(&self.conn().await?, p.now).await
     }
 
     async fn leader_try(&self, key: i64) -> Result<Option<LeaderLease>> {
@@ -208,11 +210,7 @@ impl Store for PostgresStore {
         Ok(guard.map(|g| LeaderLease::new(g, super::LeaderGuard::is_held)))
     }
 
-    async fn retention_sweep(
-        &self,
-        now: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<(String, JobId, bool)>> {
-        jobs::retention_sweep(&self.conn().await?, now, limit).await
+    async fn retention_sweep(&self, p: RetentionSweep) -> Result<Vec<(String, JobId, bool)>> {
+        jobs::retention_sweep(&self.conn().await?, p.now, p.limit).await
     }
 }

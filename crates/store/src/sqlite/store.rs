@@ -1,18 +1,20 @@
 //! [`Store`] for [`SqliteStore`]: each method sends its query to the writer or a reader.
 
 use async_trait::async_trait;
-use spillway_core::api::{HeartbeatResult, LeasedTask, Page, ReportResult};
+use spillway_core::api::{HeartbeatResult, LeasedTask, Page};
 use spillway_core::model::{
     Attempt, Job, Queue, QueueSettings, QueueStats, Task, Tenant, TokenInfo, Worker,
 };
-use spillway_core::{JobId, Result, TaskId, Timestamp};
+use spillway_core::{JobId, Result, TaskId};
 
 use super::SqliteStore;
 use super::queries::{admin, demand, jobs, report, tasks};
 use crate::{
-    DeadList, DeadRequeue, JobList, JobSubmit, LeaderLease, QueueCreate, QueueDemand, Store,
-    TaskComplete, TaskFail, TaskHeartbeat, TaskLease, TaskList, TaskRelease, TokenCreate, Wakeups,
-    Woken, WorkerBeat, WorkerRegister,
+    DeadList, DeadRequeue, JobCancel, JobList, JobRetry, JobSubmit, LeaderLease, LeaseCheck,
+    LeaseReap, QueueCreate, QueueDemand, QueueDemandQuery, QueueStatsQuery, Reported,
+    RetentionSweep, Store, TaskComplete, TaskFail, TaskHeartbeat, TaskLease, TaskList, TaskRelease,
+    TenantCreate, TokenCreate, TokenRevoke, Wakeups, Woken, WorkerBeat, WorkerExit, WorkerList,
+    WorkerMarkDown, WorkerRegister,
 };
 
 impl SqliteStore {
@@ -43,10 +45,9 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn tenant_create(&self, name: &str, now: Timestamp) -> Result<Tenant> {
-        let name = name.to_string();
+    async fn tenant_create(&self, p: TenantCreate) -> Result<Tenant> {
         self.writer
-            .call(move |c| admin::tenant_create(c, &name, now))
+            .call(move |c| admin::tenant_create(c, &p.name, p.now))
             .await
     }
 
@@ -74,10 +75,9 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn token_revoke(&self, tenant: Option<&str>, id: &str, now: Timestamp) -> Result<()> {
-        let (tenant, id) = (tenant.map(str::to_string), id.to_string());
+    async fn token_revoke(&self, p: TokenRevoke) -> Result<()> {
         self.writer
-            .call(move |c| admin::token_revoke(c, tenant.as_deref(), &id, now))
+            .call(move |c| admin::token_revoke(c, p.tenant.as_deref(), &p.id, p.now))
             .await
     }
 
@@ -119,10 +119,9 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn queue_stats(&self, tenant: Option<&str>, now: Timestamp) -> Result<Vec<QueueStats>> {
-        let tenant = tenant.map(str::to_string);
+    async fn queue_stats(&self, p: QueueStatsQuery) -> Result<Vec<QueueStats>> {
         self.readers
-            .call(move |c| admin::queue_stats(c, tenant.as_deref(), now))
+            .call(move |c| admin::queue_stats(c, p.tenant.as_deref(), p.now))
             .await
     }
 
@@ -148,18 +147,16 @@ impl Store for SqliteStore {
         self.readers.call(move |c| jobs::job_list(c, &params)).await
     }
 
-    async fn job_cancel(&self, tenant: Option<&str>, id: &str, now: Timestamp) -> Result<Job> {
-        let (tenant, id) = (tenant.map(str::to_string), id.to_string());
+    async fn job_cancel(&self, p: JobCancel) -> Result<Job> {
         self.writer
-            .call(move |c| jobs::job_cancel(c, tenant.as_deref(), &id, now))
+            .call(move |c| jobs::job_cancel(c, p.tenant.as_deref(), &p.id, p.now))
             .await
     }
 
-    async fn job_retry(&self, tenant: Option<&str>, id: &str, now: Timestamp) -> Result<u64> {
-        let (tenant, id) = (tenant.map(str::to_string), id.to_string());
+    async fn job_retry(&self, p: JobRetry) -> Result<u64> {
         let (n, job) = self
             .writer
-            .call(move |c| jobs::job_retry(c, tenant.as_deref(), &id, now))
+            .call(move |c| jobs::job_retry(c, p.tenant.as_deref(), &p.id, p.now))
             .await?;
         if n > 0 {
             self.wakeups.notify(&job.tenant, &job.queue);
@@ -212,26 +209,25 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn lease_check(&self, id: TaskId, token: &str, _now: Timestamp) -> Result<Task> {
-        let token = token.to_string();
+    async fn lease_check(&self, params: LeaseCheck) -> Result<Task> {
         self.readers
-            .call(move |c| tasks::lease_check(c, id, &token))
+            .call(move |c| tasks::lease_check(c, &params))
             .await
     }
 
-    async fn task_complete(&self, params: TaskComplete) -> Result<Vec<ReportResult>> {
+    async fn task_complete(&self, params: TaskComplete) -> Result<Vec<Reported>> {
         self.writer
             .call(move |c| report::task_complete(c, &params))
             .await
     }
 
-    async fn task_fail(&self, params: TaskFail) -> Result<Vec<ReportResult>> {
+    async fn task_fail(&self, params: TaskFail) -> Result<Vec<Reported>> {
         self.writer
             .call(move |c| report::task_fail(c, &params))
             .await
     }
 
-    async fn task_release(&self, params: TaskRelease) -> Result<Vec<ReportResult>> {
+    async fn task_release(&self, params: TaskRelease) -> Result<Vec<Reported>> {
         let (results, woken) = self
             .writer
             .call(move |c| report::task_release(c, &params))
@@ -240,8 +236,10 @@ impl Store for SqliteStore {
         Ok(results)
     }
 
-    async fn lease_reap(&self, now: Timestamp) -> Result<u64> {
-        self.writer.call(move |c| report::lease_reap(c, now)).await
+    async fn lease_reap(&self, p: LeaseReap) -> Result<u64> {
+        self.writer
+            .call(move |c| report::lease_reap(c, p.now))
+            .await
     }
 
     async fn dead_list(&self, params: DeadList) -> Result<Page<Task>> {
@@ -271,36 +269,34 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn worker_exit(&self, id: &str, now: Timestamp) -> Result<()> {
-        let id = id.to_string();
+    async fn worker_exit(&self, p: WorkerExit) -> Result<()> {
         self.writer
-            .call(move |c| admin::worker_exit(c, &id, now))
+            .call(move |c| admin::worker_exit(c, &p.id, p.now))
             .await
     }
 
-    async fn worker_list(&self, tenant: Option<&str>, now: Timestamp) -> Result<Vec<Worker>> {
-        let tenant = tenant.map(str::to_string);
+    async fn worker_list(&self, p: WorkerList) -> Result<Vec<Worker>> {
         self.readers
-            .call(move |c| admin::worker_list(c, tenant.as_deref(), now))
+            .call(move |c| admin::worker_list(c, p.tenant.as_deref(), p.now))
             .await
     }
 
-    async fn worker_mark_down(&self, silent_since: Timestamp) -> Result<u64> {
+    async fn worker_mark_down(&self, p: WorkerMarkDown) -> Result<u64> {
         self.writer
-            .call(move |c| admin::worker_mark_down(c, silent_since))
+            .call(move |c| admin::worker_mark_down(c, p.silent_since))
             .await
     }
 
-    async fn worker_drain(&self, id: &str, _now: Timestamp) -> Result<()> {
+    async fn worker_drain(&self, id: &str) -> Result<()> {
         let id = id.to_string();
         self.writer
             .call(move |c| demand::worker_drain(c, &id))
             .await
     }
 
-    async fn queue_demand(&self, now: Timestamp) -> Result<Vec<QueueDemand>> {
+    async fn queue_demand(&self, p: QueueDemandQuery) -> Result<Vec<QueueDemand>> {
         self.readers
-            .call(move |c| demand::queue_demand(c, now))
+            .call(move |c| demand::queue_demand(c, p.now))
             .await
     }
 
@@ -309,13 +305,9 @@ impl Store for SqliteStore {
         Ok(Some(LeaderLease::always()))
     }
 
-    async fn retention_sweep(
-        &self,
-        now: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<(String, JobId, bool)>> {
+    async fn retention_sweep(&self, p: RetentionSweep) -> Result<Vec<(String, JobId, bool)>> {
         self.writer
-            .call(move |c| jobs::retention_sweep(c, now, limit))
+            .call(move |c| jobs::retention_sweep(c, p.now, p.limit))
             .await
     }
 }

@@ -13,6 +13,7 @@ use spillway_core::{ErrorKind, Result};
 use spillway_store::DynStore;
 
 use super::instance_state;
+use spillway_store::WorkerList;
 
 /// The provider name of external pools.
 pub const PROVIDER: &str = "external";
@@ -44,7 +45,13 @@ impl PoolProvider for ExternalProvider {
 
     async fn pool_observe(&self, params: PoolObserve<'_>) -> Result<PoolObservation> {
         let name = &params.pool.name;
-        let workers = self.store.worker_list(None, params.now).await?;
+        let workers = self
+            .store
+            .worker_list(WorkerList {
+                tenant: None,
+                now: params.now,
+            })
+            .await?;
         let instances = workers
             .iter()
             .filter(|w| &w.pool == name)
@@ -95,7 +102,7 @@ impl PoolProvider for ExternalProvider {
         params.pool.check_size(params.desired)?;
         // Workers not registered yet are not drained: a smaller size already stops asking.
         for id in params.drain.iter().filter(|id| !id.contains(WANTED_INFIX)) {
-            match self.store.worker_drain(id, params.now).await {
+            match self.store.worker_drain(id).await {
                 // Already gone: nothing to drain, so a repeated call is harmless.
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
                 other => other?,

@@ -30,6 +30,8 @@ use tokio::sync::Mutex;
 
 use crate::auth::{hash_secret, new_secret, new_token_id};
 use crate::autoscale::{POOL_TENANT, PoolBoard};
+use spillway_store::TokenRevoke;
+use spillway_store::WorkerList;
 
 /// The provider name of local pools.
 pub const PROVIDER: &str = "local";
@@ -192,7 +194,15 @@ impl LocalProvider {
             if let Some(at) = pool.instances.iter().position(|i| &i.id == id) {
                 let instance = pool.instances.remove(at);
                 self.board.instance_gone(&instance.id);
-                if let Err(error) = self.store.token_revoke(None, &instance.token_id, now).await {
+                if let Err(error) = self
+                    .store
+                    .token_revoke(TokenRevoke {
+                        tenant: None,
+                        id: instance.token_id.clone(),
+                        now,
+                    })
+                    .await
+                {
                     tracing::warn!(instance = %instance.id, %error, "could not revoke a local worker's token");
                 }
             }
@@ -251,7 +261,10 @@ impl PoolProvider for LocalProvider {
         let config = params.pool;
         let workers = self
             .store
-            .worker_list(Some(POOL_TENANT), params.now)
+            .worker_list(WorkerList {
+                tenant: Some(POOL_TENANT.into()),
+                now: params.now,
+            })
             .await?;
         let mut pools = self.pools.lock().await;
         let pool = pools.entry(config.name.clone()).or_default();
@@ -300,7 +313,7 @@ impl PoolProvider for LocalProvider {
         {
             instance.draining = true;
             match self.board.instance_worker(&instance.id) {
-                Some(worker) => match self.store.worker_drain(&worker, params.now).await {
+                Some(worker) => match self.store.worker_drain(&worker).await {
                     Ok(()) => {}
                     // The worker is gone already; its process is on its way out.
                     Err(e) if e.kind() == ErrorKind::NotFound => {}

@@ -1,24 +1,25 @@
 //! Reports on leases (complete, fail, release), the lease reaper and dead letters.
 //!
-//! Every change is conditional on `state = 'leased'` and the caller's lease token. Fail,
-//! release and reap first lock the matching rows, decide each task's fate in Rust (retry
-//! policy lives in `spillway_core::retry`), then write all outcomes with one batched statement.
+//! Every change is conditional on `state = 'leased'`, the caller's lease token and tenant.
+//! Fail, release and reap first lock the matching rows, work out each task's [`Ending`] with
+//! the functions both backends share (`crate::ending`), then write all of them with one
+//! batched statement.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use deadpool_postgres::GenericClient;
-use spillway_core::api::{Page, ReleaseReason, ReportResult};
+use spillway_core::api::Page;
 use spillway_core::model::Task;
-use spillway_core::retry::{FailureDecision, decide_failure};
 use spillway_core::state::{AttemptOutcome, TaskState};
 use spillway_core::{Result, TaskId, Timestamp};
 use tokio_postgres::Row;
 
 use super::tasks::task_page;
+use crate::ending::{Ending, Failed, Held};
 use crate::postgres::error::ctx;
 use crate::postgres::rows::{TASK_COLUMNS, count, get, page_limit};
-use crate::{DeadList, DeadRequeue, TaskComplete, TaskFail, TaskRelease, Woken};
+use crate::{DeadList, DeadRequeue, Reported, TaskComplete, TaskFail, TaskRelease, Woken};
 use deadpool_postgres::Object;
 
 /// Expired leases reaped per transaction.
@@ -27,8 +28,9 @@ const REAP_BATCH: i64 = 500;
 /// The leased rows matching (id, token) pairs, locked in id order (so concurrent batches
 /// cannot deadlock), with what deciding their fate needs.
 const LOCK_LEASED_SQL: &str = "
-SELECT t.id, t.lease_token, t.tenant, t.queue, t.attempt, t.failures, t.preemptions,
-       t.max_attempts, t.lease_worker, q.backoff_base_ms, q.backoff_max_ms, j.cancel_requested
+SELECT t.id, t.lease_token, t.tenant, t.queue, t.job_id, t.attempt, t.failures,
+       t.preemptions, t.max_attempts, t.lease_worker, q.backoff_base_ms, q.backoff_max_ms,
+       j.cancel_requested
 FROM tasks t
 JOIN queues q ON q.tenant = t.tenant AND q.name = t.queue
 JOIN jobs j ON j.id = t.job_id
@@ -60,121 +62,27 @@ SET ended_at = $13, outcome = u.outcome, exit_code = u.exit_code, error = u.erro
     log_tail = u.log_tail
 FROM u WHERE a.task_id = u.id AND a.attempt = u.attempt";
 
-/// A locked leased task, as read by [`LOCK_LEASED_SQL`].
-struct Held {
-    id: TaskId,
-    token: String,
-    tenant: String,
-    queue: String,
-    attempt: i32,
-    failures: u32,
-    preemptions: u32,
-    max_attempts: u32,
-    worker: Option<String>,
-    backoff_base: Duration,
-    backoff_max: Duration,
-    cancel_requested: bool,
-}
-
-impl Held {
-    fn from_row(row: &Row) -> Result<Self> {
-        let ms = |c: &str| -> Result<Duration> {
-            let v: i64 = get(row, c)?;
-            Ok(Duration::from_millis(u64::try_from(v).unwrap_or(0)))
-        };
-        Ok(Held {
-            id: get(row, "id")?,
-            token: get(row, "lease_token")?,
-            tenant: get(row, "tenant")?,
-            queue: get(row, "queue")?,
-            attempt: get(row, "attempt")?,
-            failures: count(row, "failures")?,
-            preemptions: count(row, "preemptions")?,
-            max_attempts: count(row, "max_attempts")?,
-            worker: get(row, "lease_worker")?,
-            backoff_base: ms("backoff_base_ms")?,
-            backoff_max: ms("backoff_max_ms")?,
-            cancel_requested: get(row, "cancel_requested")?,
-        })
-    }
-
-    /// The fate of a failed attempt: retry after backoff, dead, or cancelled when the job was
-    /// cancelled meanwhile (a retry would never be leased and the job would never finish).
-    fn failed(
-        &self,
-        retryable: bool,
-        now: Timestamp,
-        error: String,
-        exit_code: Option<i32>,
-        outcome: AttemptOutcome,
-        log_tail: String,
-    ) -> Ending {
-        let failures = self.failures + 1;
-        let mut end = Ending::new(self, outcome, log_tail);
-        end.failures = failures;
-        end.exit_code = exit_code;
-        end.error = Some(error);
-        if self.cancel_requested {
-            end.state = TaskState::Cancelled;
-            end.finished_at = Some(now);
-            return end;
-        }
-        let jitter: f64 = rand::random();
-        match decide_failure(
-            failures,
-            self.max_attempts,
-            retryable,
-            self.backoff_base,
-            self.backoff_max,
-            now,
-            jitter,
-        ) {
-            FailureDecision::Retry { at } => {
-                end.state = TaskState::Retrying;
-                end.run_at = Some(at);
-            }
-            FailureDecision::Dead => {
-                end.state = TaskState::Dead;
-                end.finished_at = Some(now);
-            }
-        }
-        end
-    }
-}
-
-/// How one attempt ends, written by [`APPLY_SQL`].
-struct Ending {
-    id: TaskId,
-    attempt: i32,
-    state: TaskState,
-    failures: u32,
-    preemptions: u32,
-    run_at: Option<Timestamp>,
-    finished_at: Option<Timestamp>,
-    exit_code: Option<i32>,
-    error: Option<String>,
-    avoid_pool: Option<String>,
-    outcome: AttemptOutcome,
-    log_tail: String,
-}
-
-impl Ending {
-    fn new(held: &Held, outcome: AttemptOutcome, log_tail: String) -> Self {
-        Ending {
-            id: held.id,
-            attempt: held.attempt,
-            state: TaskState::Leased,
-            failures: held.failures,
-            preemptions: held.preemptions,
-            run_at: None,
-            finished_at: None,
-            exit_code: None,
-            error: None,
-            avoid_pool: None,
-            outcome,
-            log_tail,
-        }
-    }
+/// A locked leased task, as read by [`LOCK_LEASED_SQL`] or the reaper.
+fn held(row: &Row) -> Result<Held> {
+    let ms = |c: &str| -> Result<Duration> {
+        let v: i64 = get(row, c)?;
+        Ok(Duration::from_millis(u64::try_from(v).unwrap_or(0)))
+    };
+    Ok(Held {
+        id: get(row, "id")?,
+        token: get(row, "lease_token")?,
+        tenant: get(row, "tenant")?,
+        queue: get(row, "queue")?,
+        job_id: get(row, "job_id")?,
+        attempt: get(row, "attempt")?,
+        failures: count(row, "failures")?,
+        preemptions: count(row, "preemptions")?,
+        max_attempts: count(row, "max_attempts")?,
+        worker: get(row, "lease_worker")?,
+        backoff_base: ms("backoff_base_ms")?,
+        backoff_max: ms("backoff_max_ms")?,
+        cancel_requested: get(row, "cancel_requested")?,
+    })
 }
 
 async fn lock_leased(
@@ -188,7 +96,7 @@ async fn lock_leased(
         .await
         .map_err(ctx("could not lock leased tasks"))?
         .iter()
-        .map(|row| Held::from_row(row).map(|h| ((h.id, h.token.clone()), h)))
+        .map(|row| held(row).map(|h| ((h.id, h.token.clone()), h)))
         .collect()
 }
 
@@ -233,30 +141,53 @@ async fn apply(client: &impl GenericClient, endings: &[Ending], now: Timestamp) 
     Ok(())
 }
 
-/// One result per item (task id and token), in order: ok when that lease was applied.
-fn results(
+/// One answer per item (task id and token), in order: applied when that lease was applied,
+/// else not current when the task is the caller's, else not found. Only refusals cost a look
+/// at the tasks (in the caller's transaction when it has one).
+async fn answers(
+    client: &impl GenericClient,
     ids: &[TaskId],
     tokens: &[&str],
     applied: &BTreeSet<(TaskId, String)>,
-) -> Vec<ReportResult> {
-    ids.iter()
+    tenant: Option<&str>,
+) -> Result<Vec<Reported>> {
+    let is_applied = |id: TaskId, token: &str| applied.contains(&(id, token.to_string()));
+    let refused: Vec<TaskId> = ids
+        .iter()
         .zip(tokens)
-        .map(|(id, token)| {
-            let ok = applied.contains(&(*id, (*token).to_string()));
-            ReportResult {
-                task_id: *id,
-                ok,
-                error: (!ok).then(|| {
-                    format!(
-                        "the lease on task {id} is not current: it was reaped, reported or handed to another worker; drop this result"
-                    )
-                }),
+        .filter(|(id, token)| !is_applied(**id, token))
+        .map(|(id, _)| *id)
+        .collect();
+    let visible: BTreeSet<TaskId> = if refused.is_empty() {
+        BTreeSet::new()
+    } else {
+        client
+            .query(
+                "SELECT id FROM tasks WHERE id = ANY($1) AND ($2::text IS NULL OR tenant = $2)",
+                &[&refused, &tenant],
+            )
+            .await
+            .map_err(ctx("could not look up refused tasks"))?
+            .iter()
+            .map(|row| get::<TaskId>(row, "id"))
+            .collect::<Result<_>>()?
+    };
+    Ok(ids
+        .iter()
+        .zip(tokens)
+        .map(|(&id, token)| {
+            if is_applied(id, token) {
+                Reported::applied(id)
+            } else if visible.contains(&id) {
+                Reported::not_current(id)
+            } else {
+                Reported::not_found(id)
             }
         })
-        .collect()
+        .collect())
 }
 
-pub(crate) async fn task_complete(conn: &Object, p: &TaskComplete) -> Result<Vec<ReportResult>> {
+pub(crate) async fn task_complete(conn: &Object, p: &TaskComplete) -> Result<Vec<Reported>> {
     if p.items.is_empty() {
         return Ok(Vec::new());
     }
@@ -305,10 +236,10 @@ pub(crate) async fn task_complete(conn: &Object, p: &TaskComplete) -> Result<Vec
         .iter()
         .map(|row| Ok((get::<TaskId>(row, "id")?, get::<String>(row, "token")?)))
         .collect::<Result<BTreeSet<_>>>()?;
-    Ok(results(&ids, &tokens, &applied))
+    answers(conn, &ids, &tokens, &applied, p.tenant.as_deref()).await
 }
 
-pub(crate) async fn task_fail(conn: &mut Object, p: &TaskFail) -> Result<Vec<ReportResult>> {
+pub(crate) async fn task_fail(conn: &mut Object, p: &TaskFail) -> Result<Vec<Reported>> {
     if p.items.is_empty() {
         return Ok(Vec::new());
     }
@@ -327,26 +258,26 @@ pub(crate) async fn task_fail(conn: &mut Object, p: &TaskFail) -> Result<Vec<Rep
         if !applied.insert(key) {
             continue;
         }
-        endings.push(h.failed(
-            f.retryable,
-            p.now,
-            f.error.clone(),
-            f.exit_code,
-            AttemptOutcome::Failed,
-            f.log_tail.clone(),
-        ));
+        let failed = Failed {
+            error: f.error.clone(),
+            exit_code: f.exit_code,
+            retryable: f.retryable,
+            log_tail: f.log_tail.clone(),
+        };
+        endings.push(h.failed(failed, AttemptOutcome::Failed, p.now, rand::random()));
     }
     apply(&tx, &endings, p.now).await?;
+    let answers = answers(&tx, &ids, &tokens, &applied, p.tenant.as_deref()).await?;
     tx.commit()
         .await
         .map_err(ctx("could not commit failures"))?;
-    Ok(results(&ids, &tokens, &applied))
+    Ok(answers)
 }
 
 pub(crate) async fn task_release(
     conn: &mut Object,
     p: &TaskRelease,
-) -> Result<(Vec<ReportResult>, Woken)> {
+) -> Result<(Vec<Reported>, Woken)> {
     if p.items.is_empty() {
         return Ok((Vec::new(), Woken::new()));
     }
@@ -366,30 +297,18 @@ pub(crate) async fn task_release(
         if !applied.insert(key) {
             continue;
         }
-        // A preempted task of a cancelled job is cancelled: requeueing it would strand it.
-        let preempted = r.reason == ReleaseReason::Preempted && !h.cancel_requested;
-        let outcome = if preempted {
-            AttemptOutcome::Preempted
-        } else {
-            AttemptOutcome::Cancelled
-        };
-        let mut end = Ending::new(h, outcome, r.log_tail.clone());
-        if preempted {
-            end.state = TaskState::Available;
-            end.preemptions = h.preemptions + 1;
-            end.avoid_pool = p.worker_pool.clone();
+        let end = h.released(r.reason, p.worker_pool.clone(), r.log_tail.clone(), p.now);
+        if end.state == TaskState::Available {
             woken.insert((h.tenant.clone(), h.queue.clone()));
-        } else {
-            end.state = TaskState::Cancelled;
-            end.finished_at = Some(p.now);
         }
         endings.push(end);
     }
     apply(&tx, &endings, p.now).await?;
+    let answers = answers(&tx, &ids, &tokens, &applied, p.tenant.as_deref()).await?;
     tx.commit()
         .await
         .map_err(ctx("could not commit releases"))?;
-    Ok((results(&ids, &tokens, &applied), woken))
+    Ok((answers, woken))
 }
 
 pub(crate) async fn lease_reap(conn: &mut Object, now: Timestamp) -> Result<u64> {
@@ -401,10 +320,10 @@ pub(crate) async fn lease_reap(conn: &mut Object, now: Timestamp) -> Result<u64>
             .map_err(ctx("could not start reaping leases"))?;
         // SKIP LOCKED: a lease being reported right now is left to its report.
         let expired = tx
-                .query(
-                    "SELECT t.id, t.lease_token, t.tenant, t.queue, t.attempt, t.failures, t.preemptions,
-                            t.max_attempts, t.lease_worker, q.backoff_base_ms, q.backoff_max_ms,
-                            j.cancel_requested
+            .query(
+                "SELECT t.id, t.lease_token, t.tenant, t.queue, t.job_id, t.attempt, t.failures,
+                            t.preemptions, t.max_attempts, t.lease_worker, q.backoff_base_ms,
+                            q.backoff_max_ms, j.cancel_requested
                      FROM tasks t
                      JOIN queues q ON q.tenant = t.tenant AND q.name = t.queue
                      JOIN jobs j ON j.id = t.job_id
@@ -412,27 +331,13 @@ pub(crate) async fn lease_reap(conn: &mut Object, now: Timestamp) -> Result<u64>
                      ORDER BY t.lease_expires_at, t.id
                      LIMIT $2
                      FOR UPDATE OF t SKIP LOCKED",
-                    &[&now, &REAP_BATCH],
-                )
-                .await
-                .map_err(ctx("could not find expired leases"))?;
+                &[&now, &REAP_BATCH],
+            )
+            .await
+            .map_err(ctx("could not find expired leases"))?;
         let endings = expired
             .iter()
-            .map(|row| {
-                let h = Held::from_row(row)?;
-                let error = format!(
-                    "lease expired: worker {} sent no heartbeat in time",
-                    h.worker.as_deref().unwrap_or("unknown")
-                );
-                Ok(h.failed(
-                    true,
-                    now,
-                    error,
-                    None,
-                    AttemptOutcome::LeaseExpired,
-                    String::new(),
-                ))
-            })
+            .map(|row| Ok(held(row)?.expired(now, rand::random())))
             .collect::<Result<Vec<_>>>()?;
         apply(&tx, &endings, now).await?;
         tx.commit()

@@ -8,7 +8,7 @@ use spillway_core::{Error, Result, TaskId, Timestamp};
 
 use crate::postgres::error::ctx;
 use crate::postgres::rows::{self, ATTEMPT_COLUMNS, TASK_COLUMNS, count, get, page_limit};
-use crate::{TaskHeartbeat, TaskLease, TaskList};
+use crate::{LeaseCheck, TaskHeartbeat, TaskLease, TaskList};
 use deadpool_postgres::Object;
 
 /// One lease pass: for each asked-for queue that is not paused, the first `$6` waiting tasks in
@@ -219,20 +219,22 @@ pub(crate) async fn task_heartbeat(
         .collect())
 }
 
-pub(crate) async fn lease_check(conn: &Object, id: TaskId, token: &str) -> Result<Task> {
+/// The task if it is the caller's and `p.lease_token` is its current lease. An expired lease
+/// stays current until the reaper or a new lease replaces it.
+pub(crate) async fn lease_check(conn: &Object, p: &LeaseCheck) -> Result<Task> {
     let sql = format!(
         "SELECT {TASK_COLUMNS}, t.lease_token FROM tasks t JOIN jobs j ON j.id = t.job_id
-             WHERE t.id = $1"
+             WHERE t.id = $1 AND ($2::text IS NULL OR t.tenant = $2)"
     );
+    let id = p.task_id;
     let row = conn
-        .query_opt(&sql, &[&id])
+        .query_opt(&sql, &[&id, &p.tenant])
         .await
         .map_err(ctx("could not check the lease"))?
         .ok_or_else(|| task_not_found(id))?;
     let current: Option<String> = get(&row, "lease_token")?;
     let task = rows::task(&row)?;
-    // An expired lease stays current until the reaper or a new lease replaces it.
-    if task.lease.is_none() || current.as_deref() != Some(token) {
+    if task.lease.is_none() || current.as_deref() != Some(p.lease_token.as_str()) {
         return Err(Error::conflict(format!(
             "the lease on task {id} is not current: it was reaped, reported or handed to another worker; stop working on it"
         )));

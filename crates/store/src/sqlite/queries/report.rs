@@ -1,47 +1,32 @@
 //! Reports on leases (complete, fail, release), the lease reaper and dead letters.
 //!
-//! Every transition names the state the row must be in and, for leased work, the lease token,
-//! so a report on a lease that is no longer current changes nothing.
+//! Every transition names the state the row must be in and, for leased work, the lease token
+//! and the caller's tenant, so a report on a lease that is no longer current (or not the
+//! caller's) changes nothing. Fail, release and reap read the leased rows, work out each
+//! task's [`Ending`] with the functions both backends share (`crate::ending`), then write
+//! them all.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
-use spillway_core::api::{Page, ReleaseReason, ReportResult};
+use spillway_core::api::Page;
 use spillway_core::model::Task;
-use spillway_core::retry::{FailureDecision, decide_failure};
+use spillway_core::state::{AttemptOutcome, TaskState};
 use spillway_core::{Result, TaskId, Timestamp};
 
 use super::jobs::{finish_if_done, reopen};
 use super::tasks::page_of;
+use crate::ending::{Ending, Failed, Held};
 use crate::sqlite::rows::{TASK_COLS, db, micros, page_size, task_cursor, task_row, to_json};
-use crate::{DeadList, DeadRequeue, TaskComplete, TaskFail, TaskRelease, Woken};
-
-/// Wording of a refused report.
-fn refused(task_id: TaskId) -> ReportResult {
-    ReportResult {
-        task_id,
-        ok: false,
-        error: Some(format!(
-            "the lease on task {task_id} is not current: it finished, expired or went to another worker"
-        )),
-    }
-}
-
-fn applied(task_id: TaskId) -> ReportResult {
-    ReportResult {
-        task_id,
-        ok: true,
-        error: None,
-    }
-}
+use crate::{DeadList, DeadRequeue, Reported, TaskComplete, TaskFail, TaskRelease, Woken};
 
 /// Close the attempt a lease opened.
 #[allow(clippy::too_many_arguments)]
 fn end_attempt(
     conn: &Connection,
     task_id: TaskId,
-    attempt: u32,
+    attempt: i32,
     outcome: &str,
     exit_code: Option<i32>,
     error: Option<&str>,
@@ -67,7 +52,22 @@ fn end_attempt(
     Ok(())
 }
 
-pub(crate) fn task_complete(conn: &Connection, p: &TaskComplete) -> Result<Vec<ReportResult>> {
+/// The answer to a completion that matched no current lease of the caller's tenant: not
+/// current when the task is the caller's, else not found. Looked up only for refusals, so
+/// an applied completion reads its row once.
+fn refused(conn: &Connection, id: TaskId, tenant: Option<&str>) -> Result<Reported> {
+    let visible = conn
+        .prepare_cached("SELECT 1 FROM tasks WHERE id = ?1 AND (?2 IS NULL OR tenant = ?2)")
+        .and_then(|mut s| s.exists(params![id, tenant]))
+        .map_err(db("look up a refused task"))?;
+    Ok(if visible {
+        Reported::not_current(id)
+    } else {
+        Reported::not_found(id)
+    })
+}
+
+pub(crate) fn task_complete(conn: &Connection, p: &TaskComplete) -> Result<Vec<Reported>> {
     // Read, then update by id: only the writer changes rows, and a plain UPDATE (no
     // RETURNING) avoids a statement journal per row.
     let mut check = conn
@@ -87,14 +87,14 @@ pub(crate) fn task_complete(conn: &Connection, p: &TaskComplete) -> Result<Vec<R
     let mut jobs = BTreeSet::new();
     for item in &p.items {
         let result = item.result.as_ref().map(to_json).transpose()?;
-        let row: Option<(String, u32)> = check
+        let row: Option<(String, i32)> = check
             .query_row(params![item.task_id, item.lease_token, p.tenant], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })
             .optional()
             .map_err(db("check a lease"))?;
         let Some((job_id, attempt)) = row else {
-            results.push(refused(item.task_id));
+            results.push(refused(conn, item.task_id, p.tenant.as_deref())?);
             continue;
         };
         stmt.execute(params![item.task_id, item.exit_code, result, micros(p.now)])
@@ -110,7 +110,7 @@ pub(crate) fn task_complete(conn: &Connection, p: &TaskComplete) -> Result<Vec<R
             p.now,
         )?;
         jobs.insert(job_id);
-        results.push(applied(item.task_id));
+        results.push(Reported::applied(item.task_id));
     }
     for job in &jobs {
         finish_if_done(conn, job, p.now)?;
@@ -118,224 +118,173 @@ pub(crate) fn task_complete(conn: &Connection, p: &TaskComplete) -> Result<Vec<R
     Ok(results)
 }
 
-/// What the caller of [`fail_leased`] reports.
-struct FailReport<'a> {
-    outcome: &'a str,
-    error: &'a str,
-    exit_code: Option<i32>,
-    retryable: bool,
-    log_tail: &'a str,
-}
+/// The columns [`held`] reads, of `tasks t JOIN queues q`.
+const HELD_COLS: &str = "t.id, t.lease_token, t.tenant, t.queue, t.job_id, t.attempt, t.failures,
+     t.preemptions, t.max_attempts, t.lease_worker, q.backoff_base_ms, q.backoff_max_ms,
+     t.cancel_requested";
 
-/// Fail the leased task `id` (if `token` is its lease, or any lease when `None`, and it is a
-/// task of `tenant` unless that is `None`): retrying
-/// with backoff while attempts remain, else dead; cancelled if its job asked for that.
-/// Returns its job id, or `None` when the lease was not current.
-fn fail_leased(
+/// The reported leases, each read by task id in the caller's tenant: the ones still current
+/// (`(id, token)` first seen; a repeat is answered as the first was and ends nothing twice),
+/// and one answer per item, in order.
+fn read_held<'a>(
     conn: &Connection,
-    id: TaskId,
-    token: Option<&str>,
+    items: impl Iterator<Item = (TaskId, &'a str)>,
     tenant: Option<&str>,
-    r: &FailReport<'_>,
-    now: Timestamp,
-) -> Result<Option<String>> {
-    let row: Option<(u32, u32, u32, String, bool, i64, i64)> = conn
-        .prepare_cached(
-            "SELECT t.failures, t.max_attempts, t.attempt, t.job_id, t.cancel_requested,
-                    q.backoff_base_ms, q.backoff_max_ms
-             FROM tasks t JOIN queues q ON q.tenant = t.tenant AND q.name = t.queue
-             WHERE t.id = ?1 AND t.state = 'leased' AND (?2 IS NULL OR t.lease_token = ?2)
-               AND (?3 IS NULL OR t.tenant = ?3)",
-        )
-        .and_then(|mut s| {
-            s.query_row(params![id, token, tenant], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                ))
-            })
-            .optional()
-        })
-        .map_err(db("read a leased task"))?;
-    let Some((failures, max_attempts, attempt, job_id, cancel, base_ms, max_ms)) = row else {
-        return Ok(None);
-    };
-    let failures = failures + 1;
-    let ms = |v: i64| Duration::from_millis(u64::try_from(v).unwrap_or(0));
-    let decision = decide_failure(
-        failures,
-        max_attempts,
-        r.retryable,
-        ms(base_ms),
-        ms(max_ms),
-        now,
-        rand::random::<f64>(),
-    );
-    let (state, run_at, finished) = match decision {
-        _ if cancel => ("cancelled", None, Some(micros(now))),
-        FailureDecision::Retry { at } => ("retrying", Some(micros(at)), None),
-        FailureDecision::Dead => ("dead", None, Some(micros(now))),
-    };
-    conn.prepare_cached(
-        "UPDATE tasks SET state = ?2, failures = ?3, run_at = coalesce(?4, run_at),
-                          finished_at = ?5, exit_code = ?6, last_error = ?7,
-                          lease_token = NULL, lease_worker = NULL, lease_expires_at = NULL
-         WHERE id = ?1",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
-            id,
-            state,
-            failures,
-            run_at,
-            finished,
-            r.exit_code,
-            r.error
-        ])
-    })
-    .map_err(db("fail a task"))?;
-    end_attempt(
-        conn,
-        id,
-        attempt,
-        r.outcome,
-        r.exit_code,
-        Some(r.error),
-        r.log_tail,
-        now,
-    )?;
-    if finished.is_some() {
-        finish_if_done(conn, &job_id, now)?;
-    }
-    Ok(Some(job_id))
-}
-
-pub(crate) fn task_fail(conn: &Connection, p: &TaskFail) -> Result<Vec<ReportResult>> {
-    let mut results = Vec::with_capacity(p.items.len());
-    for item in &p.items {
-        let report = FailReport {
-            outcome: "failed",
-            error: &item.error,
-            exit_code: item.exit_code,
-            retryable: item.retryable,
-            log_tail: &item.log_tail,
-        };
-        let done = fail_leased(
-            conn,
-            item.task_id,
-            Some(&item.lease_token),
-            p.tenant.as_deref(),
-            &report,
-            p.now,
-        )?;
-        results.push(match done {
-            Some(_) => applied(item.task_id),
-            None => refused(item.task_id),
-        });
-    }
-    Ok(results)
-}
-
-/// Hand leases back. Returns the results and the (tenant, queue) pairs that got work back.
-pub(crate) fn task_release(
-    conn: &Connection,
-    p: &TaskRelease,
-) -> Result<(Vec<ReportResult>, Woken)> {
+) -> Result<(Vec<Option<Held>>, Vec<Reported>)> {
     let mut read = conn
-        .prepare_cached(
-            "SELECT attempt, job_id, tenant, queue, cancel_requested FROM tasks
-             WHERE id = ?1 AND state = 'leased' AND lease_token = ?2 AND (?3 IS NULL OR tenant = ?3)",
-        )
-        .map_err(db("prepare the release"))?;
-    let mut results = Vec::with_capacity(p.items.len());
-    let mut woken = BTreeSet::new();
-    for item in &p.items {
-        let row: Option<(u32, String, String, String, bool)> = read
-            .query_row(params![item.task_id, item.lease_token, p.tenant], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        .prepare_cached(&format!(
+            "SELECT t.state = 'leased' AND t.lease_token IS ?2, {HELD_COLS}
+             FROM tasks t JOIN queues q ON q.tenant = t.tenant AND q.name = t.queue
+             WHERE t.id = ?1 AND (?3 IS NULL OR t.tenant = ?3)"
+        ))
+        .map_err(db("prepare reading leased tasks"))?;
+    let mut seen = BTreeSet::new();
+    let (mut held_rows, mut answers) = (Vec::new(), Vec::new());
+    for (id, token) in items {
+        let row: Option<Option<Held>> = read
+            .query_row(params![id, token, tenant], |r| {
+                if r.get::<_, bool>(0)? {
+                    // The columns after the flag are HELD_COLS.
+                    held(r, 1).map(Some)
+                } else {
+                    Ok(None)
+                }
             })
             .optional()
             .map_err(db("read a leased task"))?;
-        let Some((attempt, job_id, tenant, queue, cancel)) = row else {
-            results.push(refused(item.task_id));
-            continue;
-        };
-        let cancelled = cancel || item.reason == ReleaseReason::Cancelled;
-        if cancelled {
-            conn.prepare_cached(
-                "UPDATE tasks SET state = 'cancelled', finished_at = ?2,
-                                  lease_token = NULL, lease_worker = NULL, lease_expires_at = NULL
-                 WHERE id = ?1",
-            )
-            .and_then(|mut s| s.execute(params![item.task_id, micros(p.now)]))
-            .map_err(db("cancel a released task"))?;
-        } else {
-            // The task keeps its run_at, so it goes back to the front of its queue.
-            conn.prepare_cached(
-                "UPDATE tasks SET state = 'available', preemptions = preemptions + 1,
-                                  avoid_pool = coalesce(?2, avoid_pool),
-                                  lease_token = NULL, lease_worker = NULL, lease_expires_at = NULL
-                 WHERE id = ?1",
-            )
-            .and_then(|mut s| s.execute(params![item.task_id, p.worker_pool]))
-            .map_err(db("requeue a preempted task"))?;
-            woken.insert((tenant, queue));
-        }
-        let outcome = if cancelled { "cancelled" } else { "preempted" };
+        answers.push(match &row {
+            None => Reported::not_found(id),
+            Some(None) => Reported::not_current(id),
+            Some(Some(_)) => Reported::applied(id),
+        });
+        held_rows.push(row.flatten().filter(|_| seen.insert((id, token))));
+    }
+    Ok((held_rows, answers))
+}
+
+/// A leased task as read with [`HELD_COLS`], whose first column is number `at`.
+fn held(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Held> {
+    let ms = |v: i64| Duration::from_millis(u64::try_from(v).unwrap_or(0));
+    Ok(Held {
+        id: r.get(at)?,
+        token: r.get(at + 1)?,
+        tenant: r.get(at + 2)?,
+        queue: r.get(at + 3)?,
+        job_id: r.get(at + 4)?,
+        attempt: r.get(at + 5)?,
+        failures: r.get(at + 6)?,
+        preemptions: r.get(at + 7)?,
+        max_attempts: r.get(at + 8)?,
+        worker: r.get(at + 9)?,
+        backoff_base: ms(r.get(at + 10)?),
+        backoff_max: ms(r.get(at + 11)?),
+        cancel_requested: r.get(at + 12)?,
+    })
+}
+
+/// Write how each attempt ends: the task's new state with its lease cleared, the attempt's
+/// outcome, then the end of every job whose last task finished.
+fn apply(conn: &Connection, endings: &[Ending], now: Timestamp) -> Result<()> {
+    let mut task = conn
+        .prepare_cached(
+            "UPDATE tasks SET state = ?2, failures = ?3, preemptions = ?4,
+                              run_at = coalesce(?5, run_at), finished_at = ?6, exit_code = ?7,
+                              last_error = coalesce(?8, last_error),
+                              avoid_pool = coalesce(?9, avoid_pool),
+                              lease_token = NULL, lease_worker = NULL, lease_expires_at = NULL
+             WHERE id = ?1",
+        )
+        .map_err(db("prepare ending attempts"))?;
+    let mut jobs = BTreeSet::new();
+    for e in endings {
+        task.execute(params![
+            e.id,
+            e.state.as_str(),
+            e.failures,
+            e.preemptions,
+            e.run_at.map(micros),
+            e.finished_at.map(micros),
+            e.exit_code,
+            e.error,
+            e.avoid_pool,
+        ])
+        .map_err(db("end a task's attempt"))?;
         end_attempt(
             conn,
-            item.task_id,
-            attempt,
-            outcome,
-            None,
-            None,
-            &item.log_tail,
-            p.now,
+            e.id,
+            e.attempt,
+            e.outcome.as_str(),
+            e.exit_code,
+            e.error.as_deref(),
+            &e.log_tail,
+            now,
         )?;
-        if cancelled {
-            finish_if_done(conn, &job_id, p.now)?;
+        if e.finished() {
+            jobs.insert(e.job_id.as_str());
         }
-        results.push(applied(item.task_id));
     }
-    Ok((results, woken))
+    for job in jobs {
+        finish_if_done(conn, job, now)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn task_fail(conn: &Connection, p: &TaskFail) -> Result<Vec<Reported>> {
+    let items = p.items.iter().map(|f| (f.task_id, f.lease_token.as_str()));
+    let (held, answers) = read_held(conn, items, p.tenant.as_deref())?;
+    let endings: Vec<Ending> = p
+        .items
+        .iter()
+        .zip(held)
+        .filter_map(|(f, h)| {
+            let failed = Failed {
+                error: f.error.clone(),
+                exit_code: f.exit_code,
+                retryable: f.retryable,
+                log_tail: f.log_tail.clone(),
+            };
+            h.map(|h| h.failed(failed, AttemptOutcome::Failed, p.now, rand::random()))
+        })
+        .collect();
+    apply(conn, &endings, p.now)?;
+    Ok(answers)
+}
+
+/// Hand leases back. Returns the results and the (tenant, queue) pairs that got work back.
+pub(crate) fn task_release(conn: &Connection, p: &TaskRelease) -> Result<(Vec<Reported>, Woken)> {
+    let items = p.items.iter().map(|r| (r.task_id, r.lease_token.as_str()));
+    let (held, answers) = read_held(conn, items, p.tenant.as_deref())?;
+    let mut woken = BTreeSet::new();
+    let mut endings = Vec::with_capacity(p.items.len());
+    for (r, h) in p.items.iter().zip(held) {
+        let Some(h) = h else { continue };
+        let end = h.released(r.reason, p.worker_pool.clone(), r.log_tail.clone(), p.now);
+        if end.state == TaskState::Available {
+            woken.insert((h.tenant, h.queue));
+        }
+        endings.push(end);
+    }
+    apply(conn, &endings, p.now)?;
+    Ok((answers, woken))
 }
 
 pub(crate) fn lease_reap(conn: &Connection, now: Timestamp) -> Result<u64> {
-    let expired: Vec<(TaskId, String)> = conn
-        .prepare_cached(
-            "SELECT id, lease_worker FROM tasks WHERE state = 'leased' AND lease_expires_at < ?1",
-        )
+    let endings: Vec<Ending> = conn
+        .prepare_cached(&format!(
+            "SELECT {HELD_COLS}
+             FROM tasks t JOIN queues q ON q.tenant = t.tenant AND q.name = t.queue
+             WHERE t.state = 'leased' AND t.lease_expires_at < ?1"
+        ))
         .and_then(|mut s| {
-            s.query_map([micros(now)], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get::<_, Option<String>>(1)?.unwrap_or_default(),
-                ))
-            })?
-            .collect()
+            s.query_map([micros(now)], |r| held(r, 0))?
+                .map(|h| h.map(|h| h.expired(now, rand::random())))
+                .collect()
         })
         .map_err(db("find expired leases"))?;
-    let mut n = 0;
-    for (id, worker) in expired {
-        let error = format!("lease expired: worker {worker:?} stopped sending heartbeats");
-        let report = FailReport {
-            outcome: "lease_expired",
-            error: &error,
-            exit_code: None,
-            retryable: true,
-            log_tail: "",
-        };
-        if fail_leased(conn, id, None, None, &report, now)?.is_some() {
-            n += 1;
-        }
-    }
+    apply(conn, &endings, now)?;
+    let n = endings.len() as u64;
     if n > 0 {
-        tracing::info!(expired = n, "reaped expired leases");
+        tracing::info!(count = n, "reaped expired leases");
     }
     Ok(n)
 }

@@ -11,7 +11,7 @@ use crate::sqlite::rows::{
     ATTEMPT_COLS, TASK_COLS, WAITING, attempt_row, db, micros, page_size, task_cursor, task_row,
     time,
 };
-use crate::{TaskHeartbeat, TaskLease, TaskList};
+use crate::{LeaseCheck, TaskHeartbeat, TaskLease, TaskList};
 
 pub(crate) fn task_get(conn: &Connection, tenant: Option<&str>, id: TaskId) -> Result<Task> {
     conn.prepare_cached(&format!(
@@ -287,17 +287,21 @@ pub(crate) fn task_heartbeat(conn: &Connection, p: &TaskHeartbeat) -> Result<Vec
     Ok(results)
 }
 
-pub(crate) fn lease_check(conn: &Connection, id: TaskId, token: &str) -> Result<Task> {
+/// The task if it is the caller's and `p.lease_token` is its current lease. An expired lease
+/// stays current until the reaper or a new lease replaces it.
+pub(crate) fn lease_check(conn: &Connection, p: &LeaseCheck) -> Result<Task> {
+    let task = task_get(conn, p.tenant.as_deref(), p.task_id)?;
     let current: Option<String> = conn
         .prepare_cached("SELECT lease_token FROM tasks WHERE id = ?1 AND state = 'leased'")
-        .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
+        .and_then(|mut s| s.query_row([p.task_id], |r| r.get(0)).optional())
         .map_err(db("check a lease"))?;
-    if current.as_deref() != Some(token) {
+    if current.as_deref() != Some(p.lease_token.as_str()) {
         return Err(Error::conflict(format!(
-            "the lease on task {id} is not current: it finished or went to another worker; stop working on it"
+            "the lease on task {} is not current: it was reaped, reported or handed to another worker; stop working on it",
+            p.task_id
         )));
     }
-    task_get(conn, None, id)
+    Ok(task)
 }
 
 #[cfg(test)]
