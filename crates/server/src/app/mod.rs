@@ -19,8 +19,8 @@
 //!
 //! One module per area: [`jobs`] (submit, list, cancel, retry, a job's tasks and files),
 //! [`tasks`], [`why`] (queue position and what holds a task), [`queues`], [`dead`]
-//! (dead letters), [`pools`], [`admin`] (tenants and tokens), [`uploads`] and [`workers`].
-//! Leasing and reporting (`routes/leasing`) are not here yet.
+//! (dead letters), [`pools`], [`admin`] (tenants and tokens), [`uploads`], [`workers`], and
+//! [`work`], the worker's side of a task: lease, heartbeat, complete, fail, release.
 
 pub mod admin;
 pub mod dead;
@@ -30,6 +30,7 @@ pub mod queues;
 pub mod tasks;
 pub mod uploads;
 pub mod why;
+pub mod work;
 pub mod workers;
 
 use spillway_core::Error;

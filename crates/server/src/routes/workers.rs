@@ -16,8 +16,6 @@ use crate::problem::ApiResult;
 use crate::routes::queues::TenantQuery;
 use crate::state::AppState;
 
-pub(crate) use crate::app::workers::refuse_exited;
-
 /// Register a worker; the answer carries the id it leases with.
 #[utoipa::path(post, path = "/v1/workers", tag = "work", request_body = RegisterWorker,
     params(TenantQuery), security(("bearer" = [])),

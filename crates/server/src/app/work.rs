@@ -1,0 +1,349 @@
+//! The worker's side of a task, once: lease (long-poll), heartbeat, complete, fail, release.
+//!
+//! The caller's tenant is part of every store condition here: a heartbeat or report on
+//! another tenant's task changes nothing and is answered as lost or not found.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::future::select_all;
+use spillway_core::api::{
+    Completion, Failure, HeartbeatResult, LeaseRef, LeaseRequest, LeasedTask, MAX_LEASE_BATCH,
+    MAX_LEASE_WAIT, Release, ReleaseReason,
+};
+use spillway_core::auth::Action;
+use spillway_core::names::validate_name;
+use spillway_core::{Error, Result, TaskId, Timestamp};
+use spillway_store::{
+    ReportOutcome, Reported, TaskComplete, TaskFail, TaskHeartbeat, TaskLease, TaskRelease,
+};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::Caller;
+use super::workers::refuse_exited;
+use crate::ids::job_submitted_at;
+use crate::metrics::{Outcome, UNKNOWN_QUEUE};
+use crate::state::AppState;
+
+/// Most leases one heartbeat or report may carry.
+const MAX_REPORT_BATCH: usize = MAX_LEASE_BATCH as usize;
+
+/// Lease up to `req.max_tasks` tasks of `req.queues`, waiting up to `req.wait` for some to
+/// arrive (woken by a submit, rechecked now and then for retries and delayed tasks).
+pub async fn lease(
+    state: &AppState,
+    caller: Caller<'_>,
+    req: LeaseRequest,
+) -> Result<Vec<LeasedTask>> {
+    caller.require(Action::Work)?;
+    if req.queues.is_empty() {
+        return Err(Error::invalid(
+            "queues is empty: name at least one queue to lease from",
+        ));
+    }
+    if req.max_tasks == 0 {
+        return Err(Error::invalid("max_tasks is 0: ask for at least 1 task"));
+    }
+    for queue in &req.queues {
+        validate_name("queue", queue)?;
+    }
+    let tenant = caller.tenant()?;
+    for queue in &req.queues {
+        // 404 for a missing queue; one found before needs no store read.
+        if !state.shared.leases.queue_known(&tenant, queue) {
+            state.store.queue_get(&tenant, queue).await?;
+            state.shared.leases.queue_found(&tenant, queue);
+        }
+    }
+    let worker = state.worker(Some(&tenant), &req.worker_id).await?;
+    let wait = req.wait.unwrap_or_default().min(MAX_LEASE_WAIT);
+    let deadline = Instant::now() + wait;
+    let params = TaskLease {
+        tenant: tenant.clone(),
+        queues: req.queues.clone(),
+        worker_id: req.worker_id.clone(),
+        worker_pool: worker.pool.clone(),
+        // Burst-tier pools take only tasks of burstable jobs.
+        burstable_only: state.shared.pools.is_burst_pool(&worker.pool),
+        max: req.max_tasks.min(MAX_LEASE_BATCH),
+        now: state.clock.now(),
+    };
+    let listeners: Vec<Arc<Notify>> = req
+        .queues
+        .iter()
+        .map(|q| state.store.wakeups().listener(&tenant, q))
+        .collect();
+    let tasks = loop {
+        // Arm the wake-ups before looking, so a submit between the look and the wait is seen.
+        let mut armed: Vec<Pin<Box<tokio::sync::futures::Notified<'_>>>> = listeners
+            .iter()
+            .map(|n| {
+                let mut notified = Box::pin(n.notified());
+                notified.as_mut().enable();
+                notified
+            })
+            .collect();
+        // The worker may have said goodbye or begun draining since the call came in.
+        let current = state.worker(Some(&tenant), &req.worker_id).await?;
+        refuse_exited(&req.worker_id, &current)?;
+        if current.draining {
+            break Vec::new();
+        }
+        let now = state.clock.now();
+        let tasks = state
+            .store
+            .task_lease(TaskLease {
+                now,
+                ..params.clone()
+            })
+            .await?;
+        if !tasks.is_empty() || Instant::now() >= deadline || state.shared.shutdown.is_cancelled() {
+            state
+                .shared
+                .leases
+                .record(&tasks, &tenant, &worker.pool, now);
+            break tasks;
+        }
+        // Retries and delayed tasks become due without a signal: look again now and then.
+        let until = deadline.min(Instant::now() + state.config.lease_recheck_interval);
+        let _waiting = state.metrics.lease_waiting();
+        tokio::select! {
+            _ = select_all(armed.iter_mut().map(|n| n.as_mut())) => {}
+            _ = tokio::time::sleep_until(until) => {}
+            _ = state.shared.shutdown.cancelled() => {}
+        }
+    };
+    if !tasks.is_empty() {
+        tracing::debug!(worker_id = %req.worker_id, leased = tasks.len(), "tasks leased");
+    }
+    Ok(tasks)
+}
+
+/// Extend the caller's leases; each answer says whether the lease is still held and whether
+/// its job was cancelled.
+pub async fn heartbeat(
+    state: &AppState,
+    caller: Caller<'_>,
+    leases: Vec<LeaseRef>,
+) -> Result<Vec<HeartbeatResult>> {
+    caller.require(Action::Work)?;
+    check_batch("leases", leases.len())?;
+    if leases.is_empty() {
+        return Ok(Vec::new());
+    }
+    state
+        .store
+        .task_heartbeat(TaskHeartbeat {
+            tenant: caller.principal.tenant.clone(),
+            leases,
+            now: state.clock.now(),
+        })
+        .await
+}
+
+fn check_batch(what: &str, n: usize) -> Result<()> {
+    if n > MAX_REPORT_BATCH {
+        return Err(Error::invalid(format!(
+            "{n} {what} in one request is over the limit of {MAX_REPORT_BATCH}: send them in several requests"
+        )));
+    }
+    Ok(())
+}
+
+/// What the metrics need about one applied report.
+struct Report {
+    task_id: TaskId,
+    lease_token: String,
+    outcome: Outcome,
+}
+
+/// Count applied reports in the metrics and forget their leases.
+fn account(state: &AppState, reported: &[Report], results: &[Reported], now: Timestamp) {
+    for (item, result) in reported.iter().zip(results) {
+        if !result.ok() || result.task_id != item.task_id {
+            continue;
+        }
+        let entry = state.shared.leases.get(item.task_id, &item.lease_token);
+        let queue = entry.as_ref().map_or(UNKNOWN_QUEUE, |e| e.queue.as_str());
+        state.metrics.outcome(queue, item.outcome, 1);
+        if let Some(entry) = &entry {
+            if matches!(
+                item.outcome,
+                Outcome::Succeeded | Outcome::Failed | Outcome::Dead
+            ) {
+                state
+                    .metrics
+                    .lease_held((now - entry.leased_at).to_std().unwrap_or_default());
+            }
+            let finished = matches!(
+                item.outcome,
+                Outcome::Succeeded | Outcome::Dead | Outcome::Cancelled
+            );
+            if finished && let Some(submitted) = job_submitted_at(&entry.job_id) {
+                state
+                    .metrics
+                    .end_to_end((now - submitted).to_std().unwrap_or_default());
+            }
+        }
+        state.shared.leases.remove(item.task_id, &item.lease_token);
+    }
+}
+
+/// Report tasks done; each is applied only if its lease is current and it is a task of the
+/// caller's tenant, and answered in its place.
+pub async fn complete(
+    state: &AppState,
+    caller: Caller<'_>,
+    items: Vec<Completion>,
+) -> Result<Vec<Reported>> {
+    caller.require(Action::Work)?;
+    check_batch("completions", items.len())?;
+    let tenant = caller.principal.tenant.as_deref();
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let reported: Vec<Report> = items
+        .iter()
+        .map(|c| Report {
+            task_id: c.task_id,
+            lease_token: c.lease_token.clone(),
+            outcome: Outcome::Succeeded,
+        })
+        .collect();
+    let now = state.clock.now();
+    let results = state
+        .store
+        .task_complete(TaskComplete {
+            tenant: tenant.map(str::to_string),
+            items,
+            now,
+        })
+        .await?;
+    account(state, &reported, &results, now);
+    Ok(results)
+}
+
+/// Report tasks failed (retried with backoff while attempts remain, else dead); each is
+/// applied only if its lease is current and it is a task of the caller's tenant.
+pub async fn fail(
+    state: &AppState,
+    caller: Caller<'_>,
+    items: Vec<Failure>,
+) -> Result<Vec<Reported>> {
+    caller.require(Action::Work)?;
+    check_batch("failures", items.len())?;
+    let tenant = caller.principal.tenant.as_deref();
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let reported: Vec<Report> = items
+        .iter()
+        .map(|f| Report {
+            task_id: f.task_id,
+            lease_token: f.lease_token.clone(),
+            outcome: if f.retryable {
+                Outcome::Failed
+            } else {
+                Outcome::Dead
+            },
+        })
+        .collect();
+    let now = state.clock.now();
+    let results = state
+        .store
+        .task_fail(TaskFail {
+            tenant: tenant.map(str::to_string),
+            items,
+            now,
+        })
+        .await?;
+    account(state, &reported, &results, now);
+    Ok(results)
+}
+
+/// Hand leases back (preempted or cancelled) without counting a failure.
+pub async fn release(
+    state: &AppState,
+    caller: Caller<'_>,
+    items: Vec<Release>,
+) -> Result<Vec<Reported>> {
+    caller.require(Action::Work)?;
+    check_batch("releases", items.len())?;
+    let tenant = caller.principal.tenant.as_deref();
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    // The pool of the worker that leased them, so the next lease prefers another pool.
+    let worker_pool = items
+        .iter()
+        .find_map(|r| state.shared.leases.get(r.task_id, &r.lease_token))
+        .map(|e| e.pool);
+    let reported: Vec<Report> = items
+        .iter()
+        .map(|r| Report {
+            task_id: r.task_id,
+            lease_token: r.lease_token.clone(),
+            outcome: match r.reason {
+                ReleaseReason::Preempted => Outcome::Preempted,
+                ReleaseReason::Cancelled => Outcome::Cancelled,
+            },
+        })
+        .collect();
+    let now = state.clock.now();
+    let results = state
+        .store
+        .task_release(TaskRelease {
+            tenant: tenant.map(str::to_string),
+            items,
+            worker_pool,
+            now,
+        })
+        .await?;
+    account(state, &reported, &results, now);
+    Ok(results)
+}
+
+/// The one answer of a single-task report as a result: not found when the task is not the
+/// caller's tenant's, a conflict when its lease is not current.
+pub fn single(id: TaskId, results: Vec<Reported>) -> Result<()> {
+    let Some(r) = results.into_iter().next() else {
+        return Err(Error::internal(format!(
+            "store answered nothing for task {id}"
+        )));
+    };
+    let why = r.refusal().unwrap_or_default();
+    match r.outcome {
+        ReportOutcome::Applied => Ok(()),
+        ReportOutcome::NotFound => Err(Error::not_found(why)),
+        ReportOutcome::NotCurrent => Err(Error::conflict(format!(
+            "report on task {id} refused: {why}"
+        ))),
+    }
+}
+
+/// Refuse a single-task report whose body names another task than its path.
+pub fn same_task(path: TaskId, body: TaskId) -> Result<()> {
+    if path != body {
+        return Err(Error::invalid(format!(
+            "task_id {body} in the body does not match task {path} in the path"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_single_reports_are_conflicts_or_not_found() {
+        let err = single(7, vec![Reported::not_current(7)]).expect_err("refusal accepted");
+        assert_eq!(err.kind(), spillway_core::ErrorKind::Conflict);
+        assert!(err.message().contains("not current"));
+        let err = single(7, vec![Reported::not_found(7)]).expect_err("refusal accepted");
+        assert_eq!(err.kind(), spillway_core::ErrorKind::NotFound);
+        assert!(err.message().contains("task 7 not found"));
+        single(7, vec![Reported::applied(7)]).expect("applied");
+    }
+}
