@@ -138,6 +138,13 @@ impl FileConfig {
     pub fn parse(text: &str) -> Result<Self> {
         let config: Self = toml::from_str(text)?;
         validate_pools(&config.pools)?;
+        // Each provider's own section (`kubernetes = { … }`) is checked by its crate, through
+        // the registry the binary runs, so a typo there fails at load, not at server start.
+        let providers = crate::providers::registry();
+        providers.check_pools(&config.pools)?;
+        if let Some(server) = &config.server {
+            providers.check_pools(&server.pools)?;
+        }
         if let Some(autoscale) = &config.autoscale {
             autoscale.validate()?;
         }
@@ -249,6 +256,21 @@ mod tests {
         assert!(err.to_string().contains("no tier-0 pool"), "{err}");
         let err = FileConfig::parse("[autoscale]\ninterval = \"0s\"\n").expect_err("zero interval");
         assert!(err.to_string().contains("interval"), "{err}");
+    }
+
+    #[test]
+    fn provider_sections_are_checked_at_load_by_their_crates() {
+        let pool = "name = \"k8s\"\nprovider = \"kubernetes\"\nqueues = [\"q\"]\n";
+        let typo = format!("[[pools]]\n{pool}kubernetes = {{ namespce = \"batch\" }}\n");
+        let err = FileConfig::parse(&typo).expect_err("unknown kubernetes key");
+        assert!(err.to_string().contains("namespce"), "{err}");
+        let nested = format!("[[server.pools]]\n{pool}kubernetes = {{ mode = \"work_queue\" }}\n");
+        let err = FileConfig::parse(&nested).expect_err("work queue without image");
+        assert!(err.to_string().contains("kubernetes.image"), "{err}");
+        let unknown = "[[pools]]\nname = \"p\"\nprovider = \"nomad\"\nqueues = [\"q\"]\n";
+        let err = FileConfig::parse(unknown).expect_err("unknown provider");
+        assert!(err.to_string().contains("use one of"), "{err}");
+        FileConfig::parse(&format!("[[pools]]\n{pool}")).expect("defaults are a valid section");
     }
 
     #[test]
