@@ -190,6 +190,32 @@ fn account(state: &AppState, reported: &[Report], results: &[Reported], now: Tim
     }
 }
 
+/// The shared part of every batched report: the role and batch-size checks, what the metrics
+/// need of each item, one store call with the caller's tenant and the clock's `now`, then the
+/// accounting of the applied ones.
+async fn report<T, Fut>(
+    state: &AppState,
+    caller: Caller<'_>,
+    what: &str,
+    items: Vec<T>,
+    describe: impl Fn(&T) -> Report,
+    write: impl FnOnce(Option<String>, Vec<T>, Timestamp) -> Fut,
+) -> Result<Vec<Reported>>
+where
+    Fut: std::future::Future<Output = Result<Vec<Reported>>>,
+{
+    caller.require(Action::Work)?;
+    check_batch(what, items.len())?;
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let reported: Vec<Report> = items.iter().map(describe).collect();
+    let now = state.clock.now();
+    let results = write(caller.principal.tenant.clone(), items, now).await?;
+    account(state, &reported, &results, now);
+    Ok(results)
+}
+
 /// Report tasks done; each is applied only if its lease is current and it is a task of the
 /// caller's tenant, and answered in its place.
 pub async fn complete(
@@ -197,31 +223,24 @@ pub async fn complete(
     caller: Caller<'_>,
     items: Vec<Completion>,
 ) -> Result<Vec<Reported>> {
-    caller.require(Action::Work)?;
-    check_batch("completions", items.len())?;
-    let tenant = caller.principal.tenant.as_deref();
-    if items.is_empty() {
-        return Ok(Vec::new());
-    }
-    let reported: Vec<Report> = items
-        .iter()
-        .map(|c| Report {
-            task_id: c.task_id,
-            lease_token: c.lease_token.clone(),
-            outcome: Outcome::Succeeded,
-        })
-        .collect();
-    let now = state.clock.now();
-    let results = state
-        .store
-        .task_complete(TaskComplete {
-            tenant: tenant.map(str::to_string),
-            items,
-            now,
-        })
-        .await?;
-    account(state, &reported, &results, now);
-    Ok(results)
+    let describe = |c: &Completion| Report {
+        task_id: c.task_id,
+        lease_token: c.lease_token.clone(),
+        outcome: Outcome::Succeeded,
+    };
+    report(
+        state,
+        caller,
+        "completions",
+        items,
+        describe,
+        |tenant, items, now| {
+            state
+                .store
+                .task_complete(TaskComplete { tenant, items, now })
+        },
+    )
+    .await
 }
 
 /// Report tasks failed (retried with backoff while attempts remain, else dead); each is
@@ -231,35 +250,24 @@ pub async fn fail(
     caller: Caller<'_>,
     items: Vec<Failure>,
 ) -> Result<Vec<Reported>> {
-    caller.require(Action::Work)?;
-    check_batch("failures", items.len())?;
-    let tenant = caller.principal.tenant.as_deref();
-    if items.is_empty() {
-        return Ok(Vec::new());
-    }
-    let reported: Vec<Report> = items
-        .iter()
-        .map(|f| Report {
-            task_id: f.task_id,
-            lease_token: f.lease_token.clone(),
-            outcome: if f.retryable {
-                Outcome::Failed
-            } else {
-                Outcome::Dead
-            },
-        })
-        .collect();
-    let now = state.clock.now();
-    let results = state
-        .store
-        .task_fail(TaskFail {
-            tenant: tenant.map(str::to_string),
-            items,
-            now,
-        })
-        .await?;
-    account(state, &reported, &results, now);
-    Ok(results)
+    let describe = |f: &Failure| Report {
+        task_id: f.task_id,
+        lease_token: f.lease_token.clone(),
+        outcome: if f.retryable {
+            Outcome::Failed
+        } else {
+            Outcome::Dead
+        },
+    };
+    report(
+        state,
+        caller,
+        "failures",
+        items,
+        describe,
+        |tenant, items, now| state.store.task_fail(TaskFail { tenant, items, now }),
+    )
+    .await
 }
 
 /// Hand leases back (preempted or cancelled) without counting a failure.
@@ -268,40 +276,35 @@ pub async fn release(
     caller: Caller<'_>,
     items: Vec<Release>,
 ) -> Result<Vec<Reported>> {
-    caller.require(Action::Work)?;
-    check_batch("releases", items.len())?;
-    let tenant = caller.principal.tenant.as_deref();
-    if items.is_empty() {
-        return Ok(Vec::new());
-    }
-    // The pool of the worker that leased them, so the next lease prefers another pool.
-    let worker_pool = items
-        .iter()
-        .find_map(|r| state.shared.leases.get(r.task_id, &r.lease_token))
-        .map(|e| e.pool);
-    let reported: Vec<Report> = items
-        .iter()
-        .map(|r| Report {
-            task_id: r.task_id,
-            lease_token: r.lease_token.clone(),
-            outcome: match r.reason {
-                ReleaseReason::Preempted => Outcome::Preempted,
-                ReleaseReason::Cancelled => Outcome::Cancelled,
-            },
-        })
-        .collect();
-    let now = state.clock.now();
-    let results = state
-        .store
-        .task_release(TaskRelease {
-            tenant: tenant.map(str::to_string),
-            items,
-            worker_pool,
-            now,
-        })
-        .await?;
-    account(state, &reported, &results, now);
-    Ok(results)
+    let describe = |r: &Release| Report {
+        task_id: r.task_id,
+        lease_token: r.lease_token.clone(),
+        outcome: match r.reason {
+            ReleaseReason::Preempted => Outcome::Preempted,
+            ReleaseReason::Cancelled => Outcome::Cancelled,
+        },
+    };
+    report(
+        state,
+        caller,
+        "releases",
+        items,
+        describe,
+        |tenant, items, now| {
+            // The pool of the worker that leased them, so the next lease prefers another pool.
+            let worker_pool = items
+                .iter()
+                .find_map(|r| state.shared.leases.get(r.task_id, &r.lease_token))
+                .map(|e| e.pool);
+            state.store.task_release(TaskRelease {
+                tenant,
+                items,
+                worker_pool,
+                now,
+            })
+        },
+    )
+    .await
 }
 
 /// The one answer of a single-task report as a result: not found when the task is not the
