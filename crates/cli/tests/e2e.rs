@@ -15,10 +15,14 @@ mod cli;
 mod example;
 #[path = "e2e/faults.rs"]
 mod faults;
+#[path = "e2e/netns.rs"]
+mod netns;
 #[path = "e2e/postgres.rs"]
 mod postgres;
 #[path = "e2e/pubsub.rs"]
 mod pubsub;
+#[path = "e2e/soak.rs"]
+mod soak;
 #[path = "e2e/support.rs"]
 mod support;
 #[path = "e2e/workers_down.rs"]
