@@ -9,6 +9,7 @@ pub mod app;
 pub mod auth;
 pub mod autoscale;
 pub mod bootstrap;
+pub mod clock;
 pub mod config;
 pub mod dashboard;
 pub mod extract;
@@ -30,6 +31,7 @@ use spillway_core::{Error, Result};
 use tokio::net::TcpListener;
 
 pub use bootstrap::bootstrap;
+pub use clock::SteadyClock;
 pub use config::ServerConfig;
 pub use routes::router;
 pub use services::{Services, spawn_services};

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use spillway_autoscale::config::PolicyConfig;
 use spillway_blob::{BlobStore, ObjectBlobs};
-use spillway_core::clock::{Clock, SystemClock};
+use spillway_core::clock::Clock;
 use spillway_server::{AppState, ServerConfig};
 use spillway_store::DynStore;
 use tokio_util::sync::CancellationToken;
@@ -104,7 +104,7 @@ pub async fn start(ctx: &Ctx, args: &ServerArgs, stop: CancellationToken) -> Res
         ObjectBlobs::from_url(&blobs_url, &Default::default())
             .with_context(|| format!("cannot open the object store {blobs_url}"))?,
     );
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let clock: Arc<dyn Clock> = Arc::new(spillway_server::SteadyClock::system());
 
     let token_path = data_dir.join(ADMIN_TOKEN_FILE);
     let admin_token = match spillway_server::bootstrap(&store, clock.now()).await? {

@@ -10,5 +10,5 @@
 mod server;
 mod wait;
 
-pub use server::{TestServer, TestServerBuilder};
+pub use server::{SteppedClock, TestServer, TestServerBuilder};
 pub use wait::{DEFAULT_DEADLINE, POLL_INTERVAL, wait_until, wait_until_seen};

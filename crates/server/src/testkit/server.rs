@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use spillway_blob::{BlobStore, ObjectBlobs};
+use spillway_core::Timestamp;
 use spillway_core::clock::{Clock, ManualClock, SystemClock};
 use spillway_store::DynStore;
 use spillway_store::sqlite::SqliteStore;
@@ -13,13 +14,14 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::autoscale::ProviderRegistry;
-use crate::{AppState, ServerConfig};
+use crate::{AppState, ServerConfig, SteadyClock};
 
 /// How to start a [`TestServer`].
 #[derive(Default)]
 pub struct TestServerBuilder {
     config: ServerConfig,
     manual_clock: bool,
+    wall_clock: Option<Arc<dyn Clock>>,
     providers: Option<ProviderRegistry>,
 }
 
@@ -33,6 +35,13 @@ impl TestServerBuilder {
     /// Drive the server with a [`ManualClock`] the test moves (default: the system clock).
     pub fn manual_clock(mut self) -> Self {
         self.manual_clock = true;
+        self
+    }
+
+    /// Read the wall clock from `wall` (e.g. a [`SteppedClock`] the test steps) through the
+    /// server's [`SteadyClock`], as a server reads the system clock.
+    pub fn wall_clock(mut self, wall: Arc<dyn Clock>) -> Self {
+        self.wall_clock = Some(wall);
         self
     }
 
@@ -54,10 +63,10 @@ impl TestServerBuilder {
             ObjectBlobs::from_url("memory://", &Default::default()).expect("memory blobs"),
         );
         let manual = ManualClock::new(chrono::Utc::now());
-        let clock: Arc<dyn Clock> = if self.manual_clock {
-            Arc::new(manual.clone())
-        } else {
-            Arc::new(SystemClock)
+        let clock: Arc<dyn Clock> = match (self.manual_clock, self.wall_clock) {
+            (true, _) => Arc::new(manual.clone()),
+            (false, Some(wall)) => Arc::new(SteadyClock::over(wall)),
+            (false, None) => Arc::new(SteadyClock::system()),
         };
         let admin = crate::bootstrap(&store, clock.now())
             .await
@@ -254,5 +263,27 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.stop.cancel();
+    }
+}
+
+/// The system clock plus an offset a test can step forward and back, as `date -s` would on
+/// one machine.
+#[derive(Debug, Default, Clone)]
+pub struct SteppedClock {
+    offset_ms: Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl SteppedClock {
+    /// Step the clock by `by` (negative: back).
+    pub fn step(&self, by: chrono::TimeDelta) {
+        self.offset_ms
+            .fetch_add(by.num_milliseconds(), std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for SteppedClock {
+    fn now(&self) -> Timestamp {
+        let offset = self.offset_ms.load(std::sync::atomic::Ordering::SeqCst);
+        SystemClock.now() + chrono::TimeDelta::milliseconds(offset)
     }
 }

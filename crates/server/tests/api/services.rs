@@ -5,6 +5,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use spillway_server::spawn_services;
+use spillway_server::testkit::{SteppedClock, wait_until};
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{Server, ok, problem};
@@ -228,4 +229,62 @@ async fn retention_removes_finished_jobs_and_their_files() {
     stop.cancel();
     services.join().await;
     server.stop().await;
+}
+
+#[tokio::test]
+async fn a_step_of_the_wall_clock_neither_expires_running_leases_nor_keeps_expired_ones() {
+    let wall = SteppedClock::default();
+    let server = Server::with_wall_clock(std::sync::Arc::new(wall.clone())).await;
+    ok::<Value>(
+        server
+            .post(
+                "/v1/queues",
+                &server.admin,
+                json!({"name": "short", "settings": {"lease_duration": "2s"}}),
+            )
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let stop = CancellationToken::new();
+    let mut services = spawn_services(&server.state, stop.clone());
+    let worker = server.worker(&server.admin, &["short"]).await;
+    server
+        .submit(&server.admin, json!({"command": ["x"], "queue": "short"}))
+        .await;
+    let leased = server.lease(&server.admin, &worker, &["short"], 1).await;
+    let id = leased[0]["task_id"].as_i64().expect("id");
+    let state = |server: &Server| {
+        let path = format!("/v1/tasks/{id}");
+        let request = server.get(&path, &server.admin);
+        async move {
+            let task: Value = ok(request.await, StatusCode::OK).await;
+            task["task"]["state"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        }
+    };
+
+    // An hour forward: the two-second lease has not run out in any real sense.
+    wall.step(chrono::TimeDelta::hours(1));
+    services.lease_reaper.run_pass().await;
+    assert_eq!(
+        state(&server).await,
+        "leased",
+        "a clock step forward expired a running lease"
+    );
+
+    // Two hours back (an hour behind): the lease still runs out about when it should.
+    wall.step(chrono::TimeDelta::hours(-2));
+    wait_until(
+        "the reaper to take back the expired lease",
+        Duration::from_secs(30),
+        || async {
+            services.lease_reaper.run_pass().await;
+            (state(&server).await == "retrying").then_some(())
+        },
+    )
+    .await;
+    stop.cancel();
 }

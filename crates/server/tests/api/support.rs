@@ -44,6 +44,16 @@ impl Server {
         }
     }
 
+    /// A server with the default config that reads its wall clock from `wall` through the
+    /// server's steady clock, as a deployed server reads the system clock.
+    pub async fn with_wall_clock(wall: std::sync::Arc<dyn Clock>) -> Server {
+        let server = TestServer::builder().wall_clock(wall).start().await;
+        Server {
+            server,
+            http: reqwest::Client::new(),
+        }
+    }
+
     /// Stop the server and wait for it.
     pub async fn stop(self) {
         self.server.stop().await;

@@ -8,7 +8,7 @@ use spillway_blob::{BlobStore, ObjectBlobs};
 use spillway_client::Client;
 use spillway_core::api::{CreateQueue, CreateToken, RegisterWorker};
 use spillway_core::auth::Role;
-use spillway_core::clock::{Clock, SystemClock};
+use spillway_core::clock::Clock;
 use spillway_core::model::DEFAULT_TENANT;
 use spillway_server::{AppState, ServerConfig};
 use spillway_store::DynStore;
@@ -76,7 +76,7 @@ impl BenchServer {
                 (open_store(&url).await?, Cleanup::Dir(dir))
             }
         };
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let clock: Arc<dyn Clock> = Arc::new(spillway_server::SteadyClock::system());
         let blobs: Arc<dyn BlobStore> = Arc::new(
             ObjectBlobs::from_url("memory://", &Default::default())
                 .context("cannot open in-memory blobs")?,
