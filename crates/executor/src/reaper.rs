@@ -164,21 +164,6 @@ fn reap(args: &ReaperArgs) -> ReaperStatus {
     if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
         return ReaperStatus::CannotStart(format!("could not become a child subreaper: {e}"));
     }
-    // Blocked, these wait in sigwait below instead of acting; the task starts with an empty
-    // mask (the standard library resets it in the child).
-    let mut mask = SigSet::empty();
-    for signal in [
-        Signal::SIGCHLD,
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGHUP,
-        Signal::SIGALRM,
-    ] {
-        mask.add(signal);
-    }
-    if let Err(e) = mask.thread_block() {
-        return ReaperStatus::CannotStart(format!("could not block signals: {e}"));
-    }
     let mut command = std::process::Command::new(&args.program);
     command.args(&args.args);
     if let Some(user) = args.user {
@@ -191,6 +176,25 @@ fn reap(args: &ReaperArgs) -> ReaperStatus {
             return ReaperStatus::CannotStart(format!("could not start {:?}: {e}", args.program));
         }
     };
+    // Blocked, these wait in sigwait below instead of acting. Only once the task has started:
+    // a child inherits the mask (posix_spawn keeps it). A child that ended before is reaped
+    // by the first look below; a SIGTERM that came before ended the reaper, and the executor
+    // then kills the process group instead.
+    let mut mask = SigSet::empty();
+    for signal in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGALRM,
+    ] {
+        mask.add(signal);
+    }
+    if let Err(e) = mask.thread_block() {
+        let _ = child.kill();
+        let _ = child.wait();
+        return ReaperStatus::CannotStart(format!("could not block signals: {e}"));
+    }
     let me = getpid();
     let mut tree = Tree {
         task: Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX)),
