@@ -21,5 +21,7 @@ mod postgres;
 mod pubsub;
 #[path = "e2e/support.rs"]
 mod support;
+#[path = "e2e/task_process.rs"]
+mod task_process;
 #[path = "e2e/workers_down.rs"]
 mod workers_down;
