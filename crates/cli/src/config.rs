@@ -75,6 +75,8 @@ pub struct WorkerSection {
     pub scratch_dir: Option<PathBuf>,
     /// How tasks run: `local` processes (the default) or one `kubernetes` Job per task.
     pub executor: Option<ExecutorKind>,
+    /// Run local tasks as this user (a name, a uid or `uid:gid`); the worker must be root.
+    pub task_user: Option<String>,
     /// `[worker.kubernetes]`: the Kubernetes Job executor's settings.
     pub kubernetes: WorkerKubernetesSection,
 }

@@ -100,10 +100,18 @@ enum Command {
     Bench(cmd::bench::BenchArgs),
     /// Simulate a workload under Spillway's autoscaling policy and a KEDA-style one, and compare.
     Simulate(cmd::simulate::SimulateArgs),
+    /// The process a local worker puts between itself and each task (internal).
+    #[command(name = "__task-reaper", hide = true)]
+    TaskReaper(cmd::task_reaper::TaskReaperArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The task reaper waits for signals through its signal mask: it runs before any thread.
+    let command = match cli.command {
+        Command::TaskReaper(args) => return cmd::task_reaper::run(args),
+        command => command,
+    };
     cmd::init_tracing(&cli.global.log);
     // kube and object_store may each enable a rustls crypto backend; choose one explicitly so
     // TLS clients never panic over the ambiguity. It fails only if one is already installed.
@@ -120,7 +128,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         let ctx = cmd::Ctx::new(&cli.global)?;
-        match cli.command {
+        match command {
             Command::Up(args) => cmd::up::run(&ctx, args).await,
             Command::Server(args) => cmd::server::run(&ctx, args).await,
             Command::Worker(args) => cmd::worker::run(&ctx, args).await,
@@ -141,6 +149,9 @@ fn main() -> ExitCode {
             Command::Bridge(args) => cmd::bridge::run(&ctx, args).await,
             Command::Bench(args) => cmd::bench::run(&ctx, args).await,
             Command::Simulate(args) => cmd::simulate::run(&ctx, args).await,
+            Command::TaskReaper(_) => Err(anyhow::anyhow!(
+                "the task reaper runs before the async runtime starts"
+            )),
         }
     });
     match result {

@@ -25,5 +25,7 @@ mod pubsub;
 mod soak;
 #[path = "e2e/support.rs"]
 mod support;
+#[path = "e2e/task_process.rs"]
+mod task_process;
 #[path = "e2e/workers_down.rs"]
 mod workers_down;

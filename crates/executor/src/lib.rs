@@ -12,8 +12,12 @@
 pub mod conformance;
 mod local_process;
 mod log_tail;
+pub mod reaper;
 mod seam;
+mod task_user;
 
 pub use local_process::LocalProcess;
 pub use log_tail::LogTail;
+pub use reaper::{ReaperArgs, ReaperCommand, reaper_main};
 pub use seam::{ExecOutcome, ExecRequest, Executor, ExitKind};
+pub use task_user::TaskUser;

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use spillway_executor::{ReaperCommand, TaskUser};
+
 /// Default interval of task and worker heartbeats: a third of the default 30s lease.
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
 /// Default long-poll wait of a lease call.
@@ -46,6 +48,14 @@ pub struct WorkerConfig {
     /// Shut down gracefully once the parent process is no longer this pid (checked every
     /// second), so a worker started by another process does not outlive it; default `None`.
     pub exit_with_parent: Option<u32>,
+    /// Run local tasks as this user, with no supplementary groups; the worker then hands each
+    /// task's scratch folder to it. Needs a worker running as root (or as that very user);
+    /// default `None`: tasks run as the worker's own user.
+    pub task_user: Option<TaskUser>,
+    /// Run local tasks under this task reaper (`spillway __task-reaper`), so that processes
+    /// that left the task's process group (`setsid`) end with it; default `None`: the process
+    /// group alone is killed.
+    pub reaper: Option<ReaperCommand>,
 }
 
 impl WorkerConfig {
@@ -70,6 +80,8 @@ impl WorkerConfig {
             max_lease_batch: DEFAULT_MAX_LEASE_BATCH,
             retry_backoff_max: DEFAULT_RETRY_BACKOFF_MAX,
             exit_with_parent: None,
+            task_user: None,
+            reaper: None,
         }
     }
 
@@ -106,6 +118,14 @@ impl WorkerConfig {
                 self.lease_wait,
                 spillway_core::api::MAX_LEASE_WAIT
             )));
+        }
+        if let Some(user) = self.task_user {
+            let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+            if !uid.is_root() && (uid.as_raw(), gid.as_raw()) != (user.uid, user.gid) {
+                return Err(Error::invalid(format!(
+                    "task_user {user} differs from the worker's own user {uid}:{gid}, and only a worker running as root can run tasks as another user: start the worker as root, or leave task_user unset"
+                )));
+            }
         }
         Ok(())
     }

@@ -11,6 +11,7 @@ mod backoff;
 mod config;
 mod parent;
 mod runtime;
+mod scratch_owner;
 mod staging;
 mod task;
 
@@ -30,5 +31,24 @@ pub use runtime::run_with;
 /// wires it to SIGTERM/SIGINT), the server asks it to drain, or — with
 /// [`exit_when_idle`](WorkerConfig::exit_when_idle) — the queues are empty.
 pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<WorkerSummary> {
-    run_with(config, Arc::new(LocalProcess::new()), shutdown).await
+    let executor = local_executor(&config);
+    run_with(config, Arc::new(executor), shutdown).await
+}
+
+/// The `LocalProcess` executor `config` asks for: under its task reaper, as its task user.
+/// Call it once at start-up: a worker running as root with no task user says so in a
+/// warning.
+pub fn local_executor(config: &WorkerConfig) -> LocalProcess {
+    let mut executor = LocalProcess::new();
+    if let Some(reaper) = &config.reaper {
+        executor = executor.with_reaper(reaper.clone());
+    }
+    match config.task_user {
+        Some(user) => executor = executor.with_user(user),
+        None if nix::unistd::geteuid().is_root() => tracing::warn!(
+            "tasks run as root: set task_user to an unprivileged user (spillway worker --task-user nobody)"
+        ),
+        None => {}
+    }
+    executor
 }

@@ -120,6 +120,9 @@ pub async fn run_with(
             ))
             .with_source(e)
         })?;
+    if let Some(user) = config.task_user {
+        crate::scratch_owner::check_reachable(&config.scratch_dir, user)?;
+    }
     let shared = Arc::new(Shared {
         client,
         config,

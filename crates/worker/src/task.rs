@@ -109,6 +109,13 @@ async fn execute(shared: &Shared, task: &LeasedTask, dir: &Path, stop: &StopHand
         }
     }
 
+    // Last, so that the downloaded inputs are the task user's too.
+    if let Some(user) = shared.config.task_user
+        && let Err(e) = crate::scratch_owner::give_to(dir, user).await
+    {
+        return fail(task, e.to_string(), None, String::new());
+    }
+
     let request = ExecRequest {
         argv: task
             .spec

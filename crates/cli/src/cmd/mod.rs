@@ -9,6 +9,7 @@ pub mod pools;
 pub mod server;
 pub mod simulate;
 pub mod submit;
+pub mod task_reaper;
 pub mod task_spec;
 pub mod up;
 pub mod why;

@@ -51,6 +51,11 @@ pub struct WorkerArgs {
     /// task, in the task's --image; see docs/kubernetes.md) [default: local].
     #[arg(long, env = "SPILLWAY_EXECUTOR", value_enum)]
     executor: Option<ExecutorKind>,
+    /// Run local tasks as this user: a name, a uid or uid:gid, with no supplementary groups.
+    /// Needs a worker running as root, which hands each task's scratch folder to that user
+    /// [default: the worker's own user].
+    #[arg(long, env = "SPILLWAY_TASK_USER", value_name = "USER")]
+    task_user: Option<String>,
     #[command(flatten)]
     kubernetes: KubernetesArgs,
 }
@@ -158,6 +163,17 @@ pub async fn run(ctx: &Ctx, args: WorkerArgs) -> Result<ExitCode> {
         .exit_with_parent
         .then(std::os::unix::process::parent_id);
     config.tenant = ctx.tenant.clone();
+    if let Some(spec) = args.task_user.or_else(|| section.task_user.clone()) {
+        config.task_user = Some(spillway_executor::TaskUser::resolve(&spec)?);
+    }
+    // Every local task runs under this binary's task reaper, so that nothing it started
+    // (setsid or not) outlives it.
+    let exe = std::env::current_exe()
+        .context("cannot find the spillway binary's own path to start the task reaper from")?;
+    config.reaper = Some(spillway_executor::ReaperCommand::new(
+        exe,
+        [super::task_reaper::SUBCOMMAND],
+    ));
 
     let shutdown = CancellationToken::new();
     let on_signal = shutdown.clone();
@@ -167,7 +183,7 @@ pub async fn run(ctx: &Ctx, args: WorkerArgs) -> Result<ExitCode> {
         on_signal.cancel();
     });
     let executor: Arc<dyn Executor> = match args.executor.or(section.executor).unwrap_or_default() {
-        ExecutorKind::Local => Arc::new(spillway_executor::LocalProcess::new()),
+        ExecutorKind::Local => Arc::new(spillway_worker::local_executor(&config)),
         ExecutorKind::Kubernetes => {
             let (access, executor_config) = args.kubernetes.config(&section.kubernetes);
             let executor = KubernetesJobExecutor::connect(&access, executor_config)

@@ -350,3 +350,71 @@ async fn heartbeats_follow_a_lease_shorter_than_the_configured_interval() {
     shutdown.cancel();
     worker.await.unwrap();
 }
+
+#[tokio::test]
+async fn with_a_task_user_the_task_runs_as_that_user_and_its_outputs_are_collected() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: running tasks as another user needs a worker running as root");
+        return;
+    }
+    let server = Server::start().await;
+    let upload = server.admin.upload_create().await.unwrap();
+    server
+        .admin
+        .upload_put_file(
+            &upload.upload_id,
+            "in.txt",
+            b"staged\n".to_vec().into(),
+            None,
+        )
+        .await
+        .unwrap();
+    let mut submit = SubmitJob::command(
+        "default",
+        vec![
+            "sh".into(),
+            "-c".into(),
+            concat!(
+                "cd \"$SPILLWAY_OUTPUT_DIR\" && id -u > uid && id -G > groups && ",
+                "mv \"$SPILLWAY_INPUT_DIR/in.txt\" moved.txt"
+            )
+            .into(),
+        ],
+    );
+    submit.upload_id = Some(upload.upload_id);
+    let job = server.admin.job_submit(&submit).await.unwrap().job;
+
+    // A temporary folder is 0700; the task user must be able to pass through it.
+    let scratch = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        scratch.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o711),
+    )
+    .unwrap();
+    let mut config = server.worker_config(scratch.path());
+    config.exit_when_idle = true;
+    config.task_user = Some(spillway_executor::TaskUser {
+        uid: 65534,
+        gid: 65534,
+    });
+    let summary = spillway_worker::run(config, CancellationToken::new())
+        .await
+        .unwrap();
+    let task = server.only_task(&job.id).await;
+    assert_eq!(summary.succeeded, 1, "{summary:?}: {task:?}");
+    assert_eq!(download(&server.admin, &job.id, 0, "uid").await, "65534\n");
+    assert_eq!(
+        download(&server.admin, &job.id, 0, "groups").await,
+        "65534\n",
+        "no supplementary group of the worker is kept"
+    );
+    assert_eq!(
+        download(&server.admin, &job.id, 0, "moved.txt").await,
+        "staged\n"
+    );
+    let left: Vec<_> = std::fs::read_dir(scratch.path()).unwrap().collect();
+    assert!(
+        left.is_empty(),
+        "the worker removed the scratch folder: {left:?}"
+    );
+}

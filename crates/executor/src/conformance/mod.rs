@@ -45,6 +45,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::seam::{ExecOutcome, ExecRequest, Executor, ExitKind};
 
+pub mod local;
+
 /// How long a run, or any condition a case waits for, may take before the case fails.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 /// Time between two looks while waiting for a condition.
