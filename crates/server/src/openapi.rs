@@ -187,4 +187,16 @@ mod tests {
         }
         assert!(errors > 40, "only {errors} error answers documented");
     }
+
+    /// `/metrics` is documented with the media type it answers with (without its parameters).
+    #[test]
+    fn metrics_are_documented_as_openmetrics() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).expect("the document encodes");
+        let content = doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+            .as_object()
+            .expect("a documented body");
+        let sent = crate::metrics::METRICS_CONTENT_TYPE;
+        let media_type = sent.split(';').next().unwrap_or(sent);
+        assert_eq!(content.keys().collect::<Vec<_>>(), [media_type]);
+    }
 }
