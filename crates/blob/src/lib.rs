@@ -18,6 +18,19 @@ mod options;
 pub use object::ObjectBlobs;
 pub use options::{BlobOptions, DEFAULT_PART_SIZE, MIN_PART_SIZE};
 
+/// The object path `key` is stored at, after the checks every backend makes before it touches
+/// a key; for the fuzz targets and other crates' tests.
+#[cfg(feature = "testkit")]
+pub fn checked_key(key: &str) -> Result<object_store::path::Path> {
+    key::key_path(key)
+}
+
+/// The object path `prefix` lists, after the same checks (`None` for the whole store).
+#[cfg(feature = "testkit")]
+pub fn checked_prefix(prefix: &str) -> Result<Option<object_store::path::Path>> {
+    key::prefix_path(prefix)
+}
+
 use std::pin::Pin;
 
 use async_trait::async_trait;

@@ -263,6 +263,39 @@ fn default_pool() -> String {
     "default".to_string()
 }
 
+/// Most tasks one worker may run at once.
+pub const MAX_CONCURRENCY: u32 = 4096;
+/// Longest worker host name accepted.
+pub const MAX_HOSTNAME_LEN: usize = 255;
+
+impl RegisterWorker {
+    /// Check everything that can be checked without the store; errors say what to change.
+    pub fn validate(&self) -> crate::Result<()> {
+        use crate::Error;
+        crate::names::validate_name("pool", &self.pool)?;
+        if self.queues.is_empty() {
+            return Err(Error::invalid(
+                "queues is empty: name at least one queue to serve",
+            ));
+        }
+        for queue in &self.queues {
+            crate::names::validate_name("queue", queue)?;
+        }
+        if self.hostname.is_empty() || self.hostname.len() > MAX_HOSTNAME_LEN {
+            return Err(Error::invalid(format!(
+                "hostname must be 1 to {MAX_HOSTNAME_LEN} characters"
+            )));
+        }
+        if !(1..=MAX_CONCURRENCY).contains(&self.concurrency) {
+            return Err(Error::invalid(format!(
+                "concurrency {} is out of range: use 1 to {MAX_CONCURRENCY}",
+                self.concurrency
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// A worker's periodic sign of life.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -303,6 +336,27 @@ pub struct LeaseRequest {
 
 fn one() -> u32 {
     1
+}
+
+impl LeaseRequest {
+    /// Check everything that can be checked without the store; errors say what to change. A
+    /// `max_tasks` above [`MAX_LEASE_BATCH`] or a `wait` above [`MAX_LEASE_WAIT`] is not an
+    /// error: the server takes at most those.
+    pub fn validate(&self) -> crate::Result<()> {
+        use crate::Error;
+        if self.queues.is_empty() {
+            return Err(Error::invalid(
+                "queues is empty: name at least one queue to lease from",
+            ));
+        }
+        if self.max_tasks == 0 {
+            return Err(Error::invalid("max_tasks is 0: ask for at least 1 task"));
+        }
+        for queue in &self.queues {
+            crate::names::validate_name("queue", queue)?;
+        }
+        Ok(())
+    }
 }
 
 /// A task handed to a worker, with everything needed to run it.
@@ -559,6 +613,13 @@ pub struct CreateToken {
     pub tenant: Option<String>,
 }
 
+impl CreateToken {
+    /// Check everything that can be checked without the store (the tenant is checked there).
+    pub fn validate(&self) -> crate::Result<()> {
+        crate::names::validate_token_name(&self.name)
+    }
+}
+
 /// A new token: the secret is shown once and stored only as a hash.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CreatedToken {
@@ -723,4 +784,105 @@ pub struct PoolUpdate {
     /// New most workers.
     #[serde(default)]
     pub max: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(queues: &[&str], max_tasks: u32) -> LeaseRequest {
+        LeaseRequest {
+            worker_id: "w1".into(),
+            queues: queues.iter().map(|q| q.to_string()).collect(),
+            max_tasks,
+            wait: None,
+            tenant: None,
+        }
+    }
+
+    #[test]
+    fn lease_requests_need_queues_and_tasks() {
+        assert!(lease(&["default"], 1).validate().is_ok());
+        assert!(lease(&["default"], MAX_LEASE_BATCH + 1).validate().is_ok());
+        for (bad, want) in [
+            (lease(&[], 1), "queues is empty"),
+            (lease(&["default"], 0), "max_tasks is 0"),
+            (lease(&["Bad Queue"], 1), "invalid queue name"),
+        ] {
+            let err = bad.validate().expect_err(want);
+            assert!(err.message().contains(want), "{err}");
+        }
+    }
+
+    #[test]
+    fn workers_register_with_bounded_fields() {
+        let ok = RegisterWorker {
+            pool: "default".into(),
+            hostname: "host-1".into(),
+            queues: vec!["default".into()],
+            concurrency: 4,
+            tenant: None,
+        };
+        assert!(ok.validate().is_ok());
+        let cases = [
+            (
+                RegisterWorker {
+                    pool: "-".into(),
+                    ..ok.clone()
+                },
+                "invalid pool name",
+            ),
+            (
+                RegisterWorker {
+                    queues: vec![],
+                    ..ok.clone()
+                },
+                "queues is empty",
+            ),
+            (
+                RegisterWorker {
+                    hostname: String::new(),
+                    ..ok.clone()
+                },
+                "hostname",
+            ),
+            (
+                RegisterWorker {
+                    hostname: "h".repeat(MAX_HOSTNAME_LEN + 1),
+                    ..ok.clone()
+                },
+                "hostname",
+            ),
+            (
+                RegisterWorker {
+                    concurrency: 0,
+                    ..ok.clone()
+                },
+                "concurrency 0",
+            ),
+            (
+                RegisterWorker {
+                    concurrency: MAX_CONCURRENCY + 1,
+                    ..ok.clone()
+                },
+                "concurrency",
+            ),
+        ];
+        for (bad, want) in cases {
+            let err = bad.validate().expect_err(want);
+            assert!(err.message().contains(want), "{err}");
+        }
+    }
+
+    #[test]
+    fn token_names_are_not_blank_nor_long() {
+        let token = |name: &str| CreateToken {
+            name: name.into(),
+            role: Role::Submitter,
+            tenant: None,
+        };
+        assert!(token("ci-submitter").validate().is_ok());
+        assert!(token(" \t").validate().is_err());
+        assert!(token(&"x".repeat(201)).validate().is_err());
+    }
 }

@@ -23,6 +23,19 @@ pub fn validate_name(kind: &str, value: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Longest token name accepted.
+pub const MAX_TOKEN_NAME_LEN: usize = 200;
+
+/// Check a token's name (for people): 1 to 200 bytes, not only whitespace.
+pub fn validate_token_name(name: &str) -> Result<(), Error> {
+    if name.trim().is_empty() || name.len() > MAX_TOKEN_NAME_LEN {
+        return Err(Error::invalid(format!(
+            "token name must be 1 to {MAX_TOKEN_NAME_LEN} characters, e.g. \"ci-submitter\""
+        )));
+    }
+    Ok(())
+}
+
 /// Check a label key: like a name but up to 128 characters and may contain '/'.
 pub fn validate_label_key(key: &str) -> Result<(), Error> {
     let ok = !key.is_empty()

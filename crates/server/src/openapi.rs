@@ -1,7 +1,10 @@
 //! The OpenAPI 3 document, generated from the handlers' `#[utoipa::path]` attributes.
 
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{RefOr, Response};
 use utoipa::{Modify, OpenApi};
+
+use crate::problem::PROBLEM_JSON;
 
 use crate::routes::{
     admin, dead, jobs, leasing, objects, pools, queues, system, tasks, why, workers,
@@ -87,7 +90,7 @@ use crate::routes::{
         spillway_core::state::AttemptOutcome,
         spillway_core::auth::Role,
     )),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &ProblemJson),
     tags(
         (name = "jobs", description = "Submit and follow jobs"),
         (name = "work", description = "What workers call"),
@@ -111,5 +114,89 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
+    }
+}
+
+/// Documents every error answer (a [`Problem`](spillway_core::api::Problem) body) with the
+/// media type the server sends, `application/problem+json`; the handlers' attributes say only
+/// `body = Problem`, which utoipa documents as `application/json`.
+struct ProblemJson;
+
+impl Modify for ProblemJson {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        const PROBLEM_REF: &str = "#/components/schemas/Problem";
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.options,
+                &mut item.head,
+                &mut item.patch,
+                &mut item.trace,
+            ];
+            for operation in operations.into_iter().flatten() {
+                for response in operation.responses.responses.values_mut() {
+                    let RefOr::T(Response { content, .. }) = response else {
+                        continue;
+                    };
+                    let is_problem = content.get("application/json").is_some_and(|c| {
+                        matches!(&c.schema, Some(RefOr::Ref(r)) if r.ref_location == PROBLEM_REF)
+                    });
+                    if let Some(body) = is_problem
+                        .then(|| content.shift_remove("application/json"))
+                        .flatten()
+                    {
+                        content.insert(PROBLEM_JSON.to_string(), body);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every documented error answer is `application/problem+json`, as the server sends it, and
+    /// no success answer is.
+    #[test]
+    fn error_answers_are_documented_as_problem_json() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).expect("the document encodes");
+        let mut errors = 0;
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, operation) in item.as_object().expect("a path item") {
+                let Some(responses) = operation["responses"].as_object() else {
+                    continue;
+                };
+                for (status, response) in responses {
+                    let Some(content) = response["content"].as_object() else {
+                        continue;
+                    };
+                    let is_error = status.starts_with('4') || status.starts_with('5');
+                    assert_eq!(
+                        content.contains_key(PROBLEM_JSON),
+                        is_error,
+                        "{method} {path} {status}: {content:?}"
+                    );
+                    errors += usize::from(is_error);
+                }
+            }
+        }
+        assert!(errors > 40, "only {errors} error answers documented");
+    }
+
+    /// `/metrics` is documented with the media type it answers with (without its parameters).
+    #[test]
+    fn metrics_are_documented_as_openmetrics() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).expect("the document encodes");
+        let content = doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+            .as_object()
+            .expect("a documented body");
+        let sent = crate::metrics::METRICS_CONTENT_TYPE;
+        let media_type = sent.split(';').next().unwrap_or(sent);
+        assert_eq!(content.keys().collect::<Vec<_>>(), [media_type]);
     }
 }

@@ -3,7 +3,7 @@
 use spillway_core::api::CreatedToken;
 use spillway_core::auth::{Action, Role};
 use spillway_core::model::{DEFAULT_QUEUE, QueueSettings, Tenant, TokenInfo};
-use spillway_core::names::validate_name;
+use spillway_core::names::{validate_name, validate_token_name};
 use spillway_core::{Error, ErrorKind, Result};
 use spillway_store::{QueueCreate, TokenCreate};
 
@@ -12,9 +12,6 @@ use crate::auth::{hash_secret, new_secret, new_token_id};
 use crate::state::AppState;
 use spillway_store::TenantCreate;
 use spillway_store::TokenRevoke;
-
-/// Longest token name accepted.
-const MAX_TOKEN_NAME: usize = 200;
 
 /// Create the tenant `name` with its `default` queue.
 pub async fn tenant_create(state: &AppState, caller: Caller<'_>, name: &str) -> Result<Tenant> {
@@ -83,11 +80,7 @@ pub async fn token_create(
     role: Role,
 ) -> Result<CreatedToken> {
     caller.require(Action::ManageTokens)?;
-    if name.trim().is_empty() || name.len() > MAX_TOKEN_NAME {
-        return Err(Error::invalid(format!(
-            "token name must be 1 to {MAX_TOKEN_NAME} characters, e.g. \"ci-submitter\""
-        )));
-    }
+    validate_token_name(&name)?;
     // An admin of every tenant asking for an admin token without a tenant makes another
     // admin of every tenant; every other token is bound to one tenant.
     let tenant = if caller.all_tenants() && caller.requested.is_none() && role == Role::Admin {

@@ -12,7 +12,6 @@ use spillway_core::api::{
     MAX_LEASE_WAIT, Release, ReleaseReason,
 };
 use spillway_core::auth::Action;
-use spillway_core::names::validate_name;
 use spillway_core::{Error, Result, TaskId, Timestamp};
 use spillway_store::{
     ReportOutcome, Reported, TaskComplete, TaskFail, TaskHeartbeat, TaskLease, TaskRelease,
@@ -37,17 +36,7 @@ pub async fn lease(
     req: LeaseRequest,
 ) -> Result<Vec<LeasedTask>> {
     caller.require(Action::Work)?;
-    if req.queues.is_empty() {
-        return Err(Error::invalid(
-            "queues is empty: name at least one queue to lease from",
-        ));
-    }
-    if req.max_tasks == 0 {
-        return Err(Error::invalid("max_tasks is 0: ask for at least 1 task"));
-    }
-    for queue in &req.queues {
-        validate_name("queue", queue)?;
-    }
+    req.validate()?;
     let tenant = caller.tenant()?;
     for queue in &req.queues {
         // 404 for a missing queue; one found before needs no store read.

@@ -3,7 +3,6 @@
 use spillway_core::api::{RegisterWorker, WorkerHeartbeat};
 use spillway_core::auth::Action;
 use spillway_core::model::{Worker, WorkerState};
-use spillway_core::names::validate_name;
 use spillway_core::{Error, Result};
 use spillway_store::{WorkerBeat, WorkerRegister};
 
@@ -12,34 +11,10 @@ use crate::ids::new_worker_id;
 use crate::state::{AppState, WorkerRef};
 use spillway_store::{WorkerExit, WorkerList};
 
-/// Most tasks one worker may run at once.
-const MAX_CONCURRENCY: u32 = 4096;
-/// Longest host name accepted.
-const MAX_HOSTNAME: usize = 255;
-
 /// Register a worker in the caller's tenant; the answer carries the id it leases with.
 pub async fn register(state: &AppState, caller: Caller<'_>, req: RegisterWorker) -> Result<Worker> {
     caller.require(Action::Work)?;
-    validate_name("pool", &req.pool)?;
-    if req.queues.is_empty() {
-        return Err(Error::invalid(
-            "queues is empty: name at least one queue to serve",
-        ));
-    }
-    for queue in &req.queues {
-        validate_name("queue", queue)?;
-    }
-    if req.hostname.is_empty() || req.hostname.len() > MAX_HOSTNAME {
-        return Err(Error::invalid(format!(
-            "hostname must be 1 to {MAX_HOSTNAME} characters"
-        )));
-    }
-    if !(1..=MAX_CONCURRENCY).contains(&req.concurrency) {
-        return Err(Error::invalid(format!(
-            "concurrency {} is out of range: use 1 to {MAX_CONCURRENCY}",
-            req.concurrency
-        )));
-    }
+    req.validate()?;
     let tenant = caller.tenant()?;
     let worker = state
         .store

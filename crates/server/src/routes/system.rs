@@ -28,7 +28,8 @@ pub async fn readyz(State(state): State<AppState>) -> ApiResult<&'static str> {
 
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", tag = "system",
-    responses((status = 200, description = "metrics in the OpenMetrics text format", body = String)))]
+    responses((status = 200, description = "metrics in the OpenMetrics text format", body = String,
+               content_type = "application/openmetrics-text")))]
 pub async fn metrics(State(state): State<AppState>) -> ApiResult<Response> {
     let text = state
         .metrics
