@@ -5,7 +5,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use spillway_server::spawn_services;
-use spillway_server::testkit::{SteppedClock, wait_until};
+use spillway_server::testkit::{POLL_INTERVAL, SteppedClock};
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{Server, ok, problem};
@@ -254,37 +254,37 @@ async fn a_step_of_the_wall_clock_neither_expires_running_leases_nor_keeps_expir
         .await;
     let leased = server.lease(&server.admin, &worker, &["short"], 1).await;
     let id = leased[0]["task_id"].as_i64().expect("id");
-    let state = |server: &Server| {
-        let path = format!("/v1/tasks/{id}");
-        let request = server.get(&path, &server.admin);
-        async move {
-            let task: Value = ok(request.await, StatusCode::OK).await;
-            task["task"]["state"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string()
-        }
-    };
-
     // An hour forward: the two-second lease has not run out in any real sense.
     wall.step(chrono::TimeDelta::hours(1));
     services.lease_reaper.run_pass().await;
     assert_eq!(
-        state(&server).await,
+        task_state(&server, id).await,
         "leased",
         "a clock step forward expired a running lease"
     );
 
     // Two hours back (an hour behind): the lease still runs out about when it should.
     wall.step(chrono::TimeDelta::hours(-2));
-    wait_until(
-        "the reaper to take back the expired lease",
-        Duration::from_secs(30),
-        || async {
-            services.lease_reaper.run_pass().await;
-            (state(&server).await == "retrying").then_some(())
-        },
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while task_state(&server, id).await != "retrying" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a clock step back kept an expired lease"
+        );
+        tokio::time::sleep(POLL_INTERVAL).await;
+        services.lease_reaper.run_pass().await;
+    }
+    stop.cancel();
+}
+
+async fn task_state(server: &Server, id: i64) -> String {
+    let task: Value = ok(
+        server.get(&format!("/v1/tasks/{id}"), &server.admin).await,
+        StatusCode::OK,
     )
     .await;
-    stop.cancel();
+    task["task"]["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
