@@ -218,6 +218,10 @@ mod tests {
         assert!(config.worker.queues.is_some());
         assert!(config.autoscaled(), "the sample shows [[pools]]");
         assert!(config.autoscale.is_some(), "the sample shows [autoscale]");
+        assert!(
+            config.server.is_some_and(|s| s.metrics_auth),
+            "the sample shows metrics_auth"
+        );
     }
 
     /// The commented-out cloud pools of the sample and the README's pools example are valid.

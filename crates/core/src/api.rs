@@ -608,7 +608,8 @@ pub struct CreateToken {
     pub name: String,
     /// Its role.
     pub role: Role,
-    /// Its tenant; omit only for an admin of every tenant (which only such an admin can make).
+    /// Its tenant (default: the caller's own). An admin of every tenant who omits it makes an
+    /// admin or a metrics token of every tenant; tokens of other roles go to `default`.
     #[serde(default)]
     pub tenant: Option<String>,
 }

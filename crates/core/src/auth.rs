@@ -18,6 +18,11 @@ pub enum Role {
     Worker,
     /// Read everything in its tenant, change nothing.
     Viewer,
+    /// Read monitoring data only: `/metrics` (when the server asks for a token there) and pool
+    /// sizes (`GET /v1/pools`, what KEDA's metrics-api scaler follows). No jobs, tasks,
+    /// results, queues, workers, tenants or tokens. A metrics token with no tenant sees every
+    /// tenant's series; one with a tenant sees only that tenant's.
+    Metrics,
 }
 
 impl Role {
@@ -28,6 +33,7 @@ impl Role {
             Role::Submitter => "submitter",
             Role::Worker => "worker",
             Role::Viewer => "viewer",
+            Role::Metrics => "metrics",
         }
     }
 
@@ -38,8 +44,9 @@ impl Role {
             "submitter" => Ok(Role::Submitter),
             "worker" => Ok(Role::Worker),
             "viewer" => Ok(Role::Viewer),
+            "metrics" => Ok(Role::Metrics),
             other => Err(Error::invalid(format!(
-                "unknown role {other:?}: use one of admin, submitter, worker, viewer"
+                "unknown role {other:?}: use one of admin, submitter, worker, viewer, metrics"
             ))),
         }
     }
@@ -49,9 +56,10 @@ impl Role {
         use Action::*;
         match self {
             Role::Admin => true,
-            Role::Submitter => matches!(action, Read | Submit | Cancel | Requeue),
-            Role::Worker => matches!(action, Read | Work),
-            Role::Viewer => matches!(action, Read),
+            Role::Submitter => matches!(action, Read | ReadPools | Submit | Cancel | Requeue),
+            Role::Worker => matches!(action, Read | ReadPools | Work),
+            Role::Viewer => matches!(action, Read | ReadPools),
+            Role::Metrics => matches!(action, ReadPools | ReadMetrics),
         }
     }
 }
@@ -59,8 +67,12 @@ impl Role {
 /// A kind of request, for permission checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
-    /// Read jobs, tasks, queues, results and stats.
+    /// Read jobs, tasks, queues, workers, tenants, results and stats.
     Read,
+    /// Read the autoscaled pools' sizes and status (`GET /v1/pools`).
+    ReadPools,
+    /// Read `/metrics` when the server asks for a token there (`metrics_auth`).
+    ReadMetrics,
     /// Submit jobs and upload inputs.
     Submit,
     /// Cancel jobs.
@@ -78,7 +90,9 @@ pub enum Action {
 impl Action {
     fn describe(self) -> &'static str {
         match self {
-            Action::Read => "read",
+            Action::Read => "read jobs, tasks, queues, workers or tenants",
+            Action::ReadPools => "read pools",
+            Action::ReadMetrics => "read metrics",
             Action::Submit => "submit jobs",
             Action::Cancel => "cancel jobs",
             Action::Requeue => "requeue tasks",
@@ -94,7 +108,8 @@ impl Action {
 pub struct Principal {
     /// The token's id (not its secret).
     pub token_id: String,
-    /// The tenant the token acts for; `None` only for an admin of every tenant.
+    /// The tenant the token acts for; `None` only for an admin or a metrics token of every
+    /// tenant.
     pub tenant: Option<String>,
     /// The token's role.
     pub role: Role,
@@ -145,6 +160,33 @@ mod tests {
         assert!(!Role::Worker.allows(Action::ManageQueues));
         assert!(Role::Submitter.allows(Action::Submit));
         assert!(!Role::Submitter.allows(Action::Work));
+    }
+
+    #[test]
+    fn metrics_reads_metrics_and_pools_and_nothing_else() {
+        use Action::*;
+        for action in [ReadPools, ReadMetrics] {
+            assert!(Role::Metrics.allows(action), "{action:?}");
+        }
+        for action in [
+            Read,
+            Submit,
+            Cancel,
+            Requeue,
+            Work,
+            ManageQueues,
+            ManageTokens,
+        ] {
+            assert!(!Role::Metrics.allows(action), "{action:?}");
+        }
+        // Only admins and metrics tokens scrape; every role may read pool sizes.
+        assert!(Role::Admin.allows(ReadMetrics));
+        for role in [Role::Viewer, Role::Submitter, Role::Worker] {
+            assert!(!role.allows(ReadMetrics), "{role:?}");
+            assert!(role.allows(ReadPools), "{role:?}");
+        }
+        assert_eq!(Role::parse("metrics").ok(), Some(Role::Metrics));
+        assert_eq!(Role::Metrics.as_str(), "metrics");
     }
 
     #[test]

@@ -350,7 +350,7 @@ pub struct TokenInfo {
     pub id: String,
     /// A name for people.
     pub name: String,
-    /// The tenant it acts for; none for an admin of every tenant.
+    /// The tenant it acts for; none for an admin or a metrics token of every tenant.
     pub tenant: Option<String>,
     /// Its role.
     pub role: Role,

@@ -11,8 +11,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
 use base64::Engine;
 use sha2::{Digest, Sha256};
 use spillway_core::Error;
@@ -89,35 +89,40 @@ impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let secret = bearer(parts)?;
-        let hash = hash_secret(secret);
-        let cache = &state.shared.tokens;
-        if let Some(principal) = cache.get(&hash) {
-            return Ok(Auth(principal));
-        }
-        let info = state.store.token_lookup(&hash).await?.ok_or_else(|| {
-            Error::unauthenticated(
-                "unknown or revoked token: check the token or ask an admin for a new one",
-            )
-        })?;
-        let principal = Principal {
-            token_id: info.id,
-            tenant: info.tenant,
-            role: info.role,
-        };
-        cache.put(hash, principal.clone());
-        Ok(Auth(principal))
+        Ok(Auth(resolve(state, &parts.headers).await?))
     }
 }
 
-fn bearer(parts: &Parts) -> Result<&str, Error> {
+/// The principal behind the bearer token of `headers`; unauthenticated when there is none or
+/// it is unknown or revoked.
+pub async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Principal, Error> {
+    let secret = bearer(headers)?;
+    let hash = hash_secret(secret);
+    let cache = &state.shared.tokens;
+    if let Some(principal) = cache.get(&hash) {
+        return Ok(principal);
+    }
+    let info = state.store.token_lookup(&hash).await?.ok_or_else(|| {
+        Error::unauthenticated(
+            "unknown or revoked token: check the token or ask an admin for a new one",
+        )
+    })?;
+    let principal = Principal {
+        token_id: info.id,
+        tenant: info.tenant,
+        role: info.role,
+    };
+    cache.put(hash, principal.clone());
+    Ok(principal)
+}
+
+fn bearer(headers: &HeaderMap) -> Result<&str, Error> {
     let missing = || {
         Error::unauthenticated(
             "missing bearer token: send the header 'Authorization: Bearer <token>'",
         )
     };
-    let value = parts
-        .headers
+    let value = headers
         .get(header::AUTHORIZATION)
         .ok_or_else(missing)?
         .to_str()

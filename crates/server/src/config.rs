@@ -28,6 +28,8 @@ pub const DEFAULT_RETENTION_INTERVAL: Duration = Duration::from_secs(60);
 /// Default time a waiting lease call waits before looking again without a wake-up (retries
 /// and delayed tasks become due without any signal).
 pub const DEFAULT_LEASE_RECHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// Default for asking a token on `/metrics`: no, so existing scrapers keep working.
+pub const DEFAULT_METRICS_AUTH: bool = false;
 /// Default time between passes that delete inputs of succeeded jobs.
 pub const DEFAULT_INPUT_CLEANER_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -64,6 +66,10 @@ pub struct ServerConfig {
     /// Time between passes that delete the inputs of succeeded jobs.
     #[serde(with = "humantime_serde")]
     pub input_cleaner_interval: Duration,
+    /// Ask for a bearer token on `/metrics`, of role `metrics` or `admin`: one with no tenant
+    /// sees every series, one with a tenant only that tenant's queue series. Default false:
+    /// `/metrics` answers anyone who can reach the server and lists every tenant's queues.
+    pub metrics_auth: bool,
     /// Pools of workers the autoscaler resizes (`[[server.pools]]`). Default: none, and
     /// then no autoscaler runs.
     pub pools: Vec<spillway_autoscale::config::PoolConfig>,
@@ -88,6 +94,7 @@ impl Default for ServerConfig {
             worker_check_interval: DEFAULT_WORKER_CHECK_INTERVAL,
             retention_interval: DEFAULT_RETENTION_INTERVAL,
             input_cleaner_interval: DEFAULT_INPUT_CLEANER_INTERVAL,
+            metrics_auth: DEFAULT_METRICS_AUTH,
             pools: Vec::new(),
             autoscale: spillway_autoscale::config::PolicyConfig::default(),
             worker_program: None,
@@ -162,6 +169,7 @@ mod tests {
         let config = ServerConfig::default();
         assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(config.max_body_bytes.0, 10 * 1024 * 1024);
+        assert!(!config.metrics_auth);
         assert!(config.validate().is_ok());
     }
 

@@ -12,6 +12,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use spillway_core::model::QueueStats;
 use spillway_core::state::TaskState;
 use spillway_core::{Error, Result, Timestamp};
 use spillway_store::QueueStatsQuery;
@@ -102,12 +103,62 @@ impl Drop for LeaseWaiting {
     }
 }
 
+/// The per-queue gauges, the only series labelled with a tenant: read from the store at scrape
+/// time.
+#[derive(Debug)]
+struct QueueGauges {
+    tasks: Family<TaskLabels, Gauge>,
+    oldest: Family<QueueLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+}
+
+impl QueueGauges {
+    /// New gauges, registered in `registry`.
+    fn register(registry: &mut Registry) -> Self {
+        let tasks = Family::<TaskLabels, Gauge>::default();
+        registry.register(
+            "spillway_tasks",
+            "Tasks by tenant, queue and state",
+            tasks.clone(),
+        );
+        let oldest = Family::<QueueLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "spillway_oldest_available_age_seconds",
+            "Age of the oldest task that could be leased now",
+            oldest.clone(),
+        );
+        Self { tasks, oldest }
+    }
+
+    /// Replace every series with the queues of `stats`.
+    fn fill(&self, stats: &[QueueStats]) {
+        self.tasks.clear();
+        self.oldest.clear();
+        for queue in stats {
+            for state in TaskState::ALL {
+                let count = i64::try_from(queue.counts.get(state)).unwrap_or(i64::MAX);
+                self.tasks
+                    .get_or_create(&TaskLabels {
+                        tenant: queue.tenant.clone(),
+                        queue: queue.queue.clone(),
+                        state: state.as_str().to_string(),
+                    })
+                    .set(count);
+            }
+            self.oldest
+                .get_or_create(&QueueLabels {
+                    tenant: queue.tenant.clone(),
+                    queue: queue.queue.clone(),
+                })
+                .set(queue.oldest_available_age_seconds.unwrap_or(0.0));
+        }
+    }
+}
+
 /// Every metric the server exports.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    tasks: Family<TaskLabels, Gauge>,
-    oldest: Family<QueueLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    queues: QueueGauges,
     outcomes: Family<OutcomeLabels, Counter>,
     lease_duration: Histogram,
     end_to_end: Histogram,
@@ -130,18 +181,7 @@ impl Metrics {
     /// Register every metric.
     pub fn new() -> Self {
         let mut registry = Registry::default();
-        let tasks = Family::<TaskLabels, Gauge>::default();
-        registry.register(
-            "spillway_tasks",
-            "Tasks by tenant, queue and state",
-            tasks.clone(),
-        );
-        let oldest = Family::<QueueLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
-        registry.register(
-            "spillway_oldest_available_age_seconds",
-            "Age of the oldest task that could be leased now",
-            oldest.clone(),
-        );
+        let queues = QueueGauges::register(&mut registry);
         let outcomes = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "spillway_task_outcomes",
@@ -197,8 +237,7 @@ impl Metrics {
             pool_workers,
             workers_down,
             registry,
-            tasks,
-            oldest,
+            queues,
             outcomes,
             lease_duration,
             end_to_end,
@@ -275,32 +314,14 @@ impl Metrics {
         }
     }
 
-    /// Refresh the queue gauges from the store and encode every metric as text.
+    /// Refresh the queue gauges from the store and encode every metric as text: every
+    /// tenant's series and the server-wide ones.
     pub async fn render(&self, store: &dyn Store, now: Timestamp) -> Result<String> {
         let _one_at_a_time = self.scrape.lock().await;
         let stats = store
             .queue_stats(QueueStatsQuery { tenant: None, now })
             .await?;
-        self.tasks.clear();
-        self.oldest.clear();
-        for queue in stats {
-            for state in TaskState::ALL {
-                let count = i64::try_from(queue.counts.get(state)).unwrap_or(i64::MAX);
-                self.tasks
-                    .get_or_create(&TaskLabels {
-                        tenant: queue.tenant.clone(),
-                        queue: queue.queue.clone(),
-                        state: state.as_str().to_string(),
-                    })
-                    .set(count);
-            }
-            self.oldest
-                .get_or_create(&QueueLabels {
-                    tenant: queue.tenant.clone(),
-                    queue: queue.queue.clone(),
-                })
-                .set(queue.oldest_available_age_seconds.unwrap_or(0.0));
-        }
+        self.queues.fill(&stats);
         let workers = store.worker_list(WorkerList { tenant: None, now }).await?;
         let down = workers
             .iter()
@@ -308,9 +329,34 @@ impl Metrics {
             .count();
         self.workers_down
             .set(i64::try_from(down).unwrap_or(i64::MAX));
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry)
-            .map_err(|e| Error::internal("could not encode metrics").with_source(e))?;
-        Ok(text)
+        encode(&self.registry)
     }
+
+    /// Encode only `tenant`'s series: its queues' task counts and oldest available age. The
+    /// server-wide series (requests, outcomes, latencies, lease waiters, pools, down workers)
+    /// are left out, since they count every tenant's work together.
+    pub async fn render_tenant(
+        &self,
+        store: &dyn Store,
+        tenant: &str,
+        now: Timestamp,
+    ) -> Result<String> {
+        let stats = store
+            .queue_stats(QueueStatsQuery {
+                tenant: Some(tenant.to_string()),
+                now,
+            })
+            .await?;
+        // A registry of this scrape's own, so the shared gauges are not touched.
+        let mut registry = Registry::default();
+        QueueGauges::register(&mut registry).fill(&stats);
+        encode(&registry)
+    }
+}
+
+fn encode(registry: &Registry) -> Result<String> {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, registry)
+        .map_err(|e| Error::internal("could not encode metrics").with_source(e))?;
+    Ok(text)
 }

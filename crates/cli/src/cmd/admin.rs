@@ -185,7 +185,8 @@ enum TokenAction {
         /// A name for people, e.g. `ci-submitter`.
         #[arg(long)]
         name: String,
-        /// admin, submitter, worker or viewer.
+        /// admin, submitter, worker, viewer or metrics (reads /metrics and pool sizes only;
+        /// made by an admin of every tenant without --tenant, it sees every tenant's series).
         #[arg(long, value_parser = |s: &str| Role::parse(s).map_err(|e| e.to_string()))]
         role: Role,
     },

@@ -31,6 +31,19 @@ pub struct ServerArgs {
     /// directory), `s3://bucket/prefix`, `gs://bucket/prefix` or `memory://`.
     #[arg(long, env = "SPILLWAY_BLOBS", value_name = "URL")]
     pub blobs: Option<String>,
+    /// Ask for a bearer token of role metrics or admin on /metrics (`--metrics-auth`, or
+    /// `--metrics-auth=false` to turn off what spillway.toml turned on). Default: off,
+    /// /metrics answers anyone who can reach the server.
+    #[arg(
+        long,
+        env = "SPILLWAY_METRICS_AUTH",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new(),
+    )]
+    pub metrics_auth: Option<bool>,
 }
 
 /// A server running in this process.
@@ -74,9 +87,7 @@ fn redact(url: &str) -> String {
 /// cancelled.
 pub async fn start(ctx: &Ctx, args: &ServerArgs, stop: CancellationToken) -> Result<Running> {
     let mut config: ServerConfig = ctx.file.server.clone().unwrap_or_default();
-    if let Some(listen) = args.listen {
-        config.listen = listen;
-    }
+    flags_over_file(args, &mut config);
     autoscale_config(&ctx.file, &mut config)?;
     std::fs::create_dir_all(&ctx.data_dir).with_context(|| {
         format!(
@@ -145,6 +156,16 @@ pub async fn start(ctx: &Ctx, args: &ServerArgs, stop: CancellationToken) -> Res
     })
 }
 
+/// Flags and environment variables override the file's `[server]` settings.
+fn flags_over_file(args: &ServerArgs, config: &mut ServerConfig) {
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(metrics_auth) = args.metrics_auth {
+        config.metrics_auth = metrics_auth;
+    }
+}
+
 /// Move the file's top-level `[[pools]]` and `[autoscale]` into the server config; each may be
 /// given there or under `[server]`, not both.
 pub fn autoscale_config(file: &FileConfig, config: &mut ServerConfig) -> Result<()> {
@@ -210,6 +231,34 @@ pub async fn run(ctx: &Ctx, args: ServerArgs) -> Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Flags {
+        #[command(flatten)]
+        server: ServerArgs,
+    }
+
+    fn with_flags(file: &str, flags: &[&str]) -> ServerConfig {
+        let file = FileConfig::parse(file).expect("file parses");
+        let mut config = file.server.unwrap_or_default();
+        let args = Flags::try_parse_from(std::iter::once("spillway").chain(flags.iter().copied()))
+            .expect("flags parse")
+            .server;
+        flags_over_file(&args, &mut config);
+        config
+    }
+
+    #[test]
+    fn metrics_auth_comes_from_the_file_or_the_flag() {
+        assert!(!with_flags("", &[]).metrics_auth, "off by default");
+        assert!(with_flags("", &["--metrics-auth"]).metrics_auth);
+        assert!(with_flags("[server]\nmetrics_auth = true\n", &[]).metrics_auth);
+        assert!(
+            !with_flags("[server]\nmetrics_auth = true\n", &["--metrics-auth=false"]).metrics_auth,
+            "the flag overrides the file"
+        );
+    }
 
     #[test]
     fn top_level_pools_and_autoscale_reach_the_server_config() {

@@ -81,9 +81,11 @@ pub async fn token_create(
 ) -> Result<CreatedToken> {
     caller.require(Action::ManageTokens)?;
     validate_token_name(&name)?;
-    // An admin of every tenant asking for an admin token without a tenant makes another
-    // admin of every tenant; every other token is bound to one tenant.
-    let tenant = if caller.all_tenants() && caller.requested.is_none() && role == Role::Admin {
+    // An admin of every tenant asking for an admin or a metrics token without a tenant makes
+    // one of every tenant (a metrics token of every tenant sees every tenant's series); every
+    // other token is bound to one tenant.
+    let every_tenant = matches!(role, Role::Admin | Role::Metrics);
+    let tenant = if caller.all_tenants() && caller.requested.is_none() && every_tenant {
         None
     } else {
         let tenant = caller.tenant()?;

@@ -19,12 +19,14 @@
 //!
 //! One module per area: [`jobs`] (submit, list, cancel, retry, a job's tasks and files),
 //! [`tasks`], [`why`] (queue position and what holds a task), [`queues`], [`dead`]
-//! (dead letters), [`pools`], [`admin`] (tenants and tokens), [`uploads`], [`workers`], and
+//! (dead letters), [`pools`], [`metrics`] (the `/metrics` text), [`admin`] (tenants and
+//! tokens), [`uploads`], [`workers`], and
 //! [`work`], the worker's side of a task: lease, heartbeat, complete, fail, release.
 
 pub mod admin;
 pub mod dead;
 pub mod jobs;
+pub mod metrics;
 pub mod pools;
 pub mod queues;
 pub mod tasks;

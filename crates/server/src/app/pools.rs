@@ -8,9 +8,10 @@ use super::Caller;
 use crate::autoscale::POOL_TENANT;
 use crate::state::AppState;
 
-/// Every configured pool with what the autoscaler last saw and its latest decisions.
+/// Every configured pool with what the autoscaler last saw and its latest decisions. Every
+/// role may read them, a metrics token too (KEDA's metrics-api scaler follows `desired`).
 pub fn list(state: &AppState, caller: Caller<'_>) -> Result<Vec<PoolStatus>> {
-    caller.require(Action::Read)?;
+    caller.require(Action::ReadPools)?;
     Ok(state.pools().statuses())
 }
 

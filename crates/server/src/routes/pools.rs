@@ -11,7 +11,8 @@ use crate::extract::{JsonBody, Path};
 use crate::problem::ApiResult;
 use crate::state::AppState;
 
-/// Every configured pool with what the autoscaler last saw and its latest decisions.
+/// Every configured pool with what the autoscaler last saw and its latest decisions. Every
+/// role may read it, a metrics token too.
 #[utoipa::path(get, path = "/v1/pools", tag = "admin", security(("bearer" = [])),
     responses((status = 200, body = Vec<PoolStatus>), (status = "4XX", body = Problem)))]
 pub async fn list(

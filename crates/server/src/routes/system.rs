@@ -1,11 +1,13 @@
-//! Health, readiness, metrics and the OpenAPI document: the routes without a bearer token.
+//! Health, readiness, metrics and the OpenAPI document: the routes without a bearer token
+//! (`/metrics` asks for one when the server's `metrics_auth` is on).
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use utoipa::OpenApi;
 
+use crate::app::{self, Caller};
 use crate::metrics::METRICS_CONTENT_TYPE;
 use crate::problem::ApiResult;
 use crate::state::AppState;
@@ -26,15 +28,24 @@ pub async fn readyz(State(state): State<AppState>) -> ApiResult<&'static str> {
     Ok("ready")
 }
 
-/// Prometheus metrics.
+/// Prometheus metrics. Open by default; with the server setting `metrics_auth` on, a bearer
+/// token of role `metrics` or `admin` is required: one of every tenant sees every series, one
+/// bound to a tenant only that tenant's queue series.
 #[utoipa::path(get, path = "/metrics", tag = "system",
+    security((), ("bearer" = [])),
     responses((status = 200, description = "metrics in the OpenMetrics text format", body = String,
-               content_type = "application/openmetrics-text")))]
-pub async fn metrics(State(state): State<AppState>) -> ApiResult<Response> {
-    let text = state
-        .metrics
-        .render(state.store.as_ref(), state.clock.now())
-        .await?;
+               content_type = "application/openmetrics-text"),
+              (status = 401, description = "metrics_auth is on and no valid token was sent", body = spillway_core::api::Problem),
+              (status = 403, description = "the token's role is neither metrics nor admin", body = spillway_core::api::Problem)))]
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    // The token is looked at only when the server asks for one, so scrapers that send an old
+    // or unrelated token keep working while metrics_auth is off.
+    let principal = if state.config.metrics_auth {
+        Some(crate::auth::resolve(&state, &headers).await?)
+    } else {
+        None
+    };
+    let text = app::metrics::scrape(&state, principal.as_ref().map(Caller::own)).await?;
     Ok(([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response())
 }
 

@@ -7,6 +7,7 @@ mod autoscale;
 mod flow;
 mod providers;
 mod rejects;
+mod roles;
 mod services;
 mod system;
 mod tenancy;
