@@ -116,9 +116,11 @@ pub async fn token_create(
     })
 }
 
-/// Tokens the caller can see (never their secrets).
+/// The tokens of the caller's tenant (of every tenant for an admin of all), never their
+/// secrets. Only admins may list them: the names and roles of a tenant's tokens are theirs
+/// to manage, not for every token holder to read.
 pub async fn token_list(state: &AppState, caller: Caller<'_>) -> Result<Vec<TokenInfo>> {
-    caller.require(Action::Read)?;
+    caller.require(Action::ManageTokens)?;
     let scope = caller.scope()?;
     state.store.token_list(scope.as_deref()).await
 }

@@ -62,7 +62,7 @@ pub async fn token_create(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-/// Tokens the caller can see (never their secrets).
+/// The tokens of the caller's tenant (never their secrets). Admins only.
 #[utoipa::path(get, path = "/v1/tokens", tag = "admin", params(TenantQuery), security(("bearer" = [])),
     responses((status = 200, body = Vec<TokenInfo>), (status = "4XX", body = Problem)))]
 pub async fn token_list(

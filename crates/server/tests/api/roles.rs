@@ -1,5 +1,5 @@
 //! The `metrics` role and `metrics_auth`: who may read `/metrics`, which series they see, and
-//! what else a metrics token may do (pool sizes only).
+//! what else a metrics token may do (pool sizes only); and only admins list tokens.
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -172,6 +172,27 @@ async fn the_openapi_document_lists_the_metrics_role() {
     assert!(
         doc["paths"]["/metrics"]["get"]["responses"]["401"].is_object(),
         "/metrics documents its 401"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn only_admins_list_tokens() {
+    let server = Server::start().await;
+    for role in ["viewer", "submitter", "worker", "metrics"] {
+        let token = server.token(role, "default").await;
+        let p = problem(
+            server.get("/v1/tokens", &token).await,
+            StatusCode::FORBIDDEN,
+        )
+        .await;
+        assert!(p.detail.contains("manage tokens"), "{role}: {}", p.detail);
+    }
+    let admin = server.token("admin", "default").await;
+    let tokens: Vec<Value> = ok(server.get("/v1/tokens", &admin).await, StatusCode::OK).await;
+    assert!(
+        tokens.iter().any(|t| t["role"] == "viewer"),
+        "a tenant's admin lists its tokens: {tokens:?}"
     );
     server.stop().await;
 }
