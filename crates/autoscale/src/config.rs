@@ -38,6 +38,9 @@ pub const MAX_POOL_SIZE: u32 = 100_000;
 
 /// The provider of the in-memory fake of [`crate::memory`], for tests and the simulator.
 pub const MEMORY_PROVIDER: &str = "memory";
+/// The tenant whose queues every pool serves and whose workers make up its instances. A
+/// worker of another tenant that registers with a pool's name is not one of the pool's.
+pub const POOL_TENANT: &str = spillway_core::model::DEFAULT_TENANT;
 
 /// One `[[pools]]` entry: a named group of workers the autoscaler resizes.
 ///
@@ -124,6 +127,12 @@ impl PoolConfig {
             resources: Resources::default(),
             sections: BTreeMap::new(),
         }
+    }
+
+    /// The tenant whose workers make up this pool ([`POOL_TENANT`]): providers count and drain
+    /// only the workers of this tenant that registered with the pool's name.
+    pub fn tenant(&self) -> &'static str {
+        POOL_TENANT
     }
 
     /// The provider's own section (`kubernetes = { … }` of a `kubernetes` pool), parsed as `T`;

@@ -139,6 +139,17 @@ impl ComputeEngineProvider {
         )
     }
 
+    /// The registered workers of `pool`'s tenant, the only ones its instances may run: a
+    /// worker of another tenant is never joined to an instance, drained or waited for.
+    async fn tenant_workers(&self, pool: &PoolConfig, now: Timestamp) -> Result<Vec<Worker>> {
+        self.store
+            .worker_list(WorkerList {
+                tenant: Some(pool.tenant().to_string()),
+                now,
+            })
+            .await
+    }
+
     fn memory(&self, pool: &str) -> Arc<tokio::sync::Mutex<PoolMemory>> {
         self.pools
             .lock()
@@ -220,10 +231,7 @@ impl ComputeEngineProvider {
             self.record_resize(group, memory, &operation);
         }
         let instances = client.managed_instances(group).await?;
-        let workers = self
-            .store
-            .worker_list(WorkerList { tenant: None, now })
-            .await?;
+        let workers = self.tenant_workers(pool, now).await?;
         if memory.last_seen.is_none() {
             adopt_drains(pool, memory, &instances, &workers);
         }
@@ -275,13 +283,7 @@ impl ComputeEngineProvider {
     ) -> Result<()> {
         let pool = params.pool;
         let instances = client.managed_instances(group).await?;
-        let workers = self
-            .store
-            .worker_list(WorkerList {
-                tenant: None,
-                now: params.now,
-            })
-            .await?;
+        let workers = self.tenant_workers(pool, params.now).await?;
         for name in &params.drain {
             // Gone or already leaving: nothing to do, so a repeated call is harmless.
             let Some(instance) = instances

@@ -248,12 +248,20 @@ impl KubernetesProvider {
         }
     }
 
-    async fn workers(&self, pool: &str, now: Timestamp) -> Result<Vec<Worker>> {
+    /// The workers of `pool`: of the pool's tenant and registered with its name (another
+    /// tenant's worker with the same pool name is none of this pool's).
+    async fn workers(&self, pool: &PoolConfig, now: Timestamp) -> Result<Vec<Worker>> {
         let workers = self
             .store
-            .worker_list(WorkerList { tenant: None, now })
+            .worker_list(WorkerList {
+                tenant: Some(pool.tenant().to_string()),
+                now,
+            })
             .await?;
-        Ok(workers.into_iter().filter(|w| w.pool == pool).collect())
+        Ok(workers
+            .into_iter()
+            .filter(|w| w.pool == pool.name)
+            .collect())
     }
 }
 
@@ -412,7 +420,7 @@ impl KubernetesProvider {
         let deployment = self.deployment(pool, section, target).await?;
         let name = deployment.metadata.name.clone().unwrap_or_default();
         let pods = self.deployment_pods(&deployment, target).await?;
-        let workers = self.workers(&pool.name, now).await?;
+        let workers = self.workers(pool, now).await?;
         let replicas = deployment
             .spec
             .as_ref()
@@ -564,7 +572,7 @@ impl KubernetesProvider {
         now: Timestamp,
     ) -> Result<PoolObservation, Failure> {
         let (jobs, pods) = self.queue_state(pool, target).await?;
-        let workers = self.workers(&pool.name, now).await?;
+        let workers = self.workers(pool, now).await?;
         let mut instances = instances_of(&pool.name, &pods, &workers, now);
         let mut found: Vec<_> = pods.iter().filter_map(plan::pod_problem).collect();
         for job in &jobs {
@@ -588,7 +596,7 @@ impl KubernetesProvider {
     ) -> Result<(), Failure> {
         let pool = params.pool;
         let (jobs, pods) = self.queue_state(pool, target).await?;
-        let workers = self.workers(&pool.name, params.now).await?;
+        let workers = self.workers(pool, params.now).await?;
         let mut live = 0;
         let mut named_live = 0;
         // Each Job's parallelism as lowered so far in this call: two unregistered pods of one

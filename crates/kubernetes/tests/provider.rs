@@ -687,6 +687,51 @@ async fn work_queue_drains_through_the_store_and_deletes_finished_jobs() {
     assert!(env.fake.objects("pods").is_empty(), "its pods go with it");
 }
 
+/// A worker of another tenant that registered from a pod's hostname with the pool's name is
+/// none of the pool's (pools serve the default tenant): the pod is not joined to it, and
+/// draining the pod leaves that worker alone.
+#[tokio::test]
+async fn another_tenants_worker_is_neither_joined_nor_drained() {
+    let env = env().await;
+    let pool = pool("q", KubernetesMode::WorkQueue, &env.fake);
+    resize(&env, &pool, 1, &[]).await.expect("resize");
+    env.fake.settle();
+    let seen = observe(&env, &pool).await;
+    let pod = seen.instances[0].id.clone();
+    env.store
+        .worker_register(WorkerRegister {
+            id: "w-globex".into(),
+            tenant: "globex".into(),
+            pool: "q".into(),
+            hostname: pod.clone(),
+            queues: vec!["default".into()],
+            concurrency: 1,
+            now: t0(),
+        })
+        .await
+        .expect("register");
+    let seen = observe(&env, &pool).await;
+    assert_eq!(seen.instances[0].worker_id, None, "{seen:?}");
+
+    resize(&env, &pool, 0, &[&pod]).await.expect("drain");
+    let globex = env
+        .store
+        .worker_list(WorkerList {
+            tenant: None,
+            now: t0(),
+        })
+        .await
+        .expect("workers")
+        .into_iter()
+        .find(|w| w.id == "w-globex")
+        .map(|w| w.state);
+    assert_eq!(
+        globex,
+        Some(WorkerState::Active),
+        "another tenant's worker is not drained"
+    );
+}
+
 #[tokio::test]
 async fn a_quota_refusing_the_job_is_a_quota_problem() {
     let env = env().await;

@@ -10,10 +10,14 @@ use crate::support::{Env, env, pool};
 use spillway_store::{WorkerExit, WorkerList};
 
 async fn register(env: &Env, id: &str, hostname: &str, pool: &str) {
+    register_in(env, "default", id, hostname, pool).await;
+}
+
+async fn register_in(env: &Env, tenant: &str, id: &str, hostname: &str, pool: &str) {
     env.store
         .worker_register(WorkerRegister {
             id: id.into(),
-            tenant: "default".into(),
+            tenant: tenant.into(),
             pool: pool.into(),
             hostname: hostname.into(),
             queues: vec!["default".into()],
@@ -190,5 +194,34 @@ async fn a_restarted_server_finishes_a_drain_it_started_before() {
     assert_eq!(
         worker_state(&env, "w-kept").await,
         Some(WorkerState::Active)
+    );
+}
+
+/// A worker of another tenant on an instance's hostname, with the pool's name, is none of the
+/// pool's (pools serve the default tenant): the instance is not joined to it, and draining the
+/// instance leaves that worker alone.
+#[tokio::test]
+async fn another_tenants_worker_is_neither_joined_nor_drained() {
+    let env = env().await;
+    let group = env
+        .fake
+        .add_zonal_group("proj", "europe-west4-a", "workers");
+    let pool = pool("spot", &env.fake, &group);
+    env.resize(&pool, 1, &[]).await.expect("resize");
+    let seen = env
+        .wait_until(&pool, "one running", |s| s.live() == 1)
+        .await;
+    let instance = seen.instances[0].id.clone();
+    register_in(&env, "globex", "w-globex", &instance, "spot").await;
+    let seen = env.observe(&pool).await.expect("observe");
+    assert_eq!(seen.instances[0].worker_id, None, "{seen:?}");
+
+    env.resize(&pool, 0, &[instance.as_str()])
+        .await
+        .expect("drain");
+    assert_eq!(
+        worker_state(&env, "w-globex").await,
+        Some(WorkerState::Active),
+        "another tenant's worker is not drained"
     );
 }

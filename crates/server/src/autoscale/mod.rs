@@ -15,4 +15,4 @@ pub use registry::{ProviderContext, ProviderRegistry};
 pub use service::Autoscaler;
 
 /// The tenant whose queues pools serve.
-pub const POOL_TENANT: &str = spillway_core::model::DEFAULT_TENANT;
+pub use spillway_autoscale::config::POOL_TENANT;

@@ -181,3 +181,91 @@ async fn an_external_drain_reaches_the_worker_heartbeat() {
     .await;
     assert_eq!(reply["drain"], true, "{reply}");
 }
+
+/// A worker of another tenant that registers with an external pool's name is none of the
+/// pool's: it neither shows in the pool's observation nor counts in its size on
+/// `GET /v1/pools`, while the pool tenant's own worker does.
+#[tokio::test]
+async fn another_tenants_worker_is_not_counted_in_an_external_pool() {
+    use spillway_autoscale::config::PoolConfig;
+    use spillway_core::api::PoolStatus;
+    use spillway_server::ServerConfig;
+    use spillway_server::autoscale::Autoscaler;
+
+    let gpu = PoolConfig::new("gpu", "external", vec!["default".into()]);
+    let server = Server::with_config(ServerConfig {
+        pools: vec![gpu.clone()],
+        ..Default::default()
+    })
+    .await;
+    ok::<serde_json::Value>(
+        server
+            .post("/v1/tenants", &server.admin, json!({"name": "globex"}))
+            .await,
+        reqwest::StatusCode::CREATED,
+    )
+    .await;
+    let register = |token: String| {
+        let server = &server;
+        async move {
+            let body: serde_json::Value = ok(
+                server
+                    .post(
+                        "/v1/workers",
+                        &token,
+                        json!({"pool": "gpu", "hostname": "gpu-1", "queues": ["default"], "concurrency": 1}),
+                    )
+                    .await,
+                reqwest::StatusCode::CREATED,
+            )
+            .await;
+            body["id"].as_str().expect("worker id").to_string()
+        }
+    };
+    let autoscaler = Autoscaler::with_registered_providers(server.state.clone());
+    let actual = || async {
+        autoscaler.pass().await.expect("pass");
+        let pools: Vec<PoolStatus> = ok(
+            server.get("/v1/pools", &server.admin).await,
+            reqwest::StatusCode::OK,
+        )
+        .await;
+        pools
+            .iter()
+            .find(|p| p.name == "gpu")
+            .expect("gpu pool")
+            .actual
+    };
+
+    let intruder = register(server.token("worker", "globex").await).await;
+    assert_eq!(
+        actual().await,
+        0,
+        "globex's worker is not the default tenant's pool's"
+    );
+    let seen = ExternalProvider::new(server.store.clone())
+        .pool_observe(PoolObserve {
+            pool: &gpu,
+            now: t0(),
+        })
+        .await
+        .expect("observe");
+    assert!(
+        seen.instances.iter().all(|i| i.id != intruder),
+        "{:?}",
+        seen.instances
+    );
+
+    let own = register(server.token("worker", "default").await).await;
+    assert_eq!(actual().await, 1, "the default tenant's worker is");
+    let seen = ExternalProvider::new(server.store.clone())
+        .pool_observe(PoolObserve {
+            pool: &gpu,
+            now: t0(),
+        })
+        .await
+        .expect("observe");
+    let ids: Vec<_> = seen.instances.iter().map(|i| i.id.clone()).collect();
+    assert_eq!(ids, [own]);
+    server.stop().await;
+}

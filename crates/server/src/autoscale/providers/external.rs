@@ -1,6 +1,7 @@
 //! The `external` provider: someone else starts the workers (a Kubernetes HPA, a script, a
 //! person). Spillway only records the size it wants, published on `/metrics` and
-//! `GET /v1/pools`, and sees the pool's registered workers as its instances.
+//! `GET /v1/pools`, and sees the pool's registered workers (of the pool's tenant) as its
+//! instances.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -45,10 +46,12 @@ impl PoolProvider for ExternalProvider {
 
     async fn pool_observe(&self, params: PoolObserve<'_>) -> Result<PoolObservation> {
         let name = &params.pool.name;
+        // Only the pool's tenant's workers: another tenant's worker registered with the same
+        // pool name is none of this pool's.
         let workers = self
             .store
             .worker_list(WorkerList {
-                tenant: None,
+                tenant: Some(params.pool.tenant().to_string()),
                 now: params.now,
             })
             .await?;

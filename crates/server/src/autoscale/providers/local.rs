@@ -262,7 +262,7 @@ impl PoolProvider for LocalProvider {
         let workers = self
             .store
             .worker_list(WorkerList {
-                tenant: Some(POOL_TENANT.into()),
+                tenant: Some(config.tenant().to_string()),
                 now: params.now,
             })
             .await?;
