@@ -86,7 +86,9 @@ impl<'a> Caller<'a> {
         }
     }
 
-    /// Whether the caller is an admin of every tenant (sees several tenants at once).
+    /// Whether the caller's token is of every tenant (sees several tenants at once): an admin
+    /// of every tenant, or a metrics token of every tenant, whose role allows only reading
+    /// metrics and pools, so every operation that asks this has refused it by its role first.
     pub fn all_tenants(&self) -> bool {
         self.principal.tenant.is_none()
     }
