@@ -12,6 +12,7 @@ use spillway_autoscale::config::PoolConfig;
 use spillway_core::api::Failure;
 use spillway_server::ServerConfig;
 use spillway_server::autoscale::Autoscaler;
+use spillway_server::size::ByteSize;
 use spillway_server::testkit::TestServer;
 use spillway_store::{DynStore, TaskFail, TaskLease, WorkerRegister};
 
@@ -442,6 +443,72 @@ async fn submit_with_an_input_file_then_download_it() {
         .next()
         .expect("id");
     assert_eq!(job(&server.store, id).await.task_count, 2);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_submit_form_keeps_the_api_body_limit_for_its_payload_file() {
+    let server = Server::start_with(ServerConfig {
+        max_body_bytes: ByteSize(64 * 1024),
+        ..Default::default()
+    })
+    .await;
+    let b = server.browser(&server.admin).await;
+    // 200 KiB of small JSON lines: each payload is far under max_payload_bytes and the task
+    // count under its limit, but the whole is over the 64 KiB the JSON submit API takes.
+    let payloads = "{\"n\":1}\n".repeat(200 * 1024 / 8);
+    let form = reqwest::multipart::Form::new()
+        .text("_csrf", b.csrf().await)
+        .text("queue", "default")
+        .text("command", "true")
+        .part(
+            "payloads",
+            reqwest::multipart::Part::bytes(payloads.into_bytes()).file_name("p.jsonl"),
+        );
+    let resp = b
+        .http
+        .post(format!("{}/submit", b.base))
+        .multipart(form)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let page = resp.text().await.expect("body");
+    assert!(
+        page.contains("over the limit of 65536 bytes (max_body_bytes"),
+        "{page}"
+    );
+    let jobs = server
+        .store
+        .job_list(spillway_store::JobList {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("jobs");
+    assert!(
+        jobs.items.is_empty(),
+        "a job was made from the refused form"
+    );
+
+    // Input files are not part of that limit: they stream to storage within max_upload_bytes,
+    // as PUT /v1/uploads/{id}/files/{path} does.
+    let form = reqwest::multipart::Form::new()
+        .text("_csrf", b.csrf().await)
+        .text("queue", "default")
+        .text("command", "true")
+        .part(
+            "inputs",
+            reqwest::multipart::Part::bytes(vec![b'x'; 200 * 1024]).file_name("big.bin"),
+        );
+    let resp = b
+        .http
+        .post(format!("{}/submit", b.base))
+        .multipart(form)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     server.stop().await;
 }
 

@@ -43,7 +43,11 @@ pub struct Dashboard {
 pub fn routes(state: &AppState) -> Router<AppState> {
     let dashboard = Arc::new(Dashboard::default());
     sampler::spawn(state, &dashboard);
-    let upload_limit = usize::try_from(state.config.max_upload_bytes.0).unwrap_or(usize::MAX);
+    // The submit form: one input file within max_upload_bytes plus its other fields within
+    // max_body_bytes, each also checked on its own while the form is read.
+    let form_limit = usize::try_from(state.config.max_upload_bytes.0)
+        .unwrap_or(usize::MAX)
+        .saturating_add(state.config.body_limit());
     Router::new()
         .route("/", get(pages::overview::page))
         .route("/login", get(pages::login::form).post(pages::login::submit))
@@ -65,9 +69,9 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/dead/requeue", post(pages::dead::requeue))
         .route(
             "/submit",
-            get(pages::submit::form).post(pages::submit::submit).layer(
-                axum::extract::DefaultBodyLimit::max(upload_limit.saturating_add(1 << 20)),
-            ),
+            get(pages::submit::form)
+                .post(pages::submit::submit)
+                .layer(axum::extract::DefaultBodyLimit::max(form_limit)),
         )
         .route("/events", get(events::stream))
         .route("/assets/app.css", get(css))
