@@ -12,6 +12,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod dashboard;
 pub mod extract;
+pub mod headers;
 pub mod ids;
 mod leases;
 pub mod metrics;

@@ -240,6 +240,63 @@ async fn sign_in_sets_a_strict_http_only_session_cookie() {
 }
 
 #[tokio::test]
+async fn dashboard_pages_carry_a_strict_csp_and_use_nothing_inline_it_would_block() {
+    let server = Server::start().await;
+    let id = server
+        .submit(&server.admin, json!({"command": ["true"], "count": 4}))
+        .await;
+    let b = server.browser(&server.admin).await;
+    let login = b.get("/login").await;
+    let error = b.get("/jobs/no-such-job").await;
+    assert_eq!(error.status(), StatusCode::NOT_FOUND);
+    let mut pages = vec![login, error];
+    for path in [
+        "/".to_string(),
+        "/jobs".to_string(),
+        format!("/jobs/{id}"),
+        format!("/jobs/{id}/tasks"),
+        "/queues".to_string(),
+        "/workers".to_string(),
+        "/dead".to_string(),
+        "/submit".to_string(),
+    ] {
+        let resp = b.get(&path).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        pages.push(resp);
+    }
+    for resp in pages {
+        let path = resp.url().path().to_string();
+        let h = resp.headers().clone();
+        assert_eq!(
+            h["content-security-policy"],
+            spillway_server::headers::DASHBOARD_CSP,
+            "{path}"
+        );
+        assert!(
+            spillway_server::headers::DASHBOARD_CSP.contains("frame-ancestors 'none'")
+                && !spillway_server::headers::DASHBOARD_CSP.contains("unsafe-inline")
+        );
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        // What `default-src 'self'` would block: inline scripts, styles and event handlers.
+        let html = resp.text().await.expect("body");
+        for blocked in [" style=", "<style", "javascript:", " onclick=", " onload="] {
+            assert!(!html.contains(blocked), "{path} has {blocked}: {html}");
+        }
+        for (at, _) in html.match_indices("<script") {
+            assert!(
+                html[at..].starts_with("<script src=\"/assets/"),
+                "{path} has an inline script"
+            );
+        }
+    }
+    let page = b.page(&format!("/jobs/{id}")).await;
+    assert!(page.contains("<svg class=\"progress\""), "{page}");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn posts_without_the_session_csrf_token_or_from_another_origin_are_refused() {
     let server = Server::start().await;
     let id = server

@@ -48,7 +48,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     let form_limit = usize::try_from(state.config.max_upload_bytes.0)
         .unwrap_or(usize::MAX)
         .saturating_add(state.config.body_limit());
-    Router::new()
+    let router = Router::new()
         .route("/", get(pages::overview::page))
         .route("/login", get(pages::login::form).post(pages::login::submit))
         .route("/logout", post(pages::login::logout))
@@ -76,7 +76,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/events", get(events::stream))
         .route("/assets/app.css", get(css))
         .route("/assets/app.js", get(js))
-        .layer(Extension(dashboard))
+        .layer(Extension(dashboard));
+    crate::headers::dashboard(router)
 }
 
 const APP_CSS: &str = include_str!("../../assets/app.css");
@@ -131,7 +132,7 @@ impl IntoResponse for PageError {
             _ => error.message().to_string(),
         };
         let body = format!(
-            "<p class=\"error\" role=\"alert\">{}</p><p><a href=\"javascript:history.back()\">Go back</a> · <a href=\"/\">Overview</a></p>",
+            "<p class=\"error\" role=\"alert\">{}</p><p><a href=\"/\" data-back>Go back</a> · <a href=\"/\">Overview</a></p>",
             html::esc(&detail)
         );
         let title = status.canonical_reason().unwrap_or("Error");

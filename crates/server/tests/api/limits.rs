@@ -236,3 +236,22 @@ async fn an_object_name_over_255_bytes_is_a_400_not_a_retryable_503() {
     assert_eq!(stored["size"], 4);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn api_answers_carry_the_security_headers() {
+    let server = Server::start().await;
+    let ok_answer = server.get("/v1/queues", &server.admin).await;
+    let refused = server.get("/v1/queues", "sw_wrong").await;
+    let unknown = server.get("/v1/nothing-here", &server.admin).await;
+    for resp in [ok_answer, refused, unknown] {
+        let h = resp.headers();
+        assert_eq!(h["x-frame-options"], "DENY", "{}", resp.url());
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert_eq!(h["referrer-policy"], "no-referrer");
+        assert_eq!(
+            h["content-security-policy"],
+            "default-src 'none'; frame-ancestors 'none'"
+        );
+    }
+    server.stop().await;
+}
