@@ -239,6 +239,67 @@ async fn sign_in_sets_a_strict_http_only_session_cookie() {
     server.stop().await;
 }
 
+/// The Set-Cookie values of an answer.
+fn set_cookies(resp: &reqwest::Response) -> Vec<String> {
+    resp.headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Sign in with `token` by hand; the sign-in form's and the sign-in's Set-Cookie values.
+async fn sign_in_cookies(base: &str, token: &str) -> Vec<String> {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let form = http
+        .get(format!("{base}/login"))
+        .send()
+        .await
+        .expect("send");
+    let mut cookies = set_cookies(&form);
+    let pair = cookies[0].split(';').next().expect("pair").to_string();
+    let csrf = csrf_of(&form.text().await.expect("body"));
+    let ok = http
+        .post(format!("{base}/login"))
+        .header("cookie", pair)
+        .form(&[("token", token), ("_csrf", &csrf)])
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(ok.status(), StatusCode::SEE_OTHER);
+    cookies.extend(set_cookies(&ok));
+    cookies
+}
+
+#[tokio::test]
+async fn secure_cookies_marks_every_dashboard_cookie_secure_and_only_then() {
+    let plain = Server::start().await;
+    let cookies = sign_in_cookies(&plain.base, &plain.admin).await;
+    assert!(
+        cookies.iter().any(|c| c.starts_with("spillway_session=")),
+        "{cookies:?}"
+    );
+    assert!(cookies.iter().all(|c| !c.contains("Secure")), "{cookies:?}");
+    plain.stop().await;
+
+    let secure = Server::start_with(ServerConfig {
+        secure_cookies: true,
+        ..Default::default()
+    })
+    .await;
+    let cookies = sign_in_cookies(&secure.base, &secure.admin).await;
+    assert_eq!(cookies.len(), 3, "{cookies:?}");
+    for cookie in &cookies {
+        assert!(cookie.ends_with("; Secure"), "{cookie}");
+        assert!(cookie.contains("HttpOnly; SameSite=Strict"), "{cookie}");
+    }
+    secure.stop().await;
+}
+
 #[tokio::test]
 async fn dashboard_pages_carry_a_strict_csp_and_use_nothing_inline_it_would_block() {
     let server = Server::start().await;
