@@ -9,6 +9,7 @@
 
 use bytes::Bytes;
 use futures::StreamExt;
+use spillway_core::keys::{MAX_KEY_LEN, MAX_SEGMENT_LEN};
 use spillway_core::{Error, ErrorKind, Result};
 
 use crate::{BlobStore, ByteStream};
@@ -281,6 +282,22 @@ pub async fn invalid_keys_are_rejected(blobs: &dyn BlobStore) {
         Some(ErrorKind::InvalidArgument),
         "put of a name that local disk reserves for partial uploads"
     );
+    // Names local disk cannot hold are invalid on every backend, never an IO error there.
+    let long_name = format!("t/{}", "n".repeat(MAX_SEGMENT_LEN + 1));
+    let long_key = format!("t/{}", "k/".repeat(MAX_KEY_LEN / 2));
+    for key in [long_name.as_str(), long_key.trim_end_matches('/')] {
+        assert_eq!(
+            kind(blobs.put(key, one_chunk(b"x")).await),
+            Some(ErrorKind::InvalidArgument),
+            "put of a key with a name over {MAX_SEGMENT_LEN} bytes or over {MAX_KEY_LEN} bytes in all"
+        );
+    }
+    let longest = format!("t/{}", "n".repeat(MAX_SEGMENT_LEN));
+    blobs
+        .put(&longest, one_chunk(b"x"))
+        .await
+        .expect("a name of the longest length is stored");
+    blobs.delete_prefix("t").await.expect("clean up");
     for key in bad {
         assert_eq!(
             kind(blobs.put(key, one_chunk(b"x")).await),

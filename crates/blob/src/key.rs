@@ -5,12 +5,16 @@
 //! would let `file://` write outside its folder.
 
 use object_store::path::Path;
+use spillway_core::keys::{MAX_KEY_LEN, MAX_SEGMENT_LEN, long_segment};
+use spillway_core::names::preview;
 use spillway_core::{Error, Result};
 
 /// Check a full object key such as `acme/inputs/<job>/data/a.csv` and turn it into a path.
 ///
-/// The rules are those of `spillway_core::keys::validate_relative_path` without its length
-/// limit, which applies to the user's part of a key only.
+/// The rules are those of `spillway_core::keys::validate_relative_path`, with the whole key's
+/// length limit (`MAX_KEY_LEN`) in place of the relative path's; every segment is within
+/// `MAX_SEGMENT_LEN` bytes on every backend, so a name local disk could not hold is refused
+/// as invalid (400), never met as a file system error (503).
 pub(crate) fn key_path(key: &str) -> Result<Path> {
     check("key", key)?;
     to_path(key)
@@ -27,27 +31,39 @@ pub(crate) fn prefix_path(prefix: &str) -> Result<Option<Path>> {
 
 fn check(what: &str, key: &str) -> Result<()> {
     let reason = if key.is_empty() {
-        Some("it is empty")
+        Some("it is empty".to_string())
+    } else if key.len() > MAX_KEY_LEN {
+        Some(format!(
+            "it is {} bytes, over the limit of {MAX_KEY_LEN}; use a shorter path",
+            key.len()
+        ))
+    } else if let Some(segment) = long_segment(key) {
+        Some(format!(
+            "its segment {} is over the limit of {MAX_SEGMENT_LEN} bytes per file or folder name; use shorter names",
+            preview(segment)
+        ))
     } else if key.starts_with('/') {
-        Some("it starts with '/'; object keys are relative to the store's root")
+        Some("it starts with '/'; object keys are relative to the store's root".to_string())
     } else if key.contains('\\') {
-        Some("it contains a backslash; use '/' between folders")
+        Some("it contains a backslash; use '/' between folders".to_string())
     } else if key.chars().any(char::is_control) {
-        Some("it contains a control character")
+        Some("it contains a control character".to_string())
     } else if key.split('/').any(|s| s == ".." || s == ".") {
-        Some("it contains a '.' or '..' segment")
+        Some("it contains a '.' or '..' segment".to_string())
     } else if key.split('/').any(str::is_empty) {
-        Some("it contains an empty segment ('//' or a trailing '/')")
+        Some("it contains an empty segment ('//' or a trailing '/')".to_string())
     } else if what == "key" && is_staging_name(key) {
         Some(
-            "its name ends in '#' and digits, which local disk storage reserves for partial uploads; rename the file",
+            "its name ends in '#' and digits, which local disk storage reserves for partial uploads; rename the file"
+                .to_string(),
         )
     } else {
         None
     };
     match reason {
         Some(reason) => Err(Error::invalid(format!(
-            "invalid object {what} {key:?}: {reason}"
+            "invalid object {what} {}: {reason}",
+            preview(key)
         ))),
         None => Ok(()),
     }
@@ -122,6 +138,30 @@ mod tests {
             let message = err.map(|e| e.message().to_owned()).unwrap_or_default();
             assert!(message.contains(&format!("{bad:?}")), "{message}");
         }
+    }
+
+    #[test]
+    fn long_segments_and_keys_are_invalid_on_every_backend() {
+        let longest = format!("acme/inputs/j1/{}", "a".repeat(MAX_SEGMENT_LEN));
+        assert!(key_path(&longest).is_ok());
+        for bad in [
+            format!("acme/inputs/j1/{}", "a".repeat(MAX_SEGMENT_LEN + 1)),
+            format!("acme/{}/x", "é".repeat(118)),
+            format!("acme/{}", "a/".repeat(MAX_KEY_LEN / 2)) + "z",
+        ] {
+            let err = key_path(&bad).err();
+            assert_eq!(
+                err.as_ref().map(|e| e.kind()),
+                Some(ErrorKind::InvalidArgument),
+                "{bad:?}"
+            );
+            let message = err.map(|e| e.message().to_owned()).unwrap_or_default();
+            assert!(
+                message.contains("234 bytes") || message.contains("1024"),
+                "{message}"
+            );
+        }
+        assert!(prefix_path(&"p".repeat(MAX_SEGMENT_LEN + 1)).is_err());
     }
 
     #[test]

@@ -35,6 +35,21 @@ pub struct NewTask {
 
 /// Longest container image reference accepted in a task spec.
 pub const MAX_IMAGE_LEN: usize = 512;
+/// Most labels on one job. Labels are shown on every page that lists the job and sent with
+/// it on every read; Pub/Sub's 100 message attributes plus the bridge's own two fit.
+pub const MAX_LABELS: usize = 128;
+/// Most environment variables in a task spec.
+pub const MAX_ENV_VARS: usize = 256;
+/// Longest environment variable name, in bytes.
+pub const MAX_ENV_NAME_LEN: usize = 256;
+/// Longest environment variable value, in bytes.
+pub const MAX_ENV_VALUE_LEN: usize = 32 * 1024;
+/// Most bytes of all environment variable names and values of a task spec together (well
+/// under what an `execve` accepts).
+pub const MAX_ENV_BYTES: usize = 128 * 1024;
+/// Longest error message of a failure report, in bytes; the server cuts longer ones (keeping
+/// the start, where the cause is said) and marks the cut.
+pub const MAX_ERROR_LEN: usize = 4 * 1024;
 
 /// Submit a job: `count` identical tasks, or one task per entry of `tasks`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -134,16 +149,7 @@ impl SubmitJob {
         if self.spec.command.iter().any(|a| a.contains('\0')) {
             return Err(Error::invalid("command contains a NUL byte"));
         }
-        for key in self.spec.env.keys() {
-            let ok = !key.is_empty()
-                && !key.starts_with(|c: char| c.is_ascii_digit())
-                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !ok {
-                return Err(Error::invalid(format!(
-                    "invalid environment variable name {key:?}: use letters, digits and '_', not starting with a digit"
-                )));
-            }
-        }
+        validate_env(&self.spec.env)?;
         if self.tasks.is_some() && self.count.is_some() {
             return Err(Error::invalid(
                 "give either count or tasks, not both: tasks already sets the count",
@@ -181,6 +187,12 @@ impl SubmitJob {
                 "image {image:?} is not a container image reference: give one such as \"python:3.12-slim\" (no spaces, at most {MAX_IMAGE_LEN} characters)"
             )));
         }
+        if self.labels.len() > MAX_LABELS {
+            return Err(Error::invalid(format!(
+                "labels: {} labels are over the limit of {MAX_LABELS} per job: keep the labels you filter by and put the rest in the payload",
+                self.labels.len()
+            )));
+        }
         for (k, v) in &self.labels {
             crate::names::validate_label_key(k)?;
             crate::names::validate_label_value(k, v)?;
@@ -211,6 +223,51 @@ impl SubmitJob {
         }
         Ok(())
     }
+}
+
+/// Check a task spec's environment: names of letters, digits and '_' (not starting with a
+/// digit), and the counts and sizes within [`MAX_ENV_VARS`], [`MAX_ENV_NAME_LEN`],
+/// [`MAX_ENV_VALUE_LEN`] and [`MAX_ENV_BYTES`].
+pub fn validate_env(env: &BTreeMap<String, String>) -> crate::Result<()> {
+    use crate::Error;
+    use crate::names::preview;
+    if env.len() > MAX_ENV_VARS {
+        return Err(Error::invalid(format!(
+            "env: {} variables are over the limit of {MAX_ENV_VARS}: pass the rest in the payload or an input file",
+            env.len()
+        )));
+    }
+    let mut total = 0usize;
+    for (key, value) in env {
+        if key.len() > MAX_ENV_NAME_LEN {
+            return Err(Error::invalid(format!(
+                "env: variable name {} is over the limit of {MAX_ENV_NAME_LEN} bytes: use a shorter name",
+                preview(key)
+            )));
+        }
+        let ok = !key.is_empty()
+            && !key.starts_with(|c: char| c.is_ascii_digit())
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ok {
+            return Err(Error::invalid(format!(
+                "invalid environment variable name {}: use letters, digits and '_', not starting with a digit",
+                preview(key)
+            )));
+        }
+        if value.len() > MAX_ENV_VALUE_LEN {
+            return Err(Error::invalid(format!(
+                "env: the value of {key} is {} bytes, over the limit of {MAX_ENV_VALUE_LEN}: pass large values in the payload or an input file",
+                value.len()
+            )));
+        }
+        total += key.len() + value.len();
+    }
+    if total > MAX_ENV_BYTES {
+        return Err(Error::invalid(format!(
+            "env: the variables' names and values are {total} bytes together, over the limit of {MAX_ENV_BYTES}: pass large values in the payload or an input file"
+        )));
+    }
+    Ok(())
 }
 
 /// The answer to a submit.
@@ -453,7 +510,8 @@ pub struct Completion {
     /// Metadata about the result, e.g. the files uploaded.
     #[serde(default)]
     pub result: Option<serde_json::Value>,
-    /// The last 64 KiB of the command's output.
+    /// The last 64 KiB of the command's output; the server keeps only the last 64 KiB of a
+    /// longer one, behind a line saying how much it cut.
     #[serde(default)]
     pub log_tail: String,
 }
@@ -466,7 +524,7 @@ pub struct Failure {
     pub task_id: TaskId,
     /// The lease token from the lease.
     pub lease_token: String,
-    /// What went wrong, for people.
+    /// What went wrong, for people; the server keeps the first 4 KiB of a longer message.
     pub error: String,
     /// The command's exit code, if it exited.
     #[serde(default)]
@@ -474,7 +532,8 @@ pub struct Failure {
     /// False to make the task dead at once instead of retrying; default true.
     #[serde(default = "yes")]
     pub retryable: bool,
-    /// The last 64 KiB of the command's output.
+    /// The last 64 KiB of the command's output; the server keeps only the last 64 KiB of a
+    /// longer one, behind a line saying how much it cut.
     #[serde(default)]
     pub log_tail: String,
 }
@@ -504,9 +563,76 @@ pub struct Release {
     pub lease_token: String,
     /// Why.
     pub reason: ReleaseReason,
-    /// The last 64 KiB of the command's output.
+    /// The last 64 KiB of the command's output; the server keeps only the last 64 KiB of a
+    /// longer one, behind a line saying how much it cut.
     #[serde(default)]
     pub log_tail: String,
+}
+
+/// Cut `text` to at most `cap` bytes keeping its end, behind a line that says how much was
+/// cut; a character is never split.
+fn keep_end(text: &mut String, cap: usize) {
+    if text.len() <= cap {
+        return;
+    }
+    let marker = |cut: usize| format!("[{cut} earlier bytes cut by the server]\n");
+    // The marker for the whole length is at least as long as the one finally written.
+    let keep = cap.saturating_sub(marker(text.len()).len());
+    let mut start = text.len() - keep;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    *text = marker(start) + &text[start..];
+}
+
+/// Cut `text` to at most `cap` bytes keeping its start, followed by a note of how much was
+/// cut; a character is never split.
+fn keep_start(text: &mut String, cap: usize) {
+    if text.len() <= cap {
+        return;
+    }
+    let marker = |cut: usize| format!(" [{cut} more bytes cut by the server]");
+    let mut end = cap.saturating_sub(marker(text.len()).len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = text.len() - end;
+    text.truncate(end);
+    text.push_str(&marker(cut));
+}
+
+/// Cut a reported log tail to the last [`LOG_TAIL_BYTES`](crate::model::LOG_TAIL_BYTES)
+/// bytes, as the worker does, behind a line saying how much was cut.
+pub fn cap_log_tail(log_tail: &mut String) {
+    keep_end(log_tail, crate::model::LOG_TAIL_BYTES);
+}
+
+/// Cut a reported error message to [`MAX_ERROR_LEN`] bytes, keeping its start.
+pub fn cap_error(error: &mut String) {
+    keep_start(error, MAX_ERROR_LEN);
+}
+
+impl Completion {
+    /// Cut what is stored of this report to the server's limits (see [`cap_log_tail`]).
+    pub fn cap_texts(&mut self) {
+        cap_log_tail(&mut self.log_tail);
+    }
+}
+
+impl Failure {
+    /// Cut what is stored of this report to the server's limits (see [`cap_log_tail`] and
+    /// [`cap_error`]).
+    pub fn cap_texts(&mut self) {
+        cap_log_tail(&mut self.log_tail);
+        cap_error(&mut self.error);
+    }
+}
+
+impl Release {
+    /// Cut what is stored of this report to the server's limits (see [`cap_log_tail`]).
+    pub fn cap_texts(&mut self) {
+        cap_log_tail(&mut self.log_tail);
+    }
 }
 
 /// Report several completions at once.
@@ -885,5 +1011,50 @@ mod tests {
         assert!(token("ci-submitter").validate().is_ok());
         assert!(token(" \t").validate().is_err());
         assert!(token(&"x".repeat(201)).validate().is_err());
+    }
+
+    use crate::model::LOG_TAIL_BYTES;
+
+    #[test]
+    fn a_long_log_tail_keeps_its_end_within_the_cap() {
+        let mut tail = format!("{}é{}", "a".repeat(LOG_TAIL_BYTES), "the last line\n");
+        cap_log_tail(&mut tail);
+        assert!(tail.len() <= LOG_TAIL_BYTES, "{}", tail.len());
+        assert!(tail.starts_with('['), "{}", &tail[..60]);
+        assert!(tail.contains("earlier bytes cut by the server]\n"));
+        assert!(tail.ends_with("éthe last line\n"), "the end is kept");
+        let mut short = "fits\n".to_string();
+        cap_log_tail(&mut short);
+        assert_eq!(short, "fits\n");
+    }
+
+    #[test]
+    fn a_long_error_keeps_its_start_within_the_cap() {
+        let mut error = format!("exit code 3: {}", "€".repeat(MAX_ERROR_LEN));
+        cap_error(&mut error);
+        assert!(error.len() <= MAX_ERROR_LEN, "{}", error.len());
+        assert!(error.starts_with("exit code 3: €"));
+        assert!(error.ends_with("more bytes cut by the server]"), "{error}");
+    }
+
+    #[test]
+    fn env_limits_name_the_field_and_the_limit() {
+        let many: BTreeMap<String, String> = (0..=MAX_ENV_VARS)
+            .map(|i| (format!("V{i}"), String::new()))
+            .collect();
+        let err = validate_env(&many).expect_err("too many");
+        assert!(err.message().contains("env") && err.message().contains("256"));
+        let big = BTreeMap::from([("BIG".to_string(), "x".repeat(MAX_ENV_VALUE_LEN + 1))]);
+        let err = validate_env(&big).expect_err("too big");
+        assert!(err.message().contains("BIG") && err.message().contains("32768"));
+        let long_name = BTreeMap::from([("N".repeat(MAX_ENV_NAME_LEN + 1), String::new())]);
+        assert!(validate_env(&long_name).is_err());
+        let total: BTreeMap<String, String> = (0..5)
+            .map(|i| (format!("V{i}"), "x".repeat(MAX_ENV_VALUE_LEN)))
+            .collect();
+        let err = validate_env(&total).expect_err("too much together");
+        assert!(err.message().contains("131072"), "{err}");
+        let fine = BTreeMap::from([("OK".to_string(), "x".repeat(MAX_ENV_VALUE_LEN))]);
+        assert!(validate_env(&fine).is_ok());
     }
 }

@@ -7,8 +7,22 @@
 
 use crate::Error;
 
-/// Longest relative path accepted for an input or result file.
-pub const MAX_PATH_LEN: usize = 1024;
+/// Longest relative path accepted for an input or result file, in bytes: what is left of
+/// [`MAX_KEY_LEN`] under the longest prefix the layout builds
+/// (`<tenant>/results/<job>/<index>/`, 120 bytes at most).
+pub const MAX_PATH_LEN: usize = 896;
+/// Longest segment (file or folder name) of a path or key, in bytes: the 255 bytes local file
+/// systems accept in one name, less the 21 that `file://` storage appends to a file's name
+/// while it is written (`#` and a counter).
+pub const MAX_SEGMENT_LEN: usize = 234;
+/// Longest whole object key, in bytes: a relative path under the longest prefix the layout
+/// builds (tenant, kind, job id, task index), within S3's and GCS's 1024-byte limit.
+pub const MAX_KEY_LEN: usize = 1024;
+
+/// The first segment of `path` over [`MAX_SEGMENT_LEN`] bytes, if any.
+pub fn long_segment(path: &str) -> Option<&str> {
+    path.split('/').find(|s| s.len() > MAX_SEGMENT_LEN)
+}
 
 /// Check a user-supplied relative object path such as `data/part-1.csv`.
 ///
@@ -18,7 +32,17 @@ pub fn validate_relative_path(path: &str) -> Result<(), Error> {
     let reason = if path.is_empty() {
         Some("it is empty")
     } else if path.len() > MAX_PATH_LEN {
-        Some("it is longer than 1024 bytes")
+        return Err(Error::invalid(format!(
+            "invalid object path {}: it is {} bytes, over the limit of {MAX_PATH_LEN}; use a shorter path",
+            crate::names::preview(path),
+            path.len()
+        )));
+    } else if let Some(segment) = long_segment(path) {
+        return Err(Error::invalid(format!(
+            "invalid object path {}: its segment {} is over the limit of {MAX_SEGMENT_LEN} bytes per file or folder name; use shorter names",
+            crate::names::preview(path),
+            crate::names::preview(segment),
+        )));
     } else if path.starts_with('/') {
         Some("it is absolute; give a path relative to the job's folder")
     } else if path.contains('\\') {
@@ -34,7 +58,8 @@ pub fn validate_relative_path(path: &str) -> Result<(), Error> {
     };
     match reason {
         Some(reason) => Err(Error::invalid(format!(
-            "invalid object path {path:?}: {reason}"
+            "invalid object path {}: {reason}",
+            crate::names::preview(path)
         ))),
         None => Ok(()),
     }
@@ -105,6 +130,31 @@ mod tests {
         ] {
             assert!(validate_relative_path(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn segments_over_the_limit_are_refused_naming_it() {
+        assert!(validate_relative_path(&format!("d/{}", "a".repeat(MAX_SEGMENT_LEN))).is_ok());
+        // 118 two-byte characters: 236 bytes in 118 characters.
+        for long in [
+            "a".repeat(MAX_SEGMENT_LEN + 1),
+            "é".repeat(118),
+            "a".repeat(300),
+        ] {
+            let err = validate_relative_path(&format!("d/{long}/x")).expect_err("long segment");
+            assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument);
+            assert!(err.message().contains("234 bytes"), "{err}");
+        }
+        let err = validate_relative_path(&"a/".repeat(600)).expect_err("long path");
+        assert!(err.message().contains("896"), "{err}");
+    }
+
+    #[test]
+    fn the_longest_path_under_the_longest_prefix_fits_the_key_limit() {
+        let tenant = "t".repeat(crate::names::MAX_NAME_LEN);
+        let job = "0190a5b6-7c8d-7e9f-8a0b-1c2d3e4f5a6b";
+        let key = result_key(&tenant, job, u32::MAX, &"p".repeat(MAX_PATH_LEN));
+        assert!(key.len() <= MAX_KEY_LEN, "{}", key.len());
     }
 
     #[test]

@@ -4,6 +4,22 @@ use crate::Error;
 
 /// Longest name accepted for a tenant, queue or pool.
 pub const MAX_NAME_LEN: usize = 63;
+/// Longest label key, in bytes.
+pub const MAX_LABEL_KEY_LEN: usize = 128;
+/// Longest label value, in bytes.
+pub const MAX_LABEL_VALUE_LEN: usize = 256;
+/// Longest quoted value an error message repeats whole; longer ones are shortened.
+const PREVIEW_CHARS: usize = 40;
+
+/// `value` quoted for an error message: whole when short, else its first characters, an
+/// ellipsis and its length, so a message never repeats a megabyte the caller sent.
+pub fn preview(value: &str) -> String {
+    if value.chars().count() <= PREVIEW_CHARS {
+        return format!("{value:?}");
+    }
+    let head: String = value.chars().take(PREVIEW_CHARS).collect();
+    format!("{:?}… ({} bytes)", head, value.len())
+}
 
 /// Check a tenant, queue or pool name: 1 to 63 characters of `a-z`, `0-9`, `-`, `_` and `.`,
 /// starting with a letter or digit. `kind` names what is checked in the error ("queue").
@@ -36,26 +52,30 @@ pub fn validate_token_name(name: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Check a label key: like a name but up to 128 characters and may contain '/'.
+/// Check a label key: like a name but up to [`MAX_LABEL_KEY_LEN`] characters and may
+/// contain '/'.
 pub fn validate_label_key(key: &str) -> Result<(), Error> {
     let ok = !key.is_empty()
-        && key.len() <= 128
+        && key.len() <= MAX_LABEL_KEY_LEN
         && key
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
     if !ok {
         return Err(Error::invalid(format!(
-            "invalid label key {key:?}: use 1 to 128 characters of a-z, A-Z, 0-9, '-', '_', '.' or '/'"
+            "invalid label key {}: use 1 to {MAX_LABEL_KEY_LEN} characters of a-z, A-Z, 0-9, '-', '_', '.' or '/'",
+            preview(key)
         )));
     }
     Ok(())
 }
 
-/// Check a label value: at most 256 characters, no control characters.
+/// Check a label value: at most [`MAX_LABEL_VALUE_LEN`] bytes, no control characters.
 pub fn validate_label_value(key: &str, value: &str) -> Result<(), Error> {
-    if value.len() > 256 || value.chars().any(char::is_control) {
+    if value.len() > MAX_LABEL_VALUE_LEN || value.chars().any(char::is_control) {
         return Err(Error::invalid(format!(
-            "invalid value for label {key:?}: use at most 256 characters without control characters"
+            "invalid value for label {} ({} bytes): use at most {MAX_LABEL_VALUE_LEN} bytes without control characters; put longer data in the payload",
+            preview(key),
+            value.len()
         )));
     }
     Ok(())
@@ -70,6 +90,21 @@ mod tests {
         for ok in ["default", "gpu-queue", "a", "team_7.batch"] {
             assert!(validate_name("queue", ok).is_ok(), "{ok}");
         }
+    }
+
+    #[test]
+    fn long_values_are_shortened_in_messages() {
+        assert_eq!(preview("short"), "\"short\"");
+        let long = "k".repeat(100_000);
+        let err = validate_label_key(&long).expect_err("over the limit");
+        assert!(err.message().len() < 300, "{err}");
+        assert!(err.message().contains("(100000 bytes)"), "{err}");
+        assert!(err.message().contains("128"), "{err}");
+        let err = validate_label_value("k", &"v".repeat(257)).expect_err("over the limit");
+        assert!(
+            err.message().contains("257 bytes") && err.message().contains("256"),
+            "{err}"
+        );
     }
 
     #[test]

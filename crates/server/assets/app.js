@@ -1,6 +1,15 @@
 // Spillway dashboard: applies live updates from one server-sent event stream per page.
 // Pages work without it; it only keeps numbers current without reloading.
 "use strict";
+// "Go back" links on error pages (an inline javascript: URL would break the CSP).
+document.querySelectorAll("a[data-back]").forEach((a) => {
+  a.addEventListener("click", (event) => {
+    if (history.length > 1) {
+      event.preventDefault();
+      history.back();
+    }
+  });
+});
 (function () {
   const jobs = Array.from(document.querySelectorAll("[data-job]"), (el) => el.dataset.job);
   const queues = document.querySelector("[data-live=queues]") !== null;
@@ -37,9 +46,15 @@
   function setProgress(root, job) {
     const total = Math.max(job.task_count, 1);
     root.querySelectorAll('[data-field="progress"]').forEach((bar) => {
+      let x = 0;
       for (const part of ["succeeded", "dead", "cancelled", "leased"]) {
-        const span = bar.querySelector(".p-" + part);
-        if (span) span.style.width = ((job.counts[part] || 0) * 100 / total).toFixed(2) + "%";
+        const rect = bar.querySelector(".p-" + part);
+        const width = (job.counts[part] || 0) * 100 / total;
+        if (rect) {
+          rect.setAttribute("x", x.toFixed(2));
+          rect.setAttribute("width", width.toFixed(2));
+        }
+        x += width;
       }
       bar.setAttribute("aria-label", job.finished + " of " + job.task_count + " tasks finished");
     });

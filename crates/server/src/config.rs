@@ -78,6 +78,9 @@ pub struct ServerConfig {
     /// The `spillway` binary that `local` pools run as `spillway worker`. Default: the
     /// running program.
     pub worker_program: Option<std::path::PathBuf>,
+    /// Mark the dashboard's cookies `Secure`, so browsers send them over HTTPS only; turn on
+    /// when the dashboard is reached over HTTPS (e.g. behind a TLS proxy). Default: false.
+    pub secure_cookies: bool,
 }
 
 impl Default for ServerConfig {
@@ -98,6 +101,7 @@ impl Default for ServerConfig {
             pools: Vec::new(),
             autoscale: spillway_autoscale::config::PolicyConfig::default(),
             worker_program: None,
+            secure_cookies: false,
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod clock;
 pub mod config;
 pub mod dashboard;
 pub mod extract;
+pub mod headers;
 pub mod ids;
 mod leases;
 pub mod metrics;

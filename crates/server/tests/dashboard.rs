@@ -12,6 +12,7 @@ use spillway_autoscale::config::PoolConfig;
 use spillway_core::api::Failure;
 use spillway_server::ServerConfig;
 use spillway_server::autoscale::Autoscaler;
+use spillway_server::size::ByteSize;
 use spillway_server::testkit::TestServer;
 use spillway_store::{DynStore, TaskFail, TaskLease, WorkerRegister};
 
@@ -238,6 +239,124 @@ async fn sign_in_sets_a_strict_http_only_session_cookie() {
     server.stop().await;
 }
 
+/// The Set-Cookie values of an answer.
+fn set_cookies(resp: &reqwest::Response) -> Vec<String> {
+    resp.headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Sign in with `token` by hand; the sign-in form's and the sign-in's Set-Cookie values.
+async fn sign_in_cookies(base: &str, token: &str) -> Vec<String> {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let form = http
+        .get(format!("{base}/login"))
+        .send()
+        .await
+        .expect("send");
+    let mut cookies = set_cookies(&form);
+    let pair = cookies[0].split(';').next().expect("pair").to_string();
+    let csrf = csrf_of(&form.text().await.expect("body"));
+    let ok = http
+        .post(format!("{base}/login"))
+        .header("cookie", pair)
+        .form(&[("token", token), ("_csrf", &csrf)])
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(ok.status(), StatusCode::SEE_OTHER);
+    cookies.extend(set_cookies(&ok));
+    cookies
+}
+
+#[tokio::test]
+async fn secure_cookies_marks_every_dashboard_cookie_secure_and_only_then() {
+    let plain = Server::start().await;
+    let cookies = sign_in_cookies(&plain.base, &plain.admin).await;
+    assert!(
+        cookies.iter().any(|c| c.starts_with("spillway_session=")),
+        "{cookies:?}"
+    );
+    assert!(cookies.iter().all(|c| !c.contains("Secure")), "{cookies:?}");
+    plain.stop().await;
+
+    let secure = Server::start_with(ServerConfig {
+        secure_cookies: true,
+        ..Default::default()
+    })
+    .await;
+    let cookies = sign_in_cookies(&secure.base, &secure.admin).await;
+    assert_eq!(cookies.len(), 3, "{cookies:?}");
+    for cookie in &cookies {
+        assert!(cookie.ends_with("; Secure"), "{cookie}");
+        assert!(cookie.contains("HttpOnly; SameSite=Strict"), "{cookie}");
+    }
+    secure.stop().await;
+}
+
+#[tokio::test]
+async fn dashboard_pages_carry_a_strict_csp_and_use_nothing_inline_it_would_block() {
+    let server = Server::start().await;
+    let id = server
+        .submit(&server.admin, json!({"command": ["true"], "count": 4}))
+        .await;
+    let b = server.browser(&server.admin).await;
+    let login = b.get("/login").await;
+    let error = b.get("/jobs/no-such-job").await;
+    assert_eq!(error.status(), StatusCode::NOT_FOUND);
+    let mut pages = vec![login, error];
+    for path in [
+        "/".to_string(),
+        "/jobs".to_string(),
+        format!("/jobs/{id}"),
+        format!("/jobs/{id}/tasks"),
+        "/queues".to_string(),
+        "/workers".to_string(),
+        "/dead".to_string(),
+        "/submit".to_string(),
+    ] {
+        let resp = b.get(&path).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        pages.push(resp);
+    }
+    for resp in pages {
+        let path = resp.url().path().to_string();
+        let h = resp.headers().clone();
+        assert_eq!(
+            h["content-security-policy"],
+            spillway_server::headers::DASHBOARD_CSP,
+            "{path}"
+        );
+        assert!(
+            spillway_server::headers::DASHBOARD_CSP.contains("frame-ancestors 'none'")
+                && !spillway_server::headers::DASHBOARD_CSP.contains("unsafe-inline")
+        );
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        // What `default-src 'self'` would block: inline scripts, styles and event handlers.
+        let html = resp.text().await.expect("body");
+        for blocked in [" style=", "<style", "javascript:", " onclick=", " onload="] {
+            assert!(!html.contains(blocked), "{path} has {blocked}: {html}");
+        }
+        for (at, _) in html.match_indices("<script") {
+            assert!(
+                html[at..].starts_with("<script src=\"/assets/"),
+                "{path} has an inline script"
+            );
+        }
+    }
+    let page = b.page(&format!("/jobs/{id}")).await;
+    assert!(page.contains("<svg class=\"progress\""), "{page}");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn posts_without_the_session_csrf_token_or_from_another_origin_are_refused() {
     let server = Server::start().await;
@@ -442,6 +561,72 @@ async fn submit_with_an_input_file_then_download_it() {
         .next()
         .expect("id");
     assert_eq!(job(&server.store, id).await.task_count, 2);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_submit_form_keeps_the_api_body_limit_for_its_payload_file() {
+    let server = Server::start_with(ServerConfig {
+        max_body_bytes: ByteSize(64 * 1024),
+        ..Default::default()
+    })
+    .await;
+    let b = server.browser(&server.admin).await;
+    // 200 KiB of small JSON lines: each payload is far under max_payload_bytes and the task
+    // count under its limit, but the whole is over the 64 KiB the JSON submit API takes.
+    let payloads = "{\"n\":1}\n".repeat(200 * 1024 / 8);
+    let form = reqwest::multipart::Form::new()
+        .text("_csrf", b.csrf().await)
+        .text("queue", "default")
+        .text("command", "true")
+        .part(
+            "payloads",
+            reqwest::multipart::Part::bytes(payloads.into_bytes()).file_name("p.jsonl"),
+        );
+    let resp = b
+        .http
+        .post(format!("{}/submit", b.base))
+        .multipart(form)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let page = resp.text().await.expect("body");
+    assert!(
+        page.contains("over the limit of 65536 bytes (max_body_bytes"),
+        "{page}"
+    );
+    let jobs = server
+        .store
+        .job_list(spillway_store::JobList {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("jobs");
+    assert!(
+        jobs.items.is_empty(),
+        "a job was made from the refused form"
+    );
+
+    // Input files are not part of that limit: they stream to storage within max_upload_bytes,
+    // as PUT /v1/uploads/{id}/files/{path} does.
+    let form = reqwest::multipart::Form::new()
+        .text("_csrf", b.csrf().await)
+        .text("queue", "default")
+        .text("command", "true")
+        .part(
+            "inputs",
+            reqwest::multipart::Part::bytes(vec![b'x'; 200 * 1024]).file_name("big.bin"),
+        );
+    let resp = b
+        .http
+        .post(format!("{}/submit", b.base))
+        .multipart(form)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     server.stop().await;
 }
 

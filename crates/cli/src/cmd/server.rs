@@ -44,6 +44,10 @@ pub struct ServerArgs {
         value_parser = clap::builder::BoolishValueParser::new(),
     )]
     pub metrics_auth: Option<bool>,
+    /// Mark the dashboard's cookies Secure (sent over HTTPS only): use when the dashboard is
+    /// reached over HTTPS, e.g. behind a TLS proxy (also `secure_cookies` in [server]).
+    #[arg(long, env = "SPILLWAY_SECURE_COOKIES")]
+    pub secure_cookies: bool,
 }
 
 /// A server running in this process.
@@ -86,9 +90,7 @@ fn redact(url: &str) -> String {
 /// Start the server described by the config file and `args`; it stops when `stop` is
 /// cancelled.
 pub async fn start(ctx: &Ctx, args: &ServerArgs, stop: CancellationToken) -> Result<Running> {
-    let mut config: ServerConfig = ctx.file.server.clone().unwrap_or_default();
-    flags_over_file(args, &mut config);
-    autoscale_config(&ctx.file, &mut config)?;
+    let config = server_config(&ctx.file, args)?;
     std::fs::create_dir_all(&ctx.data_dir).with_context(|| {
         format!(
             "cannot create the data directory {}",
@@ -156,14 +158,19 @@ pub async fn start(ctx: &Ctx, args: &ServerArgs, stop: CancellationToken) -> Res
     })
 }
 
-/// Flags and environment variables override the file's `[server]` settings.
-fn flags_over_file(args: &ServerArgs, config: &mut ServerConfig) {
+/// The server's settings: the file's `[server]`, then what flags and environment variables
+/// give, then the file's top-level pools and autoscale settings (see [`autoscale_config`]).
+pub fn server_config(file: &FileConfig, args: &ServerArgs) -> Result<ServerConfig> {
+    let mut config: ServerConfig = file.server.clone().unwrap_or_default();
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
+    config.secure_cookies |= args.secure_cookies;
     if let Some(metrics_auth) = args.metrics_auth {
         config.metrics_auth = metrics_auth;
     }
+    autoscale_config(file, &mut config)?;
+    Ok(config)
 }
 
 /// Move the file's top-level `[[pools]]` and `[autoscale]` into the server config; each may be
@@ -241,12 +248,10 @@ mod tests {
 
     fn with_flags(file: &str, flags: &[&str]) -> ServerConfig {
         let file = FileConfig::parse(file).expect("file parses");
-        let mut config = file.server.unwrap_or_default();
         let args = Flags::try_parse_from(std::iter::once("spillway").chain(flags.iter().copied()))
             .expect("flags parse")
             .server;
-        flags_over_file(&args, &mut config);
-        config
+        server_config(&file, &args).expect("a valid config")
     }
 
     #[test]
@@ -273,5 +278,25 @@ mod tests {
         assert_eq!(config.autoscale.drain_target.as_secs(), 120);
         let err = autoscale_config(&file, &mut config).expect_err("given twice");
         assert!(err.to_string().contains("given twice"), "{err}");
+    }
+
+    fn args(argv: &[&str]) -> ServerArgs {
+        Flags::try_parse_from(std::iter::once("server").chain(argv.iter().copied()))
+            .expect("flags parse")
+            .server
+    }
+
+    #[test]
+    fn secure_cookies_comes_from_the_flag_or_the_server_section() {
+        let none = FileConfig::parse("").expect("parses");
+        let on = FileConfig::parse("[server]\nsecure_cookies = true\n").expect("parses");
+        let config = |file: &FileConfig, argv: &[&str]| {
+            server_config(file, &args(argv))
+                .expect("valid")
+                .secure_cookies
+        };
+        assert!(!config(&none, &[]), "off by default");
+        assert!(config(&none, &["--secure-cookies"]));
+        assert!(config(&on, &[]));
     }
 }

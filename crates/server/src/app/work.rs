@@ -206,12 +206,13 @@ where
 }
 
 /// Report tasks done; each is applied only if its lease is current and it is a task of the
-/// caller's tenant, and answered in its place.
+/// caller's tenant, and answered in its place. A log tail over the limit is cut to its end.
 pub async fn complete(
     state: &AppState,
     caller: Caller<'_>,
-    items: Vec<Completion>,
+    mut items: Vec<Completion>,
 ) -> Result<Vec<Reported>> {
+    items.iter_mut().for_each(Completion::cap_texts);
     let describe = |c: &Completion| Report {
         task_id: c.task_id,
         lease_token: c.lease_token.clone(),
@@ -233,12 +234,14 @@ pub async fn complete(
 }
 
 /// Report tasks failed (retried with backoff while attempts remain, else dead); each is
-/// applied only if its lease is current and it is a task of the caller's tenant.
+/// applied only if its lease is current and it is a task of the caller's tenant. A log tail
+/// or error message over its limit is cut (the tail keeps its end, the error its start).
 pub async fn fail(
     state: &AppState,
     caller: Caller<'_>,
-    items: Vec<Failure>,
+    mut items: Vec<Failure>,
 ) -> Result<Vec<Reported>> {
+    items.iter_mut().for_each(Failure::cap_texts);
     let describe = |f: &Failure| Report {
         task_id: f.task_id,
         lease_token: f.lease_token.clone(),
@@ -259,12 +262,14 @@ pub async fn fail(
     .await
 }
 
-/// Hand leases back (preempted or cancelled) without counting a failure.
+/// Hand leases back (preempted or cancelled) without counting a failure. A log tail over the
+/// limit is cut to its end.
 pub async fn release(
     state: &AppState,
     caller: Caller<'_>,
-    items: Vec<Release>,
+    mut items: Vec<Release>,
 ) -> Result<Vec<Reported>> {
+    items.iter_mut().for_each(Release::cap_texts);
     let describe = |r: &Release| Report {
         task_id: r.task_id,
         lease_token: r.lease_token.clone(),

@@ -43,8 +43,12 @@ pub struct Dashboard {
 pub fn routes(state: &AppState) -> Router<AppState> {
     let dashboard = Arc::new(Dashboard::default());
     sampler::spawn(state, &dashboard);
-    let upload_limit = usize::try_from(state.config.max_upload_bytes.0).unwrap_or(usize::MAX);
-    Router::new()
+    // The submit form: one input file within max_upload_bytes plus its other fields within
+    // max_body_bytes, each also checked on its own while the form is read.
+    let form_limit = usize::try_from(state.config.max_upload_bytes.0)
+        .unwrap_or(usize::MAX)
+        .saturating_add(state.config.body_limit());
+    let router = Router::new()
         .route("/", get(pages::overview::page))
         .route("/login", get(pages::login::form).post(pages::login::submit))
         .route("/logout", post(pages::login::logout))
@@ -65,14 +69,15 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/dead/requeue", post(pages::dead::requeue))
         .route(
             "/submit",
-            get(pages::submit::form).post(pages::submit::submit).layer(
-                axum::extract::DefaultBodyLimit::max(upload_limit.saturating_add(1 << 20)),
-            ),
+            get(pages::submit::form)
+                .post(pages::submit::submit)
+                .layer(axum::extract::DefaultBodyLimit::max(form_limit)),
         )
         .route("/events", get(events::stream))
         .route("/assets/app.css", get(css))
         .route("/assets/app.js", get(js))
-        .layer(Extension(dashboard))
+        .layer(Extension(dashboard));
+    crate::headers::dashboard(router)
 }
 
 const APP_CSS: &str = include_str!("../../assets/app.css");
@@ -127,7 +132,7 @@ impl IntoResponse for PageError {
             _ => error.message().to_string(),
         };
         let body = format!(
-            "<p class=\"error\" role=\"alert\">{}</p><p><a href=\"javascript:history.back()\">Go back</a> · <a href=\"/\">Overview</a></p>",
+            "<p class=\"error\" role=\"alert\">{}</p><p><a href=\"/\" data-back>Go back</a> · <a href=\"/\">Overview</a></p>",
             html::esc(&detail)
         );
         let title = status.canonical_reason().unwrap_or("Error");

@@ -155,11 +155,13 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
-/// A Set-Cookie value: HttpOnly, SameSite=Strict, for the whole site.
-pub fn set_cookie(name: &str, value: &str, max_age: Duration) -> String {
+/// A Set-Cookie value: HttpOnly, SameSite=Strict, for the whole site, and `Secure` (sent
+/// over HTTPS only) when `secure` (the server's `secure_cookies` setting).
+pub fn set_cookie(name: &str, value: &str, max_age: Duration, secure: bool) -> String {
     format!(
-        "{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
-        max_age.as_secs()
+        "{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        max_age.as_secs(),
+        if secure { "; Secure" } else { "" }
     )
 }
 

@@ -76,7 +76,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/dead", get(dead::list))
         .route("/v1/dead/requeue", post(dead::requeue))
         .layer(DefaultBodyLimit::max(state.config.body_limit()));
-    Router::new()
+    let app = Router::new()
         .merge(api)
         .merge(uploads)
         .merge(crate::dashboard::routes(&state))
@@ -85,7 +85,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
         .fallback(no_route)
-        .method_not_allowed_fallback(wrong_method)
+        .method_not_allowed_fallback(wrong_method);
+    crate::headers::all(app)
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,

@@ -1,5 +1,5 @@
-//! A real Spillway server for a test: SQLite in a temporary folder, blobs in memory, HTTP on a
-//! free port of 127.0.0.1, stopped when dropped.
+//! A real Spillway server for a test: SQLite in a temporary folder, blobs in memory (or on local
+//! disk), HTTP on a free port of 127.0.0.1, stopped when dropped.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -23,6 +23,7 @@ pub struct TestServerBuilder {
     manual_clock: bool,
     wall_clock: Option<Arc<dyn Clock>>,
     providers: Option<ProviderRegistry>,
+    disk_blobs: bool,
 }
 
 impl TestServerBuilder {
@@ -51,6 +52,13 @@ impl TestServerBuilder {
         self
     }
 
+    /// Keep blobs on local disk (`file://` in the server's temporary folder) instead of in
+    /// memory, for behaviour only a file system shows.
+    pub fn disk_blobs(mut self) -> Self {
+        self.disk_blobs = true;
+        self
+    }
+
     /// Start it.
     ///
     /// # Panics
@@ -59,9 +67,15 @@ impl TestServerBuilder {
         let dir = tempfile::tempdir().expect("temporary folder for the test server");
         let database = dir.path().join("spillway.db");
         let store = open(&database).await;
-        let blobs: Arc<dyn BlobStore> = Arc::new(
-            ObjectBlobs::from_url("memory://", &Default::default()).expect("memory blobs"),
-        );
+        let blobs_url = if self.disk_blobs {
+            let folder = dir.path().join("blobs");
+            std::fs::create_dir_all(&folder).expect("blob folder");
+            format!("file://{}", folder.display())
+        } else {
+            "memory://".to_string()
+        };
+        let blobs: Arc<dyn BlobStore> =
+            Arc::new(ObjectBlobs::from_url(&blobs_url, &Default::default()).expect("test blobs"));
         let manual = ManualClock::new(chrono::Utc::now());
         let clock: Arc<dyn Clock> = match (self.manual_clock, self.wall_clock) {
             (true, _) => Arc::new(manual.clone()),

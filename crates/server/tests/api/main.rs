@@ -5,6 +5,7 @@ mod support;
 
 mod autoscale;
 mod flow;
+mod limits;
 mod providers;
 mod rejects;
 mod roles;

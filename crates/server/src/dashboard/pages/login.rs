@@ -20,7 +20,7 @@ use crate::state::AppState;
 /// How long the sign-in form's CSRF cookie lives.
 const LOGIN_COOKIE_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
 
-fn login_page(csrf: &str, message: Option<&str>) -> Response {
+fn login_page(csrf: &str, message: Option<&str>, secure: bool) -> Response {
     let alert = message
         .map(|m| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(m)))
         .unwrap_or_default();
@@ -34,15 +34,17 @@ fn login_page(csrf: &str, message: Option<&str>) -> Response {
         html::csrf_field(csrf)
     );
     let mut response = Html(html::page("Sign in", Nav::None, None, &body)).into_response();
-    if let Ok(value) = HeaderValue::from_str(&set_cookie(LOGIN_COOKIE, csrf, LOGIN_COOKIE_AGE)) {
+    if let Ok(value) =
+        HeaderValue::from_str(&set_cookie(LOGIN_COOKIE, csrf, LOGIN_COOKIE_AGE, secure))
+    {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     response
 }
 
 /// The sign-in form.
-pub async fn form() -> Response {
-    login_page(&random_token(), None)
+pub async fn form(State(state): State<AppState>) -> Response {
+    login_page(&random_token(), None, state.config.secure_cookies)
 }
 
 /// The sign-in form's fields.
@@ -73,7 +75,11 @@ pub async fn submit(
     let (principal, hash) = match sign_in(&state, &form.token).await {
         Ok(found) => found,
         Err(error) if error.kind() == spillway_core::ErrorKind::Unauthenticated => {
-            let mut page = login_page(&random_token(), Some(error.message()));
+            let mut page = login_page(
+                &random_token(),
+                Some(error.message()),
+                state.config.secure_cookies,
+            );
             *page.status_mut() = axum::http::StatusCode::UNAUTHORIZED;
             return Ok(page);
         }
@@ -82,9 +88,10 @@ pub async fn submit(
     tracing::info!(token_id = %principal.token_id, role = principal.role.as_str(), "dashboard sign-in");
     let session = dashboard.sessions.create(principal, hash);
     let mut response = Redirect::to("/").into_response();
+    let secure = state.config.secure_cookies;
     let cookies = [
-        set_cookie(SESSION_COOKIE, &session.id, SESSION_IDLE),
-        set_cookie(LOGIN_COOKIE, "", std::time::Duration::ZERO),
+        set_cookie(SESSION_COOKIE, &session.id, SESSION_IDLE, secure),
+        set_cookie(LOGIN_COOKIE, "", std::time::Duration::ZERO, secure),
     ];
     for c in cookies {
         if let Ok(value) = HeaderValue::from_str(&c) {
@@ -104,6 +111,7 @@ pub struct CsrfForm {
 
 /// End the session.
 pub async fn logout(
+    State(state): State<AppState>,
     Extension(dashboard): Extension<Arc<Dashboard>>,
     signed: Signed,
     PageForm(form): PageForm<CsrfForm>,
@@ -111,9 +119,12 @@ pub async fn logout(
     signed.check_csrf(&form.csrf)?;
     dashboard.sessions.remove(&signed.0.id);
     let mut response = Redirect::to("/login").into_response();
-    if let Ok(value) =
-        HeaderValue::from_str(&set_cookie(SESSION_COOKIE, "", std::time::Duration::ZERO))
-    {
+    if let Ok(value) = HeaderValue::from_str(&set_cookie(
+        SESSION_COOKIE,
+        "",
+        std::time::Duration::ZERO,
+        state.config.secure_cookies,
+    )) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     Ok(response)

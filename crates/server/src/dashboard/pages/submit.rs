@@ -1,5 +1,10 @@
 //! Submitting a job from a form: command, count or a JSON-lines payload file, input files
 //! (multipart, streamed into an upload area), priority and burstable.
+//!
+//! The form keeps the API's limits: its fields and payload file together are what
+//! `POST /v1/jobs` takes as its JSON body, so they are read within `max_body_bytes` and
+//! refused (413) as soon as they pass it; each input file is what `PUT /v1/uploads/…` takes,
+//! streamed to blob storage within `max_upload_bytes` and never held in memory.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -83,7 +88,7 @@ struct SubmitForm {
 fn multipart_error(e: MultipartError) -> Error {
     if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
         Error::too_large(
-            "the form is over the server's upload limit (max_upload_bytes): send smaller files",
+            "the form is over the server's limit (max_upload_bytes for the files plus max_body_bytes for the rest): send smaller files, or upload them through the API",
         )
     } else {
         Error::invalid(format!(
@@ -102,14 +107,16 @@ pub async fn submit(
     let principal = signed.principal().clone();
     principal.require(Action::Submit)?;
     let mut form = SubmitForm::default();
+    let mut fields = FieldBudget::new(state.config.body_limit());
+    let upload_limit = state.config.max_upload_bytes.0;
     let mut csrf_ok = false;
     let mut upload: Option<String> = None;
     let result: Result<(), Error> = async {
-        while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
+        while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
             let name = field.name().unwrap_or("").to_string();
             // The CSRF field comes first in the form: nothing is read or stored before it.
             if name == "_csrf" {
-                signed.check_csrf(&field.text().await.map_err(multipart_error)?)?;
+                signed.check_csrf(&fields.text(&name, &mut field).await?)?;
                 csrf_ok = true;
                 continue;
             }
@@ -134,14 +141,14 @@ pub async fn submit(
                         None => uploads::create(&state, caller).await?,
                     };
                     upload = Some(id.clone());
-                    store_field(&state, caller, &id, &file, field).await?;
+                    store_field(&state, caller, &id, &file, field, upload_limit).await?;
                 }
                 "payloads" => {
-                    let bytes = field.bytes().await.map_err(multipart_error)?;
+                    let bytes = fields.read(&mut field).await?;
                     form.payloads = parse_payloads(&bytes, state.config.payload_limit())?;
                 }
                 _ => {
-                    let value = field.text().await.map_err(multipart_error)?;
+                    let value = fields.text(&name, &mut field).await?;
                     form.set(&name, value.trim())?;
                 }
             }
@@ -265,6 +272,45 @@ impl SubmitForm {
     }
 }
 
+/// What is left of `max_body_bytes` for the form's fields and payload file, which together
+/// stand for the JSON body of `POST /v1/jobs`.
+struct FieldBudget {
+    limit: usize,
+    left: usize,
+}
+
+impl FieldBudget {
+    fn new(limit: usize) -> Self {
+        Self { limit, left: limit }
+    }
+
+    /// Read one field whole, failing as soon as the fields read so far pass the limit.
+    async fn read(&mut self, field: &mut Field<'_>) -> Result<Bytes, Error> {
+        let mut out = bytes::BytesMut::new();
+        while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+            if chunk.len() > self.left {
+                return Err(Error::too_large(format!(
+                    "the form's fields and payload file are over the limit of {} bytes (max_body_bytes, the same as for the JSON body of POST /v1/jobs): stage large data as input files, or split the payloads into several jobs",
+                    self.limit
+                )));
+            }
+            self.left -= chunk.len();
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out.freeze())
+    }
+
+    /// Read one text field whole, within the limit.
+    async fn text(&mut self, name: &str, field: &mut Field<'_>) -> Result<String, Error> {
+        let bytes = self.read(field).await?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| {
+            Error::invalid(format!(
+                "form field {name:?} is not UTF-8 text: send the form from the dashboard's page"
+            ))
+        })
+    }
+}
+
 /// One task per non-empty line of JSON.
 fn parse_payloads(bytes: &Bytes, limit: usize) -> Result<Option<Vec<NewTask>>, Error> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -297,21 +343,33 @@ fn parse_payloads(bytes: &Bytes, limit: usize) -> Result<Option<Vec<NewTask>>, E
     Ok(Some(tasks))
 }
 
-/// Stream one uploaded file into the upload area `id` without holding it in memory.
+/// Stream one uploaded file into the upload area `id` without holding it in memory, failing
+/// once it passes `limit` bytes (max_upload_bytes, as for `PUT /v1/uploads/…`).
 async fn store_field(
     state: &AppState,
     caller: Caller<'_>,
     id: &str,
     path: &str,
     mut field: Field<'_>,
+    limit: u64,
 ) -> Result<u64, Error> {
     let (mut tx, rx) = futures::channel::mpsc::channel::<spillway_core::Result<Bytes>>(4);
     let put = uploads::put(state, caller, id, path, move || Ok(Box::pin(rx)));
     let pump = async move {
+        let mut seen: u64 = 0;
         loop {
             match field.chunk().await {
                 Ok(Some(chunk)) => {
-                    if tx.send(Ok(chunk)).await.is_err() {
+                    seen += chunk.len() as u64;
+                    let item = if seen > limit {
+                        Err(Error::too_large(format!(
+                            "input file {path:?} is over the limit of {limit} bytes (max_upload_bytes): split the file or raise the limit"
+                        )))
+                    } else {
+                        Ok(chunk)
+                    };
+                    let over = item.is_err();
+                    if tx.send(item).await.is_err() || over {
                         return;
                     }
                 }
