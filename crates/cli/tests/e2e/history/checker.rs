@@ -120,6 +120,8 @@ pub struct Checked {
     pub jobs: usize,
     /// Acknowledged tasks.
     pub tasks: u64,
+    /// Acknowledged tasks that ended succeeded.
+    pub succeeded: u64,
     /// What was found.
     pub anomalies: Vec<Anomaly>,
 }
@@ -205,6 +207,7 @@ pub fn check(history: &History, state: &FinalState) -> Checked {
     };
 
     // (a) Every acknowledged task finished.
+    let mut succeeded = 0;
     for (job, count) in &acked {
         let Some(tasks) = state.jobs.get(*job) else {
             anomaly(
@@ -224,6 +227,10 @@ pub fn check(history: &History, state: &FinalState) -> Checked {
                 ),
             );
         }
+        succeeded += tasks
+            .iter()
+            .filter(|t| t.state == TaskState::Succeeded)
+            .count() as u64;
         for task in tasks.iter().filter(|t| !t.state.is_final()) {
             anomaly(
                 AnomalyKind::NotFinished,
@@ -356,6 +363,7 @@ pub fn check(history: &History, state: &FinalState) -> Checked {
         releases,
         jobs: acked.len(),
         tasks: acked.iter().map(|(_, n)| u64::from(*n)).sum(),
+        succeeded,
         anomalies,
     }
 }

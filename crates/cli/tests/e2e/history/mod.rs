@@ -21,8 +21,6 @@ mod runs;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use spillway_client::Client;
@@ -34,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::support::{
     ChildGuard, STATE_DEADLINE, Server, WorkerSpec, all_tasks, create_queue, free_port,
-    start_worker, wait_job_final, wait_until,
+    start_worker, wait_job_final,
 };
 use checker::{Checked, FinalState, FinalTask};
 use proxy::Proxy;
@@ -208,6 +206,40 @@ pub fn held_by(history: &History, actor: &str) -> Vec<(i64, u32)> {
         .collect()
 }
 
+/// Completes the API applied so far.
+pub fn completed(history: &History) -> usize {
+    history
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.op,
+                Op::Report {
+                    kind: record::ReportKind::Complete,
+                    answer: record::ReportAnswer::Applied,
+                    ..
+                }
+            )
+        })
+        .count()
+}
+
+/// The latest lease expiry the API has announced (in a grant or a heartbeat answer).
+pub fn latest_expiry(history: &History) -> Option<chrono::DateTime<chrono::Utc>> {
+    history
+        .events
+        .iter()
+        .filter_map(|e| match &e.op {
+            Op::Granted { expires, .. } => Some(*expires),
+            Op::Heartbeat {
+                answer: record::BeatAnswer::Extended(at),
+                ..
+            } => Some(*at),
+            _ => None,
+        })
+        .max()
+}
+
 /// Whether `task` was granted to someone else than `actor` on an attempt after `attempt`.
 pub fn granted_again(history: &History, actor: &str, task: i64, attempt: u32) -> bool {
     history.events.iter().any(|e| {
@@ -216,63 +248,41 @@ pub fn granted_again(history: &History, actor: &str, task: i64, attempt: u32) ->
     })
 }
 
-/// A load generator: jobs of `per_job` tasks running `argv`, submitted through the proxy door
-/// `client` until `target` tasks were acknowledged.
+/// A load generator: a job of `per_job` tasks running `argv` every `every`, submitted
+/// through the proxy door `client` until `target` tasks were acknowledged (a refused or
+/// unanswered submit is simply not counted).
 pub struct Load {
-    acked: Arc<AtomicU64>,
-    refused: Arc<AtomicU64>,
     stop: CancellationToken,
     submitter: JoinHandle<()>,
 }
 
 impl Load {
     /// Start submitting.
-    pub async fn start(rig: &Rig, argv: &[&str], per_job: u32, target: u32) -> Load {
+    pub async fn start(
+        rig: &Rig,
+        argv: &[&str],
+        per_job: u32,
+        target: u32,
+        every: Duration,
+    ) -> Load {
         let client = rig.client("client").await;
-        let acked = Arc::new(AtomicU64::new(0));
-        let refused = Arc::new(AtomicU64::new(0));
         let stop = CancellationToken::new();
         let mut request = SubmitJob::command(QUEUE, argv.iter().map(|a| a.to_string()).collect());
         request.count = Some(per_job);
         let submitter = {
-            let (acked, refused, stop) = (acked.clone(), refused.clone(), stop.clone());
+            let stop = stop.clone();
             tokio::spawn(async move {
-                while !stop.is_cancelled() && acked.load(Ordering::SeqCst) < u64::from(target) {
-                    match client.job_submit(&request).await {
-                        Ok(_) => acked.fetch_add(u64::from(per_job), Ordering::SeqCst),
-                        Err(_) => refused.fetch_add(1, Ordering::SeqCst),
-                    };
+                let mut acked = 0;
+                while !stop.is_cancelled() && acked < target {
+                    if client.job_submit(&request).await.is_ok() {
+                        acked += per_job;
+                    }
                     // Pacing, not synchronisation: a steady load rather than a maximal one.
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    tokio::time::sleep(every).await;
                 }
             })
         };
-        Load {
-            acked,
-            refused,
-            stop,
-            submitter,
-        }
-    }
-
-    /// Tasks acknowledged so far.
-    pub fn acked(&self) -> u64 {
-        self.acked.load(Ordering::SeqCst)
-    }
-
-    /// Submits refused (or unanswered) so far.
-    pub fn refused(&self) -> u64 {
-        self.refused.load(Ordering::SeqCst)
-    }
-
-    /// Wait until at least `tasks` were acknowledged.
-    pub async fn wait_acked(&self, tasks: u64) {
-        wait_until(
-            &format!("{tasks} acknowledged tasks"),
-            STATE_DEADLINE,
-            || async { (self.acked() >= tasks).then_some(()) },
-        )
-        .await;
+        Load { stop, submitter }
     }
 
     /// Wait until the target is reached and the submitter is done.

@@ -52,6 +52,7 @@ struct Shared {
     /// The newest lease token handed out per task (for broken mode).
     newest: Mutex<HashMap<TaskId, String>>,
     stalled: AtomicUsize,
+    unanswered: AtomicUsize,
 }
 
 /// One door's state.
@@ -62,10 +63,17 @@ struct Door {
     mode: watch::Receiver<Mode>,
 }
 
+/// An open door, as the proxy keeps it.
+struct Opened {
+    url: String,
+    mode: watch::Sender<Mode>,
+    served: JoinHandle<()>,
+}
+
 /// A recording proxy in front of one server URL.
 pub struct Proxy {
     shared: Arc<Shared>,
-    doors: Mutex<HashMap<String, (String, watch::Sender<Mode>, JoinHandle<()>)>>,
+    doors: Mutex<HashMap<String, Opened>>,
 }
 
 impl Proxy {
@@ -83,6 +91,7 @@ impl Proxy {
                 broken: AtomicBool::new(false),
                 newest: Mutex::new(HashMap::new()),
                 stalled: AtomicUsize::new(0),
+                unanswered: AtomicUsize::new(0),
             }),
             doors: Mutex::new(HashMap::new()),
         }
@@ -90,8 +99,8 @@ impl Proxy {
 
     /// The URL of the door named `name`, opened on first use.
     pub async fn door(&self, name: &str) -> String {
-        if let Some((url, _, _)) = self.doors.lock().expect("doors lock").get(name) {
-            return url.clone();
+        if let Some(opened) = self.doors.lock().expect("doors lock").get(name) {
+            return opened.url.clone();
         }
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -111,20 +120,24 @@ impl Proxy {
         let served = tokio::spawn(async move {
             let _ = axum::serve(gated, app).await;
         });
-        self.doors
-            .lock()
-            .expect("doors lock")
-            .insert(name.to_string(), (url.clone(), set, served));
+        self.doors.lock().expect("doors lock").insert(
+            name.to_string(),
+            Opened {
+                url: url.clone(),
+                mode: set,
+                served,
+            },
+        );
         url
     }
 
     /// Set what the door `name` does with traffic.
     pub fn set_mode(&self, name: &str, mode: Mode) {
         let doors = self.doors.lock().expect("doors lock");
-        let (_, set, _) = doors
+        let opened = doors
             .get(name)
             .unwrap_or_else(|| panic!("no proxy door named {name}"));
-        set.send_replace(mode);
+        opened.mode.send_replace(mode);
     }
 
     /// Rewrite stale lease tokens to the newest (a server without fencing), or stop doing so.
@@ -135,6 +148,11 @@ impl Proxy {
     /// Requests held by stalled doors right now.
     pub fn stalled(&self) -> usize {
         self.shared.stalled.load(Ordering::SeqCst)
+    }
+
+    /// Requests the server gave no answer to (it was down or died mid-request) so far.
+    pub fn unanswered(&self) -> usize {
+        self.shared.unanswered.load(Ordering::SeqCst)
     }
 
     /// What was recorded so far.
@@ -150,8 +168,8 @@ impl Proxy {
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        for (_, (_, _, served)) in self.doors.lock().expect("doors lock").drain() {
-            served.abort();
+        for (_, opened) in self.doors.lock().expect("doors lock").drain() {
+            opened.served.abort();
         }
     }
 }
@@ -299,6 +317,7 @@ async fn forward(State(mut door): State<Door>, request: Request) -> Response {
         shared.recorder.push(&exchange, ops_of(&exchange));
     }
     let Some(status) = status else {
+        shared.unanswered.fetch_add(1, Ordering::SeqCst);
         return answer(StatusCode::BAD_GATEWAY, "the server gave no answer");
     };
     let mut response = Response::new(Body::from(received));

@@ -8,6 +8,8 @@
 //! The PostgreSQL run needs `SPILLWAY_TEST_POSTGRES_URL` (skipped without it, except under
 //! `CI=true`).
 
+use std::time::Duration;
+
 use nix::sys::signal::Signal;
 use spillway_core::model::QueueSettings;
 use spillway_core::state::TaskState;
@@ -15,7 +17,7 @@ use spillway_core::state::TaskState;
 use super::checker::{AnomalyKind, Checked};
 use super::proxy::Mode;
 use super::record::{BeatAnswer, Op, ReportAnswer};
-use super::{Load, QUEUE, Rig, fault_tasks, granted_again, held_by};
+use super::{Load, QUEUE, Rig, completed, fault_tasks, granted_again, held_by, latest_expiry};
 use crate::postgres::TempDatabase;
 use crate::support::{STATE_DEADLINE, WorkerSpec, fast_settings, wait_until};
 
@@ -23,6 +25,9 @@ use crate::support::{STATE_DEADLINE, WorkerSpec, fast_settings, wait_until};
 const PER_JOB: u32 = 10;
 /// What each task runs: long enough that faults catch tasks under lease.
 const TASK: &[&str] = &["sleep", "0.2"];
+/// Time between submits: about what the workers get through ([`PER_JOB`] tasks of 0.2s on 8
+/// to 12 slots), so the load lasts as long as the run.
+const PACE: Duration = Duration::from_millis(200);
 
 /// Short leases so that expiries come quickly; enough attempts to ride out many faults.
 fn settings() -> QueueSettings {
@@ -38,6 +43,11 @@ fn assert_checked(checked: &Checked, faults: usize) {
         "only {} tasks acknowledged",
         checked.tasks
     );
+    // Every task here runs a command that succeeds, and attempts outnumber the faults.
+    assert_eq!(
+        checked.succeeded, checked.tasks,
+        "acknowledged tasks that did not succeed"
+    );
     assert!(
         checked.leases as u64 >= checked.tasks,
         "{} leases for {} tasks",
@@ -46,8 +56,33 @@ fn assert_checked(checked: &Checked, faults: usize) {
     );
 }
 
-/// Kill the server with -9 while workers and the load generator are busy, restart it on the
-/// same data, a few times; nothing acknowledged may be lost or run twice.
+/// Wait until `done` completes were applied (faults are spread over the run by progress).
+async fn wait_completed(rig: &Rig, done: u32) {
+    wait_until(&format!("{done} tasks completed"), STATE_DEADLINE, || {
+        let completed = completed(&rig.proxy.history());
+        async move { (completed >= done as usize).then_some(()) }
+    })
+    .await;
+}
+
+/// Once `done` tasks completed, the first of `names` that holds leases: its index and the
+/// leases it holds (task, attempt).
+async fn victim(rig: &Rig, names: &[String], done: u32) -> (usize, Vec<(i64, u32)>) {
+    wait_completed(rig, done).await;
+    wait_until("a worker holding a lease", STATE_DEADLINE, || {
+        let history = rig.proxy.history();
+        let found = names.iter().enumerate().find_map(|(slot, name)| {
+            let held = held_by(&history, name);
+            (!held.is_empty()).then_some((slot, held))
+        });
+        async move { found }
+    })
+    .await
+}
+
+/// Kill the server with -9 while workers and the load generator are busy and restart it on the
+/// same data, twice (the second time after every lease has expired); nothing acknowledged may
+/// be lost or run twice, and the workers ride it out.
 async fn server_killed_under_load(run: &str, store: Option<String>) {
     let target = fault_tasks();
     let mut rig = Rig::start(store, settings()).await;
@@ -59,10 +94,10 @@ async fn server_killed_under_load(run: &str, store: Option<String>) {
         rig.worker("worker-a", &spec).await,
         rig.worker("worker-b", &spec).await,
     ];
-    let load = Load::start(&rig, TASK, PER_JOB, target).await;
+    let load = Load::start(&rig, TASK, PER_JOB, target, PACE).await;
     let kills = 2;
     for k in 1..=kills {
-        load.wait_acked(u64::from(target) * k / (kills + 1)).await;
+        wait_completed(&rig, target * k / (kills + 1)).await;
         // Mid-stream: some tasks under lease.
         wait_until("tasks under lease", STATE_DEADLINE, || async {
             let queue = rig.admin.queue_get(QUEUE).await.ok()?;
@@ -70,13 +105,24 @@ async fn server_killed_under_load(run: &str, store: Option<String>) {
         })
         .await;
         rig.kill_server();
-        let refused = load.refused();
+        let unanswered = rig.proxy.unanswered();
         wait_until(
-            "a submit refused while the server is down",
+            "a request unanswered while the server is down",
             STATE_DEADLINE,
-            || async { (load.refused() > refused).then_some(()) },
+            || async { (rig.proxy.unanswered() > unanswered).then_some(()) },
         )
         .await;
+        if k == kills {
+            // Stay down until every lease handed out has run out, so the restarted server
+            // finds expired leases to reap and tasks run again.
+            let expiry = latest_expiry(&rig.proxy.history());
+            wait_until("every lease to expire", STATE_DEADLINE, || async {
+                expiry
+                    .is_none_or(|at| chrono::Utc::now() > at)
+                    .then_some(())
+            })
+            .await;
+        }
         rig.restart_server().await;
     }
     load.finish().await;
@@ -117,23 +163,16 @@ async fn history_workers_killed_mid_run() {
         concurrency: 4,
         ..WorkerSpec::new(QUEUE)
     };
-    let mut workers = vec![
+    let mut workers = [
         rig.worker("worker-0", &spec).await,
         rig.worker("worker-1", &spec).await,
         rig.worker("worker-2", &spec).await,
     ];
     let mut names: Vec<String> = (0..3).map(|n| format!("worker-{n}")).collect();
-    let load = Load::start(&rig, TASK, PER_JOB, target).await;
+    let load = Load::start(&rig, TASK, PER_JOB, target, PACE).await;
     let kills = 3;
     for k in 1..=kills {
-        load.wait_acked(u64::from(target) * k / (kills + 1)).await;
-        let slot = k as usize % workers.len();
-        let victim = names[slot].clone();
-        wait_until(&format!("{victim} to hold a lease"), STATE_DEADLINE, || {
-            let held = held_by(&rig.proxy.history(), &victim);
-            async move { (!held.is_empty()).then_some(()) }
-        })
-        .await;
+        let (slot, _) = victim(&rig, &names, target * k / (kills + 1)).await;
         workers[slot].kill9();
         names[slot] = format!("worker-{slot}-{k}");
         workers[slot] = rig.worker(&names[slot], &spec).await;
@@ -157,32 +196,26 @@ async fn history_workers_frozen_past_their_lease() {
         concurrency: 4,
         ..WorkerSpec::new(QUEUE)
     };
-    let names = ["worker-0", "worker-1", "worker-2"];
+    let names: Vec<String> = (0..3).map(|n| format!("worker-{n}")).collect();
     let mut workers = Vec::new();
-    for name in names {
+    for name in &names {
         workers.push(rig.worker(name, &spec).await);
     }
     // Tasks long enough to be caught running.
-    let load = Load::start(&rig, &["sleep", "0.5"], PER_JOB, target).await;
+    let load = Load::start(&rig, &["sleep", "0.5"], PER_JOB, target, PACE * 2).await;
     let freezes = 3;
     for k in 1..=freezes {
-        load.wait_acked(u64::from(target) * k / (freezes + 1)).await;
-        let slot = k as usize % workers.len();
-        let victim = names[slot];
-        let held = wait_until(&format!("{victim} to hold a lease"), STATE_DEADLINE, || {
-            let held = held_by(&rig.proxy.history(), victim);
-            async move { (!held.is_empty()).then_some(held) }
-        })
-        .await;
+        let (slot, held) = victim(&rig, &names, target * k / (freezes + 1)).await;
+        let frozen = &names[slot];
         workers[slot].signal(Signal::SIGSTOP);
         wait_until(
-            &format!("a task of frozen {victim} to be leased again"),
+            &format!("a task of frozen {frozen} to be leased again"),
             STATE_DEADLINE,
             || {
                 let history = rig.proxy.history();
                 let again = held
                     .iter()
-                    .any(|&(task, attempt)| granted_again(&history, victim, task, attempt));
+                    .any(|&(task, attempt)| granted_again(&history, frozen, task, attempt));
                 async move { again.then_some(()) }
             },
         )
@@ -192,7 +225,10 @@ async fn history_workers_frozen_past_their_lease() {
     load.finish().await;
     let checked = rig.check("workers-frozen", freezes as usize).await;
     assert_checked(&checked, freezes as usize);
-    assert!(checked.releases > 0, "no task of a frozen worker was leased again");
+    assert!(
+        checked.releases > 0,
+        "no task of a frozen worker was leased again"
+    );
     for worker in &mut workers {
         worker.assert_running();
     }
