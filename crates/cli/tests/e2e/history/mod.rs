@@ -42,8 +42,11 @@ use record::{History, Op};
 pub const QUEUE: &str = "q";
 /// Tasks per run unless `SPILLWAY_FAULT_TASKS` says otherwise: small enough for CI.
 pub const DEFAULT_TASKS: u32 = 300;
-/// How long a run may take to settle after its load and faults.
+/// How long a run may take to settle after its load and faults, plus [`SETTLE_PER_TASK`]
+/// for each task of the run.
 const SETTLE_DEADLINE: Duration = Duration::from_secs(180);
+/// Extra settling time per task, for runs larger than the CI size.
+const SETTLE_PER_TASK: Duration = Duration::from_millis(100);
 
 /// Tasks a run submits: `SPILLWAY_FAULT_TASKS`, else [`DEFAULT_TASKS`].
 pub fn fault_tasks() -> u32 {
@@ -136,13 +139,14 @@ impl Rig {
                 _ => None,
             })
             .collect();
+        let deadline = SETTLE_DEADLINE + SETTLE_PER_TASK * fault_tasks();
         let settle = async {
             for job in &acked {
-                wait_job_final(&self.admin, job, SETTLE_DEADLINE + STATE_DEADLINE).await;
+                wait_job_final(&self.admin, job, deadline + STATE_DEADLINE).await;
             }
         };
-        if tokio::time::timeout(SETTLE_DEADLINE, settle).await.is_err() {
-            eprintln!("history {run}: not every acknowledged job finished in {SETTLE_DEADLINE:?}");
+        if tokio::time::timeout(deadline, settle).await.is_err() {
+            eprintln!("history {run}: not every acknowledged job finished in {deadline:?}");
         }
         // The history again: reports sent while settling count too.
         let history = self.proxy.history();
@@ -254,6 +258,8 @@ pub fn granted_again(history: &History, actor: &str, task: i64, attempt: u32) ->
 pub struct Load {
     stop: CancellationToken,
     submitter: JoinHandle<()>,
+    /// How long the submitter may take: twice its pace, and a state deadline on top.
+    deadline: Duration,
 }
 
 impl Load {
@@ -282,13 +288,18 @@ impl Load {
                 }
             })
         };
-        Load { stop, submitter }
+        let deadline = every * (target / per_job.max(1) + 1) * 2 + STATE_DEADLINE;
+        Load {
+            stop,
+            submitter,
+            deadline,
+        }
     }
 
     /// Wait until the target is reached and the submitter is done.
     pub async fn finish(self) {
         let submitter = self.submitter;
-        let done = tokio::time::timeout(STATE_DEADLINE, submitter).await;
+        let done = tokio::time::timeout(self.deadline, submitter).await;
         self.stop.cancel();
         done.expect("the load generator to reach its target")
             .expect("load generator");

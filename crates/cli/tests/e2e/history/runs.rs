@@ -4,7 +4,8 @@
 //! no anomaly, that faults were injected and that operations were checked. Each prints one
 //! line: operations checked, faults injected, anomalies found.
 //!
-//! A larger run: `SPILLWAY_FAULT_TASKS=5000 cargo nextest run -p spillway --test e2e history`.
+//! A larger run (with a fault per 150 tasks):
+//! `SPILLWAY_FAULT_TASKS=5000 cargo nextest run -p spillway --test e2e history`.
 //! The PostgreSQL run needs `SPILLWAY_TEST_POSTGRES_URL` (skipped without it, except under
 //! `CI=true`).
 
@@ -32,6 +33,11 @@ const PACE: Duration = Duration::from_millis(200);
 /// Short leases so that expiries come quickly; enough attempts to ride out many faults.
 fn settings() -> QueueSettings {
     fast_settings(30)
+}
+
+/// Faults a run injects: `ci` at the CI size, one per 150 tasks in larger runs.
+fn fault_count(ci: u32) -> u32 {
+    ci.max(fault_tasks() / 150)
 }
 
 /// The assertions every fault run ends with.
@@ -95,7 +101,7 @@ async fn server_killed_under_load(run: &str, store: Option<String>) {
         rig.worker("worker-b", &spec).await,
     ];
     let load = Load::start(&rig, TASK, PER_JOB, target, PACE).await;
-    let kills = 2;
+    let kills = fault_count(2);
     for k in 1..=kills {
         wait_completed(&rig, target * k / (kills + 1)).await;
         // Mid-stream: some tasks under lease.
@@ -170,7 +176,7 @@ async fn history_workers_killed_mid_run() {
     ];
     let mut names: Vec<String> = (0..3).map(|n| format!("worker-{n}")).collect();
     let load = Load::start(&rig, TASK, PER_JOB, target, PACE).await;
-    let kills = 3;
+    let kills = fault_count(3);
     for k in 1..=kills {
         let (slot, _) = victim(&rig, &names, target * k / (kills + 1)).await;
         workers[slot].kill9();
@@ -203,7 +209,7 @@ async fn history_workers_frozen_past_their_lease() {
     }
     // Tasks long enough to be caught running.
     let load = Load::start(&rig, &["sleep", "0.5"], PER_JOB, target, PACE * 2).await;
-    let freezes = 3;
+    let freezes = fault_count(3);
     let mut k = 1;
     while k <= freezes {
         let (slot, held) = victim(&rig, &names, target * k / (freezes + 1)).await;
