@@ -13,6 +13,15 @@
 //! - `runs`: the fault runs.
 //!
 //! Run them with `cargo nextest run -p spillway --test e2e history`.
+//!
+//! A new fault run starts a [`Rig`], starts workers with [`Rig::worker`] (each behind its own
+//! door), drives a [`Load`], injects its faults, and ends with [`Rig::check`] and
+//! `assert_clean`. A network partition of one worker is `rig.proxy.set_mode(name,
+//! Mode::Refuse)` (or `Stall`), and back to `Mode::Open`; a second replica gets doors of its
+//! own with [`proxy::Proxy::door_to`], recording into the same history. The checker maps the
+//! API's wall-clock expiries onto its monotonic timeline through one anchor read at the start,
+//! so a run that steps the server's clock has to record the step and shift expiries by it (or
+//! widen [`checker::SLACK`]) before checking.
 
 pub mod checker;
 pub mod proxy;

@@ -45,6 +45,7 @@ pub enum Mode {
 
 /// What every door shares.
 struct Shared {
+    /// Where doors forward unless told otherwise.
     upstream: String,
     http: reqwest::Client,
     recorder: Recorder,
@@ -59,6 +60,7 @@ struct Shared {
 #[derive(Clone)]
 struct Door {
     name: Arc<str>,
+    upstream: Arc<str>,
     shared: Arc<Shared>,
     mode: watch::Receiver<Mode>,
 }
@@ -97,8 +99,15 @@ impl Proxy {
         }
     }
 
-    /// The URL of the door named `name`, opened on first use.
+    /// The URL of the door named `name` to the proxy's upstream, opened on first use.
     pub async fn door(&self, name: &str) -> String {
+        let upstream = self.shared.upstream.clone();
+        self.door_to(name, &upstream).await
+    }
+
+    /// The URL of the door named `name` to `upstream` (another replica, say), opened on first
+    /// use; every door records into the same history.
+    pub async fn door_to(&self, name: &str, upstream: &str) -> String {
         if let Some(opened) = self.doors.lock().expect("doors lock").get(name) {
             return opened.url.clone();
         }
@@ -109,6 +118,7 @@ impl Proxy {
         let (set, mode) = watch::channel(Mode::Open);
         let door = Door {
             name: Arc::from(name),
+            upstream: Arc::from(upstream.trim_end_matches('/')),
             shared: self.shared.clone(),
             mode: mode.clone(),
         };
@@ -277,7 +287,7 @@ async fn forward(State(mut door): State<Door>, request: Request) -> Response {
         .map_or(parts.uri.path(), |p| p.as_str());
     let upstream = shared
         .http
-        .request(parts.method.clone(), format!("{}{path}", shared.upstream))
+        .request(parts.method.clone(), format!("{}{path}", door.upstream))
         .headers(headers)
         .body(forwarded)
         .send()
