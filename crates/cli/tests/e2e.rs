@@ -2,8 +2,9 @@
 //! workers, `up`, the CLI), spoken to over HTTP on 127.0.0.1 the way a user would.
 //!
 //! Each test has its own data directory and port, kills its children when it ends, and
-//! waits on conditions with deadlines, never on sleeps. The PostgreSQL test needs
-//! `SPILLWAY_TEST_POSTGRES_URL` (scripts/test provides it).
+//! waits on conditions with deadlines, never on sleeps. The PostgreSQL tests need
+//! `SPILLWAY_TEST_POSTGRES_URL` (scripts/test provides it). The fault runs of `history`
+//! are checked by a recording proxy; `SPILLWAY_FAULT_TASKS` sets their size.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
 
@@ -15,6 +16,8 @@ mod cli;
 mod example;
 #[path = "e2e/faults.rs"]
 mod faults;
+#[path = "e2e/history/mod.rs"]
+mod history;
 #[path = "e2e/netns.rs"]
 mod netns;
 #[path = "e2e/postgres.rs"]

@@ -1,13 +1,12 @@
-//! Faults a deployment meets: a server killed under load, workers killed, frozen or stopped
-//! mid-task, and tasks that always fail.
+//! Faults a deployment meets, one task at a time: workers killed, frozen or stopped mid-task,
+//! and tasks that always fail. The same faults under load (and the server killed under load)
+//! are runs of the history checker, in `history/runs.rs`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use spillway_client::DeadListQuery;
-use spillway_core::api::{RequeueRequest, SubmitJob};
+use spillway_core::api::RequeueRequest;
 use spillway_core::model::QueueSettings;
 use spillway_core::state::{AttemptOutcome, JobState, TaskState};
 
@@ -23,96 +22,6 @@ const SLOW_FIRST_ATTEMPT: &[&str] = &[
     "-c",
     "[ \"$SPILLWAY_ATTEMPT\" = 1 ] && sleep 60; exit 0",
 ];
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acknowledged_jobs_survive_a_server_killed_under_load() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    let port = free_port();
-    let mut server = Server::start("server-1", &data, port, None).await;
-    let client = server.client();
-    // Leases run out while the server is down; allow enough attempts to ride that out.
-    let settings = QueueSettings {
-        lease_duration: Duration::from_secs(3),
-        ..fast_settings(20)
-    };
-    create_queue(&client, "load", settings).await;
-    let spec = WorkerSpec {
-        concurrency: 4,
-        ..WorkerSpec::new("load")
-    };
-    let mut workers = [
-        start_worker("worker-a", dir.path(), &server.url, &server.token, &spec),
-        start_worker("worker-b", dir.path(), &server.url, &server.token, &spec),
-    ];
-
-    // Submit continuously, keeping every id the server acknowledged.
-    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
-    let refused = Arc::new(AtomicU64::new(0));
-    let stop = tokio_util::sync::CancellationToken::new();
-    let submitter = {
-        let (client, acked, refused, stop) =
-            (client.clone(), acked.clone(), refused.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut request = SubmitJob::command("load", vec!["true".to_string()]);
-            request.count = Some(20);
-            while !stop.is_cancelled() {
-                match client.job_submit(&request).await {
-                    Ok(s) => acked.lock().expect("lock").push(s.job.id),
-                    Err(_) => {
-                        refused.fetch_add(1, Ordering::SeqCst);
-                    }
-                }
-                // Pacing, not synchronisation: keep the load steady rather than maximal.
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-    };
-    let acked_count = || acked.lock().expect("lock").len();
-
-    // Kill the server mid-stream: jobs acknowledged, some done, some tasks under lease.
-    let first = wait_until("10 acknowledged jobs", STATE_DEADLINE, || async {
-        (acked_count() >= 10).then(|| acked.lock().expect("lock")[0].clone())
-    })
-    .await;
-    wait_job_final(&client, &first, STATE_DEADLINE).await;
-    wait_until("tasks under lease", STATE_DEADLINE, || async {
-        let queue = client.queue_get("load").await.ok()?;
-        (queue.stats.counts.leased > 0).then_some(())
-    })
-    .await;
-    server.process.kill9();
-    let before_restart = acked_count();
-    wait_until(
-        "a submit refused while the server is down",
-        STATE_DEADLINE,
-        || async { (refused.load(Ordering::SeqCst) > 0).then_some(()) },
-    )
-    .await;
-
-    let server = Server::start("server-2", &data, port, None).await;
-    wait_until(
-        "10 more acknowledged jobs after the restart",
-        STATE_DEADLINE,
-        || async { (acked_count() >= before_restart + 10).then_some(()) },
-    )
-    .await;
-    stop.cancel();
-    submitter.await.expect("submitter task");
-
-    let ids = acked.lock().expect("lock").clone();
-    let deadline = Duration::from_secs(180);
-    for id in &ids {
-        let job = wait_job_final(&client, id, deadline).await;
-        assert_eq!(job.state, JobState::Succeeded, "job {id}: {:?}", job.counts);
-        assert_eq!(job.counts.succeeded, u64::from(job.task_count), "job {id}");
-    }
-    // The workers reconnected by themselves rather than dying with the server.
-    for worker in &mut workers {
-        worker.assert_running();
-    }
-    drop(server);
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_of_a_killed_worker_runs_again_after_its_lease_expires() {

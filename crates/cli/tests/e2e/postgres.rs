@@ -20,14 +20,15 @@ const TASKS_PER_JOB: u32 = 2_500;
 const CHECK_PARALLELISM: usize = 16;
 
 /// A database made for one test and dropped (with its connections) when the value drops.
-struct TempDatabase {
+pub(crate) struct TempDatabase {
     admin_url: String,
     name: String,
-    url: String,
+    /// Its URL.
+    pub(crate) url: String,
 }
 
 impl TempDatabase {
-    async fn create(admin_url: &str) -> TempDatabase {
+    pub(crate) async fn create(admin_url: &str) -> TempDatabase {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .expect("clock after 1970")
