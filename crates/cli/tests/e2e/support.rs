@@ -36,6 +36,12 @@ pub fn repo_root() -> PathBuf {
 /// so a developer's environment or config file cannot change what a test does.
 pub fn spillway(cwd: &Path) -> Command {
     let mut command = Command::new(BIN);
+    scrub_env(&mut command, cwd);
+    command
+}
+
+/// Make `command` run in `cwd` without the caller's `SPILLWAY_*` settings, as [`spillway`].
+fn scrub_env(command: &mut Command, cwd: &Path) {
     command.current_dir(cwd).stdin(Stdio::null());
     for (name, _) in std::env::vars_os() {
         let text = name.to_string_lossy();
@@ -44,7 +50,6 @@ pub fn spillway(cwd: &Path) -> Command {
         }
     }
     command.env("SPILLWAY_LOG", "info").env("NO_COLOR", "1");
-    command
 }
 
 /// A child process that is killed (with everything it started) when the guard drops. Its
@@ -264,9 +269,33 @@ pub fn start_worker(
     token: &str,
     spec: &WorkerSpec,
 ) -> ChildGuard {
+    start_worker_with(spillway(dir), name, dir, url, token, spec)
+}
+
+/// Start `spillway worker` on a test host (in its network namespace) for `server`.
+pub fn start_worker_on(
+    host: &crate::netns::TestHost,
+    name: &str,
+    dir: &Path,
+    url: &str,
+    token: &str,
+    spec: &WorkerSpec,
+) -> ChildGuard {
+    let mut command = host.command(Path::new(BIN));
+    scrub_env(&mut command, dir);
+    start_worker_with(command, name, dir, url, token, spec)
+}
+
+fn start_worker_with(
+    mut command: Command,
+    name: &str,
+    dir: &Path,
+    url: &str,
+    token: &str,
+    spec: &WorkerSpec,
+) -> ChildGuard {
     let scratch = dir.join(format!("scratch-{name}"));
     std::fs::create_dir_all(&scratch).expect("create the scratch dir");
-    let mut command = spillway(dir);
     command
         .arg("worker")
         .arg("--queue")

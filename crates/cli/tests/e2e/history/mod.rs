@@ -41,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::support::{
     ChildGuard, STATE_DEADLINE, Server, WorkerSpec, all_tasks, create_queue, free_port,
-    start_worker, wait_job_final,
+    start_worker, start_worker_on, wait_job_final,
 };
 use checker::{Checked, FinalState, FinalTask};
 use proxy::Proxy;
@@ -110,6 +110,19 @@ impl Rig {
     pub async fn worker(&self, name: &str, spec: &WorkerSpec<'_>) -> ChildGuard {
         let url = self.proxy.door(name).await;
         start_worker(name, self.dir.path(), &url, &self.server.token, spec)
+    }
+
+    /// Start `spillway worker` named `name` on the test host `host`, talking through its own
+    /// proxy door on the test network (so cutting the host cuts it off).
+    pub async fn worker_on(
+        &self,
+        host: &crate::netns::TestHost,
+        server_ip: std::net::Ipv4Addr,
+        name: &str,
+        spec: &WorkerSpec<'_>,
+    ) -> ChildGuard {
+        let url = self.proxy.door_on(name, server_ip).await;
+        start_worker_on(host, name, self.dir.path(), &url, &self.server.token, spec)
     }
 
     /// A client with the admin token through the proxy door `name`.

@@ -108,12 +108,22 @@ impl Proxy {
     /// The URL of the door named `name` to `upstream` (another replica, say), opened on first
     /// use; every door records into the same history.
     pub async fn door_to(&self, name: &str, upstream: &str) -> String {
+        self.door_at(name, upstream, std::net::Ipv4Addr::LOCALHOST)
+            .await
+    }
+
+    /// The URL of the door named `name` to the upstream, listening on `ip` (an address of a
+    /// test network, for workers on test hosts), opened on first use.
+    pub async fn door_on(&self, name: &str, ip: std::net::Ipv4Addr) -> String {
+        let upstream = self.shared.upstream.clone();
+        self.door_at(name, &upstream, ip).await
+    }
+
+    async fn door_at(&self, name: &str, upstream: &str, ip: std::net::Ipv4Addr) -> String {
         if let Some(opened) = self.doors.lock().expect("doors lock").get(name) {
             return opened.url.clone();
         }
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a proxy door");
+        let listener = TcpListener::bind((ip, 0)).await.expect("bind a proxy door");
         let url = format!("http://{}", listener.local_addr().expect("local addr"));
         let (set, mode) = watch::channel(Mode::Open);
         let door = Door {

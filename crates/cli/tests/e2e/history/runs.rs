@@ -19,6 +19,7 @@ use super::checker::{AnomalyKind, Checked};
 use super::proxy::Mode;
 use super::record::{BeatAnswer, Op, ReportAnswer};
 use super::{Load, QUEUE, Rig, completed, fault_tasks, granted_again, held_by, latest_expiry};
+use crate::netns::TestNetwork;
 use crate::postgres::TempDatabase;
 use crate::support::{STATE_DEADLINE, WorkerSpec, fast_settings, wait_until};
 
@@ -376,4 +377,64 @@ async fn history_proxy_doors_refuse_and_stall_traffic() {
     held.await
         .expect("request task")
         .expect("the held request goes through once the door opens");
+}
+
+/// Workers on two test hosts (network namespaces joined by veth) and one beside the server.
+/// One host at a time is cut off while its worker holds leases, until one of its tasks has
+/// moved to another worker, then healed: the cut worker's late reports must change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_workers_partitioned_from_the_server_and_healed() {
+    let Some(mut network) = TestNetwork::create() else {
+        return;
+    };
+    let target = fault_tasks();
+    let rig = Rig::start(None, settings()).await;
+    let spec = WorkerSpec {
+        concurrency: 4,
+        ..WorkerSpec::new(QUEUE)
+    };
+    let hosts = [network.add_host(), network.add_host()];
+    let names: Vec<String> = (0..hosts.len()).map(|n| format!("host-{n}")).collect();
+    let mut workers = Vec::new();
+    for (host, name) in hosts.iter().zip(&names) {
+        workers.push(rig.worker_on(host, network.server_ip(), name, &spec).await);
+    }
+    // A worker that is never cut off, so work goes on during every partition.
+    workers.push(rig.worker("local", &spec).await);
+    let load = Load::start(&rig, TASK, PER_JOB, target, PACE).await;
+    let cuts = fault_count(2);
+    let mut k = 1;
+    while k <= cuts {
+        let (slot, held) = victim(&rig, &names, target * k / (cuts + 1)).await;
+        let cut = &names[slot];
+        hosts[slot].cut();
+        let moved = wait_until(
+            &format!("a task of cut-off {cut} to be leased again"),
+            STATE_DEADLINE,
+            || {
+                let history = rig.proxy.history();
+                let again = held
+                    .iter()
+                    .any(|&(task, attempt)| granted_again(&history, cut, task, attempt));
+                let none_left = held_by(&history, cut).is_empty();
+                async move { (again || none_left).then_some(again) }
+            },
+        )
+        .await;
+        hosts[slot].heal();
+        if moved {
+            k += 1;
+        }
+    }
+    load.finish().await;
+    let checked = rig.check("workers-partitioned", cuts as usize).await;
+    assert_checked(&checked, cuts as usize);
+    assert!(
+        checked.releases > 0,
+        "no task was leased again during a partition"
+    );
+    // The healed workers came back to work rather than giving up.
+    for worker in &mut workers {
+        worker.assert_running();
+    }
 }
