@@ -11,6 +11,7 @@ mod backoff;
 mod config;
 mod parent;
 mod runtime;
+mod scratch;
 mod staging;
 mod task;
 
