@@ -19,6 +19,8 @@ mod faults;
 mod postgres;
 #[path = "e2e/pubsub.rs"]
 mod pubsub;
+#[path = "e2e/secrets.rs"]
+mod secrets;
 #[path = "e2e/support.rs"]
 mod support;
 #[path = "e2e/workers_down.rs"]
