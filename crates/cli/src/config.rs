@@ -71,7 +71,7 @@ pub struct WorkerSection {
     pub concurrency: Option<u32>,
     /// The pool this worker belongs to.
     pub pool: Option<String>,
-    /// Where task scratch directories go.
+    /// Where each worker makes its private folder (mode 700) for task scratch folders.
     pub scratch_dir: Option<PathBuf>,
     /// How tasks run: `local` processes (the default) or one `kubernetes` Job per task.
     pub executor: Option<ExecutorKind>,

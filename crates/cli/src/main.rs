@@ -105,14 +105,53 @@ enum Command {
     TaskReaper(cmd::task_reaper::TaskReaperArgs),
 }
 
+/// Variables this process must not hand on to the processes it starts (workers, and through
+/// them tasks): secrets, and where the admin token is kept. Clap has read them by then.
+const NOT_INHERITED_ENV: &[&str] = &[
+    "SPILLWAY_TOKEN",
+    // A PostgreSQL URL may carry a password.
+    "SPILLWAY_STORE",
+    "SPILLWAY_DATA_DIR",
+];
+
+/// Remove [`NOT_INHERITED_ENV`] from this process's environment. Call only while the process
+/// has a single thread.
+#[allow(unsafe_code)] // the one unsafe call of the workspace; see the SAFETY note
+fn forget_inherited_secrets() {
+    for name in NOT_INHERITED_ENV {
+        // SAFETY: `main` calls this right after parsing the command line, before the async
+        // runtime or anything else starts a thread, so no other thread can read or write the
+        // environment at the same time.
+        unsafe { std::env::remove_var(name) };
+    }
+}
+
+/// Make this process non-dumpable: no core dumps, and other processes of the same user (a
+/// task's command among them) can no longer read its memory or its original environment
+/// through /proc/<pid>/{mem,environ} or attach to it with ptrace.
+fn refuse_inspection() {
+    if let Err(err) = nix::sys::prctl::set_dumpable(false) {
+        tracing::warn!(error = %err, "cannot make this process non-dumpable; processes of the same user may read its memory");
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    forget_inherited_secrets();
     // The task reaper waits for signals through its signal mask: it runs before any thread.
     let command = match cli.command {
         Command::TaskReaper(args) => return cmd::task_reaper::run(args),
         command => command,
     };
     cmd::init_tracing(&cli.global.log);
+    // The processes that hold tokens and start untrusted commands (directly or through their
+    // workers).
+    if matches!(
+        cli.command,
+        Command::Up(_) | Command::Server(_) | Command::Worker(_)
+    ) {
+        refuse_inspection();
+    }
     // kube and object_store may each enable a rustls crypto backend; choose one explicitly so
     // TLS clients never panic over the ambiguity. It fails only if one is already installed.
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -24,6 +24,8 @@ mod netns;
 mod postgres;
 #[path = "e2e/pubsub.rs"]
 mod pubsub;
+#[path = "e2e/secrets.rs"]
+mod secrets;
 #[path = "e2e/soak.rs"]
 mod soak;
 #[path = "e2e/support.rs"]

@@ -1,11 +1,14 @@
-//! First start: the `default` tenant and queue, and the first admin token.
+//! First start: the `default` tenant and queue, and the first admin token; the worker token
+//! of `spillway up`'s own workers.
 
-use spillway_core::auth::Role;
+use spillway_core::auth::{Principal, Role};
 use spillway_core::model::{DEFAULT_QUEUE, DEFAULT_TENANT, QueueSettings};
 use spillway_core::{ErrorKind, Result, Timestamp};
 use spillway_store::{DynStore, QueueCreate, TokenCreate};
 
+use crate::app::{self, Caller};
 use crate::auth::{hash_secret, new_secret, new_token_id};
+use crate::state::AppState;
 use spillway_store::TenantCreate;
 
 /// The name given to the first admin token.
@@ -51,6 +54,36 @@ pub async fn bootstrap(store: &DynStore, now: Timestamp) -> Result<Option<String
         .await?;
     tracing::info!(token_id = %info.id, "created the first admin token");
     Ok(Some(secret))
+}
+
+/// The name of the worker token `spillway up` gives the workers it starts.
+pub const LOCAL_WORKERS_TOKEN_NAME: &str = "spillway-up-workers";
+
+/// A new worker token of tenant `default` for the workers `spillway up` starts on this
+/// machine; returns its secret. The tokens earlier starts made for them (same name, role
+/// worker) are revoked first, so only the running `up`'s token works and its secret is kept
+/// nowhere but in memory (and in its workers, which drop it from their environment).
+pub async fn local_workers_token(state: &AppState) -> Result<String> {
+    // `up` acts here as an admin of tenant `default` only, so it cannot touch another tenant.
+    let principal = Principal {
+        token_id: "spillway-up".to_string(),
+        tenant: Some(DEFAULT_TENANT.to_string()),
+        role: Role::Admin,
+    };
+    let caller = Caller::own(&principal);
+    for old in app::admin::token_list(state, caller).await? {
+        if old.name == LOCAL_WORKERS_TOKEN_NAME && old.role == Role::Worker {
+            app::admin::token_revoke(state, caller, &old.id).await?;
+        }
+    }
+    let created = app::admin::token_create(
+        state,
+        caller,
+        LOCAL_WORKERS_TOKEN_NAME.to_string(),
+        Role::Worker,
+    )
+    .await?;
+    Ok(created.token)
 }
 
 fn ignore_conflict(result: Result<()>) -> Result<()> {

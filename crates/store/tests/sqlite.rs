@@ -193,3 +193,44 @@ async fn a_database_from_before_checksums_gets_them_recorded_and_opens() {
             .unwrap_or_else(|e| panic!("reopen: {e}")),
     );
 }
+
+/// The mode bits of `path` (permission bits only).
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(path) {
+        Ok(meta) => meta.permissions().mode() & 0o7777,
+        Err(e) => panic!("stat {}: {e}", path.display()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_and_its_wal_files_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let path = dir.path().join("spillway.db");
+    let files = ["spillway.db", "spillway.db-wal", "spillway.db-shm"].map(|f| dir.path().join(f));
+    {
+        let store: DynStore = Arc::new(
+            SqliteStore::open(&path)
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+        setup(&store).await;
+        store
+            .job_submit(job(TENANT, QUEUE, 1, t0()))
+            .await
+            .unwrap_or_else(|e| panic!("submit: {e}"));
+        for file in &files {
+            assert_eq!(mode(file), 0o600, "{}", file.display());
+        }
+    }
+    // A database left readable by everyone (by an earlier version) is closed on open.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+        .unwrap_or_else(|e| panic!("chmod: {e}"));
+    let _store = SqliteStore::open(&path)
+        .await
+        .unwrap_or_else(|e| panic!("reopen: {e}"));
+    for file in &files {
+        assert_eq!(mode(file), 0o600, "{} after reopening", file.display());
+    }
+}

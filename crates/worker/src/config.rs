@@ -31,7 +31,10 @@ pub struct WorkerConfig {
     pub concurrency: u32,
     /// The pool this worker belongs to; default `"default"`.
     pub pool: String,
-    /// Where each task gets its own folder (`<scratch>/<task>-<attempt>/`).
+    /// Where the worker makes its private folder (`<scratch>/spillway-worker-XXXXXX/`, mode
+    /// 0700, removed when the worker stops), in which each task attempt gets its own folder
+    /// (`<task>-<attempt>/`, mode 0700); created with mode 0700 when missing. Default: the
+    /// system temp folder.
     pub scratch_dir: PathBuf,
     /// How often leases are extended and the worker says it is alive.
     pub heartbeat_interval: Duration,
@@ -60,7 +63,7 @@ pub struct WorkerConfig {
 
 impl WorkerConfig {
     /// A config for `server_url` with every other setting at its default; scratch space goes
-    /// under the system temp folder.
+    /// in the system temp folder.
     pub fn new(server_url: impl Into<String>, token: Option<String>) -> Self {
         let concurrency = std::thread::available_parallelism()
             .map(|n| u32::try_from(n.get()).unwrap_or(u32::MAX))
@@ -72,7 +75,7 @@ impl WorkerConfig {
             queues: vec![spillway_core::model::DEFAULT_QUEUE.to_string()],
             concurrency,
             pool: "default".to_string(),
-            scratch_dir: std::env::temp_dir().join("spillway-worker"),
+            scratch_dir: std::env::temp_dir(),
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             lease_wait: DEFAULT_LEASE_WAIT,
             grace_period: DEFAULT_GRACE_PERIOD,

@@ -11,6 +11,7 @@ mod backoff;
 mod config;
 mod parent;
 mod runtime;
+mod scratch;
 mod scratch_owner;
 mod staging;
 mod task;

@@ -1,6 +1,7 @@
 //! The worker's loops: registration, leasing into free slots, heartbeats, and shutdown.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff;
 use crate::config::{WorkerConfig, WorkerSummary};
+use crate::scratch::ScratchRoot;
 use crate::task::{self, StopHandle, StopReason};
 use spillway_executor::Executor;
 
@@ -44,6 +46,8 @@ fn heartbeat_period(configured: Duration, leases: impl Iterator<Item = Duration>
 pub(crate) struct Shared {
     pub(crate) client: Client,
     pub(crate) config: WorkerConfig,
+    /// This worker's private folder for task folders (see [`ScratchRoot`]).
+    pub(crate) scratch_root: PathBuf,
     pub(crate) executor: Arc<dyn Executor>,
     worker_id: Mutex<String>,
     /// Serialises re-registration so two loops noticing a forgotten worker register once.
@@ -111,21 +115,17 @@ pub async fn run_with(
     }
     let client =
         Client::new(&config.server_url, config.token.clone())?.with_tenant(config.tenant.clone());
-    tokio::fs::create_dir_all(&config.scratch_dir)
-        .await
-        .map_err(|e| {
-            Error::invalid(format!(
-                "could not create the scratch folder {}: choose a writable folder",
-                config.scratch_dir.display()
-            ))
-            .with_source(e)
-        })?;
+    // Removed when this function returns, whichever way. Tasks of another user (task_user)
+    // must pass through it to reach their own folders.
+    let scratch = ScratchRoot::create(&config.scratch_dir, config.task_user.is_some())?;
     if let Some(user) = config.task_user {
-        crate::scratch_owner::check_reachable(&config.scratch_dir, user)?;
+        crate::scratch_owner::check_reachable(scratch.path(), user)?;
     }
+    tracing::info!(scratch = %scratch.path().display(), "task folders go in this worker's private folder");
     let shared = Arc::new(Shared {
         client,
         config,
+        scratch_root: scratch.path().to_path_buf(),
         executor,
         worker_id: Mutex::new(String::new()),
         register_lock: tokio::sync::Mutex::new(()),
@@ -165,6 +165,7 @@ pub async fn run_with(
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
     tracing::info!(worker_id = %id, succeeded = summary.succeeded, failed = summary.failed, released = summary.released, lost = summary.lost, "worker stopped");
+    scratch.remove();
     leased.map(|()| summary)
 }
 

@@ -1,7 +1,7 @@
 //! One leased task from start to report: scratch folder, inputs, command, results, report.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff;
 use crate::runtime::Shared;
+use crate::scratch;
 use crate::staging;
 use spillway_executor::{ExecRequest, ExitKind};
 
@@ -63,26 +64,44 @@ enum Verdict {
     Nothing,
 }
 
-/// Run `task` to its end and report it; always removes its scratch folder.
+/// Run `task` to its end and report it; removes its scratch folder if it made one.
 pub async fn run(shared: Arc<Shared>, task: LeasedTask, stop: StopHandle) {
-    let dir = scratch_path(&shared.config.scratch_dir, &task);
+    let dir = scratch::task_path(&shared.scratch_root, &task);
     tracing::info!(task_id = task.task_id, job_id = %task.job_id, attempt = task.attempt, "task started");
-    let verdict = execute(&shared, &task, &dir, &stop).await;
+    let mut created = false;
+    let verdict = execute(&shared, &task, &dir, &mut created, &stop).await;
     report(&shared, &task, verdict).await;
-    if let Err(e) = tokio::fs::remove_dir_all(&dir).await
+    if created
+        && let Err(e) = tokio::fs::remove_dir_all(&dir).await
         && e.kind() != std::io::ErrorKind::NotFound
     {
         tracing::warn!(task_id = task.task_id, dir = %dir.display(), error = %e, "could not remove scratch folder");
     }
 }
 
-async fn execute(shared: &Shared, task: &LeasedTask, dir: &Path, stop: &StopHandle) -> Verdict {
+/// Run the attempt; `created` is set once its scratch folder `dir` exists because of it.
+async fn execute(
+    shared: &Shared,
+    task: &LeasedTask,
+    dir: &Path,
+    created: &mut bool,
+    stop: &StopHandle,
+) -> Verdict {
     let input_dir = dir.join("input");
     let output_dir = dir.join("output");
     let payload_file = dir.join("payload.json");
     let payload = serde_json::to_vec(&task.payload.clone().unwrap_or(serde_json::Value::Null))
         .unwrap_or_else(|_| b"null".to_vec());
-    if let Err(e) = prepare(dir, &input_dir, &output_dir, &payload_file, &payload).await {
+    if let Err(e) = scratch::create_task_dir(dir).await {
+        return fail(
+            task,
+            format!("could not create the scratch folder: {e}"),
+            None,
+            String::new(),
+        );
+    }
+    *created = true;
+    if let Err(e) = prepare(&input_dir, &output_dir, &payload_file, &payload).await {
         return fail(
             task,
             format!("could not prepare the scratch folder: {e}"),
@@ -197,24 +216,13 @@ fn task_env(
     env
 }
 
-async fn prepare(
-    dir: &Path,
-    input: &Path,
-    output: &Path,
-    payload_file: &Path,
-    payload: &[u8],
-) -> Result<()> {
+/// Fill the attempt's fresh scratch folder: input and output folders and the payload file.
+async fn prepare(input: &Path, output: &Path, payload_file: &Path, payload: &[u8]) -> Result<()> {
     let io = |what: &str, p: &Path, e: std::io::Error| {
         Error::internal(format!("could not {what} {}", p.display())).with_source(e)
     };
-    // A folder left by an earlier crash must not leak files into this attempt.
-    if tokio::fs::try_exists(dir).await.unwrap_or(false) {
-        tokio::fs::remove_dir_all(dir)
-            .await
-            .map_err(|e| io("clear", dir, e))?;
-    }
     for d in [input, output] {
-        tokio::fs::create_dir_all(d)
+        tokio::fs::create_dir(d)
             .await
             .map_err(|e| io("create", d, e))?;
     }
@@ -322,9 +330,4 @@ async fn release(shared: &Shared, release: &Release) -> Result<()> {
             "the server answered a release with no result",
         )),
     }
-}
-
-/// The scratch folder of one attempt of a task.
-pub fn scratch_path(root: &Path, task: &LeasedTask) -> PathBuf {
-    root.join(format!("{}-{}", task.task_id, task.attempt))
 }

@@ -56,6 +56,8 @@ pub struct Running {
     pub url: String,
     /// The admin token, when this start created it or it was found in the data directory.
     pub admin_token: Option<String>,
+    /// The server's state, for operations of the process that started it (`up`).
+    pub state: AppState,
     /// Ends when the server has stopped.
     pub task: tokio::task::JoinHandle<Result<()>>,
 }
@@ -91,12 +93,7 @@ fn redact(url: &str) -> String {
 /// cancelled.
 pub async fn start(ctx: &Ctx, args: &ServerArgs, stop: CancellationToken) -> Result<Running> {
     let config = server_config(&ctx.file, args)?;
-    std::fs::create_dir_all(&ctx.data_dir).with_context(|| {
-        format!(
-            "cannot create the data directory {}",
-            ctx.data_dir.display()
-        )
-    })?;
+    create_data_dir(&ctx.data_dir)?;
     let data_dir = ctx
         .data_dir
         .canonicalize()
@@ -147,13 +144,15 @@ pub async fn start(ctx: &Ctx, args: &ServerArgs, stop: CancellationToken) -> Res
         AppState::new(store, blobs, clock, config).with_providers(crate::providers::registry())?;
     spillway_server::spawn_services(&state, stop.clone());
     tracing::info!(%url, store = %redact(&store_url), blobs = %blobs_url, "server listening");
+    let serving = state.clone();
     let task = tokio::spawn(async move {
-        spillway_server::serve(listener, state, async move { stop.cancelled().await }).await?;
+        spillway_server::serve(listener, serving, async move { stop.cancelled().await }).await?;
         Ok(())
     });
     Ok(Running {
         url,
         admin_token,
+        state,
         task,
     })
 }
@@ -171,6 +170,38 @@ pub fn server_config(file: &FileConfig, args: &ServerArgs) -> Result<ServerConfi
     }
     autoscale_config(file, &mut config)?;
     Ok(config)
+}
+
+/// Mode of a data directory this program creates: it holds the admin token, the database
+/// and every job's inputs and results, so its owner only.
+const DATA_DIR_MODE: u32 = 0o700;
+
+/// Create the data directory (and missing parents) with [`DATA_DIR_MODE`]. An existing one is
+/// left as it is, with a warning when other users may look inside.
+fn create_data_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DATA_DIR_MODE)
+        .create(dir)
+        .with_context(|| {
+            format!(
+                "cannot create the data directory {}: choose a writable one with --data-dir",
+                dir.display()
+            )
+        })?;
+    let mode = std::fs::metadata(dir)
+        .with_context(|| format!("cannot read the data directory {}", dir.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            data_dir = %dir.display(),
+            mode = format!("{:o}", mode & 0o7777),
+            "other users may look into the data directory (inputs, results, logs): run `chmod 700` on it"
+        );
+    }
+    Ok(())
 }
 
 /// Move the file's top-level `[[pools]]` and `[autoscale]` into the server config; each may be
@@ -201,10 +232,11 @@ pub fn autoscale_config(file: &FileConfig, config: &mut ServerConfig) -> Result<
     Ok(())
 }
 
-/// Write a secret readable by its owner only.
+/// Write a secret readable by its owner only (an existing file is made so before it is
+/// written).
 pub fn write_secret(path: &Path, secret: &str) -> Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -212,6 +244,8 @@ pub fn write_secret(path: &Path, secret: &str) -> Result<()> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot make {} readable by its owner only", path.display()))?;
     writeln!(file, "{secret}").with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
@@ -237,6 +271,8 @@ pub async fn run(ctx: &Ctx, args: ServerArgs) -> Result<ExitCode> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
     use clap::Parser;
 
@@ -263,6 +299,37 @@ mod tests {
             !with_flags("[server]\nmetrics_auth = true\n", &["--metrics-auth=false"]).metrics_auth,
             "the flag overrides the file"
         );
+    }
+
+    /// The permission bits of `path`, in octal as `ls -l` readers think of them.
+    fn mode(path: &Path) -> String {
+        format!(
+            "{:o}",
+            std::fs::metadata(path).expect("stat").permissions().mode() & 0o7777
+        )
+    }
+
+    #[test]
+    fn secrets_are_written_readable_by_their_owner_only_even_over_an_open_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fresh = dir.path().join("fresh.token");
+        write_secret(&fresh, "sw_a").expect("write");
+        assert_eq!(mode(&fresh), "600");
+        let open = dir.path().join("open.token");
+        std::fs::write(&open, "old").expect("write");
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        write_secret(&open, "sw_b").expect("write");
+        assert_eq!(mode(&open), "600");
+        assert_eq!(std::fs::read_to_string(&open).expect("read"), "sw_b\n");
+    }
+
+    #[test]
+    fn a_new_data_directory_is_its_owners_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("share/spillway");
+        create_data_dir(&data).expect("create");
+        assert_eq!(mode(&data), "700");
+        assert_eq!(mode(&dir.path().join("share")), "700");
     }
 
     #[test]

@@ -37,6 +37,10 @@ pub struct UpArgs {
     /// Queues the local workers serve.
     #[arg(long = "queue", default_value = "default")]
     queues: Vec<String>,
+    /// Print the admin token (by default only the file holding it is named; the CLI on this
+    /// machine reads it from there by itself).
+    #[arg(long)]
+    show_token: bool,
 }
 
 /// Start everything and supervise the workers until SIGTERM or SIGINT.
@@ -56,25 +60,33 @@ pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
         ),
     };
     write_secret(&ctx.data_dir.join(ADMIN_TOKEN_FILE), &token)?;
-
-    // With [[pools]] the server's autoscaler runs the workers; --workers still adds fixed ones.
-    let workers = match args.workers {
-        Some(n) => n,
-        None if ctx.file.autoscaled() => 0,
-        None => {
-            std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1))
-        }
+    let workers = workers_wanted(&args, ctx);
+    // The local workers get a worker token of tenant `default`, never the admin token: their
+    // tasks run untrusted commands. A new one each start; the previous start's is revoked.
+    let worker_token = if workers > 0 {
+        Some(
+            spillway_server::bootstrap::local_workers_token(&running.state)
+                .await
+                .context("cannot create the worker token for the local workers")?,
+        )
+    } else {
+        None
     };
+    let token_file = ctx.data_dir.join(ADMIN_TOKEN_FILE);
     println!("Spillway is up at {}", running.url);
     println!(
         "  dashboard:   {}/ (sign in with the admin token)",
         running.url
     );
-    println!("  admin token: {token}");
-    println!(
-        "               also in {} (the CLI on this machine finds it by itself)",
-        ctx.data_dir.join(ADMIN_TOKEN_FILE).display()
-    );
+    if args.show_token {
+        println!("  admin token: {token}");
+        println!("               also in {}", token_file.display());
+    } else {
+        println!(
+            "  admin token: in {} (the CLI on this machine finds it by itself; --show-token prints it)",
+            token_file.display()
+        );
+    }
     println!("  data:        {}", ctx.data_dir.display());
     if workers > 0 || !ctx.file.autoscaled() {
         println!(
@@ -106,21 +118,25 @@ pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
 
     let exe = std::env::current_exe().context("cannot find the spillway executable")?;
     let mut supervisors = Vec::new();
-    for n in 0..workers {
-        let mut command = Command::new(&exe);
-        command
-            .arg("worker")
-            .arg("--exit-with-parent")
-            .arg("--concurrency")
-            .arg(args.concurrency.to_string())
-            .arg("--pool")
-            .arg("local")
-            .args(args.queues.iter().flat_map(|q| ["--queue", q.as_str()]))
-            .env("SPILLWAY_SERVER", &running.url)
-            .env("SPILLWAY_TOKEN", &token)
-            .env("SPILLWAY_DATA_DIR", &ctx.data_dir)
-            .kill_on_drop(true);
-        supervisors.push(tokio::spawn(supervise(n, command, stop.clone())));
+    if let Some(worker_token) = &worker_token {
+        for n in 0..workers {
+            let mut command = Command::new(&exe);
+            command
+                .arg("worker")
+                .arg("--exit-with-parent")
+                .arg("--concurrency")
+                .arg(args.concurrency.to_string())
+                .arg("--pool")
+                .arg("local")
+                .args(args.queues.iter().flat_map(|q| ["--queue", q.as_str()]))
+                .env("SPILLWAY_SERVER", &running.url)
+                .env("SPILLWAY_TOKEN", worker_token)
+                // Tasks inherit the worker's environment: nothing there may lead to the data
+                // directory and its admin token.
+                .env_remove("SPILLWAY_DATA_DIR")
+                .kill_on_drop(true);
+            supervisors.push(tokio::spawn(supervise(n, command, stop.clone())));
+        }
     }
 
     tokio::select! {
@@ -135,6 +151,18 @@ pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
     stop_server.cancel();
     running.task.await.context("server task panicked")??;
     Ok(ExitCode::SUCCESS)
+}
+
+/// How many local workers to start: --workers, else none when `[[pools]]` are configured
+/// (the server's autoscaler runs the workers then), else one per core.
+fn workers_wanted(args: &UpArgs, ctx: &Ctx) -> u32 {
+    match args.workers {
+        Some(n) => n,
+        None if ctx.file.autoscaled() => 0,
+        None => {
+            std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1))
+        }
+    }
 }
 
 /// Keep one worker process running, restarting it with backoff when it dies, and stop it

@@ -34,7 +34,8 @@ pub struct WorkerArgs {
     /// The pool this worker belongs to.
     #[arg(long, env = "SPILLWAY_POOL")]
     pool: Option<String>,
-    /// Where task scratch directories go (default: a folder in the system temp dir).
+    /// Where the worker makes its private folder (mode 700, a random name, removed when it
+    /// stops) for the tasks' scratch folders (default: the system temp dir).
     #[arg(long, env = "SPILLWAY_SCRATCH_DIR")]
     scratch_dir: Option<PathBuf>,
     /// How long running tasks may finish after SIGTERM before they are handed back.

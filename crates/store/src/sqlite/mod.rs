@@ -67,6 +67,7 @@ impl SqliteStore {
                     .with_source(e)
                 })?;
             }
+            make_private(&path)?;
             let conn = pool::open_writer(&path)?;
             migrate::migrate(&conn)?;
             tracing::info!(path = %path.display(), "opened sqlite store");
@@ -79,4 +80,44 @@ impl SqliteStore {
         .await
         .map_err(|e| Error::internal("opening the sqlite store panicked").with_source(e))?
     }
+}
+
+/// Mode of the database file: it holds token hashes, payloads and commands, so its owner
+/// only. SQLite gives the `-wal` and `-shm` files the database file's mode.
+const DATABASE_FILE_MODE: u32 = 0o600;
+
+/// Create the database file with [`DATABASE_FILE_MODE`] before SQLite does (which would use
+/// 0644), and take group and other access away from an existing one and its `-wal`/`-shm`.
+fn make_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let io = |what: &str, p: &Path, e: std::io::Error| {
+        Error::unavailable(format!(
+            "could not {what} the sqlite database file {}: check that the folder belongs to this user",
+            p.display()
+        ))
+        .with_source(e)
+    };
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(DATABASE_FILE_MODE)
+        .open(path)
+        .map_err(|e| io("create", path, e))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = Path::new(&name);
+        let mode = match std::fs::metadata(file) {
+            Ok(meta) => meta.permissions().mode(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io("inspect", file, e)),
+        };
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(DATABASE_FILE_MODE))
+                .map_err(|e| io("restrict the mode of", file, e))?;
+            tracing::info!(path = %file.display(), old_mode = format!("{:o}", mode & 0o7777), "made the sqlite file readable by its owner only");
+        }
+    }
+    Ok(())
 }

@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 mod rejoin;
+mod scratch;
 
 /// The shared [`TestServer`] (system clock), its admin client, and a worker token of tenant
 /// `default`.
