@@ -147,7 +147,7 @@ fn main() -> ExitCode {
     // The processes that hold tokens and start untrusted commands (directly or through their
     // workers).
     if matches!(
-        cli.command,
+        command,
         Command::Up(_) | Command::Server(_) | Command::Worker(_)
     ) {
         refuse_inspection();

@@ -24,6 +24,7 @@
 //! widen [`checker::SLACK`]) before checking.
 
 pub mod checker;
+pub mod pg_cluster;
 pub mod proxy;
 pub mod record;
 mod runs;

@@ -16,6 +16,7 @@ use spillway_core::model::QueueSettings;
 use spillway_core::state::TaskState;
 
 use super::checker::{AnomalyKind, Checked};
+use super::pg_cluster::PgCluster;
 use super::proxy::Mode;
 use super::record::{BeatAnswer, Op, ReportAnswer};
 use super::{Load, QUEUE, Rig, completed, fault_tasks, granted_again, held_by, latest_expiry};
@@ -434,6 +435,45 @@ async fn history_workers_partitioned_from_the_server_and_healed() {
         "no task was leased again during a partition"
     );
     // The healed workers came back to work rather than giving up.
+    for worker in &mut workers {
+        worker.assert_running();
+    }
+}
+
+/// PostgreSQL itself crashes (stopped with `-m immediate`) and comes back twice while workers
+/// and the load generator are busy: the server rides it out with retryable errors, and nothing
+/// acknowledged is lost or run twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_postgres_restarted_mid_run() {
+    let Some(cluster) = PgCluster::start() else {
+        return;
+    };
+    let target = fault_tasks();
+    let rig = Rig::start(Some(cluster.url()), settings()).await;
+    let spec = WorkerSpec {
+        concurrency: 4,
+        ..WorkerSpec::new(QUEUE)
+    };
+    let mut workers = [
+        rig.worker("worker-a", &spec).await,
+        rig.worker("worker-b", &spec).await,
+    ];
+    let load = Load::start(&rig, TASK, PER_JOB, target, PACE).await;
+    let restarts = fault_count(2);
+    for k in 1..=restarts {
+        wait_completed(&rig, target * k / (restarts + 1)).await;
+        cluster.restart();
+        // The server answers again once it has reconnected.
+        wait_until(
+            "the server to reach PostgreSQL again",
+            STATE_DEADLINE,
+            || async { rig.admin.queue_get(QUEUE).await.ok().map(drop) },
+        )
+        .await;
+    }
+    load.finish().await;
+    let checked = rig.check("postgres-restarted", restarts as usize).await;
+    assert_checked(&checked, restarts as usize);
     for worker in &mut workers {
         worker.assert_running();
     }
