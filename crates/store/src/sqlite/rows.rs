@@ -47,9 +47,15 @@ pub(crate) fn db(what: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
             e.sqlite_error_code(),
             Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
         );
+        let full = e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull);
         if busy {
             Error::unavailable(format!("sqlite is busy while trying to {what}: retry"))
                 .with_source(e)
+        } else if full {
+            Error::unavailable(format!(
+                "the database's disk is full, so sqlite could not {what} (nothing was written): free space on the server's data disk, then retry"
+            ))
+            .with_source(e)
         } else {
             Error::internal(format!("sqlite failed to {what}")).with_source(e)
         }

@@ -88,8 +88,17 @@ pub struct Rig {
 impl Rig {
     /// A server over `store` (SQLite in the data directory when `None`) with queue [`QUEUE`].
     pub async fn start(store: Option<String>, settings: QueueSettings) -> Rig {
+        Rig::start_at(None, store, settings).await
+    }
+
+    /// As [`Rig::start`], with the data directory at `data` (a small filesystem, say).
+    pub async fn start_at(
+        data: Option<PathBuf>,
+        store: Option<String>,
+        settings: QueueSettings,
+    ) -> Rig {
         let dir = tempfile::tempdir().expect("tempdir");
-        let data = dir.path().join("data");
+        let data = data.unwrap_or_else(|| dir.path().join("data"));
         let port = free_port();
         let server = Server::start("server-1", &data, port, store.as_deref()).await;
         let admin = server.client();

@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
+use spillway_core::api::SubmitJob;
 use spillway_core::model::QueueSettings;
 use spillway_core::state::TaskState;
 
@@ -477,4 +478,104 @@ async fn history_postgres_restarted_mid_run() {
     for worker in &mut workers {
         worker.assert_running();
     }
+}
+
+/// A small filesystem of the test's own (tmpfs), unmounted on drop.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    /// Mount `mib` MiB of tmpfs, or `None` where this process may not mount (not root).
+    fn mount(mib: u32) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "mounting a small tmpfs is required under CI=true (run as root)"
+            );
+            eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
+            return None;
+        }
+        Some(SmallDisk { dir })
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Write zeros to `file` until the filesystem is full.
+    fn fill(&self, file: &std::path::Path) {
+        use std::io::Write;
+        let mut out = std::fs::File::create(file).expect("create the filler");
+        let chunk = vec![0u8; 1 << 20];
+        while out.write_all(&chunk).is_ok() {}
+        let _ = out.flush();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// The data directory's disk fills up while workers and the load generator are busy, stays
+/// full until a submit is refused with a clear, retryable error, and is freed: the server
+/// keeps running, answers again, and nothing acknowledged is lost or run twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_the_data_disk_fills_up_and_is_freed() {
+    let Some(disk) = SmallDisk::mount(64) else {
+        return;
+    };
+    let target = fault_tasks();
+    let data = disk.path().join("data");
+    let mut rig = Rig::start_at(Some(data.clone()), None, settings()).await;
+    let spec = WorkerSpec {
+        concurrency: 4,
+        ..WorkerSpec::new(QUEUE)
+    };
+    let _workers = [
+        rig.worker("worker-a", &spec).await,
+        rig.worker("worker-b", &spec).await,
+    ];
+    let load = Load::start(&rig, TASK, PER_JOB, target, PACE).await;
+    let fills = fault_count(1);
+    let filler = disk.path().join("filler");
+    let mut request = SubmitJob::command(QUEUE, vec!["true".into()]);
+    request.count = Some(1);
+    for k in 1..=fills {
+        wait_completed(&rig, target * k / (fills + 1)).await;
+        disk.fill(&filler);
+        // Until the disk is freed a write cannot commit; the answer says why and may be retried.
+        let refused = wait_until("a submit refused for the full disk", STATE_DEADLINE, || {
+            let admin = rig.admin.clone();
+            let request = request.clone();
+            async move { admin.job_submit(&request).await.err() }
+        })
+        .await;
+        assert!(
+            refused.is_retryable() && refused.to_string().contains("full"),
+            "a full disk must answer a retryable error that says so, not: {refused}"
+        );
+        std::fs::remove_file(&filler).expect("free the disk");
+        wait_until("the server to accept submits again", STATE_DEADLINE, || {
+            let admin = rig.admin.clone();
+            let request = request.clone();
+            async move { admin.job_submit(&request).await.ok().map(drop) }
+        })
+        .await;
+    }
+    load.finish().await;
+    let checked = rig.check("disk-full", fills as usize).await;
+    assert_checked(&checked, fills as usize);
+    rig.server.process.assert_running();
 }
