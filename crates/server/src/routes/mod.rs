@@ -89,6 +89,10 @@ pub fn router(state: AppState) -> Router {
     crate::headers::all(app)
         .layer(middleware::from_fn_with_state(
             state.clone(),
+            crate::admission::admit,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
             count_requests,
         ))
         .layer(TraceLayer::new_for_http())
