@@ -94,24 +94,25 @@ async fn parked_long_polls_do_not_count_against_the_in_flight_limit() {
     let work = server.token("worker", "default").await;
     let worker = server.worker(&work, &["default"]).await;
 
-    let mut polls: FuturesUnordered<_> = (0..3)
-        .map(|_| {
-            let request = server.req(Method::POST, "/v1/tasks/lease", &work).json(
-                &json!({"worker_id": worker, "queues": ["default"], "max_tasks": 1, "wait": "60s"}),
-            );
-            tokio::spawn(async move {
-                let resp = request.send().await.expect("lease answer");
-                let body: Value = ok(resp, StatusCode::OK).await;
-                body["tasks"].as_array().expect("tasks").len()
-            })
-        })
-        .collect();
+    // One after another: before it parks, a lease call is in flight (it looks up its worker
+    // and queues and asks the store once), so two arriving together would exceed the limit.
     let admission = server.state.admission().clone();
-    wait_until("three long-polls parked", DEFAULT_DEADLINE, || {
-        let admission = admission.clone();
-        async move { (admission.parked() == 3 && admission.in_flight() == 0).then_some(()) }
-    })
-    .await;
+    let mut polls = FuturesUnordered::new();
+    for n in 1..=3 {
+        let request = server.req(Method::POST, "/v1/tasks/lease", &work).json(
+            &json!({"worker_id": worker, "queues": ["default"], "max_tasks": 1, "wait": "60s"}),
+        );
+        polls.push(tokio::spawn(async move {
+            let resp = request.send().await.expect("lease answer");
+            let body: Value = ok(resp, StatusCode::OK).await;
+            body["tasks"].as_array().expect("tasks").len()
+        }));
+        wait_until("the long-poll to park", DEFAULT_DEADLINE, || {
+            let admission = admission.clone();
+            async move { (admission.parked() == n && admission.in_flight() == 0).then_some(()) }
+        })
+        .await;
+    }
 
     // The limit of one is free for a submit; one of the parked polls gets its task.
     server.submit(&submitter, simple_job()).await;
