@@ -90,11 +90,12 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(system::readyz))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method);
+    // Inside the security headers, so shed answers carry them too.
+    let app = app.layer(middleware::from_fn_with_state(
+        state.clone(),
+        crate::admission::admit,
+    ));
     crate::headers::all(app)
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            crate::admission::admit,
-        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,

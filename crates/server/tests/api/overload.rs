@@ -56,13 +56,20 @@ async fn beyond_the_in_flight_limit_requests_are_shed_with_retry_after_but_probe
     .await;
 
     let shed = server.get("/v1/jobs", &submitter).await;
-    let retry_after = shed
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let header = |name: &str| {
+        shed.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (retry_after, nosniff) = (header("retry-after"), header("x-content-type-options"));
     let shed = problem(shed, StatusCode::SERVICE_UNAVAILABLE).await;
     assert_eq!(retry_after.as_deref(), Some("1"));
+    assert_eq!(
+        nosniff.as_deref(),
+        Some("nosniff"),
+        "shed without security headers"
+    );
     assert_eq!(shed.code, "unavailable");
     assert!(
         shed.detail.contains("overloaded") && shed.detail.contains("retry after 1 second"),
