@@ -32,6 +32,16 @@ pub const DEFAULT_LEASE_RECHECK_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_METRICS_AUTH: bool = false;
 /// Default time between passes that delete inputs of succeeded jobs.
 pub const DEFAULT_INPUT_CLEANER_INTERVAL: Duration = Duration::from_secs(60);
+/// Default bound on requests served at once (see [`crate::admission`]). A request costs a
+/// task, its buffers (up to max_body_bytes for a JSON body) and a socket; 1024 of them is
+/// several times what one machine's store can work on at once (the SQLite writer folds at most
+/// 512 writes into a commit, a PostgreSQL pool has tens of connections), so the limit only
+/// bites once answers would queue anyway, and it stays clear of the common 1024 open-files
+/// limit being reached through requests alone.
+pub const DEFAULT_MAX_IN_FLIGHT_REQUESTS: usize = 1024;
+/// Default bound on lease long-polls parked waiting for work: ten thousand idle workers per
+/// server, each parked call a small future and a socket, far under the in-flight cost.
+pub const DEFAULT_MAX_LONG_POLLS: usize = 10_000;
 
 /// How the HTTP server runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -70,6 +80,11 @@ pub struct ServerConfig {
     /// sees every series, one with a tenant only that tenant's queue series. Default false:
     /// `/metrics` answers anyone who can reach the server and lists every tenant's queues.
     pub metrics_auth: bool,
+    /// Most requests served at once; more are answered 503 with Retry-After at once. Probes
+    /// and /metrics are never refused; parked lease long-polls are not counted.
+    pub max_in_flight_requests: usize,
+    /// Most lease long-polls parked waiting for work; more are answered 503 with Retry-After.
+    pub max_long_polls: usize,
     /// Pools of workers the autoscaler resizes (`[[server.pools]]`). Default: none, and
     /// then no autoscaler runs.
     pub pools: Vec<spillway_autoscale::config::PoolConfig>,
@@ -98,6 +113,8 @@ impl Default for ServerConfig {
             retention_interval: DEFAULT_RETENTION_INTERVAL,
             input_cleaner_interval: DEFAULT_INPUT_CLEANER_INTERVAL,
             metrics_auth: DEFAULT_METRICS_AUTH,
+            max_in_flight_requests: DEFAULT_MAX_IN_FLIGHT_REQUESTS,
+            max_long_polls: DEFAULT_MAX_LONG_POLLS,
             pools: Vec::new(),
             autoscale: spillway_autoscale::config::PolicyConfig::default(),
             worker_program: None,
@@ -138,6 +155,21 @@ impl ServerConfig {
             if interval.is_zero() {
                 return Err(Error::invalid(format!(
                     "{name} is zero: give a duration such as \"5s\""
+                )));
+            }
+        }
+        for (name, limit) in [
+            ("max_in_flight_requests", self.max_in_flight_requests),
+            ("max_long_polls", self.max_long_polls),
+        ] {
+            if limit == 0 {
+                return Err(Error::invalid(format!(
+                    "{name} is zero: no request could be served; give at least 1 (default {})",
+                    if name == "max_long_polls" {
+                        DEFAULT_MAX_LONG_POLLS
+                    } else {
+                        DEFAULT_MAX_IN_FLIGHT_REQUESTS
+                    }
                 )));
             }
         }
@@ -238,5 +270,11 @@ mod tests {
         };
         let err = config.validate().expect_err("zero accepted");
         assert!(err.message().contains("max_body_bytes"), "{err}");
+        let config = ServerConfig {
+            max_in_flight_requests: 0,
+            ..Default::default()
+        };
+        let err = config.validate().expect_err("zero accepted");
+        assert!(err.message().contains("max_in_flight_requests"), "{err}");
     }
 }

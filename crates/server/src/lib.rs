@@ -5,6 +5,7 @@
 //! Build an [`AppState`] over a store, a blob store and a clock, then either mount
 //! [`router`] yourself or call [`serve`]; start the background work with [`spawn_services`].
 
+pub mod admission;
 pub mod app;
 pub mod auth;
 pub mod autoscale;

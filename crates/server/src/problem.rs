@@ -9,6 +9,12 @@ use spillway_core::{Error, ErrorKind};
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
+/// Seconds a client is asked to wait (`Retry-After`) before retrying a request answered 503.
+/// Unavailability is passing here (an overloaded server sheds a moment's excess, a full write
+/// queue drains in a few commits, a store reconnects), so one second is long enough for it to
+/// clear and short enough not to idle a client for long; clients add their own backoff.
+pub const RETRY_AFTER_SECONDS: u64 = 1;
+
 /// The HTTP status for each kind of error. Exhaustive on purpose: a new kind must be mapped.
 pub fn status_for(kind: ErrorKind) -> StatusCode {
     match kind {
@@ -70,26 +76,40 @@ pub type ApiResult<T> = Result<T, ApiError>;
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let error = self.0;
-        let problem = problem_for(&error);
+        let code = error.kind().code();
         match error.kind() {
             ErrorKind::Internal | ErrorKind::Unavailable => tracing::error!(
-                code = problem.code,
+                code,
                 error = %error,
                 source = ?std::error::Error::source(&error),
                 "request failed"
             ),
-            _ => tracing::debug!(code = problem.code, error = %error, "request rejected"),
+            _ => tracing::debug!(code, error = %error, "request rejected"),
         }
-        let status = status_for(error.kind());
-        let body = serde_json::to_vec(&problem).unwrap_or_else(|_| b"{}".to_vec());
-        let mut response = (status, body).into_response();
-        let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        if error.kind() == ErrorKind::Unauthenticated {
+        error_response(&error)
+    }
+}
+
+/// The problem+json answer for `error`, without logging it: its status, its problem document,
+/// `WWW-Authenticate` when a token is missing, and `Retry-After` on every 503 (an unavailable
+/// answer is always worth retrying, see [`RETRY_AFTER_SECONDS`]).
+pub fn error_response(error: &Error) -> Response {
+    let problem = problem_for(error);
+    let status = status_for(error.kind());
+    let body = serde_json::to_vec(&problem).unwrap_or_else(|_| b"{}".to_vec());
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    match error.kind() {
+        ErrorKind::Unauthenticated => {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        response
+        ErrorKind::Unavailable => {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+        }
+        _ => {}
     }
+    response
 }
 
 /// The answer for a known path asked with the wrong method (routing, not an [`ErrorKind`]).
@@ -135,5 +155,18 @@ mod tests {
         assert!(!problem.detail.contains("hunter2"));
         assert_eq!(problem.status, 500);
         assert_eq!(problem.code, "internal");
+    }
+
+    #[test]
+    fn unavailable_answers_say_when_to_retry() {
+        let response = error_response(&Error::unavailable("the store does not answer"));
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let retry = response.headers().get(header::RETRY_AFTER);
+        assert_eq!(
+            retry.and_then(|v| v.to_str().ok()),
+            Some(RETRY_AFTER_SECONDS.to_string().as_str())
+        );
+        let other = error_response(&Error::conflict("stale lease"));
+        assert!(other.headers().get(header::RETRY_AFTER).is_none());
     }
 }

@@ -10,6 +10,7 @@ use spillway_core::clock::Clock;
 use spillway_store::DynStore;
 use tokio_util::sync::CancellationToken;
 
+use crate::admission::Admission;
 use crate::auth::TokenCache;
 use crate::autoscale::{PoolBoard, ProviderContext, ProviderRegistry};
 use crate::config::ServerConfig;
@@ -45,6 +46,8 @@ pub(crate) struct Shared {
     pub(crate) pools: Arc<PoolBoard>,
     /// Cancelled when the server begins shutting down, so long-polls answer at once.
     pub(crate) shutdown: CancellationToken,
+    /// The bounds on requests served at once and parked long-polls.
+    pub(crate) admission: Arc<Admission>,
 }
 
 impl AppState {
@@ -55,7 +58,13 @@ impl AppState {
         clock: Arc<dyn Clock>,
         config: ServerConfig,
     ) -> Self {
-        let shared = Shared::default();
+        let shared = Shared {
+            admission: Arc::new(Admission::new(
+                config.max_in_flight_requests,
+                config.max_long_polls,
+            )),
+            ..Shared::default()
+        };
         shared.pools.configure(config.pools.clone());
         Self {
             store,
@@ -95,6 +104,11 @@ impl AppState {
     /// The autoscaled pools: their config (with `PATCH` changes), status and decisions.
     pub fn pools(&self) -> &Arc<PoolBoard> {
         &self.shared.pools
+    }
+
+    /// Admission control: requests served now and lease long-polls parked.
+    pub fn admission(&self) -> &Arc<Admission> {
+        &self.shared.admission
     }
 
     /// Make long-polling lease calls answer now instead of waiting out their deadline.

@@ -48,6 +48,14 @@ pub struct ServerArgs {
     /// reached over HTTPS, e.g. behind a TLS proxy (also `secure_cookies` in [server]).
     #[arg(long, env = "SPILLWAY_SECURE_COOKIES")]
     pub secure_cookies: bool,
+    /// Most requests served at once; more are answered 503 with Retry-After (default 1024;
+    /// probes, /metrics and parked lease long-polls are not counted).
+    #[arg(long, env = "SPILLWAY_MAX_IN_FLIGHT_REQUESTS", value_name = "N")]
+    pub max_in_flight_requests: Option<usize>,
+    /// Most lease long-polls parked waiting for work; more are answered 503 with Retry-After
+    /// (default 10000).
+    #[arg(long, env = "SPILLWAY_MAX_LONG_POLLS", value_name = "N")]
+    pub max_long_polls: Option<usize>,
 }
 
 /// A server running in this process.
@@ -167,6 +175,12 @@ pub fn server_config(file: &FileConfig, args: &ServerArgs) -> Result<ServerConfi
     config.secure_cookies |= args.secure_cookies;
     if let Some(metrics_auth) = args.metrics_auth {
         config.metrics_auth = metrics_auth;
+    }
+    if let Some(limit) = args.max_in_flight_requests {
+        config.max_in_flight_requests = limit;
+    }
+    if let Some(limit) = args.max_long_polls {
+        config.max_long_polls = limit;
     }
     autoscale_config(file, &mut config)?;
     Ok(config)
@@ -365,5 +379,32 @@ mod tests {
         assert!(!config(&none, &[]), "off by default");
         assert!(config(&none, &["--secure-cookies"]));
         assert!(config(&on, &[]));
+    }
+
+    #[test]
+    fn admission_limits_come_from_the_flags_over_the_server_section() {
+        let none = FileConfig::parse("").expect("parses");
+        let file =
+            FileConfig::parse("[server]\nmax_in_flight_requests = 64\nmax_long_polls = 500\n")
+                .expect("parses");
+        let limits = |file: &FileConfig, argv: &[&str]| {
+            let config = server_config(file, &args(argv)).expect("valid");
+            (config.max_in_flight_requests, config.max_long_polls)
+        };
+        assert_eq!(limits(&none, &[]), (1024, 10_000), "the defaults");
+        assert_eq!(limits(&file, &[]), (64, 500));
+        assert_eq!(
+            limits(
+                &file,
+                &["--max-in-flight-requests", "8", "--max-long-polls", "9"]
+            ),
+            (8, 9)
+        );
+        let err = server_config(&none, &args(&["--max-in-flight-requests", "0"]))
+            .expect_err("zero accepted");
+        assert!(
+            format!("{err:#}").contains("max_in_flight_requests"),
+            "{err:#}"
+        );
     }
 }

@@ -21,6 +21,7 @@ use tokio::time::Instant;
 
 use super::Caller;
 use super::workers::refuse_exited;
+use crate::admission::Ticket;
 use crate::ids::job_submitted_at;
 use crate::metrics::{Outcome, UNKNOWN_QUEUE};
 use crate::state::AppState;
@@ -29,11 +30,14 @@ use crate::state::AppState;
 const MAX_REPORT_BATCH: usize = MAX_LEASE_BATCH as usize;
 
 /// Lease up to `req.max_tasks` tasks of `req.queues`, waiting up to `req.wait` for some to
-/// arrive (woken by a submit, rechecked now and then for retries and delayed tasks).
+/// arrive (woken by a submit, rechecked now and then for retries and delayed tasks). While it
+/// waits the call is parked: `ticket`'s in-flight permit is given back (see
+/// [`crate::admission`]), and taken again before the store is asked once more.
 pub async fn lease(
     state: &AppState,
     caller: Caller<'_>,
     req: LeaseRequest,
+    ticket: &Ticket,
 ) -> Result<Vec<LeasedTask>> {
     caller.require(Action::Work)?;
     req.validate()?;
@@ -97,10 +101,21 @@ pub async fn lease(
         // Retries and delayed tasks become due without a signal: look again now and then.
         let until = deadline.min(Instant::now() + state.config.lease_recheck_interval);
         let _waiting = state.metrics.lease_waiting();
+        let parked = ticket.park()?;
         tokio::select! {
             _ = select_all(armed.iter_mut().map(|n| n.as_mut())) => {}
             _ = tokio::time::sleep_until(until) => {}
             _ = state.shared.shutdown.cancelled() => {}
+        }
+        // In flight again before the store is asked; none free by the deadline (or shutting
+        // down while waiting for one): answer with nothing, as a long-poll that timed out.
+        let resumed = tokio::select! {
+            biased;
+            resumed = parked.resume(deadline) => resumed,
+            _ = state.shared.shutdown.cancelled() => false,
+        };
+        if !resumed {
+            break Vec::new();
         }
     };
     if !tasks.is_empty() {

@@ -136,11 +136,18 @@ impl IntoResponse for PageError {
             html::esc(&detail)
         );
         let title = status.canonical_reason().unwrap_or("Error");
-        (
+        let mut response = (
             status,
             Html(html::page(title, html::Nav::None, None, &body)),
         )
-            .into_response()
+            .into_response();
+        if error.kind() == ErrorKind::Unavailable {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                crate::problem::RETRY_AFTER_SECONDS.into(),
+            );
+        }
+        response
     }
 }
 

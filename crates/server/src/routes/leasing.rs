@@ -1,9 +1,9 @@
 //! The worker's side of a task over HTTP: lease (long-poll), heartbeat, complete, fail,
 //! release. Each handler decodes, calls [`app::work`](crate::app::work) and encodes.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use spillway_core::TaskId;
 use spillway_core::api::{
     CompleteRequest, Completion, FailRequest, Failure, HeartbeatRequest, HeartbeatResponse,
@@ -12,6 +12,7 @@ use spillway_core::api::{
 use spillway_core::auth::Action;
 use spillway_store::Reported;
 
+use crate::admission::Ticket;
 use crate::app::{Caller, work};
 use crate::auth::{Auth, requested_tenant};
 use crate::extract::{JsonBody, Path, Query};
@@ -26,6 +27,7 @@ use crate::state::AppState;
 pub async fn lease(
     State(state): State<AppState>,
     Auth(principal): Auth,
+    Extension(ticket): Extension<Ticket>,
     Query(q): Query<TenantQuery>,
     body: JsonBody,
 ) -> ApiResult<Json<LeaseResponse>> {
@@ -34,7 +36,8 @@ pub async fn lease(
     let mut req: LeaseRequest = body.parse()?;
     req.tenant = requested_tenant(req.tenant, q.tenant)?;
     let tenant = req.tenant.clone();
-    let tasks = work::lease(&state, Caller::new(&principal, tenant.as_deref()), req).await?;
+    let caller = Caller::new(&principal, tenant.as_deref());
+    let tasks = work::lease(&state, caller, req, &ticket).await?;
     Ok(Json(LeaseResponse { tasks }))
 }
 

@@ -20,6 +20,10 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{delete, get, patch, post, put};
 use spillway_core::Error;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use tower_http::classify::ServerErrorsFailureClass;
 use tower_http::trace::TraceLayer;
 
 use crate::problem::ApiError;
@@ -86,12 +90,17 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(system::readyz))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method);
+    // Inside the security headers, so shed answers carry them too.
+    let app = app.layer(middleware::from_fn_with_state(
+        state.clone(),
+        crate::admission::admit,
+    ));
     crate::headers::all(app)
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
         ))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().on_failure(trace_failure))
         .with_state(state)
 }
 
@@ -107,6 +116,20 @@ async fn wrong_method(method: Method, uri: axum::http::Uri) -> Response {
         "method {method} is not allowed on {}: see /v1/openapi.json for the API",
         uri.path()
     ))
+}
+
+/// Log a failed answer: at error level, except 503s. Those are expected under overload (the
+/// admission layer sheds them by the thousand, and one error line each would flood the log
+/// when it can least afford it); a 503 with a cause is logged once where it arose, and every
+/// one is counted in `spillway_http_requests_total`.
+fn trace_failure(class: ServerErrorsFailureClass, latency: Duration, _span: &tracing::Span) {
+    let latency_ms = latency.as_millis();
+    match class {
+        ServerErrorsFailureClass::StatusCode(StatusCode::SERVICE_UNAVAILABLE) => {
+            tracing::debug!(latency_ms, "answered 503 service unavailable");
+        }
+        class => tracing::error!(classification = %class, latency_ms, "response failed"),
+    }
 }
 
 /// Count every request by its route template (never the raw path) and status.

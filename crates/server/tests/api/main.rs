@@ -6,6 +6,7 @@ mod support;
 mod autoscale;
 mod flow;
 mod limits;
+mod overload;
 mod providers;
 mod rejects;
 mod roles;

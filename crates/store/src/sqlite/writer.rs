@@ -11,6 +11,14 @@ use tokio::sync::oneshot;
 /// Most requests folded into one transaction; bounds how long one commit keeps callers waiting.
 const MAX_GROUP: usize = 512;
 
+/// Most writes waiting for the writer thread. Four full groups: a write accepted into a full
+/// queue is committed within about four commits (a few fsyncs, tens of milliseconds), which
+/// is still a useful answer; beyond that, queueing only grows memory and latency, so the write
+/// is refused as unavailable (503 with Retry-After over HTTP) and the caller tries again. The
+/// server's in-flight limit (1024 requests by default) normally sheds load before this fills;
+/// this bound is the backstop when the disk stalls or that limit is raised.
+pub(crate) const QUEUE_CAPACITY: usize = 4 * MAX_GROUP;
+
 /// How a finished request answers its caller once the fate of the commit is known.
 type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
 
@@ -57,14 +65,20 @@ where
 
 /// The handle callers use to queue writes.
 pub(crate) struct Writer {
-    sender: Option<mpsc::Sender<Box<dyn Request>>>,
+    sender: Option<mpsc::SyncSender<Box<dyn Request>>>,
+    capacity: usize,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Writer {
-    /// Start the writer thread owning `conn`.
+    /// Start the writer thread owning `conn`, with a queue of [`QUEUE_CAPACITY`].
     pub(crate) fn start(conn: Connection) -> Result<Self> {
-        let (sender, receiver) = mpsc::channel::<Box<dyn Request>>();
+        Self::with_capacity(conn, QUEUE_CAPACITY)
+    }
+
+    /// Start the writer thread owning `conn`, with room for `capacity` waiting writes.
+    fn with_capacity(conn: Connection, capacity: usize) -> Result<Self> {
+        let (sender, receiver) = mpsc::sync_channel::<Box<dyn Request>>(capacity);
         let thread = std::thread::Builder::new()
             .name("spillway-sqlite-writer".into())
             .spawn(move || run(conn, receiver))
@@ -73,11 +87,15 @@ impl Writer {
             })?;
         Ok(Self {
             sender: Some(sender),
+            capacity,
             thread: Some(thread),
         })
     }
 
     /// Run `work` inside the next group transaction and return its result once committed.
+    ///
+    /// Unavailable at once, with nothing written, when [`QUEUE_CAPACITY`] writes are waiting
+    /// already: a refused write was never accepted, so the caller may simply try again.
     pub(crate) async fn call<T, F>(&self, work: F) -> Result<T>
     where
         T: Send + 'static,
@@ -85,11 +103,17 @@ impl Writer {
     {
         let (reply, answer) = oneshot::channel();
         let stopped = || Error::unavailable("the sqlite writer has stopped: restart the server");
-        self.sender
-            .as_ref()
-            .ok_or_else(stopped)?
-            .send(Box::new(Call { work, reply }))
-            .map_err(|_| stopped())?;
+        let sender = self.sender.as_ref().ok_or_else(stopped)?;
+        match sender.try_send(Box::new(Call { work, reply })) {
+            Ok(()) => {}
+            Err(mpsc::TrySendError::Full(_)) => {
+                return Err(Error::unavailable(format!(
+                    "the server is overloaded: {} sqlite writes are already waiting to be committed; retry in a second",
+                    self.capacity
+                )));
+            }
+            Err(mpsc::TrySendError::Disconnected(_)) => return Err(stopped()),
+        }
         answer.await.map_err(|_| {
             Error::internal("a sqlite write panicked or the writer stopped before answering")
         })?
@@ -204,15 +228,19 @@ fn commit_group(conn: &Connection, group: Vec<Box<dyn Request>>) {
 #[cfg(test)]
 mod tests {
     use rusqlite::Connection;
-    use spillway_core::{Error, Result};
+    use spillway_core::{Error, ErrorKind, Result};
 
     use super::Writer;
 
     fn writer() -> Writer {
+        writer_with_capacity(super::QUEUE_CAPACITY)
+    }
+
+    fn writer_with_capacity(capacity: usize) -> Writer {
         let conn = Connection::open_in_memory().unwrap_or_else(|e| panic!("open: {e}"));
         conn.execute_batch("CREATE TABLE t (n INTEGER NOT NULL)")
             .unwrap_or_else(|e| panic!("schema: {e}"));
-        Writer::start(conn).unwrap_or_else(|e| panic!("start: {e}"))
+        Writer::with_capacity(conn, capacity).unwrap_or_else(|e| panic!("start: {e}"))
     }
 
     /// Insert `n`, then fail when `n` is odd: a failed write must leave nothing behind.
@@ -261,5 +289,59 @@ mod tests {
         }
         let expected: Vec<i64> = (0..64).filter(|n| n % 2 == 0).collect();
         assert_eq!(rows(&writer).await, expected);
+    }
+
+    /// With the writer thread held inside a write, the queue fills; the next write is refused
+    /// at once as unavailable and never written, while the queued ones all commit.
+    #[tokio::test]
+    async fn a_full_queue_refuses_writes_without_losing_queued_ones() {
+        let writer = writer_with_capacity(2);
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel::<()>();
+        let mut held = Box::pin(writer.call(move |c| {
+            c.execute("INSERT INTO t (n) VALUES (0)", [])
+                .map_err(|e| Error::internal("insert").with_source(e))?;
+            let _ = started_tx.send(());
+            // Held here until the test has filled the queue.
+            release_rx
+                .recv()
+                .map_err(|e| Error::internal("released").with_source(e))
+        }));
+        assert!(futures::poll!(&mut held).is_pending());
+        // The writer thread has taken the held write off the queue: the queue is empty.
+        started
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("the held write never started: {e}"));
+        let mut queued = vec![Box::pin(insert(&writer, 2)), Box::pin(insert(&writer, 4))];
+        for call in &mut queued {
+            assert!(
+                futures::poll!(call).is_pending(),
+                "queued, not yet committed"
+            );
+        }
+
+        // Refused at the first poll, not queued.
+        let refused = match futures::poll!(Box::pin(insert(&writer, 6))) {
+            std::task::Poll::Ready(result) => result.err(),
+            std::task::Poll::Pending => panic!("a third write was queued beyond the capacity of 2"),
+        };
+        assert!(
+            refused
+                .as_ref()
+                .is_some_and(|e| e.kind() == ErrorKind::Unavailable
+                    && e.message().contains("2 sqlite writes are already waiting")),
+            "{refused:?}"
+        );
+
+        release.send(()).unwrap_or_else(|e| panic!("release: {e}"));
+        held.await.unwrap_or_else(|e| panic!("held write: {e}"));
+        for call in queued {
+            call.await.unwrap_or_else(|e| panic!("queued write: {e}"));
+        }
+        assert_eq!(
+            rows(&writer).await,
+            vec![0, 2, 4],
+            "the refused 6 was written"
+        );
     }
 }

@@ -25,6 +25,10 @@ pub struct BenchServer {
     pub submitter: Client,
     /// Leases and reports tasks (a worker token; its own connection pool).
     pub worker: Client,
+    /// The server's base URL, for load that needs raw HTTP answers (status, headers).
+    pub url: String,
+    /// The submitter's bearer token.
+    pub submitter_token: String,
     admin: Client,
     stop: CancellationToken,
     task: JoinHandle<spillway_core::Result<()>>,
@@ -110,10 +114,8 @@ impl BenchServer {
 
         let url = format!("http://{addr}");
         let admin = Client::new(&url, Some(admin_secret))?;
-        let submitter = Client::new(
-            &url,
-            Some(token(&admin, "bench-submitter", Role::Submitter).await?),
-        )?;
+        let submitter_token = token(&admin, "bench-submitter", Role::Submitter).await?;
+        let submitter = Client::new(&url, Some(submitter_token.clone()))?;
         let worker = Client::new(
             &url,
             Some(token(&admin, "bench-worker", Role::Worker).await?),
@@ -121,6 +123,8 @@ impl BenchServer {
         Ok(Self {
             submitter,
             worker,
+            url,
+            submitter_token,
             admin,
             stop,
             task,

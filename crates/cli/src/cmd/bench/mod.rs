@@ -11,12 +11,16 @@
 //!   arrival of the lease answer;
 //! - on PostgreSQL also a plain-SQL baseline (`FOR UPDATE SKIP LOCKED`) on the same database;
 //! - autoscale (last, SQLite): a `local` pool scaling from zero for a 20-task job; the time
-//!   to the first scale-up decision and to the first task start.
+//!   to the first scale-up decision and to the first task start;
+//! - overload (only with `--only overload`, SQLite): the sustainable rate of one-task submits,
+//!   then ten times it offered open loop; the shares admitted and shed (with `Retry-After`),
+//!   latencies against the sustainable ones, and the process's RSS (see [`overload`]).
 
 mod autoscale;
 mod baseline;
 mod harness;
 mod latency;
+mod overload;
 mod report;
 mod throughput;
 
@@ -84,6 +88,8 @@ pub enum Only {
     Postgres,
     /// A local pool scaling up from zero (on SQLite).
     Autoscale,
+    /// Ten times the sustainable submit rate, offered open loop (on SQLite).
+    Overload,
 }
 
 /// A store backend to measure.
@@ -153,13 +159,15 @@ pub async fn run(ctx: &Ctx, args: BenchArgs) -> Result<ExitCode> {
     let plan = Plan::from_args(&args)?;
     let backends = backends(&args);
     let scale = args.only.is_none_or(|o| o == Only::Autoscale);
+    // Saturating the machine on purpose, so only when asked for.
+    let overload = args.only == Some(Only::Overload);
     // The benchmark runs on a runtime of its own whose threads log only warnings, so the
     // server's per-request info lines neither flood the terminal nor cost time.
     let report = tokio::task::spawn_blocking(move || {
         let quiet = quiet_dispatch();
         tracing::dispatcher::with_default(&quiet, || -> Result<Report> {
             let runtime = quiet_runtime(quiet.clone())?;
-            runtime.block_on(measure(plan, backends, scale))
+            runtime.block_on(measure(plan, backends, scale, overload))
         })
     })
     .await
@@ -206,11 +214,13 @@ fn quiet_runtime(quiet: tracing::Dispatch) -> Result<tokio::runtime::Runtime> {
         .context("cannot start the benchmark's async runtime")
 }
 
-/// Every scenario on every backend, then autoscale when `scale`, `plan.runs` times each.
+/// Every scenario on every backend, then autoscale when `scale` and overload when `overload`,
+/// `plan.runs` times each.
 async fn measure(
     plan: Plan,
     backends: Vec<(Backend, Option<String>)>,
     scale: bool,
+    overload: bool,
 ) -> Result<Report> {
     let mut report = Report::new(plan.clone());
     for (backend, url) in backends {
@@ -255,6 +265,29 @@ async fn measure(
             measured.first_start_ms.push(sample.first_start_ms);
         }
         report.add_autoscale(&measured);
+    }
+    if overload {
+        let mut runs = Vec::new();
+        for run in 1..=plan.runs {
+            eprintln!("overload run {run}/{}", plan.runs);
+            let server = harness::BenchServer::start(Backend::Sqlite, None)
+                .await
+                .context("cannot start a sqlite server")?;
+            let outcome = overload::run_once(&server).await;
+            let stopped = server.stop().await;
+            let sample = outcome.context("the overload scenario failed")?;
+            stopped?;
+            eprintln!(
+                "  overload      {:.1}% admitted, {:.1}% shed ({:.1}% of them with Retry-After); admitted p50 {:.3} ms, p99 {:.3} ms",
+                sample.admitted_pct(),
+                sample.shed_pct(),
+                sample.retry_after_pct(),
+                sample.admitted_p50_ms,
+                sample.admitted_p99_ms
+            );
+            runs.push(sample);
+        }
+        report.add_overload(runs);
     }
     Ok(report)
 }

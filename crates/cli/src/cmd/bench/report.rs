@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use super::overload::OverloadRun;
 use super::{Backend, Plan};
 
 /// Target of the batched scenario on SQLite, in tasks per second.
@@ -16,6 +17,9 @@ pub const TARGET_P50_MS: f64 = 1.0;
 pub const TARGET_P99_MS: f64 = 5.0;
 /// Target time from a submit to a local pool's first scale-up decision, in milliseconds.
 pub const TARGET_SCALE_DECISION_MS: f64 = 1_000.0;
+
+/// One figure of the overload runs: scenario name, unit, and how to read it from a run.
+type Figure = (&'static str, &'static str, fn(&OverloadRun) -> Option<f64>);
 
 /// The values of every run of one backend, per scenario.
 #[derive(Debug, Default)]
@@ -96,6 +100,8 @@ pub struct Report {
     pub rows: Vec<Row>,
     /// Backends not measured, and why.
     pub skipped: Vec<String>,
+    /// Every overload run with its counts (`--only overload`); summarised in `rows`.
+    pub overload: Vec<OverloadRun>,
 }
 
 impl Report {
@@ -105,6 +111,7 @@ impl Report {
             plan,
             rows: Vec::new(),
             skipped: Vec::new(),
+            overload: Vec::new(),
         }
     }
 
@@ -186,6 +193,48 @@ impl Report {
         }
     }
 
+    /// Add the overload runs: one row per figure (no targets: the benchmark only reports),
+    /// and the runs themselves for `--json`.
+    pub fn add_overload(&mut self, runs: Vec<OverloadRun>) {
+        let figures: [Figure; 13] = [
+            ("overload_sustainable", "req/s", |r| Some(r.sustainable_rps)),
+            ("overload_sustainable_p50", "ms", |r| {
+                Some(r.sustainable_p50_ms)
+            }),
+            ("overload_sustainable_p99", "ms", |r| {
+                Some(r.sustainable_p99_ms)
+            }),
+            ("overload_offered", "req/s", |r| Some(r.offered_rps)),
+            ("overload_sent", "req/s", |r| Some(r.sent_rps)),
+            ("overload_admitted", "%", |r| Some(r.admitted_pct())),
+            ("overload_shed", "%", |r| Some(r.shed_pct())),
+            ("overload_shed_with_retry_after", "%", |r| {
+                Some(r.retry_after_pct())
+            }),
+            ("overload_admitted_p50", "ms", |r| Some(r.admitted_p50_ms)),
+            ("overload_admitted_p99", "ms", |r| Some(r.admitted_p99_ms)),
+            ("overload_rss_before", "MiB", |r| r.rss_before_mib),
+            ("overload_rss_peak", "MiB", |r| r.rss_peak_mib),
+            ("overload_rss_after", "MiB", |r| r.rss_after_mib),
+        ];
+        for (scenario, unit, value_of) in figures {
+            let values: Vec<f64> = runs.iter().filter_map(value_of).collect();
+            if let Some(value) = Spread::of(&values) {
+                self.rows.push(Row {
+                    backend: Backend::Sqlite.as_str(),
+                    scenario,
+                    unit,
+                    value,
+                    runs: values,
+                    ratio_vs_baseline: None,
+                    target: None,
+                    meets_target: None,
+                });
+            }
+        }
+        self.overload = runs;
+    }
+
     /// Print the table for people.
     pub fn print(&self) {
         let p = &self.plan;
@@ -226,18 +275,31 @@ impl Report {
             ]);
         }
         println!("{table}");
+        for run in &self.overload {
+            println!(
+                "overload: {} sent, {} not sent (generator at its cap), {} admitted, {} answered 503, {} answered 429, {} of those with Retry-After, {} other; RSS is the whole process (server and load)",
+                run.sent,
+                run.not_sent,
+                run.admitted,
+                run.shed_503,
+                run.shed_429,
+                run.shed_with_retry_after,
+                run.other
+            );
+        }
         for note in &self.skipped {
             println!("{note}");
         }
     }
 }
 
-/// A throughput as a whole number with thousands separators, a latency with three decimals.
+/// A throughput as a whole number with thousands separators, a latency with three decimals,
+/// a share or a size with one.
 fn figure(value: f64, unit: &str) -> String {
-    if unit == "ms" {
-        format!("{value:.3}")
-    } else {
-        thousands(value)
+    match unit {
+        "ms" => format!("{value:.3}"),
+        "%" | "MiB" => format!("{value:.1}"),
+        _ => thousands(value),
     }
 }
 
