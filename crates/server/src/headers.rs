@@ -40,8 +40,11 @@ pub fn all<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
             X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         ))
+        // Not `no-referrer`: under it browsers send `Origin: null` on the dashboard's own form
+        // posts, which the origin check (rightly) refuses. `same-origin` still tells no other
+        // site where a user came from.
         .layer(SetResponseHeaderLayer::overriding(
             REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
+            HeaderValue::from_static("same-origin"),
         ))
 }

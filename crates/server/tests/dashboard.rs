@@ -339,7 +339,7 @@ async fn dashboard_pages_carry_a_strict_csp_and_use_nothing_inline_it_would_bloc
         );
         assert_eq!(h["x-frame-options"], "DENY", "{path}");
         assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
-        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(h["referrer-policy"], "same-origin", "{path}");
         // What `default-src 'self'` would block: inline scripts, styles and event handlers.
         let html = resp.text().await.expect("body");
         for blocked in [" style=", "<style", "javascript:", " onclick=", " onload="] {

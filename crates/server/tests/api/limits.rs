@@ -247,7 +247,7 @@ async fn api_answers_carry_the_security_headers() {
         let h = resp.headers();
         assert_eq!(h["x-frame-options"], "DENY", "{}", resp.url());
         assert_eq!(h["x-content-type-options"], "nosniff");
-        assert_eq!(h["referrer-policy"], "no-referrer");
+        assert_eq!(h["referrer-policy"], "same-origin");
         assert_eq!(
             h["content-security-policy"],
             "default-src 'none'; frame-ancestors 'none'"
