@@ -89,6 +89,25 @@ async fn victim(rig: &Rig, names: &[String], done: u32) -> (usize, Vec<(i64, u32
     .await
 }
 
+/// Wait until one of the leases `actor` held (`held`: task, attempt) was granted to another
+/// worker (true), or until `actor` holds none any more because a report already on its way
+/// landed (false: the fault caught nothing and is tried again).
+async fn leased_again(rig: &Rig, actor: &str, held: &[(i64, u32)]) -> bool {
+    wait_until(
+        &format!("a task of {actor} to be leased again"),
+        STATE_DEADLINE,
+        || {
+            let history = rig.proxy.history();
+            let again = held
+                .iter()
+                .any(|&(task, attempt)| granted_again(&history, actor, task, attempt));
+            let none_left = held_by(&history, actor).is_empty();
+            async move { (again || none_left).then_some(again) }
+        },
+    )
+    .await
+}
+
 /// Kill the server with -9 while workers and the load generator are busy and restart it on the
 /// same data, twice (the second time after every lease has expired); nothing acknowledged may
 /// be lost or run twice, and the workers ride it out.
@@ -220,19 +239,7 @@ async fn history_workers_frozen_past_their_lease() {
         workers[slot].signal(Signal::SIGSTOP);
         // A report already on its way when the worker froze may still land: then none of
         // its leases is left to lose, and the freeze is tried again.
-        let relet = wait_until(
-            &format!("a task of frozen {frozen} to be leased again"),
-            STATE_DEADLINE,
-            || {
-                let history = rig.proxy.history();
-                let again = held
-                    .iter()
-                    .any(|&(task, attempt)| granted_again(&history, frozen, task, attempt));
-                let none_left = held_by(&history, frozen).is_empty();
-                async move { (again || none_left).then_some(again) }
-            },
-        )
-        .await;
+        let relet = leased_again(&rig, frozen, &held).await;
         workers[slot].signal(Signal::SIGCONT);
         if relet {
             k += 1;
@@ -410,19 +417,7 @@ async fn history_workers_partitioned_from_the_server_and_healed() {
         let (slot, held) = victim(&rig, &names, target * k / (cuts + 1)).await;
         let cut = &names[slot];
         hosts[slot].cut();
-        let moved = wait_until(
-            &format!("a task of cut-off {cut} to be leased again"),
-            STATE_DEADLINE,
-            || {
-                let history = rig.proxy.history();
-                let again = held
-                    .iter()
-                    .any(|&(task, attempt)| granted_again(&history, cut, task, attempt));
-                let none_left = held_by(&history, cut).is_empty();
-                async move { (again || none_left).then_some(again) }
-            },
-        )
-        .await;
+        let moved = leased_again(&rig, cut, &held).await;
         hosts[slot].heal();
         if moved {
             k += 1;
