@@ -185,12 +185,35 @@ pub struct Server {
     pub token: String,
 }
 
+/// What a test adds to `spillway server`'s command line and environment.
+#[derive(Debug, Clone, Default)]
+pub struct ServerExtras {
+    /// A config file (`--config`).
+    pub config: Option<PathBuf>,
+    /// Environment variables set for the server process only.
+    pub env: Vec<(String, std::ffi::OsString)>,
+}
+
 impl Server {
     /// Start a server on `port` keeping its state in `data_dir` (or in `store` when given),
     /// and wait until it has written its admin token and answers /readyz.
     pub async fn start(name: &str, data_dir: &Path, port: u16, store: Option<&str>) -> Server {
+        Server::start_with(name, data_dir, port, store, &ServerExtras::default()).await
+    }
+
+    /// As [`Server::start`], with a config file and environment of the test's.
+    pub async fn start_with(
+        name: &str,
+        data_dir: &Path,
+        port: u16,
+        store: Option<&str>,
+        extras: &ServerExtras,
+    ) -> Server {
         std::fs::create_dir_all(data_dir).expect("create the data dir");
         let mut command = spillway(data_dir);
+        if let Some(config) = &extras.config {
+            command.arg("--config").arg(config);
+        }
         command
             .arg("--data-dir")
             .arg(data_dir)
@@ -200,6 +223,7 @@ impl Server {
         if let Some(store) = store {
             command.arg("--store").arg(store);
         }
+        command.envs(extras.env.iter().map(|(k, v)| (k, v)));
         let mut process = ChildGuard::spawn(name, command, data_dir);
         let url = format!("http://127.0.0.1:{port}");
         let token = wait_ready(&mut process, &url, data_dir).await;

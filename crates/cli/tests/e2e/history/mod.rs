@@ -41,7 +41,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{
-    ChildGuard, STATE_DEADLINE, Server, WorkerSpec, all_tasks, create_queue, free_port,
+    ChildGuard, STATE_DEADLINE, Server, ServerExtras, WorkerSpec, all_tasks, create_queue, free_port,
     start_worker, start_worker_on, wait_job_final,
 };
 use checker::{Checked, FinalState, FinalTask};
@@ -76,6 +76,7 @@ pub struct Rig {
     data: PathBuf,
     port: u16,
     store: Option<String>,
+    extras: ServerExtras,
     starts: u32,
     /// The server.
     pub server: Server,
@@ -98,9 +99,21 @@ impl Rig {
         settings: QueueSettings,
     ) -> Rig {
         let dir = tempfile::tempdir().expect("tempdir");
+        Rig::start_in(dir, data, store, settings, ServerExtras::default()).await
+    }
+
+    /// As [`Rig::start_at`], in the scratch directory `dir` (where the test may have written
+    /// a config file), with `extras` for every server the rig starts.
+    pub async fn start_in(
+        dir: TempDir,
+        data: Option<PathBuf>,
+        store: Option<String>,
+        settings: QueueSettings,
+        extras: ServerExtras,
+    ) -> Rig {
         let data = data.unwrap_or_else(|| dir.path().join("data"));
         let port = free_port();
-        let server = Server::start("server-1", &data, port, store.as_deref()).await;
+        let server = Server::start_with("server-1", &data, port, store.as_deref(), &extras).await;
         let admin = server.client();
         create_queue(&admin, QUEUE, settings).await;
         let proxy = Proxy::new(&server.url);
@@ -109,6 +122,7 @@ impl Rig {
             data,
             port,
             store,
+            extras,
             starts: 1,
             server,
             proxy,
@@ -150,7 +164,20 @@ impl Rig {
     pub async fn restart_server(&mut self) {
         self.starts += 1;
         let name = format!("server-{}", self.starts);
-        self.server = Server::start(&name, &self.data, self.port, self.store.as_deref()).await;
+        self.server = Server::start_with(
+            &name,
+            &self.data,
+            self.port,
+            self.store.as_deref(),
+            &self.extras,
+        )
+        .await;
+    }
+
+    /// Start another replica named `name` on its own port, over the same data directory and
+    /// store (PostgreSQL, for replicas to share), with the same extras.
+    pub async fn replica(&self, name: &str, port: u16) -> Server {
+        Server::start_with(name, &self.data, port, self.store.as_deref(), &self.extras).await
     }
 
     /// The scratch directory.

@@ -89,20 +89,23 @@ async fn victim(rig: &Rig, names: &[String], done: u32) -> (usize, Vec<(i64, u32
     .await
 }
 
-/// Wait until one of the leases `actor` held (`held`: task, attempt) was granted to another
-/// worker (true), or until `actor` holds none any more because a report already on its way
-/// landed (false: the fault caught nothing and is tried again).
+/// Wait until one of the leases `actor` holds was granted to another worker (true), or until
+/// `actor` holds none any more because reports already on their way landed (false: the fault
+/// caught nothing and is tried again). The leases it holds are those it held when the fault
+/// began (`held`: task, attempt) and any granted to it since: a long poll sent before the
+/// fault may be answered during it, and that lease too must expire and move.
 async fn leased_again(rig: &Rig, actor: &str, held: &[(i64, u32)]) -> bool {
     wait_until(
         &format!("a task of {actor} to be leased again"),
         STATE_DEADLINE,
         || {
             let history = rig.proxy.history();
+            let holding = held_by(&history, actor);
             let again = held
                 .iter()
+                .chain(&holding)
                 .any(|&(task, attempt)| granted_again(&history, actor, task, attempt));
-            let none_left = held_by(&history, actor).is_empty();
-            async move { (again || none_left).then_some(again) }
+            async move { (again || holding.is_empty()).then_some(again) }
         },
     )
     .await
