@@ -24,6 +24,7 @@
 //! widen [`checker::SLACK`]) before checking.
 
 pub mod checker;
+mod leader;
 pub mod pg_cluster;
 pub mod proxy;
 pub mod record;
@@ -41,8 +42,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{
-    ChildGuard, STATE_DEADLINE, Server, ServerExtras, WorkerSpec, all_tasks, create_queue, free_port,
-    start_worker, start_worker_on, wait_job_final,
+    ChildGuard, STATE_DEADLINE, Server, ServerExtras, WorkerSpec, all_tasks, create_queue,
+    free_port, start_worker, start_worker_on, wait_job_final,
 };
 use checker::{Checked, FinalState, FinalTask};
 use proxy::Proxy;

@@ -26,15 +26,15 @@ use crate::postgres::TempDatabase;
 use crate::support::{STATE_DEADLINE, WorkerSpec, fast_settings, wait_until};
 
 /// Tasks per submitted job.
-const PER_JOB: u32 = 10;
+pub(super) const PER_JOB: u32 = 10;
 /// What each task runs: long enough that faults catch tasks under lease.
-const TASK: &[&str] = &["sleep", "0.2"];
+pub(super) const TASK: &[&str] = &["sleep", "0.2"];
 /// Time between submits: about what the workers get through ([`PER_JOB`] tasks of 0.2s on 8
 /// to 12 slots), so the load lasts as long as the run.
-const PACE: Duration = Duration::from_millis(200);
+pub(super) const PACE: Duration = Duration::from_millis(200);
 
 /// Short leases so that expiries come quickly; enough attempts to ride out many faults.
-fn settings() -> QueueSettings {
+pub(super) fn settings() -> QueueSettings {
     fast_settings(30)
 }
 
@@ -44,7 +44,7 @@ fn fault_count(ci: u32) -> u32 {
 }
 
 /// The assertions every fault run ends with.
-fn assert_checked(checked: &Checked, faults: usize) {
+pub(super) fn assert_checked(checked: &Checked, faults: usize) {
     checked.assert_clean();
     assert!(faults > 0, "no fault was injected");
     assert!(
@@ -66,7 +66,7 @@ fn assert_checked(checked: &Checked, faults: usize) {
 }
 
 /// Wait until `done` completes were applied (faults are spread over the run by progress).
-async fn wait_completed(rig: &Rig, done: u32) {
+pub(super) async fn wait_completed(rig: &Rig, done: u32) {
     wait_until(&format!("{done} tasks completed"), STATE_DEADLINE, || {
         let completed = completed(&rig.proxy.history());
         async move { (completed >= done as usize).then_some(()) }
