@@ -23,7 +23,7 @@ pub use error::kind_for_status;
 pub use query::{DeadListQuery, JobListQuery, TaskListQuery};
 pub use reqwest::Body;
 pub use routes_work::LEASE_TOKEN_HEADER;
-pub use stream::{ByteStream, file_body, stream_to_file};
+pub use stream::{ByteStream, file_body, open_file_body, stream_to_file};
 
 /// How long to wait for a TCP (and TLS) connection to the server.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

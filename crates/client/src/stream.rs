@@ -18,6 +18,12 @@ pub async fn file_body(path: &Path) -> Result<(Body, u64)> {
     let file = tokio::fs::File::open(path)
         .await
         .map_err(|e| Error::invalid(format!("could not open {}", path.display())).with_source(e))?;
+    open_file_body(file, path).await
+}
+
+/// A request body that streams `file`, already open (by a caller that checked what it
+/// opened), and its size; `path` names it in errors.
+pub async fn open_file_body(file: tokio::fs::File, path: &Path) -> Result<(Body, u64)> {
     let size = file
         .metadata()
         .await

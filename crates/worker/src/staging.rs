@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use spillway_client::{Client, file_body, stream_to_file};
+use spillway_client::{Client, open_file_body, stream_to_file};
 use spillway_core::api::ObjectInfo;
 use spillway_core::keys::validate_relative_path;
 use spillway_core::{Error, ErrorKind, Result, TaskId};
@@ -54,7 +54,8 @@ pub async fn upload_results(
     dir: &Path,
 ) -> Result<Vec<ObjectInfo>> {
     let root = dir.to_path_buf();
-    let files = tokio::task::spawn_blocking(move || collect_files(&root))
+    let listed = root.clone();
+    let files = tokio::task::spawn_blocking(move || collect_files(&listed))
         .await
         .map_err(|e| Error::internal("listing result files panicked").with_source(e))??;
     let mut uploaded = Vec::with_capacity(files.len());
@@ -64,7 +65,8 @@ pub async fn upload_results(
         let info = loop {
             tries += 1;
             let attempt = async {
-                let (body, size) = file_body(&abs).await?;
+                let file = open_result(&root, &path)?;
+                let (body, size) = open_file_body(tokio::fs::File::from_std(file), &abs).await?;
                 client
                     .task_result_put(task_id, lease_token, &path, body, Some(size))
                     .await
@@ -118,6 +120,48 @@ fn collect_files(root: &Path) -> Result<Vec<(String, PathBuf)>> {
     Ok(out)
 }
 
+/// Open the result file `rel` (validated, '/'-separated) under `root` for reading, following
+/// no symbolic link on the way and only if it is a regular file. Between the listing and the
+/// upload, code running as the task's user may swap a file or a folder for a link to the
+/// worker's own secrets; each component is opened with `O_NOFOLLOW` from the folder before
+/// it, so such a swap fails instead of uploading what the link points to.
+fn open_result(root: &Path, rel: &str) -> Result<std::fs::File> {
+    use nix::fcntl::{OFlag, open, openat};
+    use nix::sys::stat::Mode;
+
+    let refused = |e: nix::errno::Errno| {
+        Error::invalid(format!(
+            "result {rel} is no longer a regular file of the task's output folder (replaced by a link?): {e}"
+        ))
+    };
+    let folder = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let mut dir = open(root, folder, Mode::empty()).map_err(refused)?;
+    let mut parts = rel.split('/').peekable();
+    while let Some(part) = parts.next() {
+        if parts.peek().is_some() {
+            dir = openat(&dir, part, folder, Mode::empty()).map_err(refused)?;
+            continue;
+        }
+        // Non-blocking, so a FIFO swapped in cannot hold the worker; checked below.
+        let fd = openat(
+            &dir,
+            part,
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
+            Mode::empty(),
+        )
+        .map_err(refused)?;
+        let file = std::fs::File::from(fd);
+        let meta = file
+            .metadata()
+            .map_err(|e| Error::internal(format!("could not stat result {rel}")).with_source(e))?;
+        if !meta.file_type().is_file() {
+            return Err(refused(nix::errno::Errno::EINVAL));
+        }
+        return Ok(file);
+    }
+    Err(Error::invalid(format!("result path {rel:?} is empty")))
+}
+
 fn relative_name(root: &Path, path: &Path) -> Result<String> {
     let rel = path
         .strip_prefix(root)
@@ -149,5 +193,41 @@ mod tests {
         let files = collect_files(dir.path()).unwrap();
         let names: Vec<_> = files.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(names, ["a/b/deep.bin", "top.txt"]);
+    }
+
+    #[test]
+    fn a_result_swapped_for_a_link_after_listing_is_refused_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(secret.path(), "worker secret").unwrap();
+        std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+        std::fs::write(dir.path().join("a/b/deep.bin"), "22").unwrap();
+        std::fs::write(dir.path().join("top.txt"), "1").unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut open_result(dir.path(), "a/b/deep.bin").unwrap(),
+            &mut text,
+        )
+        .unwrap();
+        assert_eq!(text, "22");
+
+        // The file itself becomes a link.
+        std::fs::remove_file(dir.path().join("top.txt")).unwrap();
+        std::os::unix::fs::symlink(secret.path(), dir.path().join("top.txt")).unwrap();
+        let err = open_result(dir.path(), "top.txt").unwrap_err();
+        assert!(err.message().contains("no longer a regular file"), "{err}");
+
+        // A folder on the way becomes a link to a folder holding a same-named file.
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(elsewhere.path().join("b")).unwrap();
+        std::fs::write(elsewhere.path().join("b/deep.bin"), "worker secret").unwrap();
+        std::fs::rename(dir.path().join("a"), dir.path().join("moved")).unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), dir.path().join("a")).unwrap();
+        assert!(open_result(dir.path(), "a/b/deep.bin").is_err());
+
+        // A FIFO in its place neither blocks nor uploads.
+        std::fs::remove_file(dir.path().join("top.txt")).unwrap();
+        nix::unistd::mkfifo(&dir.path().join("top.txt"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert!(open_result(dir.path(), "top.txt").is_err());
     }
 }
