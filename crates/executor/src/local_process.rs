@@ -175,6 +175,11 @@ impl Executor for LocalProcess {
                 command.env_remove(&name);
             }
         }
+        if self.user.is_some() {
+            // The worker's HOME is not the task user's to write (nor to read); the task's own
+            // folder is, and goes with it. The job's env may still set HOME.
+            command.env("HOME", &request.cwd);
+        }
         command
             .current_dir(&request.cwd)
             .envs(&request.env)

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
+use std::path::Path;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -377,6 +378,7 @@ async fn with_a_task_user_the_task_runs_as_that_user_and_its_outputs_are_collect
             "-c".into(),
             concat!(
                 "cd \"$SPILLWAY_OUTPUT_DIR\" && id -u > uid && id -G > groups && ",
+                "touch \"$HOME/.home-probe\" && printf %s \"$HOME\" > home && ",
                 "mv \"$SPILLWAY_INPUT_DIR/in.txt\" moved.txt"
             )
             .into(),
@@ -412,6 +414,11 @@ async fn with_a_task_user_the_task_runs_as_that_user_and_its_outputs_are_collect
     assert_eq!(
         download(&server.admin, &job.id, 0, "moved.txt").await,
         "staged\n"
+    );
+    let home = download(&server.admin, &job.id, 0, "home").await;
+    assert!(
+        Path::new(&home).starts_with(scratch.path()),
+        "HOME is the task's own writable folder, not the worker's: {home}"
     );
     let left: Vec<_> = std::fs::read_dir(scratch.path()).unwrap().collect();
     assert!(
