@@ -58,6 +58,20 @@ impl BenchServer {
         postgres_url: Option<&str>,
         pools: Vec<PoolConfig>,
     ) -> Result<Self> {
+        Self::start_configured(backend, postgres_url, pools, None).await
+    }
+
+    /// A SQLite server whose in-flight request limit is `max_in_flight` (default when `None`).
+    pub async fn start_limited(max_in_flight: Option<usize>) -> Result<Self> {
+        Self::start_configured(Backend::Sqlite, None, Vec::new(), max_in_flight).await
+    }
+
+    async fn start_configured(
+        backend: Backend,
+        postgres_url: Option<&str>,
+        pools: Vec<PoolConfig>,
+        max_in_flight: Option<usize>,
+    ) -> Result<Self> {
         let (store, cleanup) = match (backend, postgres_url) {
             (Backend::Postgres, Some(url)) => {
                 let schema = format!("spillway_bench_{}", short_id());
@@ -98,12 +112,15 @@ impl BenchServer {
         } else {
             Some(std::env::current_exe().context("cannot find this program to run as workers")?)
         };
-        let config = ServerConfig {
+        let mut config = ServerConfig {
             listen: addr,
             pools,
             worker_program,
             ..Default::default()
         };
+        if let Some(limit) = max_in_flight {
+            config.max_in_flight_requests = limit;
+        }
         let state = AppState::new(store, blobs, clock, config);
         let stop = CancellationToken::new();
         let services = spillway_server::spawn_services(&state, stop.clone());

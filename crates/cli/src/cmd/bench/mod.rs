@@ -77,6 +77,10 @@ pub struct BenchArgs {
     /// Measure only this backend, or only the autoscale scenario.
     #[arg(long, value_enum)]
     pub only: Option<Only>,
+    /// With `--only overload`: the server's in-flight request limit to measure (default: the
+    /// server's default). Run once per limit to compare them on the same machine.
+    #[arg(long, value_name = "N")]
+    pub max_in_flight: Option<usize>,
 }
 
 /// What `--only` selects.
@@ -126,6 +130,8 @@ pub struct Plan {
     pub concurrency: u32,
     /// Latency samples per run.
     pub samples: u32,
+    /// The overload server's in-flight limit, when not the default.
+    pub max_in_flight: Option<usize>,
 }
 
 impl Plan {
@@ -137,7 +143,11 @@ impl Plan {
             workers: args.workers,
             concurrency: args.concurrency,
             samples: args.samples,
+            max_in_flight: args.max_in_flight,
         };
+        if plan.max_in_flight == Some(0) {
+            bail!("--max-in-flight is 0: give at least 1");
+        }
         for (flag, value) in [
             ("--tasks", plan.tasks),
             ("--single-tasks", plan.single_tasks),
@@ -270,15 +280,16 @@ async fn measure(
         let mut runs = Vec::new();
         for run in 1..=plan.runs {
             eprintln!("overload run {run}/{}", plan.runs);
-            let server = harness::BenchServer::start(Backend::Sqlite, None)
+            let server = harness::BenchServer::start_limited(plan.max_in_flight)
                 .await
                 .context("cannot start a sqlite server")?;
-            let outcome = overload::run_once(&server).await;
+            let outcome = overload::run_once(&server, plan.max_in_flight).await;
             let stopped = server.stop().await;
             let sample = outcome.context("the overload scenario failed")?;
             stopped?;
             eprintln!(
-                "  overload      {:.1}% admitted, {:.1}% shed ({:.1}% of them with Retry-After); admitted p50 {:.3} ms, p99 {:.3} ms",
+                "  overload      limit {}: {:.1}% admitted, {:.1}% shed ({:.1}% of them with Retry-After); admitted p50 {:.3} ms, p99 {:.3} ms",
+                sample.max_in_flight,
                 sample.admitted_pct(),
                 sample.shed_pct(),
                 sample.retry_after_pct(),

@@ -46,6 +46,8 @@ const RSS_SAMPLE: Duration = Duration::from_millis(100);
 /// The figures of one overload run.
 #[derive(Debug, Clone, Serialize)]
 pub struct OverloadRun {
+    /// The server's in-flight request limit.
+    pub max_in_flight: usize,
     /// Submits per second answered 2xx in the closed-loop phase.
     pub sustainable_rps: f64,
     /// Median latency in the closed-loop phase, ms.
@@ -172,8 +174,9 @@ impl Load {
     }
 }
 
-/// Measure the sustainable rate, then offer ten times it, on `server`.
-pub async fn run_once(server: &BenchServer) -> Result<OverloadRun> {
+/// Measure the sustainable rate, then offer ten times it, on `server` (whose in-flight limit is
+/// `max_in_flight`, or the default).
+pub async fn run_once(server: &BenchServer, max_in_flight: Option<usize>) -> Result<OverloadRun> {
     server.queue(QUEUE).await?;
     let load = Arc::new(Load::new(server)?);
     let (sustainable_rps, reference) = sustainable(&load).await?;
@@ -229,6 +232,8 @@ pub async fn run_once(server: &BenchServer) -> Result<OverloadRun> {
     let mut admitted_hist = histogram()?;
     let mut shed_hist = histogram()?;
     let mut run = OverloadRun {
+        max_in_flight: max_in_flight
+            .unwrap_or(spillway_server::config::DEFAULT_MAX_IN_FLIGHT_REQUESTS),
         sustainable_rps,
         sustainable_p50_ms: millis(&reference, 0.50),
         sustainable_p99_ms: millis(&reference, 0.99),
@@ -358,6 +363,7 @@ mod tests {
     #[test]
     fn shares_are_of_sent_requests_and_never_divide_by_zero() {
         let run = OverloadRun {
+            max_in_flight: 1024,
             sustainable_rps: 100.0,
             sustainable_p50_ms: 1.0,
             sustainable_p99_ms: 2.0,

@@ -345,6 +345,7 @@ mod tests {
             workers: 1,
             concurrency: 1,
             samples: 1,
+            max_in_flight: None,
         });
         report.add(
             Backend::Postgres,
@@ -370,6 +371,7 @@ mod tests {
             workers: 1,
             concurrency: 1,
             samples: 1,
+            max_in_flight: None,
         });
         report.add_autoscale(&Measured {
             scale_decision_ms: vec![1500.0, 20.0, 30.0],
