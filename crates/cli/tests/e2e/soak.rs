@@ -138,8 +138,10 @@ async fn a_long_run_through_up_keeps_memory_open_files_and_wal_flat() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         if last_print.elapsed() > Duration::from_secs(30) {
+            // With the latest sample, so a long run cut short still shows its trend.
+            let latest = samples.lock().expect("samples").last().copied();
             eprintln!(
-                "soak: {} of {total} tasks done after {:.0?}",
+                "soak: {} of {total} tasks done after {:.0?}; latest {latest:?}",
                 done.load(std::sync::atomic::Ordering::Relaxed),
                 started.elapsed()
             );
