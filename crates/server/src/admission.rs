@@ -30,7 +30,7 @@ use crate::state::AppState;
 
 /// Paths never shed: an overloaded server must still look alive and ready to its orchestrator
 /// (restarting it would only make things worse) and still be observable.
-const NEVER_SHED: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+pub(crate) const NEVER_SHED: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
 
 /// The two bounds and what is counted against them.
 #[derive(Debug)]

@@ -90,7 +90,7 @@ use crate::routes::{
         spillway_core::state::AttemptOutcome,
         spillway_core::auth::Role,
     )),
-    modifiers(&BearerAuth, &ProblemJson),
+    modifiers(&BearerAuth, &ProblemJson, &Overloaded),
     tags(
         (name = "jobs", description = "Submit and follow jobs"),
         (name = "work", description = "What workers call"),
@@ -156,6 +156,62 @@ impl Modify for ProblemJson {
     }
 }
 
+/// Documents the 503 any request may get when the server sheds load or a dependency (the
+/// store, the disk) is unavailable: a problem with `Retry-After`. The probes and `/metrics`
+/// are never shed, and `/readyz` documents its own 503.
+struct Overloaded;
+
+impl Modify for Overloaded {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::header::HeaderBuilder;
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+
+        let response = ResponseBuilder::new()
+            .description(
+                "the server is overloaded, or the store or its disk is unavailable: nothing was \
+                 done; try again after Retry-After seconds",
+            )
+            .header(
+                "Retry-After",
+                HeaderBuilder::new()
+                    .schema(
+                        ObjectBuilder::new()
+                            .schema_type(Type::Integer)
+                            .minimum(Some(0)),
+                    )
+                    .description(Some("seconds to wait before trying again"))
+                    .build(),
+            )
+            .content(
+                PROBLEM_JSON,
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build();
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if crate::admission::NEVER_SHED.contains(&path.as_str()) {
+                continue;
+            }
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                operation
+                    .responses
+                    .responses
+                    .entry("503".to_string())
+                    .or_insert_with(|| RefOr::T(response.clone()));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +242,32 @@ mod tests {
             }
         }
         assert!(errors > 40, "only {errors} error answers documented");
+    }
+
+    /// Every operation but the never-shed ones documents the 503 of an overloaded server,
+    /// with its `Retry-After` header.
+    #[test]
+    fn every_sheddable_operation_documents_503_with_retry_after() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).expect("the document encodes");
+        let mut documented = 0;
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            if crate::admission::NEVER_SHED.contains(&path.as_str()) {
+                continue;
+            }
+            for (method, operation) in item.as_object().expect("a path item") {
+                let unavailable = &operation["responses"]["503"];
+                assert!(
+                    unavailable["headers"]["Retry-After"].is_object(),
+                    "{method} {path}: {unavailable}"
+                );
+                assert!(
+                    unavailable["content"][PROBLEM_JSON].is_object(),
+                    "{method} {path}: {unavailable}"
+                );
+                documented += 1;
+            }
+        }
+        assert!(documented > 40, "only {documented} operations documented");
     }
 
     /// `/metrics` is documented with the media type it answers with (without its parameters).
