@@ -167,6 +167,7 @@ pub struct Metrics {
     pool_desired: Family<PoolLabels, Gauge>,
     pool_workers: Family<PoolStateLabels, Gauge>,
     workers_down: Gauge,
+    autoscaler_leader: Gauge,
     // Scrapes clear and refill the gauges; one at a time keeps them consistent.
     scrape: tokio::sync::Mutex<()>,
 }
@@ -231,8 +232,15 @@ impl Metrics {
             "Registered workers that missed their heartbeats",
             workers_down.clone(),
         );
+        let autoscaler_leader = Gauge::default();
+        registry.register(
+            "spillway_autoscaler_leader",
+            "1 while this replica leads the autoscaler (the one that resizes pools), else 0",
+            autoscaler_leader.clone(),
+        );
         Self {
             lease_waiters,
+            autoscaler_leader,
             pool_desired,
             pool_workers,
             workers_down,
@@ -283,6 +291,11 @@ impl Metrics {
                 status: status.to_string(),
             })
             .inc();
+    }
+
+    /// Whether this replica leads the autoscaler now.
+    pub fn set_autoscaler_leader(&self, leading: bool) {
+        self.autoscaler_leader.set(i64::from(leading));
     }
 
     /// Publish what the autoscaler last saw of its pools.

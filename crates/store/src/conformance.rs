@@ -93,6 +93,7 @@ macro_rules! store_conformance_tests {
             queue_demand_counts_backlog_leases_and_run_times,
             worker_drain_is_sticky,
             leader_lease_is_granted_and_held,
+            pool_statuses_are_kept_replaced_and_forgotten,
         );
     };
     (@cases make $make:expr; $($case:ident),* $(,)?) => {

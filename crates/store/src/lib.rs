@@ -20,7 +20,7 @@ pub mod sqlite;
 pub mod wakeups;
 
 use async_trait::async_trait;
-use spillway_core::api::{HeartbeatResult, LeasedTask, Page};
+use spillway_core::api::{HeartbeatResult, LeasedTask, Page, PoolStatus};
 use spillway_core::model::{
     Attempt, Job, Queue, QueueSettings, QueueStats, Task, Tenant, TokenInfo, Worker,
 };
@@ -162,6 +162,12 @@ pub trait Store: Send + Sync + 'static {
     /// another replica holds it. Keep the lease while acting and check
     /// [`LeaderLease::is_held`] before each pass.
     async fn leader_try(&self, key: i64) -> Result<Option<LeaderLease>>;
+    /// Keep what the autoscaler's leader last saw and decided of every configured pool, in
+    /// place of what was kept (pools not listed are forgotten), for every replica to show and
+    /// for the next leader to go on from.
+    async fn pool_status_save(&self, params: PoolStatusSave) -> Result<()>;
+    /// What [`Store::pool_status_save`] kept last, by pool name.
+    async fn pool_status_list(&self) -> Result<Vec<PoolStatus>>;
 
     /// Delete finished jobs (with tasks and attempts) whose queue's retention has passed;
     /// returns the deleted jobs as (tenant, job id, had inputs) so their blobs can go too.

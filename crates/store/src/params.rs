@@ -310,6 +310,15 @@ pub struct WorkerMarkDown {
     pub silent_since: Timestamp,
 }
 
+/// The autoscaler leader's view of every configured pool, to keep.
+#[derive(Debug, Clone)]
+pub struct PoolStatusSave {
+    /// One status per configured pool; kept statuses of other pools are removed.
+    pub statuses: Vec<spillway_core::api::PoolStatus>,
+    /// When the leader saw them.
+    pub now: Timestamp,
+}
+
 /// What every queue asks of the workers.
 #[derive(Debug, Clone, Copy)]
 pub struct QueueDemandQuery {

@@ -479,6 +479,10 @@ async fn a_schema_whose_migration_checksum_differs_refuses_to_connect() {
                     "migrations/postgres/0003_durations_in_milliseconds.sql"
                 ))
             ),
+            (
+                4,
+                Some(file_sha256("migrations/postgres/0004_pool_status.sql"))
+            ),
         ]
     );
     // As if 0001_init.sql had been edited after this schema applied it.
@@ -533,7 +537,7 @@ async fn a_schema_from_before_checksums_gets_them_recorded() {
         .unwrap_or_else(|e| panic!("set up an old schema: {e}"));
     let store = connect(&url, &schema).await;
     let recorded = recorded_checksums(&client, &schema).await;
-    assert_eq!(recorded.len(), 3, "{recorded:?}");
+    assert_eq!(recorded.len(), 4, "{recorded:?}");
     assert_eq!(
         recorded[0].1,
         Some(file_sha256("migrations/postgres/0001_init.sql"))

@@ -122,6 +122,11 @@ async fn every_migration_is_recorded_with_its_checksum() {
                     "migrations/sqlite/0002_migration_checksums.sql"
                 ))
             ),
+            (
+                3,
+                Some("pool_status".to_string()),
+                Some(file_sha256("migrations/sqlite/0003_pool_status.sql"))
+            ),
         ]
     );
 }
@@ -180,7 +185,7 @@ async fn a_database_from_before_checksums_gets_them_recorded_and_opens() {
     setup(&store).await;
     drop(store);
     let recorded = recorded_migrations(&path);
-    assert_eq!(recorded.len(), 2, "{recorded:?}");
+    assert_eq!(recorded.len(), 3, "{recorded:?}");
     assert_eq!(
         recorded[0].2.as_deref(),
         Some(file_sha256("migrations/sqlite/0001_init.sql").as_str())

@@ -121,6 +121,29 @@ impl PoolBoard {
         lock(&self.inner).status.insert(status.name.clone(), status);
     }
 
+    /// Show what the leading replica kept of each pool (its last status and decisions), for a
+    /// replica that does not lead, or one that has just taken the lead. Kept statuses of pools
+    /// this replica does not have (same name and provider) are ignored.
+    pub fn adopt(&self, kept: Vec<PoolStatus>) {
+        let mut inner = lock(&self.inner);
+        for mut status in kept {
+            let configured = inner
+                .pools
+                .iter()
+                .any(|p| p.name == status.name && p.provider.as_str() == status.provider);
+            if !configured {
+                continue;
+            }
+            let mut decisions: VecDeque<PoolDecisionRecord> =
+                std::mem::take(&mut status.decisions).into();
+            while decisions.len() > DECISIONS_KEPT {
+                decisions.pop_front();
+            }
+            inner.decisions.insert(status.name.clone(), decisions);
+            inner.status.insert(status.name.clone(), status);
+        }
+    }
+
     /// Replace a pool's problems with `problem`, keeping the rest of what was last seen of it.
     pub fn set_problem(&self, pool: &PoolConfig, problem: String) {
         lock(&self.inner)

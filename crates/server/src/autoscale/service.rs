@@ -15,7 +15,7 @@ use spillway_autoscale::provider::{
 use spillway_core::api::{PoolDecisionRecord, PoolStatus};
 use spillway_core::model::{Worker, WorkerState};
 use spillway_core::{Error, Result, Timestamp};
-use spillway_store::{LeaderLease, QueueDemand as StoreDemand};
+use spillway_store::{LeaderLease, PoolStatusSave, QueueDemand as StoreDemand};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -68,6 +68,8 @@ struct Inner {
     /// Worker id -> since when it has been seen holding no lease.
     idle_since: HashMap<String, Timestamp>,
     lease: Option<LeaderLease>,
+    /// The statuses this replica last kept in the store as the leader.
+    kept: Option<Vec<PoolStatus>>,
 }
 
 impl Autoscaler {
@@ -92,15 +94,21 @@ impl Autoscaler {
         Self::new(state, providers, LEADER_KEY)
     }
 
-    /// One pass: when leader, observe, plan and resize every pool; returns how many pools
-    /// were resized.
+    /// One pass: when leader, observe, plan and resize every pool and keep what it saw in
+    /// the store; otherwise show what the leader kept. Returns how many pools were resized.
     pub async fn pass(&self) -> Result<u64> {
         let mut inner = self.inner.lock().await;
         if !inner.lease.as_ref().is_some_and(LeaderLease::is_held) {
             inner.lease = self.state.store.leader_try(self.leader_key).await?;
-            if inner.lease.is_none() {
+            let leading = inner.lease.is_some();
+            self.state.metrics.set_autoscaler_leader(leading);
+            // A follower shows what the leader kept; a new leader goes on from it (its
+            // decisions, and the pools' last sizes until its own pass has seen them).
+            self.adopt_kept().await?;
+            if !leading {
                 return Ok(0);
             }
+            inner.kept = None;
             tracing::info!(key = self.leader_key, "autoscaler is the leader");
         }
         let inner = &mut *inner;
@@ -199,9 +207,31 @@ impl Autoscaler {
             let status = pool_status(pool, &seen, &workers, decision.desired);
             state.shared.pools.set_status(status);
         }
-        // Every pool, failed ones with what was last seen of them.
-        state.metrics.set_pools(&state.shared.pools.statuses());
+        // Every pool, failed ones with what was last seen of them; kept for the other
+        // replicas when it changed.
+        let statuses = state.shared.pools.statuses();
+        state.metrics.set_pools(&statuses);
+        if inner.kept.as_ref() != Some(&statuses) {
+            state
+                .store
+                .pool_status_save(PoolStatusSave {
+                    statuses: statuses.clone(),
+                    now,
+                })
+                .await?;
+            inner.kept = Some(statuses);
+        }
         Ok(resized)
+    }
+
+    /// Show what the leading replica last kept of the pools, here and on `/metrics`.
+    async fn adopt_kept(&self) -> Result<()> {
+        let kept = self.state.store.pool_status_list().await?;
+        self.state.shared.pools.adopt(kept);
+        self.state
+            .metrics
+            .set_pools(&self.state.shared.pools.statuses());
+        Ok(())
     }
 
     /// Log a provider's failure and show it on the pool's status, keeping what was last seen.

@@ -8,8 +8,8 @@ use super::{
     OTHER, QUEUE, TENANT, after, job, lease, must, must_fail, setup, setup_queue, submit, t0,
     test_settings,
 };
-use crate::QueueDemandQuery;
 use crate::{DynStore, TaskComplete, WorkerBeat, WorkerRegister};
+use crate::{PoolStatusSave, QueueDemandQuery};
 
 /// Demand: leasable (and burstable) tasks, leased ones, the mean run time of succeeded tasks
 /// and arrivals in the last minute, per queue of every tenant.
@@ -163,4 +163,65 @@ pub async fn leader_lease_is_granted_and_held(store: DynStore) {
     let lease = must("leader_try", store.leader_try(key).await)
         .unwrap_or_else(|| panic!("a lone replica must become leader"));
     assert!(lease.is_held());
+}
+
+/// Pool statuses: what was saved last is listed, whole (decisions too); a save replaces every
+/// pool's status and forgets pools it does not list.
+pub async fn pool_statuses_are_kept_replaced_and_forgotten(store: DynStore) {
+    use spillway_core::api::{PoolDecisionRecord, PoolStatus};
+
+    let status = |name: &str, desired: u32| PoolStatus {
+        name: name.to_string(),
+        provider: "kubernetes".to_string(),
+        tier: 0,
+        min: 0,
+        max: 10,
+        desired,
+        actual: desired,
+        busy: 1,
+        idle: 0,
+        draining: 0,
+        down: 0,
+        problems: vec!["a problem".to_string()],
+        decisions: vec![PoolDecisionRecord {
+            at: t0(),
+            from: 0,
+            to: desired,
+            reason: "backlog".to_string(),
+        }],
+    };
+    assert!(
+        must("pool_status_list", store.pool_status_list().await).is_empty(),
+        "a new store keeps no pool status"
+    );
+    let first = vec![status("a", 2), status("b", 3)];
+    must(
+        "pool_status_save",
+        store
+            .pool_status_save(PoolStatusSave {
+                statuses: first.clone(),
+                now: t0(),
+            })
+            .await,
+    );
+    assert_eq!(
+        must("pool_status_list", store.pool_status_list().await),
+        first
+    );
+
+    let second = vec![status("b", 5)];
+    must(
+        "pool_status_save",
+        store
+            .pool_status_save(PoolStatusSave {
+                statuses: second.clone(),
+                now: after(t0(), 5),
+            })
+            .await,
+    );
+    assert_eq!(
+        must("pool_status_list", store.pool_status_list().await),
+        second,
+        "pool a is no longer configured and is forgotten; b is replaced"
+    );
 }

@@ -25,6 +25,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         file: "0003_durations_in_milliseconds.sql",
         sql: include_str!("../../migrations/postgres/0003_durations_in_milliseconds.sql"),
     },
+    Migration {
+        version: 4,
+        file: "0004_pool_status.sql",
+        sql: include_str!("../../migrations/postgres/0004_pool_status.sql"),
+    },
 ];
 
 /// First key of the two-part advisory lock taken while migrating ("SPLW"); the second is the

@@ -3,7 +3,7 @@
 //! leasable work once the commit is done.
 
 use async_trait::async_trait;
-use spillway_core::api::{HeartbeatResult, LeasedTask, Page};
+use spillway_core::api::{HeartbeatResult, LeasedTask, Page, PoolStatus};
 use spillway_core::model::{
     Attempt, Job, Queue, QueueSettings, QueueStats, Task, Tenant, TokenInfo, Worker,
 };
@@ -13,10 +13,10 @@ use super::PostgresStore;
 use super::queries::{admin, demand, jobs, report, tasks};
 use crate::{
     DeadList, DeadRequeue, JobCancel, JobList, JobRetry, JobSubmit, LeaderLease, LeaseCheck,
-    LeaseReap, QueueCreate, QueueDemand, QueueDemandQuery, QueueStatsQuery, Reported,
-    RetentionSweep, Store, TaskComplete, TaskFail, TaskHeartbeat, TaskLease, TaskList, TaskRelease,
-    TenantCreate, TokenCreate, TokenRevoke, Wakeups, Woken, WorkerBeat, WorkerExit, WorkerList,
-    WorkerMarkDown, WorkerRegister,
+    LeaseReap, PoolStatusSave, QueueCreate, QueueDemand, QueueDemandQuery, QueueStatsQuery,
+    Reported, RetentionSweep, Store, TaskComplete, TaskFail, TaskHeartbeat, TaskLease, TaskList,
+    TaskRelease, TenantCreate, TokenCreate, TokenRevoke, Wakeups, Woken, WorkerBeat, WorkerExit,
+    WorkerList, WorkerMarkDown, WorkerRegister,
 };
 
 #[async_trait]
@@ -208,6 +208,14 @@ impl Store for PostgresStore {
     async fn leader_try(&self, key: i64) -> Result<Option<LeaderLease>> {
         let guard = self.try_advisory_leader(key).await?;
         Ok(guard.map(|g| LeaderLease::new(g, super::LeaderGuard::is_held)))
+    }
+
+    async fn pool_status_save(&self, p: PoolStatusSave) -> Result<()> {
+        admin::pool_status_save(&mut self.conn().await?, &p.statuses, p.now).await
+    }
+
+    async fn pool_status_list(&self) -> Result<Vec<PoolStatus>> {
+        admin::pool_status_list(&self.conn().await?).await
     }
 
     async fn retention_sweep(&self, p: RetentionSweep) -> Result<Vec<(String, JobId, bool)>> {

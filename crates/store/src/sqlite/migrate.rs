@@ -21,6 +21,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         file: "0002_migration_checksums.sql",
         sql: include_str!("../../migrations/sqlite/0002_migration_checksums.sql"),
     },
+    Migration {
+        version: 3,
+        file: "0003_pool_status.sql",
+        sql: include_str!("../../migrations/sqlite/0003_pool_status.sql"),
+    },
 ];
 
 /// Check the recorded checksums, then apply the migrations `conn`'s database has not seen

@@ -1,7 +1,7 @@
 //! [`Store`] for [`SqliteStore`]: each method sends its query to the writer or a reader.
 
 use async_trait::async_trait;
-use spillway_core::api::{HeartbeatResult, LeasedTask, Page};
+use spillway_core::api::{HeartbeatResult, LeasedTask, Page, PoolStatus};
 use spillway_core::model::{
     Attempt, Job, Queue, QueueSettings, QueueStats, Task, Tenant, TokenInfo, Worker,
 };
@@ -11,10 +11,10 @@ use super::SqliteStore;
 use super::queries::{admin, demand, jobs, report, tasks};
 use crate::{
     DeadList, DeadRequeue, JobCancel, JobList, JobRetry, JobSubmit, LeaderLease, LeaseCheck,
-    LeaseReap, QueueCreate, QueueDemand, QueueDemandQuery, QueueStatsQuery, Reported,
-    RetentionSweep, Store, TaskComplete, TaskFail, TaskHeartbeat, TaskLease, TaskList, TaskRelease,
-    TenantCreate, TokenCreate, TokenRevoke, Wakeups, Woken, WorkerBeat, WorkerExit, WorkerList,
-    WorkerMarkDown, WorkerRegister,
+    LeaseReap, PoolStatusSave, QueueCreate, QueueDemand, QueueDemandQuery, QueueStatsQuery,
+    Reported, RetentionSweep, Store, TaskComplete, TaskFail, TaskHeartbeat, TaskLease, TaskList,
+    TaskRelease, TenantCreate, TokenCreate, TokenRevoke, Wakeups, Woken, WorkerBeat, WorkerExit,
+    WorkerList, WorkerMarkDown, WorkerRegister,
 };
 
 impl SqliteStore {
@@ -303,6 +303,17 @@ impl Store for SqliteStore {
     async fn leader_try(&self, _key: i64) -> Result<Option<LeaderLease>> {
         // One process owns the database file, so it is always the leader.
         Ok(Some(LeaderLease::always()))
+    }
+
+    async fn pool_status_save(&self, p: PoolStatusSave) -> Result<()> {
+        let rows = admin::pool_status_rows(&p.statuses)?;
+        self.writer
+            .call(move |c| admin::pool_status_save(c, &rows, p.now))
+            .await
+    }
+
+    async fn pool_status_list(&self) -> Result<Vec<PoolStatus>> {
+        self.readers.call(admin::pool_status_list).await
     }
 
     async fn retention_sweep(&self, p: RetentionSweep) -> Result<Vec<(String, JobId, bool)>> {

@@ -2,11 +2,12 @@
 //! the fake API server, reached through a kubeconfig as a real cluster would be). The replica
 //! that leads is killed with -9 while workers run checked load through both replicas.
 //!
-//! What must hold: the other replica takes the lead within a bounded time (the wait below is
-//! the bound; the time taken is printed); the pool is resized once per decision, whoever makes
-//! it: the fake API server sees exactly one scale write for the first backlog, none when the
-//! lead moves, one for the second backlog, none from the restarted replica; and the history of
-//! the load through both replicas is clean. A task of the test plays the cluster's controllers
+//! What must hold: one replica leads at a time (`spillway_autoscaler_leader` on `/metrics`)
+//! and the follower shows the pool as the leader saw it; the other replica takes the lead
+//! within a bounded time (the wait below is the bound; the time taken is printed); the pool is
+//! resized once per decision, whoever makes it: the fake API server sees exactly one scale
+//! write for the first backlog, none when the lead moves, one for the second backlog, none
+//! from the restarted replica; and the history of the load through both replicas is clean. A task of the test plays the cluster's controllers
 //! and kubelet, so the Deployment's pods come and run (their workers never register).
 //!
 //! `SPILLWAY_FAULT_TASKS=5000 cargo nextest run -p spillway --test e2e history_the_leader`
@@ -127,13 +128,21 @@ async fn wait_scale_writes(fake: &FakeApiServer, want: usize) -> Vec<i64> {
     .await
 }
 
-/// The pool as `client`'s replica shows it, once that replica, as the leader, has seen it at
-/// `size` with its pods (only the leader observes pools; the others show it at zero).
-async fn pool_as_led(client: &Client, size: u32) -> Option<PoolStatus> {
+/// The pool as `client`'s replica shows it, once it is at `size` with its pods.
+async fn pool_at(client: &Client, size: u32) -> Option<PoolStatus> {
     let pools = client.pool_list().await.ok()?;
     pools
         .into_iter()
         .find(|p| p.name == POOL && p.desired == size && p.actual == size)
+}
+
+/// Whether `client`'s replica says it leads the autoscaler (`None` when it does not answer).
+async fn leads(client: &Client) -> Option<bool> {
+    let text = client.metrics().await.ok()?;
+    let value = text
+        .lines()
+        .find_map(|l| l.strip_prefix("spillway_autoscaler_leader "))?;
+    Some(value.trim() == "1")
 }
 
 /// Play the cluster's controllers and kubelet until the returned task is aborted.
@@ -200,60 +209,90 @@ async fn history_the_leader_replica_is_killed_and_the_autoscaler_moves() {
         "the first backlog's scale writes: {first:?}"
     );
     let size = u32::try_from(first[0]).expect("a small size");
-    let leader_is_a = wait_until(
-        "a replica to show the pool it leads",
+    // One leader, and the follower shows the pool as the leader saw it (kept in the store),
+    // on the API and on /metrics: what a load balancer in front of both shows either way.
+    let leader_is_a = wait_until("a replica to lead", STATE_DEADLINE, || {
+        let (a, b) = (rig.admin.clone(), admin_b.clone());
+        async move {
+            match (leads(&a).await?, leads(&b).await?) {
+                (true, false) => Some(true),
+                (false, true) => Some(false),
+                _ => None,
+            }
+        }
+    })
+    .await;
+    let (leader, follower) = if leader_is_a {
+        (rig.admin.clone(), admin_b.clone())
+    } else {
+        (admin_b.clone(), rig.admin.clone())
+    };
+    let shown = wait_until(
+        "the follower to show the leader's view",
         STATE_DEADLINE,
         || {
-            let (a, b) = (rig.admin.clone(), admin_b.clone());
-            async move {
-                if pool_as_led(&a, size).await.is_some() {
-                    Some(true)
-                } else {
-                    pool_as_led(&b, size).await.map(|_| false)
-                }
-            }
+            let follower = follower.clone();
+            async move { pool_at(&follower, size).await }
         },
     )
     .await;
-
-    // One leader: while the leader reads the Deployment on several more passes, the other
-    // replica runs none (a follower shows the pool at zero). Were both leading, each would
-    // make half of these reads, and the other's board would show the pool.
+    assert!(
+        shown.decisions.iter().any(|d| d.to == size),
+        "the follower shows the leader's decision: {shown:?}"
+    );
+    let metrics = follower.metrics().await.expect("the follower's metrics");
+    assert!(
+        metrics.contains(&format!(
+            "spillway_pool_desired_workers{{pool=\"{POOL}\"}} {size}"
+        )),
+        "the follower publishes the leader's desired size: {metrics}"
+    );
+    // While the leader reads the Deployment on several more passes, the follower still does
+    // not lead.
     let reads = deployment_reads(&fake);
     wait_until("more passes of the leader", STATE_DEADLINE, || {
         let more = deployment_reads(&fake) >= reads + 6;
         async move { more.then_some(()) }
     })
     .await;
-    let other = if leader_is_a { &admin_b } else { &rig.admin };
-    let unled = other.pool_list().await.expect("the follower's pools");
-    assert!(
-        unled
-            .iter()
-            .all(|p| p.desired == 0 && p.decisions.is_empty()),
-        "both replicas lead the autoscaler: {unled:?}"
+    assert_eq!(
+        (leads(&leader).await, leads(&follower).await),
+        (Some(true), Some(false)),
+        "exactly one replica leads the autoscaler"
     );
 
     // Kill the leader; the follower must lead within the bound, resizing nothing: the pool
     // already has the size the same backlog asks for.
     let killed_at = Instant::now();
-    let follower = if leader_is_a {
+    if leader_is_a {
         rig.kill_server();
-        admin_b.clone()
     } else {
         b.process.kill9();
-        rig.admin.clone()
-    };
-    let led = tokio::time::timeout(TAKEOVER_BOUND, async {
+    }
+    tokio::time::timeout(TAKEOVER_BOUND, async {
         wait_until("the other replica to lead", TAKEOVER_BOUND, || {
             let follower = follower.clone();
-            async move { pool_as_led(&follower, size).await }
+            async move { leads(&follower).await.unwrap_or(false).then_some(()) }
         })
         .await
     })
     .await
     .unwrap_or_else(|_| panic!("no replica took the lead within {TAKEOVER_BOUND:?}"));
     let takeover = killed_at.elapsed();
+    // Its passes as the leader see the pool as it is.
+    let reads = deployment_reads(&fake);
+    let led = wait_until("the new leader's passes", STATE_DEADLINE, || {
+        let follower = follower.clone();
+        let passed = deployment_reads(&fake) >= reads + 3;
+        async move {
+            if passed {
+                pool_at(&follower, size).await
+            } else {
+                None
+            }
+        }
+    })
+    .await;
     // The killed replica comes back (as a follower) for its worker and the load.
     if leader_is_a {
         rig.restart_server().await;

@@ -1,5 +1,6 @@
 //! Tenants, tokens, queues and workers.
 
+use spillway_core::api::PoolStatus;
 use spillway_core::model::{Queue, QueueSettings, QueueStats, Tenant, TokenInfo, Worker};
 use spillway_core::state::StateCounts;
 use spillway_core::{Error, ErrorKind, Result, Timestamp};
@@ -360,4 +361,53 @@ fn worker_not_found(id: &str) -> Error {
     Error::not_found(format!(
         "worker {id:?} not found: register the worker again"
     ))
+}
+
+pub(crate) async fn pool_status_save(
+    conn: &mut Object,
+    statuses: &[PoolStatus],
+    now: Timestamp,
+) -> Result<()> {
+    let tx = conn
+        .transaction()
+        .await
+        .map_err(ctx("could not begin saving pool statuses"))?;
+    tx.execute("DELETE FROM pool_status", &[])
+        .await
+        .map_err(ctx("could not forget pool statuses"))?;
+    for status in statuses {
+        let json = serde_json::to_value(status).map_err(|e| {
+            Error::internal(format!(
+                "could not encode the status of pool {:?}",
+                status.name
+            ))
+            .with_source(e)
+        })?;
+        tx.execute(
+            "INSERT INTO pool_status (pool, status, saved_at) VALUES ($1, $2, $3)",
+            &[&status.name, &json, &now],
+        )
+        .await
+        .map_err(ctx("could not save a pool status"))?;
+    }
+    tx.commit()
+        .await
+        .map_err(ctx("could not save pool statuses"))
+}
+
+pub(crate) async fn pool_status_list(conn: &Object) -> Result<Vec<PoolStatus>> {
+    let rows = conn
+        .query("SELECT pool, status FROM pool_status ORDER BY pool", &[])
+        .await
+        .map_err(ctx("could not list pool statuses"))?;
+    rows.iter()
+        .map(|row| {
+            let pool: String = row.get(0);
+            let json: serde_json::Value = row.get(1);
+            serde_json::from_value(json).map_err(|e| {
+                Error::internal(format!("the kept status of pool {pool:?} is not readable"))
+                    .with_source(e)
+            })
+        })
+        .collect()
 }

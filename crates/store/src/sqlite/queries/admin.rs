@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
+use spillway_core::api::PoolStatus;
 use spillway_core::model::{Queue, QueueSettings, QueueStats, Tenant, TokenInfo, Worker};
 use spillway_core::state::{StateCounts, TaskState};
 use spillway_core::{Error, Result, Timestamp};
@@ -377,4 +378,60 @@ pub(crate) fn worker_mark_down(conn: &Connection, silent_since: Timestamp) -> Re
         )
         .map_err(db("mark silent workers down"))?;
     Ok(n as u64)
+}
+
+/// Each status as (pool, JSON), encoded before the writer thread sees it.
+pub(crate) fn pool_status_rows(statuses: &[PoolStatus]) -> Result<Vec<(String, String)>> {
+    statuses
+        .iter()
+        .map(|status| {
+            serde_json::to_string(status)
+                .map(|json| (status.name.clone(), json))
+                .map_err(|e| {
+                    Error::internal(format!(
+                        "could not encode the status of pool {:?}",
+                        status.name
+                    ))
+                    .with_source(e)
+                })
+        })
+        .collect()
+}
+
+pub(crate) fn pool_status_save(
+    conn: &Connection,
+    rows: &[(String, String)],
+    now: Timestamp,
+) -> Result<()> {
+    // The writer runs each call atomically (its own transaction or savepoint).
+    conn.execute("DELETE FROM pool_status", [])
+        .map_err(db("forget pool statuses"))?;
+    for (pool, status) in rows {
+        conn.execute(
+            "INSERT INTO pool_status (pool, status, saved_at) VALUES (?1, ?2, ?3)",
+            params![pool, status, micros(now)],
+        )
+        .map_err(db("save a pool status"))?;
+    }
+    Ok(())
+}
+
+pub(crate) fn pool_status_list(conn: &Connection) -> Result<Vec<PoolStatus>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT pool, status FROM pool_status ORDER BY pool")
+        .map_err(db("list pool statuses"))?;
+    let rows = stmt
+        .query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })
+        .map_err(db("list pool statuses"))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (pool, json) = row.map_err(db("read a pool status"))?;
+        out.push(serde_json::from_str(&json).map_err(|e| {
+            Error::internal(format!("the kept status of pool {pool:?} is not readable"))
+                .with_source(e)
+        })?);
+    }
+    Ok(out)
 }
