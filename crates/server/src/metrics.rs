@@ -88,6 +88,11 @@ struct PoolStateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClockLabels {
+    reference: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
     route: String,
     status: String,
@@ -167,6 +172,7 @@ pub struct Metrics {
     pool_desired: Family<PoolLabels, Gauge>,
     pool_workers: Family<PoolStateLabels, Gauge>,
     workers_down: Gauge,
+    clock_offset: Family<ClockLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     // Scrapes clear and refill the gauges; one at a time keeps them consistent.
     scrape: tokio::sync::Mutex<()>,
 }
@@ -231,7 +237,15 @@ impl Metrics {
             "Registered workers that missed their heartbeats",
             workers_down.clone(),
         );
+        let clock_offset =
+            Family::<ClockLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "spillway_clock_offset_seconds",
+            "How far this host's wall clock is ahead of the reference clock the server keeps time by (negative: behind), at the last reading; only on PostgreSQL, where the reference is the database's clock",
+            clock_offset.clone(),
+        );
         Self {
+            clock_offset,
             lease_waiters,
             pool_desired,
             pool_workers,
@@ -283,6 +297,16 @@ impl Metrics {
                 status: status.to_string(),
             })
             .inc();
+    }
+
+    /// Publish how far this host's wall clock is ahead of `reference` (the clock the server
+    /// keeps time by, `"database"`), negative when behind.
+    pub fn clock_offset(&self, reference: &str, offset: chrono::TimeDelta) {
+        self.clock_offset
+            .get_or_create(&ClockLabels {
+                reference: reference.to_string(),
+            })
+            .set(offset.as_seconds_f64());
     }
 
     /// Publish what the autoscaler last saw of its pools.
