@@ -5,11 +5,13 @@
 //! that runs behind hands out leases the others think expired. Replica A runs under
 //! libfaketime, whose offset from the real time the test rewrites in a file; replica B keeps
 //! the host's clock. Workers lease through both replicas, the load generator submits through B.
-//! While workers of both hold leases, A's clock steps an hour ahead; A is killed and started
-//! again with its clock still ahead (a replica that starts on a host whose clock is off: a
-//! server keeping its host's time, even steadied, would start an hour ahead and reap B's leases
-//! on its first pass); A's clock steps back two hours, to an hour behind, then forward to the
-//! right time. Larger runs repeat the cycle. Replicas keep the database's time
+//! While workers of both hold leases, A's clock steps an hour ahead, and stays there for
+//! [`hold`] (the first time): long enough that a replica keeping its host's time, even slewed at
+//! 5% across the step, would get a whole lease ahead of B and reap B's live leases. Then A is
+//! killed and started again with its clock still ahead (a replica that starts on a host whose
+//! clock is off: keeping its host's time it would start an hour ahead and reap B's leases on its
+//! first pass); A's clock steps back two hours, to an hour behind, then forward to the right
+//! time. Larger runs repeat the cycle. Replicas keep the database's time
 //! (`spillway_server::services::clock_sync`), so the history must be clean.
 //!
 //! Each step is shown to have reached A, so a libfaketime that silently did nothing fails the
@@ -24,8 +26,11 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use spillway_core::clock::SLEW_RATE;
+use spillway_core::model::QueueSettings;
 
 use super::record::{Op, ReportAnswer};
 use super::runs::{PACE, PER_JOB, assert_checked, fault_count, settings, wait_completed};
@@ -44,6 +49,24 @@ const OFFSET_TOLERANCE: f64 = 60.0;
 const CONFIG: &str = "[server]\nclock_sync_interval = \"300ms\"\n";
 /// Long enough that steps catch tasks under lease.
 const TASK: &[&str] = &["sleep", "0.5"];
+/// The shortest lease there is, so that the skew it takes to reap a live lease comes soon.
+const LEASE: Duration = Duration::from_secs(1);
+
+/// The run's queue: [`LEASE`]-long leases, otherwise as the other runs.
+fn lease_settings() -> QueueSettings {
+    QueueSettings {
+        lease_duration: LEASE,
+        ..settings()
+    }
+}
+
+/// How long A stays an hour ahead after the first step: a quarter more than the time a clock
+/// slewing at [`SLEW_RATE`] towards a clock an hour ahead takes to get a whole lease ahead. A
+/// replica keeping its host's time would reap every lease B handed out, heartbeats or not, on
+/// each pass of those last seconds.
+fn hold() -> Duration {
+    LEASE.div_f64(SLEW_RATE) * 5 / 4
+}
 
 /// Skip (printing why) unless `CI=true`, where a missing prerequisite fails the run.
 fn skip<T>(reason: &str) -> Option<T> {
@@ -194,10 +217,26 @@ async fn a_applies_reports(rig: &Rig, through_a: &[&str], since: usize) {
     .await;
 }
 
+/// Keep A an hour ahead for [`hold`] while work goes on through both replicas. The wait is
+/// the fault's length, not a wait for something to happen; it ends by checking that workers
+/// through both replicas still hold leases, so the hold had leases for A to reap.
+async fn hold_ahead(rig: &Rig, through_a: &[&str], through_b: &[&str]) {
+    let held_from = Instant::now();
+    let hold = hold();
+    wait_until(
+        &format!("replica A to have been an hour ahead for {hold:?}"),
+        hold + STATE_DEADLINE,
+        || async { (held_from.elapsed() >= hold).then_some(()) },
+    )
+    .await;
+    both_holding(rig, through_a, through_b).await;
+    println!("replica A was an hour ahead for {:?}", held_from.elapsed());
+}
+
 /// The faults of one cycle, in order.
 #[derive(Debug, Clone, Copy)]
 enum Fault {
-    /// A's clock steps an hour ahead.
+    /// A's clock steps an hour ahead (and stays there for [`hold`], the first time).
     StepAhead,
     /// A is killed and started again, its clock still an hour ahead.
     RestartAhead,
@@ -235,7 +274,14 @@ async fn history_the_wall_clock_steps_on_one_replica_on_postgres() {
         env: Vec::new(),
     };
     // The rig's own server is replica B, on the host's clock.
-    let mut rig = Rig::start_in(dir, None, Some(db.url.clone()), settings(), extras.clone()).await;
+    let mut rig = Rig::start_in(
+        dir,
+        None,
+        Some(db.url.clone()),
+        lease_settings(),
+        extras.clone(),
+    )
+    .await;
     let fake = FakeClock::new(lib, rig.path());
     let a_extras = ServerExtras {
         env: fake.env(),
@@ -258,7 +304,10 @@ async fn history_the_wall_clock_steps_on_one_replica_on_postgres() {
     for name in through_b {
         workers.push(rig.worker(name, &spec).await);
     }
-    let load = Load::start(&rig, TASK, PER_JOB, target, PACE * 2).await;
+    // A load that outlasts the hold twice, so faults after it still find work under lease.
+    let jobs = (target / PER_JOB).max(1);
+    let pace = (hold() * 2 / jobs).max(PACE * 2);
+    let load = Load::start(&rig, TASK, PER_JOB, target, pace).await;
 
     let faults = fault_count(CYCLE.len() as u32);
     let mut restarts = 0;
@@ -290,6 +339,9 @@ async fn history_the_wall_clock_steps_on_one_replica_on_postgres() {
         };
         println!("fault {k}: {fault:?}");
         wait_clock_shown(&a.url, offset).await;
+        if k == 1 {
+            hold_ahead(&rig, &through_a, &through_b).await;
+        }
         let since = rig.proxy.recorded();
         a_applies_reports(&rig, &through_a, since).await;
     }
