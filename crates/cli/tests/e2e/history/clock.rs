@@ -12,7 +12,9 @@
 //! clock is off: keeping its host's time it would start an hour ahead and reap B's leases on its
 //! first pass); A's clock steps back two hours, to an hour behind, then forward to the right
 //! time. Larger runs repeat the cycle. Replicas keep the database's time
-//! (`spillway_server::services::clock_sync`), so the history must be clean.
+//! (`spillway_server::services::clock_sync`), so the history must be clean. The expiries both
+//! replicas announce are then the database's time, which on one host is the test's clock too,
+//! so the checker's anchor needs no shift for A's steps.
 //!
 //! Each step is shown to have reached A, so a libfaketime that silently did nothing fails the
 //! run: A's `spillway_clock_offset_seconds` (its host's clock minus the database's) must move
