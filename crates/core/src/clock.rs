@@ -1,6 +1,11 @@
 //! Injected time, so that leases, backoff and retention can be tested by moving a clock.
+//!
+//! Also the IO-free parts of the server's clocks: [`steer`] (the wall clock's rate without its
+//! steps) and [`Anchor`] (a reference clock, the database's, read over a round trip and carried
+//! on by the monotonic clock between readings).
 
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::Timestamp;
 
@@ -69,6 +74,14 @@ pub fn add(at: Timestamp, by: std::time::Duration) -> Timestamp {
         .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
 }
 
+/// Subtract a std duration from a timestamp, saturating instead of overflowing.
+pub fn sub(at: Timestamp, by: std::time::Duration) -> Timestamp {
+    chrono::Duration::from_std(by)
+        .ok()
+        .and_then(|d| at.checked_sub_signed(d))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
+}
+
 /// How far the wall clock may disagree with the steady estimate before it counts as a step.
 pub const STEP_TOLERANCE: std::time::Duration = std::time::Duration::from_secs(1);
 /// The fastest a steady clock closes the gap to a stepped wall clock: one second of
@@ -113,6 +126,71 @@ pub fn steer(last: Timestamp, elapsed: std::time::Duration, wall: Timestamp) -> 
             .max(last),
         step: Some(gap),
     }
+}
+
+/// The longest round trip a reading of a reference clock may take and still be anchored to:
+/// the midpoint of the round trip is then off by at most half of it, well within
+/// [`STEP_TOLERANCE`].
+pub const MAX_ROUND_TRIP: Duration = Duration::from_secs(1);
+
+/// One reading of a reference clock (the database's): asked at `sent`, answered at `received`
+/// (both on this process's monotonic clock), saying `time`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reading {
+    /// When the question left, on the monotonic clock.
+    pub sent: Instant,
+    /// When the answer arrived, on the monotonic clock.
+    pub received: Instant,
+    /// What the reference clock said.
+    pub time: Timestamp,
+}
+
+impl Reading {
+    /// How long the question took to be answered.
+    pub fn round_trip(&self) -> Duration {
+        self.received.saturating_duration_since(self.sent)
+    }
+
+    /// The reading as an anchor: the reference clock said `time` at the midpoint of the round
+    /// trip (the best guess when the way there and the way back take as long; off by at most
+    /// half the round trip otherwise).
+    pub fn anchor(&self) -> Anchor {
+        Anchor {
+            at: self.sent + self.round_trip() / 2,
+            time: self.time,
+        }
+    }
+}
+
+/// A reference clock's time at one monotonic instant; its time at any other instant follows by
+/// the monotonic clock, which never steps, so the local wall clock is never read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Anchor {
+    /// The monotonic instant.
+    pub at: Instant,
+    /// The reference clock's time then.
+    pub time: Timestamp,
+}
+
+impl Anchor {
+    /// The reference clock's time at `now`: the anchor's time moved by the monotonic time
+    /// between the two (backwards for an instant before the anchor).
+    pub fn time_at(&self, now: Instant) -> Timestamp {
+        match now.checked_duration_since(self.at) {
+            Some(after) => add(self.time, after),
+            None => sub(self.time, self.at.saturating_duration_since(now)),
+        }
+    }
+}
+
+/// The reading to anchor to among several taken in a row: the one with the shortest round trip
+/// (its midpoint is the most certain), or `None` when none came back within `max_round_trip`.
+pub fn best_reading(readings: &[Reading], max_round_trip: Duration) -> Option<Reading> {
+    readings
+        .iter()
+        .filter(|r| r.round_trip() <= max_round_trip)
+        .min_by_key(|r| r.round_trip())
+        .copied()
 }
 
 #[cfg(test)]
@@ -178,5 +256,103 @@ mod tests {
             now = steer(now, Duration::from_secs(1), wall).now;
         }
         assert_eq!(now, wall);
+    }
+    /// A reading asked `sent_ms` after `base`, answered `rtt_ms` later, saying `time`.
+    fn reading(base: Instant, sent_ms: u64, rtt_ms: u64, time: Timestamp) -> Reading {
+        let sent = base + Duration::from_millis(sent_ms);
+        Reading {
+            sent,
+            received: sent + Duration::from_millis(rtt_ms),
+            time,
+        }
+    }
+
+    #[test]
+    fn an_anchor_sits_at_the_midpoint_of_the_round_trip() {
+        let base = Instant::now();
+        let anchor = reading(base, 1_000, 40, at(0)).anchor();
+        assert_eq!(anchor.at, base + Duration::from_millis(1_020));
+        assert_eq!(anchor.time, at(0));
+        // At the moment the answer arrived the reference clock had moved on by half the trip.
+        assert_eq!(
+            anchor.time_at(base + Duration::from_millis(1_040)),
+            at(0) + TimeDelta::milliseconds(20)
+        );
+    }
+
+    #[test]
+    fn an_anchor_carries_time_on_by_the_monotonic_clock_both_ways() {
+        let base = Instant::now();
+        let anchor = Anchor {
+            at: base + Duration::from_secs(10),
+            time: at(0),
+        };
+        assert_eq!(anchor.time_at(base + Duration::from_secs(15)), at(5));
+        assert_eq!(
+            anchor.time_at(base + Duration::from_secs(10)),
+            at(0),
+            "at the anchor itself"
+        );
+        // A caller that took its instant just before a newer anchor was set.
+        assert_eq!(anchor.time_at(base + Duration::from_secs(7)), at(-3));
+    }
+
+    #[test]
+    fn the_reading_with_the_shortest_round_trip_is_anchored_to() {
+        let base = Instant::now();
+        let slow = reading(base, 0, 300, at(0));
+        let quick = reading(base, 300, 2, at(1));
+        let middling = reading(base, 302, 20, at(2));
+        assert_eq!(
+            best_reading(&[slow, quick, middling], MAX_ROUND_TRIP),
+            Some(quick)
+        );
+        assert_eq!(best_reading(&[], MAX_ROUND_TRIP), None);
+    }
+
+    #[test]
+    fn readings_slower_than_the_bound_are_not_anchored_to() {
+        let base = Instant::now();
+        let stalled = reading(base, 0, 1_500, at(0));
+        assert_eq!(best_reading(&[stalled], MAX_ROUND_TRIP), None);
+        let just = reading(base, 0, 1_000, at(0));
+        assert_eq!(best_reading(&[stalled, just], MAX_ROUND_TRIP), Some(just));
+    }
+
+    #[test]
+    fn a_reference_clock_read_every_few_seconds_is_followed_exactly_and_its_steps_slewed() {
+        // The steady clock over an anchored reference (as a replica on PostgreSQL runs): the
+        // anchor is replaced every 5s; in between, time is the anchor's plus monotonic time.
+        let base = Instant::now();
+        let mut anchor = reading(base, 0, 2, at(0)).anchor();
+        let mut now = anchor.time_at(anchor.at);
+        let mut last_at = anchor.at;
+        for second in 1..=60u64 {
+            let instant = base + Duration::from_secs(second);
+            if second % 5 == 0 {
+                // A fresh reading agrees with the last anchor to within a millisecond.
+                let sent = instant - Duration::from_millis(1);
+                anchor = Reading {
+                    sent,
+                    received: instant,
+                    time: at(i64::try_from(second).expect("small")) - TimeDelta::microseconds(700),
+                }
+                .anchor();
+            }
+            let next = steer(now, instant - last_at, anchor.time_at(instant));
+            assert_eq!(next.step, None, "no step at {second}s");
+            now = next.now;
+            last_at = instant;
+        }
+        assert!((now - at(60)).abs() < TimeDelta::milliseconds(2), "{now}");
+        // The database's clock steps an hour ahead: the steady time moves 5% faster, no more.
+        anchor = Anchor {
+            at: last_at,
+            time: at(60 + 3_600),
+        };
+        let instant = last_at + Duration::from_secs(10);
+        let next = steer(now, instant - last_at, anchor.time_at(instant));
+        assert!(next.step.is_some());
+        assert_eq!(next.now, now + TimeDelta::milliseconds(10_500));
     }
 }

@@ -32,6 +32,10 @@ pub const DEFAULT_LEASE_RECHECK_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_METRICS_AUTH: bool = false;
 /// Default time between passes that delete inputs of succeeded jobs.
 pub const DEFAULT_INPUT_CLEANER_INTERVAL: Duration = Duration::from_secs(60);
+/// Default time between readings of the database's clock on PostgreSQL: between them time goes
+/// on by the monotonic clock, which drifts from the database's by parts per million, so a few
+/// seconds keep replicas within milliseconds of each other for three tiny queries each.
+pub const DEFAULT_CLOCK_SYNC_INTERVAL: Duration = Duration::from_secs(5);
 /// Default bound on requests served at once (see [`crate::admission`]). A request costs a
 /// task, its buffers (up to max_body_bytes for a JSON body) and a socket; 1024 of them is
 /// several times what one machine's store can work on at once (the SQLite writer folds at most
@@ -76,6 +80,10 @@ pub struct ServerConfig {
     /// Time between passes that delete the inputs of succeeded jobs.
     #[serde(with = "humantime_serde")]
     pub input_cleaner_interval: Duration,
+    /// Time between readings of the database's clock, which replicas on PostgreSQL keep time
+    /// by (unused on SQLite, where the server keeps time by the host's clock).
+    #[serde(with = "humantime_serde")]
+    pub clock_sync_interval: Duration,
     /// Ask for a bearer token on `/metrics`, of role `metrics` or `admin`: one with no tenant
     /// sees every series, one with a tenant only that tenant's queue series. Default false:
     /// `/metrics` answers anyone who can reach the server and lists every tenant's queues.
@@ -112,6 +120,7 @@ impl Default for ServerConfig {
             worker_check_interval: DEFAULT_WORKER_CHECK_INTERVAL,
             retention_interval: DEFAULT_RETENTION_INTERVAL,
             input_cleaner_interval: DEFAULT_INPUT_CLEANER_INTERVAL,
+            clock_sync_interval: DEFAULT_CLOCK_SYNC_INTERVAL,
             metrics_auth: DEFAULT_METRICS_AUTH,
             max_in_flight_requests: DEFAULT_MAX_IN_FLIGHT_REQUESTS,
             max_long_polls: DEFAULT_MAX_LONG_POLLS,
@@ -151,6 +160,7 @@ impl ServerConfig {
             ("worker_check_interval", self.worker_check_interval),
             ("retention_interval", self.retention_interval),
             ("input_cleaner_interval", self.input_cleaner_interval),
+            ("clock_sync_interval", self.clock_sync_interval),
         ] {
             if interval.is_zero() {
                 return Err(Error::invalid(format!(

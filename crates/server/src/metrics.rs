@@ -88,6 +88,11 @@ struct PoolStateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClockLabels {
+    reference: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
     route: String,
     status: String,
@@ -168,6 +173,7 @@ pub struct Metrics {
     pool_workers: Family<PoolStateLabels, Gauge>,
     workers_down: Gauge,
     autoscaler_leader: Gauge,
+    clock_offset: Family<ClockLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     // Scrapes clear and refill the gauges; one at a time keeps them consistent.
     scrape: tokio::sync::Mutex<()>,
 }
@@ -238,7 +244,15 @@ impl Metrics {
             "1 while this replica leads the autoscaler (the one that resizes pools), else 0",
             autoscaler_leader.clone(),
         );
+        let clock_offset =
+            Family::<ClockLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "spillway_clock_offset_seconds",
+            "How far this host's wall clock is ahead of the reference clock the server keeps time by (negative: behind), at the last reading; only on PostgreSQL, where the reference is the database's clock",
+            clock_offset.clone(),
+        );
         Self {
+            clock_offset,
             lease_waiters,
             autoscaler_leader,
             pool_desired,
@@ -296,6 +310,16 @@ impl Metrics {
     /// Whether this replica leads the autoscaler now.
     pub fn set_autoscaler_leader(&self, leading: bool) {
         self.autoscaler_leader.set(i64::from(leading));
+    }
+
+    /// Publish how far this host's wall clock is ahead of `reference` (the clock the server
+    /// keeps time by, `"database"`), negative when behind.
+    pub fn clock_offset(&self, reference: &str, offset: chrono::TimeDelta) {
+        self.clock_offset
+            .get_or_create(&ClockLabels {
+                reference: reference.to_string(),
+            })
+            .set(offset.as_seconds_f64());
     }
 
     /// Publish what the autoscaler last saw of its pools.

@@ -9,7 +9,8 @@
 //! ```
 //!
 //! Time never comes from a clock here: every case starts at [`t0`] and moves `now` by hand, so
-//! leases, backoff and retention are tested without sleeping. Timestamps stay on whole
+//! leases, backoff and retention are tested without sleeping. The one exception is the store's
+//! own clock (`Store::clock_now`), compared with the host's. Timestamps stay on whole
 //! milliseconds so that a backend storing microseconds returns exactly what it was given.
 //!
 //! Contract details the cases pin down, beyond the trait's doc comments:
@@ -94,6 +95,7 @@ macro_rules! store_conformance_tests {
             worker_drain_is_sticky,
             leader_lease_is_granted_and_held,
             pool_statuses_are_kept_replaced_and_forgotten,
+            clock_now_is_the_current_time_and_moves_on,
         );
     };
     (@cases make $make:expr; $($case:ident),* $(,)?) => {

@@ -24,7 +24,7 @@ use spillway_core::api::{HeartbeatResult, LeasedTask, Page, PoolStatus};
 use spillway_core::model::{
     Attempt, Job, Queue, QueueSettings, QueueStats, Task, Tenant, TokenInfo, Worker,
 };
-use spillway_core::{JobId, Result, TaskId};
+use spillway_core::{JobId, Result, TaskId, Timestamp};
 
 pub use autoscale::{LeaderLease, QueueDemand};
 pub use params::*;
@@ -39,7 +39,8 @@ pub type DynStore = std::sync::Arc<dyn Store>;
 ///
 /// Methods are named noun first and take a params struct. Every time-dependent method carries
 /// `now` (or its cut-off) in that struct: time always comes from the caller's clock, never
-/// from the database or the host, so that tests can move time.
+/// from the database or the host, so that tests can move time. The one place the store's own
+/// time shows is [`Store::clock_now`], which the caller may build its clock on.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Which backend this is, for logs and metrics (`"sqlite"`, `"postgres"`).
@@ -52,6 +53,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Check the database answers (for `/readyz`).
     async fn ping(&self) -> Result<()>;
+
+    /// The store's own clock, now: on PostgreSQL the database server's `clock_timestamp()`,
+    /// one time for every replica (their lease expiries are compared with each other's); on
+    /// SQLite, used by one process only, the host's clock. Unavailable when the database does
+    /// not answer.
+    async fn clock_now(&self) -> Result<Timestamp>;
 
     /// Create a tenant; conflict if it exists.
     async fn tenant_create(&self, params: TenantCreate) -> Result<Tenant>;

@@ -10,6 +10,7 @@ use clap::Args;
 use spillway_autoscale::config::PolicyConfig;
 use spillway_blob::{BlobStore, ObjectBlobs};
 use spillway_core::clock::Clock;
+use spillway_server::services::clock_sync::{self, ClockSync};
 use spillway_server::{AppState, ServerConfig};
 use spillway_store::DynStore;
 use tokio_util::sync::CancellationToken;
@@ -122,7 +123,25 @@ pub async fn start(ctx: &Ctx, args: &ServerArgs, stop: CancellationToken) -> Res
         ObjectBlobs::from_url(&blobs_url, &Default::default())
             .with_context(|| format!("cannot open the object store {blobs_url}"))?,
     );
-    let clock: Arc<dyn Clock> = Arc::new(spillway_server::SteadyClock::system());
+    // Replicas on PostgreSQL compare each other's lease expiries, so they keep the database's
+    // time rather than their hosts'; one process on SQLite keeps its host's, steadied.
+    let clock_sync = if store.backend() == "postgres" {
+        let sync = ClockSync::start(
+            store.clone(),
+            clock_sync::Config {
+                interval: config.clock_sync_interval,
+                ..Default::default()
+            },
+        )
+        .await?;
+        Some(sync)
+    } else {
+        None
+    };
+    let clock: Arc<dyn Clock> = match &clock_sync {
+        Some(sync) => sync.clock(),
+        None => Arc::new(spillway_server::SteadyClock::system()),
+    };
 
     let token_path = data_dir.join(ADMIN_TOKEN_FILE);
     let admin_token = match spillway_server::bootstrap(&store, clock.now()).await? {
@@ -151,6 +170,9 @@ pub async fn start(ctx: &Ctx, args: &ServerArgs, stop: CancellationToken) -> Res
     let state =
         AppState::new(store, blobs, clock, config).with_providers(crate::providers::registry())?;
     spillway_server::spawn_services(&state, stop.clone());
+    if let Some(sync) = clock_sync {
+        sync.spawn(state.metrics.clone(), stop.clone());
+    }
     tracing::info!(%url, store = %redact(&store_url), blobs = %blobs_url, "server listening");
     let serving = state.clone();
     let task = tokio::spawn(async move {

@@ -1,10 +1,13 @@
 //! Background services: lease reaper, worker-down marker, retention cleaner, input cleaner
-//! and, when pools are configured, the autoscaler ([`crate::autoscale::service`]).
+//! and, when pools are configured, the autoscaler ([`crate::autoscale::service`]). On
+//! PostgreSQL the caller also runs the clock sync ([`clock_sync`]), which the server's clock is
+//! built on before the rest starts.
 //!
 //! Each runs a pass every interval until its stop signal fires. A pass can also be asked for
 //! at once ([`Service::run_pass`]), and tests wait for "one more pass done" on a counter
 //! instead of sleeping.
 
+pub mod clock_sync;
 pub mod input_cleaner;
 pub mod lease_reaper;
 pub mod retention;

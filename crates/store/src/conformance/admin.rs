@@ -1,4 +1,4 @@
-//! Cases for tenants, queues, tokens, workers and queue stats.
+//! Cases for tenants, queues, tokens, workers, queue stats and the store's clock.
 
 use spillway_core::ErrorKind;
 use spillway_core::auth::Role;
@@ -11,6 +11,36 @@ use super::{
 use crate::{DynStore, QueueCreate, TokenCreate, WorkerBeat, WorkerRegister};
 use crate::{QueueStatsQuery, TokenRevoke, WorkerMarkDown};
 use crate::{TenantCreate, WorkerExit, WorkerList};
+
+/// How far the store's clock may be from this host's: they are different hosts' clocks on
+/// PostgreSQL, kept together by NTP, and a minute is far more than NTP lets them drift.
+const CLOCK_AGREEMENT: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+/// How long the store's clock may take to show that it moves on.
+const CLOCK_MOVES_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The store's clock tells the current time, as the host sees it within
+/// [`CLOCK_AGREEMENT`], and moves on between readings (the time of the answer, not a time
+/// fixed at the start of a transaction or a session).
+pub async fn clock_now_is_the_current_time_and_moves_on(store: DynStore) {
+    let before = chrono::Utc::now();
+    let first = must("clock_now", store.clock_now().await);
+    let after = chrono::Utc::now();
+    assert!(
+        first > before - CLOCK_AGREEMENT && first < after + CLOCK_AGREEMENT,
+        "the store's clock says {first}, the host's said {before} to {after}"
+    );
+    let deadline = std::time::Instant::now() + CLOCK_MOVES_WITHIN;
+    loop {
+        let next = must("clock_now", store.clock_now().await);
+        if next > first {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the store's clock stayed at {first} (last reading {next}) for {CLOCK_MOVES_WITHIN:?}"
+        );
+    }
+}
 
 /// Tenants are created once, listed, and a second create conflicts.
 pub async fn tenants_crud(store: DynStore) {

@@ -7,7 +7,7 @@ use spillway_core::api::{HeartbeatResult, LeasedTask, Page, PoolStatus};
 use spillway_core::model::{
     Attempt, Job, Queue, QueueSettings, QueueStats, Task, Tenant, TokenInfo, Worker,
 };
-use spillway_core::{JobId, Result, TaskId};
+use spillway_core::{JobId, Result, TaskId, Timestamp};
 
 use super::PostgresStore;
 use super::queries::{admin, demand, jobs, report, tasks};
@@ -31,6 +31,10 @@ impl Store for PostgresStore {
 
     async fn ping(&self) -> Result<()> {
         admin::ping(&self.conn().await?).await
+    }
+
+    async fn clock_now(&self) -> Result<Timestamp> {
+        admin::clock_now(&self.conn().await?).await
     }
 
     async fn tenant_create(&self, p: TenantCreate) -> Result<Tenant> {

@@ -5,7 +5,7 @@ use spillway_core::api::{HeartbeatResult, LeasedTask, Page, PoolStatus};
 use spillway_core::model::{
     Attempt, Job, Queue, QueueSettings, QueueStats, Task, Tenant, TokenInfo, Worker,
 };
-use spillway_core::{JobId, Result, TaskId};
+use spillway_core::{JobId, Result, TaskId, Timestamp};
 
 use super::SqliteStore;
 use super::queries::{admin, demand, jobs, report, tasks};
@@ -43,6 +43,11 @@ impl Store for SqliteStore {
                     .map_err(super::rows::db("ping"))
             })
             .await
+    }
+
+    async fn clock_now(&self) -> Result<Timestamp> {
+        // One process uses the file, so there is no other clock to agree with than the host's.
+        Ok(chrono::Utc::now())
     }
 
     async fn tenant_create(&self, p: TenantCreate) -> Result<Tenant> {

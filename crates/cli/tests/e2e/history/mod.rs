@@ -10,7 +10,8 @@
 //! - [`checker`]: the pure check over a history and the final state;
 //! - this file: [`Rig`], a server, its proxy and workers behind it, a load generator, and the
 //!   check at the end, so a fault run is a few lines;
-//! - `runs`: the fault runs.
+//! - `runs`: the fault runs;
+//! - `clock`: the run whose replica's wall clock steps (libfaketime).
 //!
 //! Run them with `cargo nextest run -p spillway --test e2e history`.
 //!
@@ -24,6 +25,7 @@
 //! widen [`checker::SLACK`]) before checking.
 
 pub mod checker;
+mod clock;
 mod leader;
 pub mod pg_cluster;
 pub mod proxy;
@@ -156,6 +158,13 @@ impl Rig {
         Client::new(&url, Some(self.server.token.clone())).expect("client")
     }
 
+    /// Start `spillway worker` named `name`, talking through its own proxy door to `upstream`
+    /// (another replica).
+    pub async fn worker_to(&self, name: &str, upstream: &str, spec: &WorkerSpec<'_>) -> ChildGuard {
+        let url = self.proxy.door_to(name, upstream).await;
+        start_worker(name, self.dir.path(), &url, &self.server.token, spec)
+    }
+
     /// SIGKILL the server.
     pub fn kill_server(&mut self) {
         self.server.process.kill9();
@@ -179,6 +188,12 @@ impl Rig {
     /// store (PostgreSQL, for replicas to share), with the same extras.
     pub async fn replica(&self, name: &str, port: u16) -> Server {
         Server::start_with(name, &self.data, port, self.store.as_deref(), &self.extras).await
+    }
+
+    /// As [`Rig::replica`], with `extras` of its own instead of the rig's (a replica that
+    /// alone runs with a faked clock, say).
+    pub async fn replica_with(&self, name: &str, port: u16, extras: &ServerExtras) -> Server {
+        Server::start_with(name, &self.data, port, self.store.as_deref(), extras).await
     }
 
     /// The scratch directory.

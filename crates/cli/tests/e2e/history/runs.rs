@@ -39,7 +39,7 @@ pub(super) fn settings() -> QueueSettings {
 }
 
 /// Faults a run injects: `ci` at the CI size, one per 150 tasks in larger runs.
-fn fault_count(ci: u32) -> u32 {
+pub(super) fn fault_count(ci: u32) -> u32 {
     ci.max(fault_tasks() / 150)
 }
 

@@ -22,6 +22,15 @@ pub(crate) async fn ping(conn: &Object) -> Result<()> {
     Ok(())
 }
 
+pub(crate) async fn clock_now(conn: &Object) -> Result<Timestamp> {
+    // clock_timestamp(), not now(): the time of the answer, not of the transaction's start.
+    let row = conn
+        .query_one("SELECT clock_timestamp() AS now", &[])
+        .await
+        .map_err(ctx("postgresql did not answer its clock"))?;
+    get(&row, "now")
+}
+
 pub(crate) async fn tenant_create(conn: &Object, name: &str, now: Timestamp) -> Result<Tenant> {
     let row = conn
         .query_one(
