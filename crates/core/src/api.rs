@@ -433,6 +433,11 @@ pub struct LeasedTask {
     pub lease_token: String,
     /// When the lease runs out without a heartbeat.
     pub lease_expires_at: DateTime<Utc>,
+    /// How long the lease runs from its grant, in milliseconds: what a worker paces its
+    /// heartbeats by, since its own clock may disagree with the server's. Absent from servers
+    /// before it was added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ms: Option<u64>,
     /// How to run it (from the job).
     pub spec: TaskSpec,
     /// Its payload.

@@ -9,7 +9,8 @@
 //! the server in the crate table of ARCHITECTURE.md, and the `spillway` binary does not link it.
 
 pub use spillway_server::testkit::{
-    DEFAULT_DEADLINE, POLL_INTERVAL, TestServer, TestServerBuilder, wait_until, wait_until_seen,
+    DEFAULT_DEADLINE, POLL_INTERVAL, SteppedClock, TestServer, TestServerBuilder, wait_until,
+    wait_until_seen,
 };
 
 /// What a test does with a [`TestServer`] through the typed client.

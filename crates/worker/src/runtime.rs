@@ -32,6 +32,16 @@ struct Running {
 
 /// The shortest pause between heartbeats, however short a queue's lease is.
 const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(200);
+/// How long `task`'s lease runs: as the server says, else (an older server) from its expiry
+/// by this host's clock, which is off by however far the two clocks disagree.
+fn lease_length(task: &spillway_core::api::LeasedTask) -> Duration {
+    match task.lease_ms {
+        Some(ms) => Duration::from_millis(ms),
+        None => (task.lease_expires_at - chrono::Utc::now())
+            .to_std()
+            .unwrap_or(MIN_HEARTBEAT_INTERVAL),
+    }
+}
 
 /// The pause before the next heartbeat: the configured interval, or a third of the shortest
 /// lease held, so that a queue with short leases keeps them alive.
@@ -295,9 +305,7 @@ async fn lease_loop(
                         task.task_id,
                         Running {
                             lease_token: task.lease_token.clone(),
-                            lease_length: (task.lease_expires_at - chrono::Utc::now())
-                                .to_std()
-                                .unwrap_or(MIN_HEARTBEAT_INTERVAL),
+                            lease_length: lease_length(&task),
                             stop: stop.clone(),
                         },
                     );

@@ -84,13 +84,19 @@ pub async fn lease(
             break Vec::new();
         }
         let now = state.clock.now();
-        let tasks = state
+        let mut tasks = state
             .store
             .task_lease(TaskLease {
                 now,
                 ..params.clone()
             })
             .await?;
+        for task in &mut tasks {
+            task.lease_ms = (task.lease_expires_at - now)
+                .num_milliseconds()
+                .try_into()
+                .ok();
+        }
         if !tasks.is_empty() || Instant::now() >= deadline || state.shared.shutdown.is_cancelled() {
             state
                 .shared

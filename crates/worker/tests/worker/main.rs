@@ -30,7 +30,11 @@ struct Server {
 
 impl Server {
     async fn start() -> Server {
-        let server = TestServer::start().await;
+        Server::start_on(TestServer::start().await).await
+    }
+
+    /// Around a test server the test built itself.
+    async fn start_on(server: TestServer) -> Server {
         let admin = server.admin_client();
         let worker_token = admin
             .token_create(&CreateToken {
@@ -315,6 +319,58 @@ async fn the_worker_survives_a_server_restart_and_keeps_working() {
 #[tokio::test]
 async fn heartbeats_follow_a_lease_shorter_than_the_configured_interval() {
     let server = Server::start().await;
+    server
+        .admin
+        .queue_create(&CreateQueue {
+            name: "short".into(),
+            tenant: None,
+            settings: QueueSettings {
+                lease_duration: Duration::from_secs(1),
+                ..Default::default()
+            },
+        })
+        .await
+        .unwrap();
+    let submit = SubmitJob::command("short", vec!["sleep".into(), "30".into()]);
+    let job = server.admin.job_submit(&submit).await.unwrap().job;
+
+    let scratch = tempfile::tempdir().unwrap();
+    let shutdown = CancellationToken::new();
+    let mut config = server.worker_config(scratch.path());
+    config.queues = vec!["short".into()];
+    // Far longer than the lease: only heartbeats paced by the lease keep it alive.
+    config.heartbeat_interval = Duration::from_secs(600);
+    let worker = spawn_worker(config, shutdown.clone());
+    let leased = server
+        .wait_task(&job.id, "the task to be leased", |t| t.lease.is_some())
+        .await;
+    let first_expiry = leased.lease.as_ref().unwrap().expires_at;
+    let extended = server
+        .wait_task(&job.id, "the lease to be extended by a heartbeat", |t| {
+            t.lease
+                .as_ref()
+                .is_some_and(|l| l.expires_at > first_expiry)
+        })
+        .await;
+    assert_eq!(extended.attempt, 1, "still the first attempt: {extended:?}");
+    shutdown.cancel();
+    worker.await.unwrap();
+}
+
+/// The server's clock an hour ahead of the worker's: the worker paces its heartbeats by the
+/// lease's length as the server gives it, not by the expiry read on its own clock (which would
+/// make an hour-long lease of a one-second one, and lose it).
+#[tokio::test]
+async fn heartbeats_follow_the_lease_when_the_servers_clock_is_an_hour_ahead() {
+    let wall = spillway_testkit::SteppedClock::default();
+    wall.step(chrono::TimeDelta::hours(1));
+    let server = Server::start_on(
+        TestServer::builder()
+            .wall_clock(std::sync::Arc::new(wall))
+            .start()
+            .await,
+    )
+    .await;
     server
         .admin
         .queue_create(&CreateQueue {

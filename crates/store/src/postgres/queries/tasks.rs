@@ -269,6 +269,8 @@ fn leased_task(row: &tokio_postgres::Row) -> Result<LeasedTask> {
         attempt: count(row, "attempt")?,
         lease_token: get(row, "lease_token")?,
         lease_expires_at: get(row, "lease_expires_at")?,
+        // The server adds it, from the time it leased at.
+        lease_ms: None,
         spec: serde_json::from_value(spec)
             .map_err(|e| crate::postgres::error::corrupt("job spec", e))?,
         payload: get(row, "payload")?,

@@ -241,6 +241,8 @@ pub(crate) fn task_lease(conn: &Connection, p: &TaskLease) -> Result<Vec<LeasedT
             attempt: attempt_no,
             lease_token: token,
             lease_expires_at: time(expires),
+            // The server adds it, from the time it leased at.
+            lease_ms: None,
             spec,
             payload,
             has_inputs,
