@@ -103,6 +103,12 @@ impl PoolProvider for ExternalProvider {
 
     async fn pool_resize(&self, params: PoolResize<'_>) -> Result<()> {
         params.pool.check_size(params.desired)?;
+        // The smaller size first: published after the drain, the old size would ask whoever
+        // starts workers (KEDA, an HPA) to replace the draining one in between.
+        self.desired
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(params.pool.name.clone(), params.desired);
         // Workers not registered yet are not drained: a smaller size already stops asking.
         for id in params.drain.iter().filter(|id| !id.contains(WANTED_INFIX)) {
             match self.store.worker_drain(id).await {
@@ -111,10 +117,6 @@ impl PoolProvider for ExternalProvider {
                 other => other?,
             }
         }
-        self.desired
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(params.pool.name.clone(), params.desired);
         Ok(())
     }
 }
