@@ -27,6 +27,20 @@ pub(crate) struct TempDatabase {
     pub(crate) url: String,
 }
 
+/// `SPILLWAY_TEST_POSTGRES_URL`, or `None` after printing that the test `what` is skipped;
+/// under `CI=true` a missing URL fails the test instead (scripts/test sets it).
+pub(crate) fn admin_url_or_skip(what: &str) -> Option<String> {
+    let url = std::env::var("SPILLWAY_TEST_POSTGRES_URL").ok();
+    if url.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "SPILLWAY_TEST_POSTGRES_URL must be set under CI=true (scripts/test sets it)"
+        );
+        println!("skipped: set SPILLWAY_TEST_POSTGRES_URL to run {what}");
+    }
+    url
+}
+
 impl TempDatabase {
     pub(crate) async fn create(admin_url: &str) -> TempDatabase {
         let nanos = SystemTime::now()
@@ -80,12 +94,7 @@ impl Drop for TempDatabase {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_on_postgres_run_every_task_exactly_once() {
-    let Ok(admin_url) = std::env::var("SPILLWAY_TEST_POSTGRES_URL") else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "SPILLWAY_TEST_POSTGRES_URL must be set under CI=true (scripts/test sets it)"
-        );
-        println!("skipped: set SPILLWAY_TEST_POSTGRES_URL to run the PostgreSQL replica test");
+    let Some(admin_url) = admin_url_or_skip("the PostgreSQL replica test") else {
         return;
     };
     let db = TempDatabase::create(&admin_url).await;

@@ -257,10 +257,7 @@ const CYCLE: [Fault; 4] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_the_wall_clock_steps_on_one_replica_on_postgres() {
-    let Some(admin_url) = std::env::var("SPILLWAY_TEST_POSTGRES_URL")
-        .ok()
-        .or_else(|| skip("set SPILLWAY_TEST_POSTGRES_URL to run the PostgreSQL fault run"))
-    else {
+    let Some(admin_url) = crate::postgres::admin_url_or_skip("the PostgreSQL fault run") else {
         return;
     };
     let Some(lib) = libfaketime() else {

@@ -26,7 +26,7 @@ use super::runs::{PACE, PER_JOB, TASK, assert_checked, settings, wait_completed}
 use super::{Load, QUEUE, Rig, fault_tasks};
 use crate::postgres::TempDatabase;
 use crate::support::{
-    STATE_DEADLINE, Server, ServerExtras, WorkerSpec, create_queue, free_port, submit, wait_until,
+    STATE_DEADLINE, ServerExtras, WorkerSpec, create_queue, free_port, submit, wait_until,
 };
 
 /// The autoscaled pool and the Deployment it scales.
@@ -159,12 +159,7 @@ fn run_cluster(fake: &Arc<FakeApiServer>) -> tokio::task::JoinHandle<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_the_leader_replica_is_killed_and_the_autoscaler_moves() {
-    let Ok(admin_url) = std::env::var("SPILLWAY_TEST_POSTGRES_URL") else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "SPILLWAY_TEST_POSTGRES_URL must be set under CI=true (scripts/test sets it)"
-        );
-        println!("skipped: set SPILLWAY_TEST_POSTGRES_URL to run the leader fault run");
+    let Some(admin_url) = crate::postgres::admin_url_or_skip("the leader fault run") else {
         return;
     };
     let db = TempDatabase::create(&admin_url).await;
@@ -195,7 +190,7 @@ async fn history_the_leader_replica_is_killed_and_the_autoscaler_moves() {
     };
     let _workers = [
         rig.worker("worker-a", &spec).await,
-        worker_to(&rig, "worker-b", &b, &spec).await,
+        rig.worker_to("worker-b", &b.url, &spec).await,
     ];
     let target = fault_tasks();
     let load = Load::start(&rig, TASK, PER_JOB, target, PACE).await;
@@ -331,15 +326,4 @@ async fn history_the_leader_replica_is_killed_and_the_autoscaler_moves() {
     );
     cluster.abort();
     drop(b);
-}
-
-/// A worker named `name` whose proxy door leads to replica `server`.
-async fn worker_to(
-    rig: &Rig,
-    name: &str,
-    server: &Server,
-    spec: &WorkerSpec<'_>,
-) -> crate::support::ChildGuard {
-    let url = rig.proxy.door_to(name, &server.url).await;
-    crate::support::start_worker(name, rig.path(), &url, &server.token, spec)
 }

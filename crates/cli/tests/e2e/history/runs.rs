@@ -172,12 +172,7 @@ async fn history_server_killed_under_load_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_server_killed_under_load_on_postgres() {
-    let Ok(admin_url) = std::env::var("SPILLWAY_TEST_POSTGRES_URL") else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "SPILLWAY_TEST_POSTGRES_URL must be set under CI=true (scripts/test sets it)"
-        );
-        println!("skipped: set SPILLWAY_TEST_POSTGRES_URL to run the PostgreSQL fault run");
+    let Some(admin_url) = crate::postgres::admin_url_or_skip("the PostgreSQL fault run") else {
         return;
     };
     let db = TempDatabase::create(&admin_url).await;
