@@ -59,6 +59,8 @@ pub struct StorageSection {
     pub store: Option<String>,
     /// `file:///path`, `s3://bucket/prefix`, `gs://bucket/prefix` or `memory://`.
     pub blobs: Option<String>,
+    /// Memory for SQLite's page cache, e.g. "64MiB".
+    pub sqlite_cache: Option<spillway_server::size::ByteSize>,
 }
 
 /// `[worker]`: defaults for `spillway worker`.

@@ -239,3 +239,24 @@ async fn the_database_and_its_wal_files_are_readable_by_their_owner_only() {
         assert_eq!(mode(file), 0o600, "{} after reopening", file.display());
     }
 }
+
+#[tokio::test]
+async fn a_page_cache_under_the_minimum_is_refused_with_what_to_give() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let options = spillway_store::sqlite::SqliteOptions {
+        cache_bytes: spillway_store::sqlite::SqliteOptions::MIN_CACHE_BYTES - 1,
+    };
+    let err = SqliteStore::open_with(&dir.path().join("spillway.db"), options)
+        .await
+        .expect_err("a cache under 1MiB is refused");
+    assert_eq!(
+        err.kind(),
+        spillway_core::ErrorKind::InvalidArgument,
+        "{err}"
+    );
+    assert!(err.to_string().contains("at least 1MiB"), "{err}");
+    assert!(
+        !dir.path().join("spillway.db").exists(),
+        "nothing is created for a refused setting"
+    );
+}

@@ -11,8 +11,10 @@ use spillway_autoscale::config::PolicyConfig;
 use spillway_blob::{BlobStore, ObjectBlobs};
 use spillway_core::clock::Clock;
 use spillway_server::services::clock_sync::{self, ClockSync};
+use spillway_server::size::ByteSize;
 use spillway_server::{AppState, ServerConfig};
 use spillway_store::DynStore;
+use spillway_store::sqlite::{SqliteOptions, SqliteStore};
 use tokio_util::sync::CancellationToken;
 
 use super::Ctx;
@@ -57,6 +59,11 @@ pub struct ServerArgs {
     /// (default 10000).
     #[arg(long, env = "SPILLWAY_MAX_LONG_POLLS", value_name = "N")]
     pub max_long_polls: Option<usize>,
+    /// Memory for SQLite's page cache, e.g. `64MiB` (the default) or `256MiB` for a large
+    /// database on a roomy machine; at least 1MiB. The server's memory grows with the
+    /// database up to this much, then stays put. Not used with PostgreSQL.
+    #[arg(long, env = "SPILLWAY_SQLITE_CACHE", value_name = "SIZE", value_parser = ByteSize::parse)]
+    pub sqlite_cache: Option<ByteSize>,
 }
 
 /// A server running in this process.
@@ -71,8 +78,8 @@ pub struct Running {
     pub task: tokio::task::JoinHandle<Result<()>>,
 }
 
-/// Open the store named by `url`.
-pub async fn open_store(url: &str) -> Result<DynStore> {
+/// Open the store named by `url`; `sqlite` applies to a SQLite file.
+pub async fn open_store(url: &str, sqlite: SqliteOptions) -> Result<DynStore> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let store = spillway_store::postgres::PostgresStore::connect(url, None)
             .await
@@ -83,7 +90,7 @@ pub async fn open_store(url: &str) -> Result<DynStore> {
     if path.is_empty() {
         bail!("store URL {url:?} names no file: use sqlite:///absolute/path.db or postgres://…");
     }
-    let store = spillway_store::sqlite::SqliteStore::open(Path::new(path))
+    let store = SqliteStore::open_with(Path::new(path), sqlite)
         .await
         .with_context(|| format!("cannot open the SQLite store {path}"))?;
     Ok(Arc::new(store))
@@ -118,7 +125,14 @@ pub async fn start(ctx: &Ctx, args: &ServerArgs, stop: CancellationToken) -> Res
         .or_else(|| ctx.file.storage.blobs.clone())
         .unwrap_or_else(|| format!("file://{}", data_dir.join("blobs").display()));
 
-    let store = open_store(&store_url).await?;
+    let sqlite_cache = args
+        .sqlite_cache
+        .or(ctx.file.storage.sqlite_cache)
+        .map_or(SqliteOptions::DEFAULT_CACHE_BYTES, |size| size.0);
+    let sqlite = SqliteOptions {
+        cache_bytes: sqlite_cache,
+    };
+    let store = open_store(&store_url, sqlite).await?;
     let blobs: Arc<dyn BlobStore> = Arc::new(
         ObjectBlobs::from_url(&blobs_url, &Default::default())
             .with_context(|| format!("cannot open the object store {blobs_url}"))?,

@@ -53,9 +53,56 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
+/// How a [`SqliteStore`] uses memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SqliteOptions {
+    /// Bytes of page cache for the whole store: half for the write connection, the other half
+    /// shared by the read connections. SQLite fills a cache with every
+    /// page it touches until the cache is full, so the server's memory grows with the database
+    /// up to this much and then stays put.
+    pub cache_bytes: u64,
+}
+
+impl SqliteOptions {
+    /// The default page cache: 64 MiB, enough for the hot pages of millions of tasks.
+    pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
+    /// The smallest page cache accepted: 1 MiB.
+    pub const MIN_CACHE_BYTES: u64 = 1 << 20;
+
+    /// Page cache of the write connection, in KiB.
+    fn writer_cache_kib(self) -> u64 {
+        self.cache_bytes / 2 / 1024
+    }
+
+    /// Page cache of each read connection, in KiB.
+    fn reader_cache_kib(self) -> u64 {
+        self.cache_bytes / 2 / pool::MAX_READERS as u64 / 1024
+    }
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            cache_bytes: Self::DEFAULT_CACHE_BYTES,
+        }
+    }
+}
+
 impl SqliteStore {
-    /// Open (creating the file and its folders if needed) and migrate the database at `path`.
+    /// Open (creating the file and its folders if needed) and migrate the database at `path`,
+    /// with the default [`SqliteOptions`].
     pub async fn open(path: &Path) -> Result<SqliteStore> {
+        Self::open_with(path, SqliteOptions::default()).await
+    }
+
+    /// Open and migrate the database at `path` with `options`.
+    pub async fn open_with(path: &Path, options: SqliteOptions) -> Result<SqliteStore> {
+        if options.cache_bytes < SqliteOptions::MIN_CACHE_BYTES {
+            return Err(Error::invalid(format!(
+                "a SQLite page cache of {} bytes is too small: give at least 1MiB",
+                options.cache_bytes
+            )));
+        }
         let path = path.to_path_buf();
         tokio::task::spawn_blocking(move || {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -68,12 +115,12 @@ impl SqliteStore {
                 })?;
             }
             make_private(&path)?;
-            let conn = pool::open_writer(&path)?;
+            let conn = pool::open_writer(&path, options.writer_cache_kib())?;
             migrate::migrate(&conn)?;
             tracing::info!(path = %path.display(), "opened sqlite store");
             Ok(SqliteStore {
                 writer: Writer::start(conn)?,
-                readers: ReadPool::new(&path),
+                readers: ReadPool::new(&path, options.reader_cache_kib()),
                 wakeups: Wakeups::default(),
             })
         })

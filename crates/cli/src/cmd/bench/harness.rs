@@ -91,7 +91,10 @@ impl BenchServer {
             (Backend::Sqlite, _) => {
                 let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
                 let url = format!("sqlite://{}", dir.path().join("spillway.db").display());
-                (open_store(&url).await?, Cleanup::Dir(dir))
+                (
+                    open_store(&url, Default::default()).await?,
+                    Cleanup::Dir(dir),
+                )
             }
         };
         let clock: Arc<dyn Clock> = Arc::new(spillway_server::SteadyClock::system());
