@@ -14,12 +14,11 @@ use std::sync::Mutex;
 use spillway_core::api::LeasedTask;
 use spillway_core::{TaskId, Timestamp};
 
-/// Entries kept before old ones (leases long expired) are dropped.
+/// Entries kept at most. Leases that were never reported here (their worker died, or reported
+/// through another replica) stay until this fills; then the older half is dropped.
 const LEDGER_MAX: usize = 100_000;
 /// Queues remembered as existing; past this, further ones are looked up every time.
 const KNOWN_QUEUES_MAX: usize = 10_000;
-/// Age after which an entry is surely stale (no lease lasts longer than 24h).
-const LEDGER_MAX_AGE: chrono::TimeDelta = chrono::TimeDelta::hours(25);
 
 /// What the server remembers about one lease.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,7 +43,14 @@ impl LeaseLedger {
     pub(crate) fn record(&self, tasks: &[LeasedTask], tenant: &str, pool: &str, now: Timestamp) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if entries.len() + tasks.len() > LEDGER_MAX {
-            entries.retain(|_, e| now - e.leased_at < LEDGER_MAX_AGE);
+            // Dropping an entry costs only its report's labels and timings, never a decision,
+            // so the oldest go, whatever their age: a bound that holds even while every
+            // lease is young.
+            let mut ages: Vec<Timestamp> = entries.values().map(|e| e.leased_at).collect();
+            let half = ages.len() / 2;
+            let (_, cut, _) = ages.select_nth_unstable(half);
+            let cut = *cut;
+            entries.retain(|_, e| e.leased_at > cut);
         }
         for task in tasks {
             entries.insert(
@@ -96,6 +102,52 @@ impl LeaseLedger {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A leased task of id `id`, its lease token `lease-<id>`.
+    fn leased(id: TaskId) -> LeasedTask {
+        static TEMPLATE: std::sync::LazyLock<LeasedTask> = std::sync::LazyLock::new(|| {
+            serde_json::from_value(serde_json::json!({
+            "task_id": 0,
+            "job_id": "job",
+            "index": 0,
+            "queue": "default",
+            "attempt": 1,
+            "lease_token": "",
+            "lease_expires_at": "2026-01-01T00:00:00Z",
+            "spec": {"command": ["true"]},
+            "payload": null,
+            "has_inputs": false,
+            }))
+            .expect("a leased task")
+        });
+        LeasedTask {
+            task_id: id,
+            lease_token: format!("lease-{id}"),
+            ..TEMPLATE.clone()
+        }
+    }
+
+    #[test]
+    fn a_full_ledger_drops_its_oldest_entries_even_when_all_are_young() {
+        let ledger = LeaseLedger::default();
+        let start = chrono::Utc::now();
+        for n in 0..LEDGER_MAX as TaskId {
+            let at = start + chrono::TimeDelta::milliseconds(n);
+            ledger.record(&[leased(n)], "acme", "local", at);
+        }
+        let newest = LEDGER_MAX as TaskId;
+        let at = start + chrono::TimeDelta::milliseconds(newest);
+        ledger.record(&[leased(newest)], "acme", "local", at);
+        let kept = ledger.entries.lock().expect("entries").len();
+        assert!(kept <= LEDGER_MAX / 2 + 1, "{kept} entries kept");
+        assert!(ledger.get(newest, &format!("lease-{newest}")).is_some());
+        assert!(
+            ledger
+                .get(newest - 1, &format!("lease-{}", newest - 1))
+                .is_some()
+        );
+        assert!(ledger.get(0, "lease-0").is_none(), "the oldest went");
+    }
 
     #[test]
     fn found_queues_are_known_per_tenant() {
