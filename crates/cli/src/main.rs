@@ -151,7 +151,10 @@ fn limit_malloc_arenas() {
     // SAFETY: mallopt only sets a parameter of the allocator, and `main` calls this before
     // any other thread exists, so no allocation runs concurrently with the change.
     if unsafe { libc::mallopt(libc::M_ARENA_MAX, arenas) } != 1 {
-        tracing::warn!(arenas, "cannot limit glibc's malloc arenas; memory may grow with threads");
+        tracing::warn!(
+            arenas,
+            "cannot limit glibc's malloc arenas; memory may grow with threads"
+        );
     }
 }
 
