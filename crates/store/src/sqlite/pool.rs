@@ -42,7 +42,7 @@ pub(crate) fn open_writer(path: &Path, cache_kib: u64) -> Result<Connection> {
          PRAGMA foreign_keys = ON;
          PRAGMA temp_store = MEMORY;
          PRAGMA cache_size = -{cache_kib};
-         PRAGMA journal_size_limit = 41943040;"
+         PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT};"
     ))
     .map_err(db("configure the write connection"))?;
     // Replaces SQLite's own automatic checkpoint, which is a wal hook too.
@@ -51,6 +51,9 @@ pub(crate) fn open_writer(path: &Path, cache_kib: u64) -> Result<Connection> {
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }
+
+/// Bytes a restarted WAL is cut back to: a little over one checkpoint's worth.
+const JOURNAL_SIZE_LIMIT: u64 = 40 << 20;
 
 /// WAL pages (32 MiB at 8 KiB) after which a commit checkpoints: rather than SQLite's 1,000,
 /// so that busy periods fsync the main file less often.
@@ -185,7 +188,10 @@ mod tests {
         let writer = open_writer(&path, 4096).expect("open the writer");
         // A negative cache_size is a size in KiB rather than a number of pages.
         assert_eq!(pragma(&writer, "cache_size"), -4096);
-        assert_eq!(pragma(&writer, "journal_size_limit"), 40 << 20);
+        assert_eq!(
+            pragma(&writer, "journal_size_limit"),
+            JOURNAL_SIZE_LIMIT as i64
+        );
         let reader = open_reader(&path, 512).expect("open a reader");
         assert_eq!(pragma(&reader, "cache_size"), -512);
     }
