@@ -93,6 +93,10 @@ pub struct ServerConfig {
     pub max_in_flight_requests: usize,
     /// Most lease long-polls parked waiting for work; more are answered 503 with Retry-After.
     pub max_long_polls: usize,
+    /// Serve fewer API requests at once than `max_in_flight_requests` while answers queue, so
+    /// the ones admitted keep their latency (see [`crate::admission`]). Default true; false
+    /// keeps the limit fixed.
+    pub adaptive_in_flight_limit: bool,
     /// Pools of workers the autoscaler resizes (`[[server.pools]]`). Default: none, and
     /// then no autoscaler runs.
     pub pools: Vec<spillway_autoscale::config::PoolConfig>,
@@ -124,6 +128,7 @@ impl Default for ServerConfig {
             metrics_auth: DEFAULT_METRICS_AUTH,
             max_in_flight_requests: DEFAULT_MAX_IN_FLIGHT_REQUESTS,
             max_long_polls: DEFAULT_MAX_LONG_POLLS,
+            adaptive_in_flight_limit: true,
             pools: Vec::new(),
             autoscale: spillway_autoscale::config::PolicyConfig::default(),
             worker_program: None,

@@ -169,6 +169,8 @@ pub struct Metrics {
     end_to_end: Histogram,
     http: Family<HttpLabels, Counter>,
     lease_waiters: Gauge,
+    in_flight: Gauge,
+    in_flight_limit: Gauge,
     pool_desired: Family<PoolLabels, Gauge>,
     pool_workers: Family<PoolStateLabels, Gauge>,
     workers_down: Gauge,
@@ -220,6 +222,18 @@ impl Metrics {
             "Lease calls waiting for work right now",
             lease_waiters.clone(),
         );
+        let in_flight = Gauge::default();
+        registry.register(
+            "spillway_http_in_flight",
+            "Requests being served now (probes, /metrics and parked lease long-polls not counted)",
+            in_flight.clone(),
+        );
+        let in_flight_limit = Gauge::default();
+        registry.register(
+            "spillway_http_in_flight_limit",
+            "API requests served at once for now: max_in_flight_requests, or fewer while answers queue (the adaptive limit); more are answered 503",
+            in_flight_limit.clone(),
+        );
         let pool_desired = Family::<PoolLabels, Gauge>::default();
         registry.register(
             "spillway_pool_desired_workers",
@@ -254,6 +268,8 @@ impl Metrics {
         Self {
             clock_offset,
             lease_waiters,
+            in_flight,
+            in_flight_limit,
             autoscaler_leader,
             pool_desired,
             pool_workers,
@@ -305,6 +321,13 @@ impl Metrics {
                 status: status.to_string(),
             })
             .inc();
+    }
+
+    /// Publish the requests in flight and the adaptive limit on them.
+    pub fn set_admission(&self, in_flight: usize, limit: usize) {
+        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.in_flight.set(gauge(in_flight));
+        self.in_flight_limit.set(gauge(limit));
     }
 
     /// Whether this replica leads the autoscaler now.

@@ -59,10 +59,11 @@ impl AppState {
         config: ServerConfig,
     ) -> Self {
         let shared = Shared {
-            admission: Arc::new(Admission::new(
-                config.max_in_flight_requests,
-                config.max_long_polls,
-            )),
+            admission: Arc::new(if config.adaptive_in_flight_limit {
+                Admission::new(config.max_in_flight_requests, config.max_long_polls)
+            } else {
+                Admission::fixed(config.max_in_flight_requests, config.max_long_polls)
+            }),
             ..Shared::default()
         };
         shared.pools.configure(config.pools.clone());

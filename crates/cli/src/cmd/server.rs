@@ -55,6 +55,19 @@ pub struct ServerArgs {
     /// probes, /metrics and parked lease long-polls are not counted).
     #[arg(long, env = "SPILLWAY_MAX_IN_FLIGHT_REQUESTS", value_name = "N")]
     pub max_in_flight_requests: Option<usize>,
+    /// Serve fewer API requests at once than --max-in-flight-requests while answers queue, so
+    /// those admitted keep their latency and the rest get 503 with Retry-After at once
+    /// (default true; `--adaptive-in-flight-limit=false` keeps the limit fixed).
+    #[arg(
+        long,
+        env = "SPILLWAY_ADAPTIVE_IN_FLIGHT_LIMIT",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new(),
+    )]
+    pub adaptive_in_flight_limit: Option<bool>,
     /// Most lease long-polls parked waiting for work; more are answered 503 with Retry-After
     /// (default 10000).
     #[arg(long, env = "SPILLWAY_MAX_LONG_POLLS", value_name = "N")]
@@ -217,6 +230,9 @@ pub fn server_config(file: &FileConfig, args: &ServerArgs) -> Result<ServerConfi
     }
     if let Some(limit) = args.max_long_polls {
         config.max_long_polls = limit;
+    }
+    if let Some(adaptive) = args.adaptive_in_flight_limit {
+        config.adaptive_in_flight_limit = adaptive;
     }
     autoscale_config(file, &mut config)?;
     Ok(config)
@@ -436,6 +452,17 @@ mod tests {
             ),
             (8, 9)
         );
+        let adaptive = |file: &FileConfig, argv: &[&str]| {
+            server_config(file, &args(argv))
+                .expect("valid")
+                .adaptive_in_flight_limit
+        };
+        let fixed =
+            FileConfig::parse("[server]\nadaptive_in_flight_limit = false\n").expect("parses");
+        assert!(adaptive(&none, &[]), "adaptive by default");
+        assert!(!adaptive(&fixed, &[]));
+        assert!(adaptive(&fixed, &["--adaptive-in-flight-limit"]));
+        assert!(!adaptive(&none, &["--adaptive-in-flight-limit=false"]));
         let err = server_config(&none, &args(&["--max-in-flight-requests", "0"]))
             .expect_err("zero accepted");
         assert!(

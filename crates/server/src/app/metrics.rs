@@ -13,6 +13,10 @@ use crate::state::AppState;
 pub async fn scrape(state: &AppState, caller: Option<Caller<'_>>) -> Result<String> {
     let now = state.clock.now();
     let store = state.store.as_ref();
+    let admission = state.admission();
+    state
+        .metrics
+        .set_admission(admission.in_flight(), admission.api_limit());
     let Some(caller) = caller else {
         if state.config.metrics_auth {
             return Err(Error::unauthenticated(

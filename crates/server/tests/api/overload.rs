@@ -80,6 +80,21 @@ async fn beyond_the_in_flight_limit_requests_are_shed_with_retry_after_but_probe
         let resp = server.get(probe, "").await;
         assert_eq!(resp.status(), StatusCode::OK, "{probe} was shed");
     }
+    let metrics = server
+        .get("/metrics", "")
+        .await
+        .text()
+        .await
+        .expect("metrics text");
+    for series in [
+        "spillway_http_in_flight 1",
+        "spillway_http_in_flight_limit 1",
+    ] {
+        assert!(
+            metrics.lines().any(|line| line == series),
+            "no `{series}` in /metrics:\n{metrics}"
+        );
+    }
 
     chunks
         .unbounded_send(Ok(b"second half".to_vec()))
