@@ -25,10 +25,6 @@ pub struct BenchServer {
     pub submitter: Client,
     /// Leases and reports tasks (a worker token; its own connection pool).
     pub worker: Client,
-    /// The server's base URL, for load that needs raw HTTP answers (status, headers).
-    pub url: String,
-    /// The submitter's bearer token.
-    pub submitter_token: String,
     admin: Client,
     stop: CancellationToken,
     task: JoinHandle<spillway_core::Result<()>>,
@@ -57,20 +53,6 @@ impl BenchServer {
         backend: Backend,
         postgres_url: Option<&str>,
         pools: Vec<PoolConfig>,
-    ) -> Result<Self> {
-        Self::start_configured(backend, postgres_url, pools, None).await
-    }
-
-    /// A SQLite server whose in-flight request limit is `max_in_flight` (default when `None`).
-    pub async fn start_limited(max_in_flight: Option<usize>) -> Result<Self> {
-        Self::start_configured(Backend::Sqlite, None, Vec::new(), max_in_flight).await
-    }
-
-    async fn start_configured(
-        backend: Backend,
-        postgres_url: Option<&str>,
-        pools: Vec<PoolConfig>,
-        max_in_flight: Option<usize>,
     ) -> Result<Self> {
         let (store, cleanup) = match (backend, postgres_url) {
             (Backend::Postgres, Some(url)) => {
@@ -115,15 +97,12 @@ impl BenchServer {
         } else {
             Some(std::env::current_exe().context("cannot find this program to run as workers")?)
         };
-        let mut config = ServerConfig {
+        let config = ServerConfig {
             listen: addr,
             pools,
             worker_program,
             ..Default::default()
         };
-        if let Some(limit) = max_in_flight {
-            config.max_in_flight_requests = limit;
-        }
         let state = AppState::new(store, blobs, clock, config);
         let stop = CancellationToken::new();
         let services = spillway_server::spawn_services(&state, stop.clone());
@@ -135,7 +114,7 @@ impl BenchServer {
         let url = format!("http://{addr}");
         let admin = Client::new(&url, Some(admin_secret))?;
         let submitter_token = token(&admin, "bench-submitter", Role::Submitter).await?;
-        let submitter = Client::new(&url, Some(submitter_token.clone()))?;
+        let submitter = Client::new(&url, Some(submitter_token))?;
         let worker = Client::new(
             &url,
             Some(token(&admin, "bench-worker", Role::Worker).await?),
@@ -143,8 +122,6 @@ impl BenchServer {
         Ok(Self {
             submitter,
             worker,
-            url,
-            submitter_token,
             admin,
             stop,
             task,
@@ -205,7 +182,7 @@ impl BenchServer {
     }
 }
 
-async fn token(admin: &Client, name: &str, role: Role) -> Result<String> {
+pub(super) async fn token(admin: &Client, name: &str, role: Role) -> Result<String> {
     let created = admin
         .token_create(&CreateToken {
             name: name.to_string(),

@@ -14,14 +14,18 @@
 //!   to the first scale-up decision and to the first task start;
 //! - overload (only with `--only overload`, SQLite): the sustainable rate of one-task submits,
 //!   then ten times it offered open loop; the shares admitted and shed (with `Retry-After`),
-//!   latencies against the sustainable ones, and the process's RSS (see [`overload`]).
+//!   latencies against the sustainable ones, and the server's RSS; with the adaptive in-flight
+//!   limit and with a fixed one, in turn. Here the server is a child
+//!   process on half of the CPUs and the load runs on the other half (see [`overload`]).
 
 mod autoscale;
 mod baseline;
 mod harness;
 mod latency;
 mod overload;
+mod raw_http;
 mod report;
+mod server_process;
 mod throughput;
 
 use std::process::ExitCode;
@@ -81,6 +85,10 @@ pub struct BenchArgs {
     /// server's default). Run once per limit to compare them on the same machine.
     #[arg(long, value_name = "N")]
     pub max_in_flight: Option<usize>,
+    /// With `--only overload`: tasks in each submitted job. 1, the cheapest write, makes the
+    /// HTTP layer most of a request's cost; 100 makes the store the bottleneck, as in real use.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub submit_tasks: u32,
 }
 
 /// What `--only` selects.
@@ -92,7 +100,8 @@ pub enum Only {
     Postgres,
     /// A local pool scaling up from zero (on SQLite).
     Autoscale,
-    /// Ten times the sustainable submit rate, offered open loop (on SQLite).
+    /// Ten times the sustainable submit rate, offered open loop to a server process on its own
+    /// CPUs, with the adaptive in-flight limit and with a fixed one (on SQLite).
     Overload,
 }
 
@@ -132,6 +141,8 @@ pub struct Plan {
     pub samples: u32,
     /// The overload server's in-flight limit, when not the default.
     pub max_in_flight: Option<usize>,
+    /// Tasks per submitted job in the overload scenario.
+    pub submit_tasks: u32,
 }
 
 impl Plan {
@@ -144,6 +155,7 @@ impl Plan {
             concurrency: args.concurrency,
             samples: args.samples,
             max_in_flight: args.max_in_flight,
+            submit_tasks: args.submit_tasks,
         };
         if plan.max_in_flight == Some(0) {
             bail!("--max-in-flight is 0: give at least 1");
@@ -155,6 +167,7 @@ impl Plan {
             ("--workers", plan.workers),
             ("--concurrency", plan.concurrency),
             ("--samples", plan.samples),
+            ("--submit-tasks", plan.submit_tasks),
         ] {
             if value == 0 {
                 bail!("{flag} is 0: give at least 1");
@@ -280,27 +293,53 @@ async fn measure(
         let mut runs = Vec::new();
         for run in 1..=plan.runs {
             eprintln!("overload run {run}/{}", plan.runs);
-            let server = harness::BenchServer::start_limited(plan.max_in_flight)
-                .await
-                .context("cannot start a sqlite server")?;
-            let outcome = overload::run_once(&server, plan.max_in_flight).await;
-            let stopped = server.stop().await;
-            let sample = outcome.context("the overload scenario failed")?;
-            stopped?;
-            eprintln!(
-                "  overload      limit {}: {:.1}% admitted, {:.1}% shed ({:.1}% of them with Retry-After); admitted p50 {:.3} ms, p99 {:.3} ms",
-                sample.max_in_flight,
-                sample.admitted_pct(),
-                sample.shed_pct(),
-                sample.retry_after_pct(),
-                sample.admitted_p50_ms,
-                sample.admitted_p99_ms
-            );
-            runs.push(sample);
+            // Both kinds of limit in each run, first one then the other in turn, so neither
+            // always meets the machine in the same state.
+            let order = if run % 2 == 1 {
+                [false, true]
+            } else {
+                [true, false]
+            };
+            for adaptive in order {
+                let sample =
+                    overload_on_own_thread(plan.max_in_flight, plan.submit_tasks, adaptive)
+                        .await
+                        .context("the overload scenario failed")?;
+                eprintln!(
+                    "  overload      {} limit {}: {:.1}% admitted, {:.1}% shed ({:.1}% of them with Retry-After); admitted p50 {:.3} ms, p99 {:.3} ms",
+                    if adaptive { "adaptive" } else { "fixed" },
+                    sample.max_in_flight,
+                    sample.admitted_pct(),
+                    sample.shed_pct(),
+                    sample.retry_after_pct(),
+                    sample.admitted_p50_ms,
+                    sample.admitted_p99_ms
+                );
+                runs.push(sample);
+            }
         }
         report.add_overload(runs);
     }
     Ok(report)
+}
+
+/// [`overload::run_pinned`] on a thread of its own, since it pins its thread to the load's CPUs.
+async fn overload_on_own_thread(
+    max_in_flight: Option<usize>,
+    submit_tasks: u32,
+    adaptive: bool,
+) -> Result<overload::OverloadRun> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("spillway-overload".to_string())
+        .spawn(move || {
+            // The receiver waits for this answer; nothing else can drop it.
+            let _ = done.send(overload::run_pinned(max_in_flight, submit_tasks, adaptive));
+        })
+        .context("cannot start the overload thread")?;
+    result
+        .await
+        .context("the overload thread ended without an answer")?
 }
 
 /// The three Spillway scenarios on one fresh server.

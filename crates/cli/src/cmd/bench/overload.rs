@@ -1,14 +1,19 @@
 //! Overload: how the server behaves when offered ten times what it can serve.
 //!
-//! First the sustainable rate of a cheap call (submitting a one-task job) is measured closed
+//! The server is a `spillway server` child process on half of the machine's CPUs; the load
+//! runs on the other half, from a lean HTTP client ([`RawPost`]), so that it can offer ten
+//! times what the server serves and its own work neither slows the server nor delays its sends
+//! (see [`server_process`](super::server_process)). On a single CPU the two share it, and the
+//! report says so.
+//!
+//! First the sustainable rate of submitting a job (one task, or `--submit-tasks`) is measured closed
 //! loop: [`CAPACITY_LOOPS`] loops, each sending its next submit when the last one answered, for
 //! [`CAPACITY_TIME`]; its latencies are the reference. Then [`OVERLOAD_FACTOR`] times that rate
 //! is offered open loop for [`OVERLOAD_TIME`]: arrivals at fixed times, each sent whether or not
 //! earlier ones have answered, so a slow server cannot slow the load down. Every answer is
 //! sorted into admitted (2xx), shed (503 or 429, and whether it carried `Retry-After`) and
 //! other; latencies are counted from the arrival's planned time, so time spent waiting to be
-//! sent is not hidden. The server runs in this process: its RSS is the process's, load
-//! generator included, read from /proc/self/status before, during (the peak) and after.
+//! sent is not hidden. The server's RSS is read from /proc before, during (the peak) and after.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,7 +24,8 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::harness::BenchServer;
+use super::raw_http::{Answer, RawPost};
+use super::server_process::{CpuSplit, ServerProcess};
 use super::throughput::{job, payload};
 
 /// The queue the submits go to.
@@ -33,11 +39,10 @@ const CAPACITY_TIME: Duration = Duration::from_secs(3);
 pub const OVERLOAD_FACTOR: f64 = 10.0;
 /// How long the overload is offered.
 const OVERLOAD_TIME: Duration = Duration::from_secs(5);
-/// Most requests the generator keeps outstanding; later arrivals are counted as not sent.
-/// Each outstanding request holds two sockets of this process (client and server side), so
-/// this keeps the generator under a 20,000 open-files limit while staying four times over the
-/// server's default in-flight limit (1024), which is what is being measured.
-const MAX_OUTSTANDING: usize = 4096;
+/// Most requests the generator keeps outstanding (each on a connection of its own); later
+/// arrivals are counted as not sent. Twice the server's default in-flight limit (1024), which
+/// is what is being measured, and within the server's default open-files limit.
+const MAX_OUTSTANDING: usize = 2048;
 /// Longest one request may take; a request that takes longer counts as other.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the RSS is sampled while the overload runs.
@@ -48,6 +53,15 @@ const RSS_SAMPLE: Duration = Duration::from_millis(100);
 pub struct OverloadRun {
     /// The server's in-flight request limit.
     pub max_in_flight: usize,
+    /// Tasks in each submitted job.
+    pub submit_tasks: u32,
+    /// Whether the server adapted its limit to latency (`adaptive_in_flight_limit`), or kept
+    /// it fixed.
+    pub adaptive: bool,
+    /// The CPUs the server ran on; empty when it shared the only CPU with the load.
+    pub server_cpus: Vec<usize>,
+    /// The CPUs the load ran on; empty when shared.
+    pub load_cpus: Vec<usize>,
     /// Submits per second answered 2xx in the closed-loop phase.
     pub sustainable_rps: f64,
     /// Median latency in the closed-loop phase, ms.
@@ -58,8 +72,8 @@ pub struct OverloadRun {
     pub offered_rps: f64,
     /// Requests sent during the overload.
     pub sent: u64,
-    /// Requests sent per second of the overload: below `offered_rps` when the generator,
-    /// sharing this machine with the server, could not keep up or was at its cap.
+    /// Requests sent per second of the overload: below `offered_rps` when the generator
+    /// could not keep up or was at its cap.
     pub sent_rps: f64,
     /// Arrivals not sent because [`MAX_OUTSTANDING`] requests were outstanding.
     pub not_sent: u64,
@@ -79,7 +93,7 @@ pub struct OverloadRun {
     pub admitted_p99_ms: f64,
     /// Median latency of shed requests, ms.
     pub shed_p50_ms: f64,
-    /// RSS of this process (server and load) before the overload, MiB.
+    /// The server's RSS before the overload, MiB.
     pub rss_before_mib: Option<f64>,
     /// Highest RSS sampled during the overload, MiB.
     pub rss_peak_mib: Option<f64>,
@@ -112,73 +126,47 @@ fn percent(part: u64, whole: u64) -> f64 {
     }
 }
 
-/// How one request ended.
-#[derive(Debug, Clone, Copy)]
-enum Answer {
-    Admitted,
-    Shed { status: u16, retry_after: bool },
-    Other,
-}
-
-/// One-task submits over raw HTTP, so status and headers are seen as sent.
-struct Load {
-    http: reqwest::Client,
-    url: String,
-    token: String,
-    body: Vec<u8>,
-}
-
-impl Load {
-    fn new(server: &BenchServer) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .context("cannot build the load's HTTP client")?;
-        let body = serde_json::to_vec(&job(QUEUE, Some(vec![payload(0)])))
-            .context("cannot encode the submit body")?;
-        Ok(Self {
-            http,
-            url: format!("{}/v1/jobs", server.url),
-            token: server.submitter_token.clone(),
-            body,
-        })
+/// Start a server process, measure its sustainable rate, then offer ten times it (the
+/// server's in-flight limit is `max_in_flight`, or the default, and `adaptive` or fixed). Blocking: it pins the calling
+/// thread to the load's CPUs, so run it on a thread of its own.
+pub fn run_pinned(
+    max_in_flight: Option<usize>,
+    submit_tasks: u32,
+    adaptive: bool,
+) -> Result<OverloadRun> {
+    let split = CpuSplit::of_this_process()?;
+    let server = ServerProcess::start(max_in_flight, adaptive, split.as_ref())?;
+    let load_threads = split.as_ref().map_or(1, |s| s.load_cpus().len());
+    // The runtime's threads start from this one, so they run on the load's CPUs too.
+    let runtime = if load_threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(load_threads);
+        builder
     }
-
-    async fn submit(&self) -> Answer {
-        let sent = self
-            .http
-            .post(&self.url)
-            .bearer_auth(&self.token)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(self.body.clone())
-            .send()
-            .await;
-        let Ok(response) = sent else {
-            return Answer::Other;
-        };
-        let status = response.status();
-        let retry_after = response
-            .headers()
-            .contains_key(reqwest::header::RETRY_AFTER);
-        // Read the body so the connection goes back to the pool.
-        let read = response.bytes().await.is_ok();
-        match status.as_u16() {
-            _ if !read => Answer::Other,
-            200..=299 => Answer::Admitted,
-            429 | 503 => Answer::Shed {
-                status: status.as_u16(),
-                retry_after,
-            },
-            _ => Answer::Other,
-        }
+    .enable_all()
+    .build()
+    .context("cannot start the load's async runtime")?;
+    let mut run = runtime.block_on(run_once(&server, max_in_flight, submit_tasks))?;
+    run.adaptive = adaptive;
+    if let Some(split) = &split {
+        run.server_cpus = split.server_cpus().to_vec();
+        run.load_cpus = split.load_cpus().to_vec();
     }
+    Ok(run)
 }
 
-/// Measure the sustainable rate, then offer ten times it, on `server` (whose in-flight limit is
-/// `max_in_flight`, or the default).
-pub async fn run_once(server: &BenchServer, max_in_flight: Option<usize>) -> Result<OverloadRun> {
-    server.queue(QUEUE).await?;
-    let load = Arc::new(Load::new(server)?);
+async fn run_once(
+    server: &ServerProcess,
+    max_in_flight: Option<usize>,
+    submit_tasks: u32,
+) -> Result<OverloadRun> {
+    let token = server.submitter_for(QUEUE).await?;
+    let tasks = (0..submit_tasks).map(payload).collect();
+    let body =
+        serde_json::to_vec(&job(QUEUE, Some(tasks))).context("cannot encode the submit body")?;
+    let load = Arc::new(RawPost::new(&server.url, "/v1/jobs", &token, &body)?);
     let (sustainable_rps, reference) = sustainable(&load).await?;
     let offered_rps = sustainable_rps * OVERLOAD_FACTOR;
     eprintln!(
@@ -186,8 +174,7 @@ pub async fn run_once(server: &BenchServer, max_in_flight: Option<usize>) -> Res
         millis(&reference, 0.50),
         millis(&reference, 0.99)
     );
-
-    let rss_before_mib = rss_mib();
+    let rss_before_mib = server.rss_mib();
     let mut rss_peak_mib = rss_before_mib;
     let (answers, mut answered) = mpsc::unbounded_channel::<(Answer, Duration)>();
     let outstanding = Arc::new(AtomicUsize::new(0));
@@ -215,7 +202,9 @@ pub async fn run_once(server: &BenchServer, max_in_flight: Option<usize>) -> Res
             outstanding.fetch_add(1, Ordering::Relaxed);
             let (load, answers, outstanding) = (load.clone(), answers.clone(), outstanding.clone());
             tokio::spawn(async move {
-                let answer = load.submit().await;
+                let answer = tokio::time::timeout(REQUEST_TIMEOUT, load.send())
+                    .await
+                    .unwrap_or(Answer::Other);
                 // The receiver lives until every sender is gone.
                 let _ = answers.send((answer, planned.elapsed()));
                 outstanding.fetch_sub(1, Ordering::Relaxed);
@@ -223,7 +212,7 @@ pub async fn run_once(server: &BenchServer, max_in_flight: Option<usize>) -> Res
         }
         if now.duration_since(sampled) >= RSS_SAMPLE {
             sampled = now;
-            rss_peak_mib = max_rss(rss_peak_mib, rss_mib());
+            rss_peak_mib = max_rss(rss_peak_mib, server.rss_mib());
         }
     }
     let generated = start.elapsed();
@@ -234,6 +223,10 @@ pub async fn run_once(server: &BenchServer, max_in_flight: Option<usize>) -> Res
     let mut run = OverloadRun {
         max_in_flight: max_in_flight
             .unwrap_or(spillway_server::config::DEFAULT_MAX_IN_FLIGHT_REQUESTS),
+        submit_tasks,
+        adaptive: false,
+        server_cpus: Vec::new(),
+        load_cpus: Vec::new(),
         sustainable_rps,
         sustainable_p50_ms: millis(&reference, 0.50),
         sustainable_p99_ms: millis(&reference, 0.99),
@@ -278,13 +271,13 @@ pub async fn run_once(server: &BenchServer, max_in_flight: Option<usize>) -> Res
     run.admitted_p50_ms = millis(&admitted_hist, 0.50);
     run.admitted_p99_ms = millis(&admitted_hist, 0.99);
     run.shed_p50_ms = millis(&shed_hist, 0.50);
-    run.rss_after_mib = rss_mib();
+    run.rss_after_mib = server.rss_mib();
     run.rss_peak_mib = max_rss(run.rss_peak_mib, run.rss_after_mib);
     Ok(run)
 }
 
 /// The closed-loop phase: submits per second answered 2xx, and their latencies.
-async fn sustainable(load: &Arc<Load>) -> Result<(f64, Histogram<u64>)> {
+async fn sustainable(load: &Arc<RawPost>) -> Result<(f64, Histogram<u64>)> {
     let start = Instant::now();
     let until = start + CAPACITY_TIME;
     let mut loops = tokio::task::JoinSet::new();
@@ -294,7 +287,7 @@ async fn sustainable(load: &Arc<Load>) -> Result<(f64, Histogram<u64>)> {
             let mut latencies = histogram()?;
             while Instant::now() < until {
                 let sent = Instant::now();
-                if let Answer::Admitted = load.submit().await {
+                if let Answer::Admitted = load.send().await {
                     latencies.saturating_record(micros(sent.elapsed()));
                 }
             }
@@ -338,32 +331,22 @@ fn max_rss(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     }
 }
 
-/// This process's resident set size in MiB (Linux; `None` elsewhere).
-fn rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    parse_rss_kib(&status).map(|kib| kib as f64 / 1024.0)
-}
-
-fn parse_rss_kib(status: &str) -> Option<u64> {
+/// The `VmRSS` line of a /proc status file, in KiB.
+pub(super) fn parse_rss_kib(status: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rss_is_read_from_the_status_line_in_kib() {
-        let status = "Name:\tspillway\nVmPeak:\t  99 kB\nVmRSS:\t   20480 kB\nThreads:\t4\n";
-        assert_eq!(parse_rss_kib(status), Some(20480));
-        assert_eq!(parse_rss_kib("Name:\tx\n"), None);
-    }
-
-    #[test]
-    fn shares_are_of_sent_requests_and_never_divide_by_zero() {
-        let run = OverloadRun {
+impl OverloadRun {
+    /// A run with round figures, for tests.
+    pub fn example() -> Self {
+        OverloadRun {
             max_in_flight: 1024,
+            submit_tasks: 1,
+            adaptive: true,
+            server_cpus: vec![0],
+            load_cpus: vec![1],
             sustainable_rps: 100.0,
             sustainable_p50_ms: 1.0,
             sustainable_p99_ms: 2.0,
@@ -382,7 +365,24 @@ mod tests {
             rss_before_mib: None,
             rss_peak_mib: None,
             rss_after_mib: None,
-        };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rss_is_read_from_the_status_line_in_kib() {
+        let status = "Name:\tspillway\nVmPeak:\t  99 kB\nVmRSS:\t   20480 kB\nThreads:\t4\n";
+        assert_eq!(parse_rss_kib(status), Some(20480));
+        assert_eq!(parse_rss_kib("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn shares_are_of_sent_requests_and_never_divide_by_zero() {
+        let run = OverloadRun::example();
         assert_eq!(run.admitted_pct(), 25.0);
         assert_eq!(run.shed_pct(), 75.0);
         assert_eq!(run.retry_after_pct(), 50.0);

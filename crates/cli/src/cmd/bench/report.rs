@@ -72,7 +72,7 @@ impl Spread {
 /// One line of the report.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
-    /// `sqlite` or `postgres`.
+    /// `sqlite` or `postgres`; for overload, `sqlite, fixed limit` or `sqlite, adaptive limit`.
     pub backend: &'static str,
     /// `batched`, `per_request`, `latency_p50`, `latency_p99`, `baseline_sql`,
     /// `autoscale_decision` or `autoscale_first_start`.
@@ -83,7 +83,8 @@ pub struct Row {
     pub value: Spread,
     /// Every run's value, in order.
     pub runs: Vec<f64>,
-    /// Median over the baseline's median (Spillway batched on PostgreSQL only).
+    /// Median over the baseline's median: Spillway batched on PostgreSQL against plain SQL,
+    /// and overload figures with the adaptive limit against the fixed one.
     pub ratio_vs_baseline: Option<f64>,
     /// The target, for people.
     pub target: Option<String>,
@@ -193,8 +194,9 @@ impl Report {
         }
     }
 
-    /// Add the overload runs: one row per figure (no targets: the benchmark only reports),
-    /// and the runs themselves for `--json`.
+    /// Add the overload runs: one row per figure and kind of limit (no targets: the benchmark
+    /// only reports; the adaptive limit's ratio is against the fixed one's), and the runs
+    /// themselves for `--json`.
     pub fn add_overload(&mut self, runs: Vec<OverloadRun>) {
         let figures: [Figure; 13] = [
             ("overload_sustainable", "req/s", |r| Some(r.sustainable_rps)),
@@ -217,16 +219,35 @@ impl Report {
             ("overload_rss_peak", "MiB", |r| r.rss_peak_mib),
             ("overload_rss_after", "MiB", |r| r.rss_after_mib),
         ];
+        // The fixed limit is the baseline the adaptive one is compared with.
+        let fixed: Vec<&OverloadRun> = runs.iter().filter(|r| !r.adaptive).collect();
+        let adaptive: Vec<&OverloadRun> = runs.iter().filter(|r| r.adaptive).collect();
         for (scenario, unit, value_of) in figures {
-            let values: Vec<f64> = runs.iter().filter_map(value_of).collect();
+            let fixed_values: Vec<f64> = fixed.iter().filter_map(|r| value_of(r)).collect();
+            let fixed_spread = Spread::of(&fixed_values);
+            if let Some(value) = fixed_spread {
+                self.rows.push(Row {
+                    backend: "sqlite, fixed limit",
+                    scenario,
+                    unit,
+                    value,
+                    runs: fixed_values,
+                    ratio_vs_baseline: None,
+                    target: None,
+                    meets_target: None,
+                });
+            }
+            let values: Vec<f64> = adaptive.iter().filter_map(|r| value_of(r)).collect();
             if let Some(value) = Spread::of(&values) {
                 self.rows.push(Row {
-                    backend: Backend::Sqlite.as_str(),
+                    backend: "sqlite, adaptive limit",
                     scenario,
                     unit,
                     value,
                     runs: values,
-                    ratio_vs_baseline: None,
+                    ratio_vs_baseline: fixed_spread
+                        .filter(|f| f.median != 0.0)
+                        .map(|f| value.median / f.median),
                     target: None,
                     meets_target: None,
                 });
@@ -277,19 +298,33 @@ impl Report {
         println!("{table}");
         for run in &self.overload {
             println!(
-                "overload: {} sent, {} not sent (generator at its cap), {} admitted, {} answered 503, {} answered 429, {} of those with Retry-After, {} other; RSS is the whole process (server and load)",
+                "overload, {} limit: {} sent, {} not sent (generator at its cap), {} admitted, {} answered 503, {} answered 429, {} of those with Retry-After, {} other; {}",
+                if run.adaptive { "adaptive" } else { "fixed" },
                 run.sent,
                 run.not_sent,
                 run.admitted,
                 run.shed_503,
                 run.shed_429,
                 run.shed_with_retry_after,
-                run.other
+                run.other,
+                cpus(run)
             );
         }
         for note in &self.skipped {
             println!("{note}");
         }
+    }
+}
+
+/// Where the overload's server and load ran.
+fn cpus(run: &OverloadRun) -> String {
+    if run.server_cpus.is_empty() {
+        "server and load shared the only CPU".to_string()
+    } else {
+        format!(
+            "server on CPUs {:?}, load on CPUs {:?}",
+            run.server_cpus, run.load_cpus
+        )
     }
 }
 
@@ -346,6 +381,7 @@ mod tests {
             concurrency: 1,
             samples: 1,
             max_in_flight: None,
+            submit_tasks: 1,
         });
         report.add(
             Backend::Postgres,
@@ -363,6 +399,43 @@ mod tests {
     }
 
     #[test]
+    fn overload_rows_come_per_kind_of_limit_with_the_adaptive_against_the_fixed() {
+        let mut report = Report::new(Plan {
+            tasks: 1,
+            single_tasks: 1,
+            runs: 2,
+            workers: 1,
+            concurrency: 1,
+            samples: 1,
+            max_in_flight: None,
+            submit_tasks: 1,
+        });
+        let run = |adaptive, admitted_p50_ms| OverloadRun {
+            adaptive,
+            admitted_p50_ms,
+            ..OverloadRun::example()
+        };
+        report.add_overload(vec![
+            run(false, 600.0),
+            run(true, 60.0),
+            run(true, 40.0),
+            run(false, 400.0),
+        ]);
+        let p50 = |backend: &str| {
+            report
+                .rows
+                .iter()
+                .find(|r| r.scenario == "overload_admitted_p50" && r.backend == backend)
+                .expect("a row")
+        };
+        let fixed = p50("sqlite, fixed limit");
+        assert_eq!((fixed.value.median, fixed.ratio_vs_baseline), (500.0, None));
+        let adaptive = p50("sqlite, adaptive limit");
+        assert_eq!(adaptive.value.median, 50.0);
+        assert_eq!(adaptive.ratio_vs_baseline, Some(0.1));
+    }
+
+    #[test]
     fn a_scale_decision_is_judged_against_one_second() {
         let mut report = Report::new(Plan {
             tasks: 1,
@@ -372,6 +445,7 @@ mod tests {
             concurrency: 1,
             samples: 1,
             max_in_flight: None,
+            submit_tasks: 1,
         });
         report.add_autoscale(&Measured {
             scale_decision_ms: vec![1500.0, 20.0, 30.0],
