@@ -132,15 +132,7 @@ impl BenchServer {
 
     /// Create the queue `name` in the default tenant.
     pub async fn queue(&self, name: &str) -> Result<()> {
-        self.admin
-            .queue_create(&CreateQueue {
-                name: name.to_string(),
-                tenant: Some(DEFAULT_TENANT.to_string()),
-                settings: Default::default(),
-            })
-            .await
-            .with_context(|| format!("cannot create queue {name}"))?;
-        Ok(())
+        create_queue(&self.admin, name).await
     }
 
     /// A client with the admin token (pools, tasks of any job).
@@ -180,6 +172,19 @@ impl BenchServer {
         }
         Ok(())
     }
+}
+
+/// Create the queue `name` in the default tenant, as `admin`.
+pub(super) async fn create_queue(admin: &Client, name: &str) -> Result<()> {
+    admin
+        .queue_create(&CreateQueue {
+            name: name.to_string(),
+            tenant: Some(DEFAULT_TENANT.to_string()),
+            settings: Default::default(),
+        })
+        .await
+        .with_context(|| format!("cannot create queue {name}"))?;
+    Ok(())
 }
 
 pub(super) async fn token(admin: &Client, name: &str, role: Role) -> Result<String> {

@@ -17,9 +17,7 @@ use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use spillway_client::Client;
-use spillway_core::api::CreateQueue;
 use spillway_core::auth::Role;
-use spillway_core::model::DEFAULT_TENANT;
 
 use crate::config::ADMIN_TOKEN_FILE;
 
@@ -165,14 +163,7 @@ impl ServerProcess {
     /// A submitter token of the default tenant, and `queue` created there.
     pub async fn submitter_for(&self, queue: &str) -> Result<String> {
         let admin = Client::new(&self.url, Some(self.admin_token.clone()))?;
-        admin
-            .queue_create(&CreateQueue {
-                name: queue.to_string(),
-                tenant: Some(DEFAULT_TENANT.to_string()),
-                settings: Default::default(),
-            })
-            .await
-            .with_context(|| format!("cannot create queue {queue}"))?;
+        super::harness::create_queue(&admin, queue).await?;
         super::harness::token(&admin, "bench-overload", Role::Submitter).await
     }
 
