@@ -25,6 +25,7 @@
 
 mod admin;
 mod autoscale;
+mod counts;
 mod jobs;
 mod lease;
 mod lists;
@@ -32,6 +33,7 @@ mod ops;
 
 pub use admin::*;
 pub use autoscale::*;
+pub use counts::*;
 pub use jobs::*;
 pub use lease::*;
 pub use lists::*;
@@ -96,6 +98,7 @@ macro_rules! store_conformance_tests {
             leader_lease_is_granted_and_held,
             pool_statuses_are_kept_replaced_and_forgotten,
             clock_now_is_the_current_time_and_moves_on,
+            task_counters_stay_exact_under_concurrent_changes,
         );
     };
     (@cases make $make:expr; $($case:ident),* $(,)?) => {

@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
-use spillway_store::DynStore;
+use spillway_core::state::StateCounts;
 use spillway_store::conformance::{QUEUE, TENANT, job, lease, setup, t0};
 use spillway_store::sqlite::SqliteStore;
+use spillway_store::{DynStore, QueueDemandQuery, QueueStatsQuery};
 
 /// A fresh store in a new folder under cargo's per-target temporary folder (kept, so that the
 /// store can outlive this function; `target/` holds it, not the system's /tmp).
@@ -127,6 +128,11 @@ async fn every_migration_is_recorded_with_its_checksum() {
                 Some("pool_status".to_string()),
                 Some(file_sha256("migrations/sqlite/0003_pool_status.sql"))
             ),
+            (
+                4,
+                Some("queue_counts".to_string()),
+                Some(file_sha256("migrations/sqlite/0004_queue_counts.sql"))
+            ),
         ]
     );
 }
@@ -185,7 +191,7 @@ async fn a_database_from_before_checksums_gets_them_recorded_and_opens() {
     setup(&store).await;
     drop(store);
     let recorded = recorded_migrations(&path);
-    assert_eq!(recorded.len(), 3, "{recorded:?}");
+    assert_eq!(recorded.len(), 4, "{recorded:?}");
     assert_eq!(
         recorded[0].2.as_deref(),
         Some(file_sha256("migrations/sqlite/0001_init.sql").as_str())
@@ -259,4 +265,123 @@ async fn a_page_cache_under_the_minimum_is_refused_with_what_to_give() {
         !dir.path().join("spillway.db").exists(),
         "nothing is created for a refused setting"
     );
+}
+
+/// A database written by schema 3 (before the task counters), with tasks in every state,
+/// opens with its counts carried over: queue stats and demand count what was there, and new
+/// work is counted on top.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_of_schema_3_gets_its_task_counts_on_upgrade() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let path = dir.path().join("spillway.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap_or_else(|e| panic!("open: {e}"));
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);",
+        )
+        .unwrap_or_else(|e| panic!("schema_migrations: {e}"));
+        for (version, name, file) in [
+            (1, "init", "0001_init.sql"),
+            (2, "migration_checksums", "0002_migration_checksums.sql"),
+            (3, "pool_status", "0003_pool_status.sql"),
+        ] {
+            let relative = format!("migrations/sqlite/{file}");
+            let sql = std::fs::read_to_string(format!("{}/{relative}", env!("CARGO_MANIFEST_DIR")))
+                .unwrap_or_else(|e| panic!("read {file}: {e}"));
+            conn.execute_batch(&sql)
+                .unwrap_or_else(|e| panic!("apply {file}: {e}"));
+            if version == 1 {
+                conn.execute("INSERT INTO schema_migrations VALUES (1, 0)", [])
+                    .unwrap_or_else(|e| panic!("record {file}: {e}"));
+                continue;
+            }
+            conn.execute(
+                "INSERT INTO schema_migrations (version, applied_at, name, checksum) VALUES (?1, 0, ?2, ?3)",
+                rusqlite::params![version, name, file_sha256(&relative)],
+            )
+            .unwrap_or_else(|e| panic!("record {file}: {e}"));
+        }
+        conn.execute(
+            "UPDATE schema_migrations SET name = 'init', checksum = ?1 WHERE version = 1",
+            [file_sha256("migrations/sqlite/0001_init.sql")],
+        )
+        .unwrap_or_else(|e| panic!("record 0001: {e}"));
+        // Times in microseconds: t0 is 2030-01-01T00:00:00Z.
+        let t0 = t0().timestamp_micros();
+        conn.execute_batch(&format!(
+            "INSERT INTO tenants VALUES ('{TENANT}', {t0});
+             INSERT INTO queues VALUES ('{TENANT}', '{QUEUE}', 3, 1000, 10000, 30000, 3600000, 0, {t0});
+             INSERT INTO jobs (key, id, tenant, queue, labels, spec, priority, burstable,
+                               delete_inputs_on_success, has_inputs, task_count, created_at)
+                 VALUES (1, '01890000-0000-7000-8000-000000000000', '{TENANT}', '{QUEUE}', '{{}}',
+                         '{{\"command\":[\"true\"]}}', 0, 0, 0, 0, 12, {t0});"
+        ))
+        .unwrap_or_else(|e| panic!("old rows: {e}"));
+        let states = [
+            ("available", 0, 0),
+            ("available", 0, 0),
+            ("available", 0, 0),
+            ("available", 1, 0),
+            ("available", 1, 0),
+            ("succeeded", 0, 0),
+            ("succeeded", 0, 0),
+            ("succeeded", 1, 0),
+            ("dead", 0, 0),
+            ("dead", 0, 0),
+            ("leased", 0, 0),
+            ("scheduled", 0, 3_600_000_000),
+        ];
+        for (i, (state, burstable, later)) in states.iter().enumerate() {
+            conn.execute(
+                "INSERT INTO tasks (job_id, job_key, tenant, queue, idx, state, priority, burstable,
+                                    run_at, max_attempts, created_at)
+                 VALUES ('01890000-0000-7000-8000-000000000000', 1, ?1, ?2, ?3, ?4, 0, ?5, ?6, 3, ?7)",
+                rusqlite::params![TENANT, QUEUE, i as i64, state, burstable, t0 + later, t0],
+            )
+            .unwrap_or_else(|e| panic!("old task: {e}"));
+        }
+    }
+    let store: DynStore = Arc::new(
+        SqliteStore::open(&path)
+            .await
+            .unwrap_or_else(|e| panic!("open a schema 3 database: {e}")),
+    );
+    let now = t0() + chrono::Duration::seconds(1);
+    let stats = store
+        .queue_stats(QueueStatsQuery { tenant: None, now })
+        .await
+        .unwrap_or_else(|e| panic!("queue_stats: {e}"));
+    let expected = StateCounts {
+        scheduled: 1,
+        available: 5,
+        leased: 1,
+        succeeded: 3,
+        dead: 2,
+        ..StateCounts::default()
+    };
+    assert_eq!(stats.len(), 1);
+    assert_eq!(stats[0].counts, expected, "the old tasks are counted");
+    let demand = store
+        .queue_demand(QueueDemandQuery { now })
+        .await
+        .unwrap_or_else(|e| panic!("queue_demand: {e}"));
+    assert_eq!(
+        (
+            demand[0].waiting,
+            demand[0].waiting_burstable,
+            demand[0].leased
+        ),
+        (5, 2, 1),
+        "demand counts the old due tasks (the scheduled one is not due)"
+    );
+    store
+        .job_submit(job(TENANT, QUEUE, 2, t0()))
+        .await
+        .unwrap_or_else(|e| panic!("job_submit: {e}"));
+    let stats = store
+        .queue_stats(QueueStatsQuery { tenant: None, now })
+        .await
+        .unwrap_or_else(|e| panic!("queue_stats: {e}"));
+    assert_eq!(stats[0].counts.available, 7, "new work is counted on top");
+    spillway_store::conformance::assert_counts_exact(&store, now, "after the upgrade").await;
 }

@@ -30,6 +30,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         file: "0004_pool_status.sql",
         sql: include_str!("../../migrations/postgres/0004_pool_status.sql"),
     },
+    Migration {
+        version: 5,
+        file: "0005_queue_counts.sql",
+        sql: include_str!("../../migrations/postgres/0005_queue_counts.sql"),
+    },
 ];
 
 /// First key of the two-part advisory lock taken while migrating ("SPLW"); the second is the

@@ -6,6 +6,7 @@
 //! Migrations run at connect under an advisory lock, so replicas starting together migrate
 //! exactly once.
 
+mod counts;
 mod error;
 mod leader;
 mod listen;
@@ -43,6 +44,7 @@ pub struct PostgresStore {
     wakeups: Arc<Wakeups>,
     notifier: notify::Notifier,
     _listener: listen::Listener,
+    _folder: counts::Folder,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -104,6 +106,7 @@ impl PostgresStore {
             "postgresql store ready"
         );
         let notifier = notify::Notifier::start(pool.clone());
+        let folder = counts::Folder::start(pool.clone());
         Ok(PostgresStore {
             pool,
             config,
@@ -111,6 +114,7 @@ impl PostgresStore {
             wakeups,
             notifier,
             _listener: listener,
+            _folder: folder,
         })
     }
 
@@ -136,6 +140,14 @@ impl PostgresStore {
     /// [`LeaderGuard::is_held`] before acting as leader.
     pub async fn try_advisory_leader(&self, key: i64) -> Result<Option<LeaderGuard>> {
         leader::try_acquire(&self.config, key).await
+    }
+
+    /// Fold the task counters' pending changes into their totals now, instead of at the next
+    /// tick of the background folder; returns how many changes were folded (0 while another
+    /// replica folds). Counts read the same before and after: folding only keeps the pending
+    /// changes few.
+    pub async fn fold_task_counts(&self) -> Result<i64> {
+        counts::fold(&self.pool).await
     }
 
     async fn conn(&self) -> Result<Object> {

@@ -26,6 +26,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         file: "0003_pool_status.sql",
         sql: include_str!("../../migrations/sqlite/0003_pool_status.sql"),
     },
+    Migration {
+        version: 4,
+        file: "0004_queue_counts.sql",
+        sql: include_str!("../../migrations/sqlite/0004_queue_counts.sql"),
+    },
 ];
 
 /// Check the recorded checksums, then apply the migrations `conn`'s database has not seen

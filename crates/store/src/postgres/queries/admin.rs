@@ -231,13 +231,19 @@ pub(crate) async fn queue_stats(
     tenant: Option<&str>,
     now: Timestamp,
 ) -> Result<Vec<QueueStats>> {
+    // Counters kept by triggers (migration 0005): the folded counts plus the changes not yet
+    // folded, added up in one statement so both come from one snapshot.
     let counts = conn
         .query(
-            "SELECT tenant, queue, state, count(*) AS n,
-                        min(run_at) FILTER (WHERE run_at <= $2) AS oldest
-                 FROM tasks WHERE ($1::text IS NULL OR tenant = $1)
-                 GROUP BY tenant, queue, state",
-            &[&tenant, &now],
+            "SELECT tenant, queue, state, sum(n)::bigint AS n FROM (
+                 SELECT tenant, queue, state, n FROM queue_counts
+                 WHERE ($1::text IS NULL OR tenant = $1)
+                 UNION ALL
+                 SELECT tenant, queue, state, n FROM queue_count_changes
+                 WHERE ($1::text IS NULL OR tenant = $1)
+             ) c
+             GROUP BY tenant, queue, state",
+            &[&tenant],
         )
         .await
         .map_err(ctx("could not count tasks per queue"))?;
@@ -261,18 +267,55 @@ pub(crate) async fn queue_stats(
         else {
             continue;
         };
-        let state = task_state(row)?;
         let n: i64 = get(row, "n")?;
-        entry.counts.add(state, u64::try_from(n).unwrap_or(0));
-        let oldest: Option<Timestamp> = get(row, "oldest")?;
-        if let (true, Some(oldest)) = (state.is_waiting(), oldest) {
-            let age = (now - oldest).num_milliseconds().max(0) as f64 / 1000.0;
-            let best = entry.oldest_available_age_seconds.get_or_insert(age);
-            *best = best.max(age);
+        entry
+            .counts
+            .add(task_state(row)?, u64::try_from(n).unwrap_or(0));
+    }
+    let oldest = conn
+        .prepare_cached(OLDEST_WAITING_SQL)
+        .await
+        .map_err(ctx("could not find the oldest leasable task"))?;
+    for entry in &mut stats {
+        let c = &entry.counts;
+        if c.scheduled + c.available + c.retrying == 0 {
+            continue;
         }
+        let row = conn
+            .query_one(&oldest, &[&entry.tenant, &entry.queue])
+            .await
+            .map_err(ctx("could not find the oldest leasable task"))?;
+        let at: Option<Timestamp> = row
+            .try_get(0)
+            .map_err(ctx("could not read the oldest leasable task"))?;
+        entry.oldest_available_age_seconds = at
+            .filter(|at| *at <= now)
+            .map(|at| (now - at).num_milliseconds().max(0) as f64 / 1000.0);
     }
     Ok(stats)
 }
+
+/// The earliest `run_at` among a queue's waiting tasks ($1 tenant, $2 queue). The leasable
+/// index is ordered by priority first, so a plain `min(run_at)` would read every waiting task;
+/// this seeks the first entry of each priority present instead (a loose index scan: one seek
+/// per distinct priority), exact because within a priority the index is in `run_at` order.
+/// When the earliest is in the future nothing is due.
+const OLDEST_WAITING_SQL: &str = "
+WITH RECURSIVE levels(priority) AS (
+    (SELECT priority FROM tasks
+     WHERE tenant = $1 AND queue = $2 AND state IN ('scheduled', 'available', 'retrying')
+     ORDER BY priority DESC LIMIT 1)
+    UNION ALL
+    SELECT (SELECT t.priority FROM tasks t
+            WHERE t.tenant = $1 AND t.queue = $2
+              AND t.state IN ('scheduled', 'available', 'retrying') AND t.priority < l.priority
+            ORDER BY t.priority DESC LIMIT 1)
+    FROM levels l WHERE l.priority IS NOT NULL
+)
+SELECT min((SELECT min(t.run_at) FROM tasks t
+            WHERE t.tenant = $1 AND t.queue = $2
+              AND t.state IN ('scheduled', 'available', 'retrying') AND t.priority = l.priority))
+FROM levels l WHERE l.priority IS NOT NULL";
 
 pub(crate) async fn worker_register(conn: &Object, p: &WorkerRegister) -> Result<Worker> {
     let sql = format!(

@@ -8,13 +8,32 @@ use crate::postgres::error::ctx;
 use crate::postgres::rows::get;
 use deadpool_postgres::Object;
 
-/// One row per queue. Leasable is counted exactly as the lease query sees it (due, queue not
-/// paused, job not cancelled); the mean walks the queue's newest succeeded tasks only.
+/// One row per queue. Available and leased tasks come from the counters (see migration
+/// 0005), due scheduled and retrying ones from the small `tasks_delayed` index (an available
+/// task is always due); a paused queue has nothing leasable. The mean walks the queue's newest
+/// succeeded tasks only (`tasks_succeeded`), arrivals the last minute of jobs.
 const DEMAND_SQL: &str = "
+WITH counted AS (
+    SELECT tenant, queue, state, burstable, sum(n) AS n FROM (
+        SELECT tenant, queue, state, burstable, n FROM queue_counts
+        WHERE state IN ('available', 'leased')
+        UNION ALL
+        SELECT tenant, queue, state, burstable, n FROM queue_count_changes
+        WHERE state IN ('available', 'leased')
+    ) c
+    GROUP BY tenant, queue, state, burstable
+)
 SELECT q.tenant, q.name,
-    w.waiting, w.waiting_burstable,
-    (SELECT count(*) FROM tasks t
-     WHERE t.tenant = q.tenant AND t.queue = q.name AND t.state = 'leased') AS leased,
+    CASE WHEN q.paused THEN 0 ELSE
+        coalesce((SELECT sum(c.n) FROM counted c WHERE c.tenant = q.tenant AND c.queue = q.name
+                  AND c.state = 'available'), 0) + d.due
+    END::bigint AS waiting,
+    CASE WHEN q.paused THEN 0 ELSE
+        coalesce((SELECT sum(c.n) FROM counted c WHERE c.tenant = q.tenant AND c.queue = q.name
+                  AND c.state = 'available' AND c.burstable), 0) + d.due_burstable
+    END::bigint AS waiting_burstable,
+    coalesce((SELECT sum(c.n) FROM counted c WHERE c.tenant = q.tenant AND c.queue = q.name
+              AND c.state = 'leased'), 0)::bigint AS leased,
     (SELECT avg(extract(epoch FROM a.ended_at - a.started_at))::float8
      FROM (SELECT t.id, t.attempt FROM tasks t
            WHERE t.tenant = q.tenant AND t.queue = q.name AND t.state = 'succeeded'
@@ -26,13 +45,11 @@ SELECT q.tenant, q.name,
        AND j.created_at > $3 AND j.created_at <= $1) AS arrivals
 FROM queues q
 CROSS JOIN LATERAL (
-    SELECT count(*) AS waiting, count(*) FILTER (WHERE t.burstable) AS waiting_burstable
+    SELECT count(*) AS due, count(*) FILTER (WHERE t.burstable) AS due_burstable
     FROM tasks t
     WHERE t.tenant = q.tenant AND t.queue = q.name
-      AND t.state IN ('scheduled', 'available', 'retrying') AND t.run_at <= $1
-      AND NOT q.paused
-      AND NOT (SELECT j.cancel_requested FROM jobs j WHERE j.id = t.job_id)
-) w
+      AND t.state IN ('scheduled', 'retrying') AND t.run_at <= $1
+) d
 ORDER BY q.tenant, q.name";
 
 fn non_negative(n: i64) -> u64 {

@@ -244,9 +244,10 @@ pub(crate) fn queue_stats(
             (key, value)
         })
         .collect();
+    // Kept by triggers (migration 0004), so this reads a few rows however many tasks there are.
     let mut counts = conn
         .prepare_cached(
-            "SELECT tenant, queue, state, count(*) FROM tasks
+            "SELECT tenant, queue, state, sum(n) FROM queue_counts
              WHERE (?1 IS NULL OR tenant = ?1) GROUP BY tenant, queue, state",
         )
         .map_err(db("count tasks per queue"))?;
@@ -268,19 +269,40 @@ pub(crate) fn queue_stats(
         }
     }
     let mut oldest = conn
-        .prepare_cached(&format!(
-            "SELECT min(run_at) FROM tasks
-             WHERE tenant = ?1 AND queue = ?2 AND {WAITING} AND run_at <= ?3"
-        ))
+        .prepare_cached(&oldest_waiting_sql())
         .map_err(db("find the oldest leasable task"))?;
     for s in stats.values_mut() {
+        if s.counts.scheduled + s.counts.available + s.counts.retrying == 0 {
+            continue;
+        }
         let at: Option<i64> = oldest
-            .query_row(params![s.tenant, s.queue, micros(now)], |r| r.get(0))
+            .query_row(params![s.tenant, s.queue], |r| r.get(0))
             .map_err(db("find the oldest leasable task"))?;
-        s.oldest_available_age_seconds =
-            at.map(|at| (now - time(at)).num_microseconds().unwrap_or(0) as f64 / 1e6);
+        s.oldest_available_age_seconds = at
+            .filter(|at| *at <= micros(now))
+            .map(|at| (now - time(at)).num_microseconds().unwrap_or(0) as f64 / 1e6);
     }
     Ok(stats.into_values().collect())
+}
+
+/// The earliest `run_at` among a queue's waiting tasks (?1 tenant, ?2 queue). The leasable
+/// index is ordered by priority first, so a plain `min(run_at)` would read every waiting task;
+/// this seeks the first entry of each priority present instead (a loose index scan: one seek
+/// per distinct priority), which is exact because within a priority the index is in
+/// `run_at` order. When the earliest is in the future nothing is due.
+fn oldest_waiting_sql() -> String {
+    format!(
+        "WITH RECURSIVE levels(priority) AS (
+             SELECT max(priority) FROM tasks WHERE tenant = ?1 AND queue = ?2 AND {WAITING}
+             UNION ALL
+             SELECT (SELECT max(priority) FROM tasks
+                     WHERE tenant = ?1 AND queue = ?2 AND {WAITING} AND priority < levels.priority)
+             FROM levels WHERE levels.priority IS NOT NULL
+         )
+         SELECT min((SELECT min(run_at) FROM tasks
+                     WHERE tenant = ?1 AND queue = ?2 AND {WAITING} AND priority = levels.priority))
+         FROM levels WHERE levels.priority IS NOT NULL"
+    )
 }
 
 pub(crate) fn worker_register(conn: &Connection, p: &WorkerRegister) -> Result<Worker> {

@@ -7,84 +7,95 @@ use spillway_core::{Error, Result, Timestamp};
 
 use crate::QueueDemand;
 use crate::autoscale::{ARRIVALS_WINDOW_SECONDS, MEAN_DURATION_SAMPLE};
-use crate::sqlite::rows::{WAITING, db, micros};
+use crate::sqlite::rows::{db, micros};
 
 pub(crate) fn queue_demand(conn: &Connection, now: Timestamp) -> Result<Vec<QueueDemand>> {
-    let mut demand: BTreeMap<(String, String), QueueDemand> = BTreeMap::new();
+    let mut demand: BTreeMap<(String, String), (QueueDemand, bool)> = BTreeMap::new();
     let mut queues = conn
-        .prepare_cached("SELECT tenant, name FROM queues ORDER BY tenant, name")
+        .prepare_cached("SELECT tenant, name, paused FROM queues ORDER BY tenant, name")
         .map_err(db("list queues for demand"))?;
     let rows = queues
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-        .map_err(db("list queues for demand"))?;
-    for row in rows {
-        let (tenant, queue) = row.map_err(db("list queues for demand"))?;
-        demand.insert(
-            (tenant.clone(), queue.clone()),
-            QueueDemand {
-                tenant,
-                queue,
-                waiting: 0,
-                waiting_burstable: 0,
-                leased: 0,
-                mean_duration_seconds: None,
-                arrivals: 0,
-            },
-        );
-    }
-    // Leasable exactly as the lease query sees it: due, queue not paused, job not cancelled.
-    let mut waiting = conn
-        .prepare_cached(&format!(
-            "SELECT t.tenant, t.queue, count(*), coalesce(sum(t.burstable), 0) FROM tasks t
-             JOIN queues q ON q.tenant = t.tenant AND q.name = t.queue
-             JOIN jobs j ON j.key = t.job_key
-             WHERE {WAITING} AND t.run_at <= ?1 AND NOT q.paused AND NOT j.cancel_requested
-             GROUP BY t.tenant, t.queue"
-        ))
-        .map_err(db("count leasable tasks"))?;
-    let rows = waiting
-        .query_map([micros(now)], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, i64>(3)?,
-            ))
-        })
-        .map_err(db("count leasable tasks"))?;
-    for row in rows {
-        let (tenant, queue, n, burstable) = row.map_err(db("count leasable tasks"))?;
-        if let Some(d) = demand.get_mut(&(tenant, queue)) {
-            d.waiting = u64::try_from(n).unwrap_or(0);
-            d.waiting_burstable = u64::try_from(burstable).unwrap_or(0);
-        }
-    }
-    let mut leased = conn
-        .prepare_cached(
-            "SELECT tenant, queue, count(*) FROM tasks WHERE state = 'leased'
-             GROUP BY tenant, queue",
-        )
-        .map_err(db("count leased tasks"))?;
-    let rows = leased
         .query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
+                r.get::<_, bool>(2)?,
             ))
         })
-        .map_err(db("count leased tasks"))?;
+        .map_err(db("list queues for demand"))?;
     for row in rows {
-        let (tenant, queue, n) = row.map_err(db("count leased tasks"))?;
-        if let Some(d) = demand.get_mut(&(tenant, queue)) {
-            d.leased = u64::try_from(n).unwrap_or(0);
+        let (tenant, queue, paused) = row.map_err(db("list queues for demand"))?;
+        let entry = QueueDemand {
+            tenant: tenant.clone(),
+            queue: queue.clone(),
+            waiting: 0,
+            waiting_burstable: 0,
+            leased: 0,
+            mean_duration_seconds: None,
+            arrivals: 0,
+        };
+        demand.insert((tenant, queue), (entry, paused));
+    }
+    // Available and leased tasks from the counters; an available task is always due.
+    let mut counted = conn
+        .prepare_cached(
+            "SELECT tenant, queue, state, burstable, n FROM queue_counts
+             WHERE (state = 'available' OR state = 'leased') AND n > 0",
+        )
+        .map_err(db("read task counters"))?;
+    let rows = counted
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, bool>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })
+        .map_err(db("read task counters"))?;
+    for row in rows {
+        let (tenant, queue, state, burstable, n) = row.map_err(db("read task counters"))?;
+        let Some((d, paused)) = demand.get_mut(&(tenant, queue)) else {
+            continue;
+        };
+        let n = u64::try_from(n).unwrap_or(0);
+        if state == "leased" {
+            d.leased += n;
+        } else if !*paused {
+            d.waiting += n;
+            if burstable {
+                d.waiting_burstable += n;
+            }
         }
     }
-    // Walks task ids from the newest down, so it stops after the sample in a busy queue.
+    // Scheduled and retrying tasks whose time has come: a range of the small delayed index.
+    let mut due = conn
+        .prepare_cached(
+            "SELECT count(*), coalesce(sum(burstable), 0) FROM tasks
+             WHERE tenant = ?1 AND queue = ?2 AND (state = 'scheduled' OR state = 'retrying')
+               AND run_at <= ?3",
+        )
+        .map_err(db("count due delayed tasks"))?;
+    for (d, paused) in demand.values_mut() {
+        if *paused {
+            continue;
+        }
+        let (n, burstable): (i64, i64) = due
+            .query_row(params![d.tenant, d.queue, micros(now)], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(db("count due delayed tasks"))?;
+        d.waiting += u64::try_from(n).unwrap_or(0);
+        d.waiting_burstable += u64::try_from(burstable).unwrap_or(0);
+    }
+    let mut demand: BTreeMap<(String, String), QueueDemand> =
+        demand.into_iter().map(|(k, (d, _))| (k, d)).collect();
+    // The queue's newest successes, from the end of the succeeded index.
     let mut mean = conn
         .prepare_cached(
             "SELECT avg(a.ended_at - a.started_at), count(*) FROM (
-                 SELECT id, attempt FROM tasks
+                 SELECT id, attempt FROM tasks INDEXED BY tasks_succeeded
                  WHERE tenant = ?1 AND queue = ?2 AND state = 'succeeded'
                  ORDER BY id DESC LIMIT ?3
              ) t JOIN attempts a ON a.task_id = t.id AND a.attempt = t.attempt
@@ -93,7 +104,7 @@ pub(crate) fn queue_demand(conn: &Connection, now: Timestamp) -> Result<Vec<Queu
         .map_err(db("measure task run times"))?;
     let mut arrivals = conn
         .prepare_cached(
-            "SELECT coalesce(sum(task_count), 0) FROM jobs
+            "SELECT coalesce(sum(task_count), 0) FROM jobs INDEXED BY jobs_by_queue_created
              WHERE tenant = ?1 AND queue = ?2 AND created_at > ?3 AND created_at <= ?4",
         )
         .map_err(db("count arrivals"))?;
