@@ -26,6 +26,7 @@
 mod admin;
 mod autoscale;
 mod counts;
+mod finishing;
 mod jobs;
 mod lease;
 mod lists;
@@ -34,6 +35,7 @@ mod ops;
 pub use admin::*;
 pub use autoscale::*;
 pub use counts::*;
+pub use finishing::*;
 pub use jobs::*;
 pub use lease::*;
 pub use lists::*;
@@ -99,6 +101,8 @@ macro_rules! store_conformance_tests {
             pool_statuses_are_kept_replaced_and_forgotten,
             clock_now_is_the_current_time_and_moves_on,
             task_counters_stay_exact_under_concurrent_changes,
+            jobs_are_listed_by_their_final_state_and_reopened_by_requeues,
+            reaper_and_retention_handle_jobs_bigger_than_one_step,
         );
     };
     (@cases make $make:expr; $($case:ident),* $(,)?) => {

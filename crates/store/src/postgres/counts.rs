@@ -30,6 +30,11 @@ impl Drop for Folder {
 }
 
 impl Folder {
+    /// Stop folding (the store is about to drop its schema).
+    pub(super) fn stop(&self) {
+        self.task.abort();
+    }
+
     /// Start folding every [`FOLD_INTERVAL`], with connections from `pool`.
     pub(super) fn start(pool: Pool) -> Self {
         let task = tokio::spawn(async move {

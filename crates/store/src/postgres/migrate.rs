@@ -35,6 +35,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         file: "0005_queue_counts.sql",
         sql: include_str!("../../migrations/postgres/0005_queue_counts.sql"),
     },
+    Migration {
+        version: 6,
+        file: "0006_finished_jobs.sql",
+        sql: include_str!("../../migrations/postgres/0006_finished_jobs.sql"),
+    },
 ];
 
 /// First key of the two-part advisory lock taken while migrating ("SPLW"); the second is the

@@ -44,7 +44,7 @@ pub struct PostgresStore {
     wakeups: Arc<Wakeups>,
     notifier: notify::Notifier,
     _listener: listen::Listener,
-    _folder: counts::Folder,
+    folder: counts::Folder,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -114,7 +114,7 @@ impl PostgresStore {
             wakeups,
             notifier,
             _listener: listener,
-            _folder: folder,
+            folder,
         })
     }
 
@@ -126,12 +126,26 @@ impl PostgresStore {
                 "this store was connected without a schema: drop_schema only drops a schema given to connect",
             ));
         };
+        self.folder.stop();
         let conn = self.conn().await?;
-        // The name was validated in connect as a plain lowercase identifier.
-        conn.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-            .await
-            .map_err(error::ctx("could not drop the schema"))?;
-        Ok(())
+        // A fold of another store on this schema may hold the counter tables as the drop
+        // wants them: PostgreSQL then breaks the deadlock, and the drop is tried again.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            // The name was validated in connect as a plain lowercase identifier.
+            match conn
+                .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                .await
+                .map_err(error::ctx("could not drop the schema"))
+            {
+                Ok(()) => return Ok(()),
+                Err(e) if attempts < 5 && e.kind() == spillway_core::ErrorKind::Unavailable => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Try to become the one leader for `key` among all replicas: a session-level advisory

@@ -109,7 +109,10 @@ impl Store for PostgresStore {
     }
 
     async fn job_cancel(&self, p: JobCancel) -> Result<Job> {
-        jobs::job_cancel(&mut self.conn().await?, p.tenant.as_deref(), &p.id, p.now).await
+        let mut conn = self.conn().await?;
+        let job = jobs::job_cancel(&mut conn, p.tenant.as_deref(), &p.id, p.now).await?;
+        jobs::finish_jobs(&conn, &jobs::JobsToFinish::from([p.id]), p.now).await?;
+        Ok(job)
     }
 
     async fn job_retry(&self, p: JobRetry) -> Result<u64> {
@@ -154,16 +157,24 @@ impl Store for PostgresStore {
     }
 
     async fn task_complete(&self, params: TaskComplete) -> Result<Vec<Reported>> {
-        report::task_complete(&self.conn().await?, &params).await
+        let conn = self.conn().await?;
+        let (results, finishing) = report::task_complete(&conn, &params).await?;
+        jobs::finish_jobs(&conn, &finishing, params.now).await?;
+        Ok(results)
     }
 
     async fn task_fail(&self, params: TaskFail) -> Result<Vec<Reported>> {
-        report::task_fail(&mut self.conn().await?, &params).await
+        let mut conn = self.conn().await?;
+        let (results, finishing) = report::task_fail(&mut conn, &params).await?;
+        jobs::finish_jobs(&conn, &finishing, params.now).await?;
+        Ok(results)
     }
 
     async fn task_release(&self, params: TaskRelease) -> Result<Vec<Reported>> {
-        let (results, woken) = report::task_release(&mut self.conn().await?, &params).await?;
+        let mut conn = self.conn().await?;
+        let (results, woken, finishing) = report::task_release(&mut conn, &params).await?;
         self.wake(&woken);
+        jobs::finish_jobs(&conn, &finishing, params.now).await?;
         Ok(results)
     }
 

@@ -31,6 +31,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         file: "0004_queue_counts.sql",
         sql: include_str!("../../migrations/sqlite/0004_queue_counts.sql"),
     },
+    Migration {
+        version: 5,
+        file: "0005_finished_state.sql",
+        sql: include_str!("../../migrations/sqlite/0005_finished_state.sql"),
+    },
 ];
 
 /// Check the recorded checksums, then apply the migrations `conn`'s database has not seen

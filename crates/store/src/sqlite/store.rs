@@ -17,6 +17,11 @@ use crate::{
     WorkerList, WorkerMarkDown, WorkerRegister,
 };
 
+/// Most expired leases one writer request reaps: about 10 ms of writer time.
+const REAP_BATCH: u32 = 1_000;
+/// Most tasks one writer request of retention deletes (with their attempts): about 20 ms.
+const RETENTION_BATCH: u32 = 2_000;
+
 impl SqliteStore {
     /// Wake the waiters of every queue that got leasable work in a committed write.
     fn wake(&self, queues: &Woken) {
@@ -242,9 +247,23 @@ impl Store for SqliteStore {
     }
 
     async fn lease_reap(&self, p: LeaseReap) -> Result<u64> {
-        self.writer
-            .call(move |c| report::lease_reap(c, p.now))
-            .await
+        // In batches, each its own writer request, so a mass expiry (workers lost with an
+        // outage) never holds the writer for long.
+        let mut reaped = 0;
+        loop {
+            let n = self
+                .writer
+                .call(move |c| report::lease_reap(c, p.now, REAP_BATCH))
+                .await?;
+            reaped += n;
+            if n < u64::from(REAP_BATCH) {
+                break;
+            }
+        }
+        if reaped > 0 {
+            tracing::info!(count = reaped, "reaped expired leases");
+        }
+        Ok(reaped)
     }
 
     async fn dead_list(&self, params: DeadList) -> Result<Page<Task>> {
@@ -322,8 +341,23 @@ impl Store for SqliteStore {
     }
 
     async fn retention_sweep(&self, p: RetentionSweep) -> Result<Vec<(String, JobId, bool)>> {
-        self.writer
-            .call(move |c| jobs::retention_sweep(c, p.now, p.limit))
-            .await
+        // In steps of at most RETENTION_BATCH tasks, each its own writer request, so deleting
+        // a big job never holds the writer for long.
+        let mut deleted = Vec::new();
+        loop {
+            let limit = p.limit.saturating_sub(deleted.len() as u32);
+            if limit == 0 {
+                break;
+            }
+            let (jobs, more) = self
+                .writer
+                .call(move |c| jobs::retention_step(c, p.now, limit, RETENTION_BATCH))
+                .await?;
+            deleted.extend(jobs);
+            if !more {
+                break;
+            }
+        }
+        Ok(deleted)
     }
 }

@@ -3,7 +3,7 @@
 use deadpool_postgres::GenericClient;
 use spillway_core::api::Page;
 use spillway_core::model::Job;
-use spillway_core::state::{StateCounts, TaskState};
+use spillway_core::state::{JobState, StateCounts, TaskState};
 use spillway_core::{Error, JobId, Result, Timestamp};
 
 use crate::postgres::error::ctx;
@@ -13,6 +13,55 @@ use deadpool_postgres::Object;
 
 /// Jobs read per round while filtering a listing by derived state.
 const STATE_FILTER_BATCH: i64 = 500;
+
+/// Ids of jobs one of whose tasks just reached a final state: once that is committed, each may
+/// be finished ([`finish_jobs`]).
+pub(crate) type JobsToFinish = std::collections::BTreeSet<String>;
+
+/// A finished job's state in SQL, for `j` in scope: derived as `JobState::derive` derives it
+/// from the counts of a job none of whose tasks is unfinished.
+const FINISHED_STATE: &str = "CASE
+        WHEN j.cancel_requested
+             AND EXISTS (SELECT 1 FROM tasks t WHERE t.job_id = j.id AND t.state = 'cancelled')
+            THEN 'cancelled'
+        WHEN EXISTS (SELECT 1 FROM tasks t WHERE t.job_id = j.id AND t.state = 'dead')
+            THEN 'failed'
+        WHEN EXISTS (SELECT 1 FROM tasks t WHERE t.job_id = j.id AND t.state = 'cancelled')
+            THEN 'cancelled'
+        ELSE 'succeeded'
+    END";
+
+/// "None of job `j`'s tasks can run again", in SQL.
+const NOTHING_LEFT: &str = "NOT EXISTS (
+        SELECT 1 FROM tasks t
+        WHERE t.job_id = j.id AND t.state IN ('scheduled', 'available', 'leased', 'retrying')
+    )";
+
+/// Mark the listed jobs finished at `now` (with their final state) if none of their tasks can
+/// run again. Run after the commit that moved their tasks, never inside it: two transactions
+/// finishing a job's last two tasks each see the other's task still leased, but whichever
+/// checks last after both committed sees neither.
+pub(crate) async fn finish_jobs(
+    client: &impl GenericClient,
+    ids: &JobsToFinish,
+    now: Timestamp,
+) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    client
+        .execute(
+            &format!(
+                "UPDATE jobs j SET finished_at = $2, finished_state = {FINISHED_STATE}
+                 WHERE j.id = ANY($1) AND j.finished_at IS NULL AND {NOTHING_LEFT}"
+            ),
+            &[&ids, &now],
+        )
+        .await
+        .map_err(ctx("could not mark jobs finished"))?;
+    Ok(())
+}
 
 pub(crate) async fn job_submit(conn: &mut Object, p: &JobSubmit) -> Result<(Job, bool)> {
     let tx = conn
@@ -133,11 +182,21 @@ pub(crate) async fn job_list(conn: &Object, p: &JobList) -> Result<Page<Job>> {
         rows::page_limit(p.limit)
     };
     let (label_key, label_value) = p.label.clone().unzip();
+    // Only the jobs that can be in the state asked for: finished ones of that state (an index
+    // range), or for queued and running the unfinished ones. Each job's state is still derived
+    // from its counts and checked below.
+    let narrowed = match p.state {
+        None => "",
+        Some(JobState::Queued | JobState::Running) => "AND finished_at IS NULL",
+        Some(JobState::Succeeded) => "AND finished_state = 'succeeded'",
+        Some(JobState::Failed) => "AND finished_state = 'failed'",
+        Some(JobState::Cancelled) => "AND finished_state = 'cancelled'",
+    };
     let sql = format!(
         "SELECT {JOB_COLUMNS} FROM jobs
              WHERE ($1::text IS NULL OR tenant = $1) AND ($2::text IS NULL OR queue = $2)
                AND ($3::text IS NULL OR labels @> jsonb_build_object($3::text, $4::text))
-               AND ($5::text IS NULL OR id < $5)
+               AND ($5::text IS NULL OR id < $5) {narrowed}
              ORDER BY id DESC LIMIT $6"
     );
     let mut items = Vec::new();
@@ -241,6 +300,14 @@ pub(crate) async fn job_retry(
         )
         .await
         .map_err(ctx("could not requeue the job's tasks"))?;
+    if n > 0 {
+        tx.execute(
+            "UPDATE jobs SET finished_at = NULL, finished_state = NULL WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .map_err(ctx("could not reopen the job"))?;
+    }
     let woken = Woken::from([(
         get::<String>(&job, "tenant")?,
         get::<String>(&job, "queue")?,
@@ -256,15 +323,15 @@ pub(crate) async fn job_inputs_to_delete(
     limit: u32,
 ) -> Result<Vec<(String, JobId)>> {
     let found = conn
-            .query(
-                "SELECT j.tenant, j.id FROM jobs j
-                 WHERE j.delete_inputs_on_success AND j.has_inputs AND NOT j.inputs_deleted
-                   AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.job_id = j.id AND t.state <> 'succeeded')
+        .query(
+            "SELECT j.tenant, j.id FROM jobs j
+                 WHERE j.finished_state = 'succeeded'
+                   AND j.delete_inputs_on_success AND j.has_inputs AND NOT j.inputs_deleted
                  ORDER BY j.id LIMIT $1",
-                &[&i64::from(limit)],
-            )
-            .await
-            .map_err(ctx("could not find jobs whose inputs to delete"))?;
+            &[&i64::from(limit)],
+        )
+        .await
+        .map_err(ctx("could not find jobs whose inputs to delete"))?;
     found
         .iter()
         .map(|row| Ok((get(row, "tenant")?, get(row, "id")?)))
@@ -290,23 +357,37 @@ pub(crate) async fn retention_sweep(
     now: Timestamp,
     limit: u32,
 ) -> Result<Vec<(String, JobId, bool)>> {
-    // A job is finished when none of its tasks can run again; it expires `retention`
-    // after its last task finished.
+    // Jobs whose last task's commit was not followed by their finishing (the replica died in
+    // between): one look per unfinished job, not per task.
+    conn.execute(
+        &format!(
+            "UPDATE jobs j SET
+                 finished_at = coalesce((SELECT max(t.finished_at) FROM tasks t WHERE t.job_id = j.id), $1::timestamptz),
+                 finished_state = {FINISHED_STATE}
+             WHERE j.finished_at IS NULL AND {NOTHING_LEFT}"
+        ),
+        &[&now],
+    )
+    .await
+    .map_err(ctx("could not mark finished jobs"))?;
+    // Per queue, the range of its jobs finished before its retention began.
     let deleted = conn
         .query(
             "WITH expired AS (
-                    SELECT j.id FROM jobs j
-                    JOIN queues q ON q.tenant = j.tenant AND q.name = j.queue
+                    SELECT e.id FROM queues q
                     CROSS JOIN LATERAL (
-                        SELECT bool_and(t.state IN ('succeeded', 'dead', 'cancelled')) AS done,
-                               max(t.finished_at) AS finished_at
-                        FROM tasks t WHERE t.job_id = j.id
-                    ) s
-                    WHERE s.done AND s.finished_at + q.retention_ms * interval '1 millisecond' <= $1
-                    ORDER BY j.id LIMIT $2
-                    FOR UPDATE OF j SKIP LOCKED
+                        SELECT j.id FROM jobs j
+                        WHERE j.tenant = q.tenant AND j.queue = q.name
+                          AND j.finished_at IS NOT NULL
+                          AND j.finished_at <= $1::timestamptz - q.retention_ms * interval '1 millisecond'
+                        ORDER BY j.finished_at LIMIT $2
+                    ) e
+                    LIMIT $2
+                 ), locked AS (
+                    SELECT id FROM jobs WHERE id IN (SELECT id FROM expired)
+                    ORDER BY id FOR UPDATE SKIP LOCKED
                  )
-                 DELETE FROM jobs WHERE id IN (SELECT id FROM expired)
+                 DELETE FROM jobs WHERE id IN (SELECT id FROM locked)
                  RETURNING tenant, id, has_inputs",
             &[&now, &i64::from(limit)],
         )

@@ -15,6 +15,7 @@ use spillway_core::state::{AttemptOutcome, TaskState};
 use spillway_core::{Result, TaskId, Timestamp};
 use tokio_postgres::Row;
 
+use super::jobs::{JobsToFinish, finish_jobs};
 use super::tasks::task_page;
 use crate::ending::{Ending, Failed, Held};
 use crate::postgres::error::ctx;
@@ -26,7 +27,10 @@ use deadpool_postgres::Object;
 const REAP_BATCH: i64 = 500;
 
 /// The leased rows matching (id, token) pairs, locked in id order (so concurrent batches
-/// cannot deadlock), with what deciding their fate needs.
+/// cannot deadlock), with what deciding their fate needs. Their jobs are share-locked, so a
+/// cancel of the job waits for this report or this report for the cancel: without it, a
+/// failure committing beside a cancel read the job as not cancelled and left its task
+/// retrying, which no lease of a cancelled job ever takes.
 const LOCK_LEASED_SQL: &str = "
 SELECT t.id, t.lease_token, t.tenant, t.queue, t.job_id, t.attempt, t.failures,
        t.preemptions, t.max_attempts, t.lease_worker, q.backoff_base_ms, q.backoff_max_ms,
@@ -38,7 +42,7 @@ WHERE t.state = 'leased'
   AND (t.id, t.lease_token) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))
   AND ($3::text IS NULL OR t.tenant = $3)
 ORDER BY t.id
-FOR UPDATE OF t";
+FOR UPDATE OF t FOR SHARE OF j";
 
 /// Writes the end of many attempts at once: the task's new state and the attempt's outcome.
 const APPLY_SQL: &str = "
@@ -97,6 +101,16 @@ async fn lock_leased(
         .map_err(ctx("could not lock leased tasks"))?
         .iter()
         .map(|row| held(row).map(|h| ((h.id, h.token.clone()), h)))
+        .collect()
+}
+
+/// The jobs of the endings that left a task in a final state: once committed, check whether
+/// they are finished.
+fn finishing(endings: &[Ending]) -> JobsToFinish {
+    endings
+        .iter()
+        .filter(|e| e.finished())
+        .map(|e| e.job_id.clone())
         .collect()
 }
 
@@ -187,9 +201,12 @@ async fn answers(
         .collect())
 }
 
-pub(crate) async fn task_complete(conn: &Object, p: &TaskComplete) -> Result<Vec<Reported>> {
+pub(crate) async fn task_complete(
+    conn: &Object,
+    p: &TaskComplete,
+) -> Result<(Vec<Reported>, JobsToFinish)> {
     if p.items.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), JobsToFinish::new()));
     }
     let ids: Vec<TaskId> = p.items.iter().map(|c| c.task_id).collect();
     let tokens: Vec<&str> = p.items.iter().map(|c| c.lease_token.as_str()).collect();
@@ -211,7 +228,7 @@ pub(crate) async fn task_complete(conn: &Object, p: &TaskComplete) -> Result<Vec
                         lease_expires_at = NULL
                     FROM i WHERE t.id = i.id AND t.state = 'leased' AND t.lease_token = i.token
                       AND ($7::text IS NULL OR t.tenant = $7)
-                    RETURNING t.id, t.attempt, i.token
+                    RETURNING t.id, t.attempt, t.job_id, i.token
                  ), ended AS (
                     UPDATE attempts a
                     SET ended_at = $6, outcome = 'succeeded', exit_code = i.exit_code,
@@ -219,7 +236,7 @@ pub(crate) async fn task_complete(conn: &Object, p: &TaskComplete) -> Result<Vec
                     FROM done d JOIN i ON i.id = d.id
                     WHERE a.task_id = d.id AND a.attempt = d.attempt
                  )
-                 SELECT id, token FROM done",
+                 SELECT id, token, job_id FROM done",
                 &[
                 &ids,
                 &tokens,
@@ -236,12 +253,20 @@ pub(crate) async fn task_complete(conn: &Object, p: &TaskComplete) -> Result<Vec
         .iter()
         .map(|row| Ok((get::<TaskId>(row, "id")?, get::<String>(row, "token")?)))
         .collect::<Result<BTreeSet<_>>>()?;
-    answers(conn, &ids, &tokens, &applied, p.tenant.as_deref()).await
+    let jobs = done
+        .iter()
+        .map(|row| get::<String>(row, "job_id"))
+        .collect::<Result<JobsToFinish>>()?;
+    let answers = answers(conn, &ids, &tokens, &applied, p.tenant.as_deref()).await?;
+    Ok((answers, jobs))
 }
 
-pub(crate) async fn task_fail(conn: &mut Object, p: &TaskFail) -> Result<Vec<Reported>> {
+pub(crate) async fn task_fail(
+    conn: &mut Object,
+    p: &TaskFail,
+) -> Result<(Vec<Reported>, JobsToFinish)> {
     if p.items.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), JobsToFinish::new()));
     }
     let ids: Vec<TaskId> = p.items.iter().map(|f| f.task_id).collect();
     let tokens: Vec<&str> = p.items.iter().map(|f| f.lease_token.as_str()).collect();
@@ -271,15 +296,15 @@ pub(crate) async fn task_fail(conn: &mut Object, p: &TaskFail) -> Result<Vec<Rep
     tx.commit()
         .await
         .map_err(ctx("could not commit failures"))?;
-    Ok(answers)
+    Ok((answers, finishing(&endings)))
 }
 
 pub(crate) async fn task_release(
     conn: &mut Object,
     p: &TaskRelease,
-) -> Result<(Vec<Reported>, Woken)> {
+) -> Result<(Vec<Reported>, Woken, JobsToFinish)> {
     if p.items.is_empty() {
-        return Ok((Vec::new(), Woken::new()));
+        return Ok((Vec::new(), Woken::new(), JobsToFinish::new()));
     }
     let ids: Vec<TaskId> = p.items.iter().map(|r| r.task_id).collect();
     let tokens: Vec<&str> = p.items.iter().map(|r| r.lease_token.as_str()).collect();
@@ -308,11 +333,12 @@ pub(crate) async fn task_release(
     tx.commit()
         .await
         .map_err(ctx("could not commit releases"))?;
-    Ok((answers, woken))
+    Ok((answers, woken, finishing(&endings)))
 }
 
 pub(crate) async fn lease_reap(conn: &mut Object, now: Timestamp) -> Result<u64> {
     let mut total = 0u64;
+    let mut jobs = JobsToFinish::new();
     loop {
         let tx = conn
             .transaction()
@@ -330,7 +356,7 @@ pub(crate) async fn lease_reap(conn: &mut Object, now: Timestamp) -> Result<u64>
                      WHERE t.state = 'leased' AND t.lease_expires_at < $1
                      ORDER BY t.lease_expires_at, t.id
                      LIMIT $2
-                     FOR UPDATE OF t SKIP LOCKED",
+                     FOR UPDATE OF t SKIP LOCKED FOR SHARE OF j SKIP LOCKED",
                 &[&now, &REAP_BATCH],
             )
             .await
@@ -343,6 +369,7 @@ pub(crate) async fn lease_reap(conn: &mut Object, now: Timestamp) -> Result<u64>
         tx.commit()
             .await
             .map_err(ctx("could not commit reaped leases"))?;
+        jobs.extend(finishing(&endings));
         total += endings.len() as u64;
         if endings.is_empty() || i64::try_from(endings.len()).unwrap_or(i64::MAX) < REAP_BATCH {
             break;
@@ -351,6 +378,7 @@ pub(crate) async fn lease_reap(conn: &mut Object, now: Timestamp) -> Result<u64>
     if total > 0 {
         tracing::info!(count = total, "reaped expired leases");
     }
+    finish_jobs(&*conn, &jobs, now).await?;
     Ok(total)
 }
 
@@ -379,12 +407,19 @@ pub(crate) async fn dead_requeue(conn: &mut Object, p: &DeadRequeue) -> Result<(
         .transaction()
         .await
         .map_err(ctx("could not start requeueing"))?;
+    // Their jobs are unfinished again, in the same transaction.
     let moved = tx
         .query(
-            "UPDATE tasks SET state = 'available', run_at = $5, failures = 0, finished_at = NULL
+            "WITH moved AS (
+                 UPDATE tasks SET state = 'available', run_at = $5, failures = 0, finished_at = NULL
                  WHERE state = 'dead' AND ($1::text IS NULL OR tenant = $1)
                    AND (NOT $2 OR id = ANY($3)) AND ($4::text IS NULL OR queue = $4)
-                 RETURNING tenant, queue",
+                 RETURNING tenant, queue, job_id
+             ), reopened AS (
+                 UPDATE jobs SET finished_at = NULL, finished_state = NULL
+                 WHERE id IN (SELECT job_id FROM moved) AND finished_at IS NOT NULL
+             )
+             SELECT tenant, queue FROM moved",
             &[&p.tenant, &by_ids, &p.task_ids, &p.queue, &p.now],
         )
         .await

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use rusqlite::{Connection, OptionalExtension, params};
 use spillway_core::api::Page;
 use spillway_core::model::Job;
-use spillway_core::state::{StateCounts, TaskState};
+use spillway_core::state::{JobState, StateCounts, TaskState};
 use spillway_core::{Error, JobId, Result, Timestamp};
 
 use crate::sqlite::rows::{
@@ -137,18 +137,27 @@ pub(crate) fn job_get(conn: &Connection, tenant: Option<&str>, id: &str) -> Resu
     with_counts(conn, job)
 }
 
-/// Jobs newest first. A state filter is applied after deriving each job's state, scanning
-/// on until the page is full.
+/// Jobs newest first. With a state filter only the jobs that can be in it are read: finished
+/// ones of that state (an index range), or for queued and running the unfinished ones; each
+/// job's state is still derived from its counts and checked, scanning on until the page is
+/// full.
 pub(crate) fn job_list(conn: &Connection, p: &JobList) -> Result<Page<Job>> {
     let limit = page_size(p.limit) as usize;
     let label_path = p.label.as_ref().map(|(k, _)| format!("$.\"{k}\""));
     let label_value = p.label.as_ref().map(|(_, v)| v.clone());
+    let narrowed = match p.state {
+        None => "",
+        Some(JobState::Queued | JobState::Running) => "AND finished_at IS NULL",
+        Some(JobState::Succeeded) => "AND finished_state = 'succeeded'",
+        Some(JobState::Failed) => "AND finished_state = 'failed'",
+        Some(JobState::Cancelled) => "AND finished_state = 'cancelled'",
+    };
     let mut stmt = conn
         .prepare_cached(&format!(
             "SELECT {JOB_COLS} FROM jobs
              WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR queue = ?2)
                AND (?3 IS NULL OR json_extract(labels, ?3) = ?4)
-               AND (?5 IS NULL OR id < ?5)
+               AND (?5 IS NULL OR id < ?5) {narrowed}
              ORDER BY id DESC LIMIT ?6"
         ))
         .map_err(db("list jobs"))?;
@@ -195,10 +204,25 @@ pub(crate) fn job_list(conn: &Connection, p: &JobList) -> Result<Page<Job>> {
     })
 }
 
-/// Set a job's `finished_at` once none of its tasks is unfinished.
+/// A finished job's state in SQL, for `jobs` in scope: derived as [`JobState::derive`] derives
+/// it from the counts of a job none of whose tasks is unfinished.
+///
+/// [`JobState::derive`]: spillway_core::state::JobState::derive
+pub(crate) const FINISHED_STATE: &str = "CASE
+        WHEN jobs.cancel_requested
+             AND EXISTS (SELECT 1 FROM tasks WHERE job_key = jobs.key AND state = 'cancelled')
+            THEN 'cancelled'
+        WHEN EXISTS (SELECT 1 FROM tasks WHERE job_key = jobs.key AND state = 'dead')
+            THEN 'failed'
+        WHEN EXISTS (SELECT 1 FROM tasks WHERE job_key = jobs.key AND state = 'cancelled')
+            THEN 'cancelled'
+        ELSE 'succeeded'
+    END";
+
+/// Set a job's `finished_at` and `finished_state` once none of its tasks is unfinished.
 pub(crate) fn finish_if_done(conn: &Connection, job_id: &str, now: Timestamp) -> Result<()> {
     conn.prepare_cached(&format!(
-        "UPDATE jobs SET finished_at = ?2
+        "UPDATE jobs SET finished_at = ?2, finished_state = {FINISHED_STATE}
          WHERE id = ?1 AND finished_at IS NULL
            AND NOT EXISTS (SELECT 1 FROM tasks WHERE job_key = jobs.key AND state IN {UNFINISHED})"
     ))
@@ -210,7 +234,7 @@ pub(crate) fn finish_if_done(conn: &Connection, job_id: &str, now: Timestamp) ->
 /// Mark jobs unfinished again after some of their tasks were requeued.
 pub(crate) fn reopen(conn: &Connection, job_ids: &BTreeSet<String>) -> Result<()> {
     let mut stmt = conn
-        .prepare_cached("UPDATE jobs SET finished_at = NULL WHERE id = ?1")
+        .prepare_cached("UPDATE jobs SET finished_at = NULL, finished_state = NULL WHERE id = ?1")
         .map_err(db("reopen a job"))?;
     for id in job_ids {
         stmt.execute([id]).map_err(db("reopen a job"))?;
@@ -261,7 +285,9 @@ pub(crate) fn job_retry(
         )
         .map_err(db("requeue a job's tasks"))?;
     conn.execute(
-        "UPDATE jobs SET cancel_requested = 0, finished_at = CASE WHEN ?2 > 0 THEN NULL ELSE finished_at END
+        "UPDATE jobs SET cancel_requested = 0,
+                         finished_at = CASE WHEN ?2 > 0 THEN NULL ELSE finished_at END,
+                         finished_state = CASE WHEN ?2 > 0 THEN NULL ELSE finished_state END
          WHERE id = ?1",
         params![id, n as i64],
     )
@@ -273,9 +299,8 @@ pub(crate) fn job_inputs_to_delete(conn: &Connection, limit: u32) -> Result<Vec<
     let mut stmt = conn
         .prepare_cached(
             "SELECT tenant, id FROM jobs
-             WHERE finished_at IS NOT NULL AND delete_inputs_on_success = 1 AND has_inputs = 1
-               AND inputs_deleted = 0
-               AND NOT EXISTS (SELECT 1 FROM tasks WHERE job_key = jobs.key AND state != 'succeeded')
+             WHERE finished_state = 'succeeded' AND delete_inputs_on_success = 1
+               AND has_inputs = 1 AND inputs_deleted = 0
              ORDER BY finished_at LIMIT ?1",
         )
         .map_err(db("list jobs whose inputs to delete"))?;
@@ -296,38 +321,63 @@ pub(crate) fn job_inputs_deleted(conn: &Connection, id: &str) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn retention_sweep(
+/// Jobs deleted by retention: (tenant, job id, whether it had inputs to delete).
+pub(crate) type Expired = Vec<(String, JobId, bool)>;
+
+/// One bounded step of retention: deletes at most `budget` tasks (with their attempts) of up
+/// to `limit` jobs past their queue's retention, oldest finished first, and each job whose
+/// tasks are all gone. Returns the deleted jobs and whether the budget ran out, so the caller
+/// goes on in another step: one writer request never deletes a million-task job at once.
+pub(crate) fn retention_step(
     conn: &Connection,
     now: Timestamp,
     limit: u32,
-) -> Result<Vec<(String, JobId, bool)>> {
-    let expired: Vec<(String, JobId, bool)> = conn
+    budget: u32,
+) -> Result<(Expired, bool)> {
+    let expired: Vec<(i64, String, JobId, bool)> = conn
         .prepare_cached(
-            "SELECT j.tenant, j.id, j.has_inputs AND NOT j.inputs_deleted
+            "SELECT j.key, j.tenant, j.id, j.has_inputs AND NOT j.inputs_deleted
              FROM jobs j JOIN queues q ON q.tenant = j.tenant AND q.name = j.queue
              WHERE j.finished_at IS NOT NULL AND j.finished_at + q.retention_ms * 1000 <= ?1
              ORDER BY j.finished_at LIMIT ?2",
         )
         .and_then(|mut s| {
             s.query_map(params![micros(now), i64::from(limit)], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })?
             .collect()
         })
         .map_err(db("find jobs past retention"))?;
-    for (_, id, _) in &expired {
-        conn.execute(
-            "DELETE FROM attempts WHERE task_id IN (SELECT id FROM tasks WHERE job_key = (SELECT key FROM jobs WHERE id = ?1))",
-            [id],
-        )
-        .map_err(db("delete a job's attempts"))?;
-        conn.execute(
-            "DELETE FROM tasks WHERE job_key = (SELECT key FROM jobs WHERE id = ?1)",
-            [id],
-        )
-        .map_err(db("delete a job's tasks"))?;
-        conn.execute("DELETE FROM jobs WHERE id = ?1", [id])
+    let mut some_tasks = conn
+        .prepare_cached("SELECT id FROM tasks WHERE job_key = ?1 LIMIT ?2")
+        .map_err(db("list a job's tasks to delete"))?;
+    let mut delete_attempts = conn
+        .prepare_cached("DELETE FROM attempts WHERE task_id = ?1")
+        .map_err(db("delete a task's attempts"))?;
+    let mut delete_task = conn
+        .prepare_cached("DELETE FROM tasks WHERE id = ?1")
+        .map_err(db("delete a task"))?;
+    let mut left = budget;
+    let mut deleted = Vec::new();
+    for (key, tenant, id, had_inputs) in expired {
+        let ids: Vec<i64> = some_tasks
+            .query_map(params![key, i64::from(left) + 1], |r| r.get(0))
+            .and_then(|rows| rows.collect())
+            .map_err(db("list a job's tasks to delete"))?;
+        let all_of_them = ids.len() <= left as usize;
+        for task in ids.iter().take(left as usize) {
+            delete_attempts
+                .execute([task])
+                .map_err(db("delete a task's attempts"))?;
+            delete_task.execute([task]).map_err(db("delete a task"))?;
+        }
+        if !all_of_them {
+            return Ok((deleted, true));
+        }
+        left -= ids.len() as u32;
+        conn.execute("DELETE FROM jobs WHERE key = ?1", [key])
             .map_err(db("delete a job"))?;
+        deleted.push((tenant, id, had_inputs));
     }
-    Ok(expired)
+    Ok((deleted, false))
 }

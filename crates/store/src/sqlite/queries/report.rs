@@ -268,25 +268,23 @@ pub(crate) fn task_release(conn: &Connection, p: &TaskRelease) -> Result<(Vec<Re
     Ok((answers, woken))
 }
 
-pub(crate) fn lease_reap(conn: &Connection, now: Timestamp) -> Result<u64> {
+/// Fail up to `limit` leases that expired before `now`, soonest expired first; returns how many.
+pub(crate) fn lease_reap(conn: &Connection, now: Timestamp, limit: u32) -> Result<u64> {
     let endings: Vec<Ending> = conn
         .prepare_cached(&format!(
             "SELECT {HELD_COLS}
              FROM tasks t JOIN queues q ON q.tenant = t.tenant AND q.name = t.queue
-             WHERE t.state = 'leased' AND t.lease_expires_at < ?1"
+             WHERE t.state = 'leased' AND t.lease_expires_at < ?1
+             ORDER BY t.lease_expires_at LIMIT ?2"
         ))
         .and_then(|mut s| {
-            s.query_map([micros(now)], |r| held(r, 0))?
+            s.query_map(params![micros(now), i64::from(limit)], |r| held(r, 0))?
                 .map(|h| h.map(|h| h.expired(now, rand::random())))
                 .collect()
         })
         .map_err(db("find expired leases"))?;
     apply(conn, &endings, now)?;
-    let n = endings.len() as u64;
-    if n > 0 {
-        tracing::info!(count = n, "reaped expired leases");
-    }
-    Ok(n)
+    Ok(endings.len() as u64)
 }
 
 pub(crate) fn dead_list(conn: &Connection, p: &DeadList) -> Result<Page<Task>> {
