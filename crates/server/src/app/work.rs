@@ -142,14 +142,26 @@ pub async fn heartbeat(
     if leases.is_empty() {
         return Ok(Vec::new());
     }
-    state
+    let results = state
         .store
         .task_heartbeat(TaskHeartbeat {
             tenant: caller.principal.tenant.clone(),
-            leases,
+            leases: leases.clone(),
             now: state.clock.now(),
         })
-        .await
+        .await?;
+    // Entries of the ledger go once their lease expired: keep the extended ones.
+    for (lease, result) in leases.iter().zip(&results) {
+        if let Some(expires_at) = result.lease_expires_at
+            && result.task_id == lease.task_id
+        {
+            state
+                .shared
+                .leases
+                .extended(lease.task_id, &lease.lease_token, expires_at);
+        }
+    }
+    Ok(results)
 }
 
 fn check_batch(what: &str, n: usize) -> Result<()> {
