@@ -169,6 +169,7 @@ pub struct Metrics {
     end_to_end: Histogram,
     http: Family<HttpLabels, Counter>,
     lease_waiters: Gauge,
+    lease_wakeups: Counter,
     in_flight: Gauge,
     in_flight_limit: Gauge,
     pool_desired: Family<PoolLabels, Gauge>,
@@ -222,6 +223,12 @@ impl Metrics {
             "Lease calls waiting for work right now",
             lease_waiters.clone(),
         );
+        let lease_wakeups = Counter::default();
+        registry.register(
+            "spillway_lease_wakeups",
+            "Waiting lease calls woken by new work (each looks for it once; one new task wakes one call)",
+            lease_wakeups.clone(),
+        );
         let in_flight = Gauge::default();
         registry.register(
             "spillway_http_in_flight",
@@ -268,6 +275,7 @@ impl Metrics {
         Self {
             clock_offset,
             lease_waiters,
+            lease_wakeups,
             in_flight,
             in_flight_limit,
             autoscaler_leader,
@@ -311,6 +319,11 @@ impl Metrics {
     pub fn lease_waiting(&self) -> LeaseWaiting {
         self.lease_waiters.inc();
         LeaseWaiting(self.lease_waiters.clone())
+    }
+
+    /// Count one waiting lease call woken by new work.
+    pub fn lease_woken(&self) {
+        self.lease_wakeups.inc();
     }
 
     /// Count one HTTP request.

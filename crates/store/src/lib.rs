@@ -29,8 +29,8 @@ use spillway_core::{JobId, Result, TaskId, Timestamp};
 pub use autoscale::{LeaderLease, QueueDemand};
 pub use params::*;
 pub use report::{ReportOutcome, Reported};
-pub use wakeups::Wakeups;
-pub(crate) use wakeups::Woken;
+pub use wakeups::{Leasable, Takes, Waiter, Wakeups};
+pub(crate) use wakeups::{Woken, released};
 
 /// A shared handle to any store.
 pub type DynStore = std::sync::Arc<dyn Store>;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use spillway_core::api::Completion;
 use spillway_store::conformance::{QUEUE, TENANT, job, setup, setup_queue, t0, test_settings};
 use spillway_store::postgres::PostgresStore;
-use spillway_store::{DynStore, Store, TaskComplete, TaskLease};
+use spillway_store::{DynStore, Store, Takes, TaskComplete, TaskLease, Waiter};
 
 const URL_VAR: &str = "SPILLWAY_TEST_POSTGRES_URL";
 
@@ -188,6 +188,65 @@ async fn notify_from_one_replica_wakes_the_other() {
         "a submit on replica a did not wake a waiter on replica b"
     );
     drop((a, b));
+    owner
+        .drop_schema()
+        .await
+        .unwrap_or_else(|e| panic!("drop_schema: {e}"));
+}
+
+/// A wake-up from another replica carries how many tasks it made leasable: one new task
+/// wakes one waiter there, not all; a replica's own notification is not heard twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_wakeups_wake_one_waiter_per_task_and_skip_their_own_echo() {
+    let Some(url) = database_url() else { return };
+    let schema = fresh_schema();
+    let owner = Arc::new(connect(&url, &schema).await);
+    let a: DynStore = owner.clone();
+    let b: DynStore = Arc::new(connect(&url, &schema).await);
+    let queue = format!("q-{}", uuid::Uuid::new_v4().simple());
+    let marker = format!("m-{}", uuid::Uuid::new_v4().simple());
+    setup_queue(&a, TENANT, &queue, test_settings()).await;
+    setup_queue(&a, TENANT, &marker, test_settings()).await;
+    let queues = [queue.clone()];
+    let on_a: Vec<Waiter> = (0..3)
+        .map(|_| a.wakeups().waiter(TENANT, &queues, Takes::Any(1)))
+        .collect();
+    let on_b: Vec<Waiter> = (0..3)
+        .map(|_| b.wakeups().waiter(TENANT, &queues, Takes::Any(1)))
+        .collect();
+    let woken = |waiters: &[Waiter]| waiters.iter().filter(|w| w.is_woken()).count();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+
+    for n in 1..=2 {
+        a.job_submit(job(TENANT, &queue, 1, t0()))
+            .await
+            .unwrap_or_else(|e| panic!("job_submit: {e}"));
+        // Notifications arrive in order: once the second is in, the first was counted.
+        while woken(&on_b) < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no wake-up reached b"
+            );
+            tokio::task::yield_now().await;
+        }
+    }
+    assert_eq!(woken(&on_b), 2, "two tasks woke two of b's waiters");
+    assert_eq!(woken(&on_a), 2, "a woke its own waiters at the commits");
+
+    // b's notification on another queue reaches a after a's own two: once a has heard it,
+    // it has passed over its echoes.
+    let heard = a.wakeups().listener(TENANT, &marker);
+    let notified = heard.notified();
+    tokio::pin!(notified);
+    notified.as_mut().enable();
+    b.job_submit(job(TENANT, &marker, 1, t0()))
+        .await
+        .unwrap_or_else(|e| panic!("job_submit: {e}"));
+    tokio::time::timeout(Duration::from_secs(10), notified)
+        .await
+        .unwrap_or_else(|_| panic!("b's wake-up did not reach a"));
+    assert_eq!(woken(&on_a), 2, "a heard its own notifications again");
+    drop((on_a, on_b, a, b));
     owner
         .drop_schema()
         .await

@@ -4,12 +4,14 @@
 //! [`run`] registers with the server, leases as many tasks as it has free slots (long-polling
 //! when the queue is empty), and runs each through a `spillway_executor::Executor` (by default
 //! `LocalProcess`) in its own scratch folder. All leases are extended in one batched call
-//! per heartbeat. On shutdown it stops leasing at once, gives running tasks a grace period,
+//! per heartbeat, and the outcomes of tasks that end together are reported in one call per
+//! kind. On shutdown it stops leasing at once, gives running tasks a grace period,
 //! then kills what is left and releases those leases as preempted, so no failure is counted.
 
 mod backoff;
 mod config;
 mod parent;
+mod report;
 mod runtime;
 mod scratch;
 mod scratch_owner;

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff;
 use crate::config::{WorkerConfig, WorkerSummary};
+use crate::report::Reporter;
 use crate::scratch::ScratchRoot;
 use crate::task::{self, StopHandle, StopReason};
 use spillway_executor::Executor;
@@ -55,6 +56,8 @@ fn heartbeat_period(configured: Duration, leases: impl Iterator<Item = Duration>
 /// State shared by the loops and the tasks of one worker.
 pub(crate) struct Shared {
     pub(crate) client: Client,
+    /// Sends the tasks' outcomes, several in one call.
+    pub(crate) reporter: Reporter,
     pub(crate) config: WorkerConfig,
     /// This worker's private folder for task folders (see [`ScratchRoot`]).
     pub(crate) scratch_root: PathBuf,
@@ -133,6 +136,7 @@ pub async fn run_with(
     }
     tracing::info!(scratch = %scratch.path().display(), "task folders go in this worker's private folder");
     let shared = Arc::new(Shared {
+        reporter: Reporter::start(&client),
         client,
         config,
         scratch_root: scratch.path().to_path_buf(),

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use spillway_core::api::{Completion, Failure, LeasedTask, Release, ReleaseReason, ReleaseRequest};
+use spillway_core::api::{Completion, Failure, LeasedTask, Release, ReleaseReason};
 use spillway_core::{Error, ErrorKind, Result};
 use tokio_util::sync::CancellationToken;
 
@@ -275,10 +275,12 @@ async fn report(shared: &Shared, task: &LeasedTask, verdict: Verdict) {
     let deadline = tokio::time::Instant::now() + retry_for;
     let mut backoff = backoff::retries(shared.config.retry_backoff_max);
     loop {
+        // Sent along with the other tasks' reports of the same kind; the answer is this
+        // task's own.
         let sent = match &verdict {
-            Verdict::Complete(c) => shared.client.task_complete_one(c).await,
-            Verdict::Fail(f) => shared.client.task_fail_one(f).await,
-            Verdict::Release(r) => release(shared, r).await,
+            Verdict::Complete(c) => shared.reporter.complete.report(c.clone()).await,
+            Verdict::Fail(f) => shared.reporter.fail.report(f.clone()).await,
+            Verdict::Release(r) => shared.reporter.release.report(r.clone()).await,
             Verdict::Nothing => Ok(()),
         };
         match sent {
@@ -309,25 +311,5 @@ async fn report(shared: &Shared, task: &LeasedTask, verdict: Verdict) {
                 return;
             }
         }
-    }
-}
-
-async fn release(shared: &Shared, release: &Release) -> Result<()> {
-    let answer = shared
-        .client
-        .task_release(&ReleaseRequest {
-            releases: vec![release.clone()],
-        })
-        .await?;
-    match answer.results.first() {
-        Some(r) if r.ok => Ok(()),
-        Some(r) => Err(Error::conflict(
-            r.error
-                .clone()
-                .unwrap_or_else(|| "release refused".to_string()),
-        )),
-        None => Err(Error::internal(
-            "the server answered a release with no result",
-        )),
     }
 }

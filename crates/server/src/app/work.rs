@@ -3,10 +3,6 @@
 //! The caller's tenant is part of every store condition here: a heartbeat or report on
 //! another tenant's task changes nothing and is answered as lost or not found.
 
-use std::pin::Pin;
-use std::sync::Arc;
-
-use futures::future::select_all;
 use spillway_core::api::{
     Completion, Failure, HeartbeatResult, LeaseRef, LeaseRequest, LeasedTask, MAX_LEASE_BATCH,
     MAX_LEASE_WAIT, Release, ReleaseReason,
@@ -14,9 +10,9 @@ use spillway_core::api::{
 use spillway_core::auth::Action;
 use spillway_core::{Error, Result, TaskId, Timestamp};
 use spillway_store::{
-    ReportOutcome, Reported, TaskComplete, TaskFail, TaskHeartbeat, TaskLease, TaskRelease,
+    ReportOutcome, Reported, Takes, TaskComplete, TaskFail, TaskHeartbeat, TaskLease, TaskRelease,
+    Waiter,
 };
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::Caller;
@@ -62,26 +58,27 @@ pub async fn lease(
         max: req.max_tasks.min(MAX_LEASE_BATCH),
         now: state.clock.now(),
     };
-    let listeners: Vec<Arc<Notify>> = req
-        .queues
-        .iter()
-        .map(|q| state.store.wakeups().listener(&tenant, q))
-        .collect();
+    // A burst pool takes only burstable jobs' tasks, so it cannot count for every new task.
+    let takes = if params.burstable_only {
+        Takes::Some
+    } else {
+        Takes::Any(params.max)
+    };
+    // The waiter of the last wait, once woken: its wake-up is used only by a lease that begins
+    // after it. Dropped unused (the call leaves first), it wakes another waiter in its place.
+    let mut woken: Option<Waiter> = None;
     let tasks = loop {
-        // Arm the wake-ups before looking, so a submit between the look and the wait is seen.
-        let mut armed: Vec<Pin<Box<tokio::sync::futures::Notified<'_>>>> = listeners
-            .iter()
-            .map(|n| {
-                let mut notified = Box::pin(n.notified());
-                notified.as_mut().enable();
-                notified
-            })
-            .collect();
+        // Registered before looking, so a commit between the look and the wait wakes this
+        // call; one new task wakes one waiting call, not all of them.
+        let waiter = state.store.wakeups().waiter(&tenant, &req.queues, takes);
         // The worker may have said goodbye or begun draining since the call came in.
         let current = state.worker(Some(&tenant), &req.worker_id).await?;
         refuse_exited(&req.worker_id, &current)?;
         if current.draining {
             break Vec::new();
+        }
+        if let Some(used) = woken.take() {
+            used.consume();
         }
         let now = state.clock.now();
         let mut tasks = state
@@ -109,10 +106,11 @@ pub async fn lease(
         let _waiting = state.metrics.lease_waiting();
         let parked = ticket.park()?;
         tokio::select! {
-            _ = select_all(armed.iter_mut().map(|n| n.as_mut())) => {}
-            _ = tokio::time::sleep_until(until) => {}
-            _ = state.shared.shutdown.cancelled() => {}
+            () = waiter.woken() => state.metrics.lease_woken(),
+            () = tokio::time::sleep_until(until) => {}
+            () = state.shared.shutdown.cancelled() => {}
         }
+        woken = Some(waiter);
         // In flight again before the store is asked; none free by the deadline (or shutting
         // down while waiting for one): answer with nothing, as a long-poll that timed out.
         let resumed = tokio::select! {
@@ -142,14 +140,26 @@ pub async fn heartbeat(
     if leases.is_empty() {
         return Ok(Vec::new());
     }
-    state
+    let results = state
         .store
         .task_heartbeat(TaskHeartbeat {
             tenant: caller.principal.tenant.clone(),
-            leases,
+            leases: leases.clone(),
             now: state.clock.now(),
         })
-        .await
+        .await?;
+    // Entries of the ledger go once their lease expired: keep the extended ones.
+    for (lease, result) in leases.iter().zip(&results) {
+        if let Some(expires_at) = result.lease_expires_at
+            && result.task_id == lease.task_id
+        {
+            state
+                .shared
+                .leases
+                .extended(lease.task_id, &lease.lease_token, expires_at);
+        }
+    }
+    Ok(results)
 }
 
 fn check_batch(what: &str, n: usize) -> Result<()> {

@@ -13,4 +13,5 @@ mod roles;
 mod services;
 mod system;
 mod tenancy;
+mod wakeups;
 mod work_scope;

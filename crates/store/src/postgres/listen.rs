@@ -1,5 +1,6 @@
-//! The LISTEN connection: forwards `NOTIFY spillway_work, '<tenant>/<queue>'` from any replica
-//! to this process's [`Wakeups`], and reconnects after errors.
+//! The LISTEN connection: forwards `NOTIFY spillway_work` wake-ups from other replicas to this
+//! process's [`Wakeups`], with the number of tasks they made leasable, and reconnects after
+//! errors. Its own store's notifications are skipped: their waiters were woken at the commit.
 
 use std::sync::Arc;
 use std::task::Poll;
@@ -12,7 +13,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, Client, NoTls};
 
 use super::error::ctx;
-use crate::Wakeups;
+use crate::{Leasable, Wakeups};
 
 /// The channel every replica listens on.
 pub(super) const CHANNEL: &str = "spillway_work";
@@ -24,9 +25,32 @@ const PING_TIMEOUT: Duration = Duration::from_secs(10);
 const RECONNECT_BACKOFF: Backoff =
     Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
 
-/// The payload of a wake-up notification for one queue.
-pub(super) fn payload(tenant: &str, queue: &str) -> String {
-    format!("{tenant}/{queue}")
+/// The payload of a wake-up notification for one queue: `<tenant>/<queue>/<tasks>/<origin>`,
+/// `tasks` empty when unknown (wake every waiter). Names hold no '/'. A replica of an older
+/// version sent `<tenant>/<queue>` alone, which wakes every waiter; it reads this payload as a
+/// queue it does not know, so its long-polls find such work at their next recheck.
+pub(super) fn payload(tenant: &str, queue: &str, leasable: Leasable, origin: &str) -> String {
+    match leasable {
+        Leasable::Tasks(n) => format!("{tenant}/{queue}/{n}/{origin}"),
+        Leasable::All => format!("{tenant}/{queue}//{origin}"),
+    }
+}
+
+/// A wake-up read from a payload: (tenant, queue, how many, origin), `None` if malformed.
+fn parse(payload: &str) -> Option<(&str, &str, Leasable, Option<&str>)> {
+    let mut parts = payload.splitn(4, '/');
+    let tenant = parts.next()?;
+    let queue = parts.next()?;
+    let Some(tasks) = parts.next() else {
+        return Some((tenant, queue, Leasable::All, None));
+    };
+    let origin = parts.next()?;
+    let leasable = if tasks.is_empty() {
+        Leasable::All
+    } else {
+        Leasable::Tasks(tasks.parse().ok()?)
+    };
+    Some((tenant, queue, leasable, Some(origin)))
 }
 
 /// The background listener; stops when dropped.
@@ -42,24 +66,33 @@ impl Drop for Listener {
 
 impl Listener {
     /// Open the first listen connection before returning, so that a store that connected
-    /// successfully hears every notification sent after that.
+    /// successfully hears every notification sent after that. Notifications signed `origin`
+    /// (this store's) are skipped.
     pub(super) async fn start(
         config: tokio_postgres::Config,
         wakeups: Arc<Wakeups>,
+        origin: String,
     ) -> Result<Self> {
-        let first = Session::open(&config, &wakeups).await?;
-        let task = tokio::spawn(run(config, wakeups, first));
+        let me = Arc::new(Me { wakeups, origin });
+        let first = Session::open(&config, &me).await?;
+        let task = tokio::spawn(run(config, me, first));
         Ok(Self { task })
     }
 }
 
-async fn run(config: tokio_postgres::Config, wakeups: Arc<Wakeups>, first: Session) {
+/// Where wake-ups go, and this store's signature.
+struct Me {
+    wakeups: Arc<Wakeups>,
+    origin: String,
+}
+
+async fn run(config: tokio_postgres::Config, me: Arc<Me>, first: Session) {
     first.watch().await;
     let mut retries = RECONNECT_BACKOFF.retries();
     let mut delay = retries.next_delay();
     loop {
         tokio::time::sleep(delay).await;
-        match Session::open(&config, &wakeups).await {
+        match Session::open(&config, &me).await {
             Ok(session) => {
                 tracing::info!("postgresql listen connection restored");
                 retries.reset();
@@ -88,17 +121,17 @@ impl Drop for Session {
 }
 
 impl Session {
-    async fn open(config: &tokio_postgres::Config, wakeups: &Arc<Wakeups>) -> Result<Self> {
+    async fn open(config: &tokio_postgres::Config, me: &Arc<Me>) -> Result<Self> {
         let (client, mut connection) = config
             .connect(NoTls)
             .await
             .map_err(ctx("could not open the postgresql listen connection"))?;
-        let wakeups = wakeups.clone();
+        let me = me.clone();
         let driver = tokio::spawn(poll_fn(move |cx| {
             loop {
                 match connection.poll_message(cx) {
                     Poll::Ready(Some(Ok(AsyncMessage::Notification(n)))) => {
-                        forward(&wakeups, n.payload());
+                        forward(&me, n.payload());
                     }
                     Poll::Ready(Some(Ok(_))) => {}
                     Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
@@ -140,9 +173,36 @@ impl Session {
     }
 }
 
-fn forward(wakeups: &Wakeups, payload: &str) {
-    match payload.split_once('/') {
-        Some((tenant, queue)) => wakeups.notify(tenant, queue),
+fn forward(me: &Me, payload: &str) {
+    match parse(payload) {
+        Some((_, _, _, Some(origin))) if origin == me.origin => {}
+        Some((tenant, queue, leasable, _)) => me.wakeups.signal(tenant, queue, leasable),
         None => tracing::debug!(payload, "ignoring a malformed wake-up notification"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_carry_the_count_and_the_origin() {
+        let p = payload("acme", "render", Leasable::Tasks(3), "abc");
+        assert_eq!(
+            parse(&p),
+            Some(("acme", "render", Leasable::Tasks(3), Some("abc")))
+        );
+        let p = payload("acme", "render", Leasable::All, "abc");
+        assert_eq!(
+            parse(&p),
+            Some(("acme", "render", Leasable::All, Some("abc")))
+        );
+        // An older replica's payload wakes every waiter.
+        assert_eq!(
+            parse("acme/render"),
+            Some(("acme", "render", Leasable::All, None))
+        );
+        assert_eq!(parse("acme"), None);
+        assert_eq!(parse("acme/render/x/abc"), None);
     }
 }

@@ -23,7 +23,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 use spillway_core::{Error, Result};
 use tokio_postgres::NoTls;
 
-use crate::{Wakeups, Woken};
+use crate::{Leasable, Wakeups, Woken};
 
 pub use leader::LeaderGuard;
 #[cfg(test)]
@@ -100,12 +100,16 @@ impl PostgresStore {
             .map_err(|e| Error::internal("could not build the postgresql pool").with_source(e))?;
 
         let wakeups = Arc::new(Wakeups::default());
-        let listener = listen::Listener::start(config.clone(), wakeups.clone()).await?;
+        // Signs this store's notifications, so its listener skips its own echo: its waiters
+        // were woken at the commit, and waking as many again would wake twice the waiters.
+        let origin = uuid::Uuid::new_v4().simple().to_string();
+        let listener =
+            listen::Listener::start(config.clone(), wakeups.clone(), origin.clone()).await?;
         tracing::info!(
             schema = schema.unwrap_or("public"),
             "postgresql store ready"
         );
-        let notifier = notify::Notifier::start(pool.clone());
+        let notifier = notify::Notifier::start(pool.clone(), origin);
         let folder = counts::Folder::start(pool.clone());
         Ok(PostgresStore {
             pool,
@@ -168,14 +172,18 @@ impl PostgresStore {
         self.pool.get().await.map_err(error::pool)
     }
 
-    /// Wake the long-polls on `queues` (tenant, queue) after the commit that made their work
-    /// leasable: this process's at once, other replicas' through a coalesced NOTIFY.
-    fn wake(&self, queues: &Woken) {
-        let named = || queues.iter().map(|(t, q)| (t.as_str(), q.as_str()));
-        for (tenant, queue) in named() {
-            self.wakeups.notify(tenant, queue);
+    /// Wake the long-polls on `queues` (tenant, queue) after the commit that made `leasable`
+    /// tasks of each leasable (a write over several queues gives its total to each: more
+    /// waiters woken than needed, never fewer): this process's at once, other replicas'
+    /// through a coalesced NOTIFY that carries the count.
+    fn wake(&self, queues: &Woken, leasable: Leasable) {
+        for (tenant, queue) in queues {
+            self.wakeups.signal(tenant, queue, leasable);
         }
-        self.notifier.send(named());
+        self.notifier.send(
+            queues.iter().map(|(t, q)| (t.as_str(), q.as_str())),
+            leasable,
+        );
     }
 }
 

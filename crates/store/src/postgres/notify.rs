@@ -1,5 +1,6 @@
-//! Sending wake-ups to other replicas: `NOTIFY spillway_work, '<tenant>/<queue>'`, sent after
-//! the work's own commit, coalesced, one notifying transaction at a time.
+//! Sending wake-ups to other replicas: `NOTIFY spillway_work, '<tenant>/<queue>/<tasks>/<origin>'`
+//! (see [`super::listen::payload`]), sent after the work's own commit, coalesced (the counts of
+//! one queue added up), one notifying transaction at a time.
 //!
 //! A transaction that NOTIFYs holds PostgreSQL's global notify-queue lock from before its commit
 //! until the commit is on disk. Notifying inside every submit therefore made all submits commit
@@ -8,7 +9,7 @@
 //! in one short transaction of its own. Wake-ups are hints: waiters also look again every
 //! recheck interval, so a lost one (database briefly down, store dropped) only delays a lease.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use deadpool_postgres::Pool;
@@ -17,11 +18,13 @@ use tokio::task::JoinHandle;
 
 use super::error::{ctx, pool as pool_error};
 use super::listen::{CHANNEL, payload};
+use crate::Leasable;
 
-/// Payloads asked for and not yet sent, and the signal that there are some.
+/// Wake-ups asked for and not yet sent, by (tenant, queue), and the signal that there are
+/// some.
 #[derive(Default)]
 struct Pending {
-    payloads: Mutex<BTreeSet<String>>,
+    queues: Mutex<BTreeMap<(String, String), Leasable>>,
     signal: Notify,
 }
 
@@ -39,35 +42,57 @@ impl Drop for Notifier {
 
 impl Notifier {
     /// Start the sender, which takes its connections from `pool`.
-    pub(super) fn start(pool: Pool) -> Self {
+    /// Its notifications carry `origin`, so this store's own listener can skip them.
+    pub(super) fn start(pool: Pool, origin: String) -> Self {
         let pending = Arc::new(Pending::default());
-        let task = tokio::spawn(run(pool, pending.clone()));
+        let task = tokio::spawn(run(pool, pending.clone(), origin));
         Self { pending, task }
     }
 
-    /// Ask for a wake-up of every replica's waiters on `queues` (tenant, queue); call it after
-    /// the commit that made their work leasable.
-    pub(super) fn send<'a>(&self, queues: impl IntoIterator<Item = (&'a str, &'a str)>) {
-        let mut payloads = self
+    /// Ask for a wake-up of every replica's waiters on `queues` (tenant, queue), `leasable`
+    /// tasks each; call it after the commit that made their work leasable.
+    pub(super) fn send<'a>(
+        &self,
+        queues: impl IntoIterator<Item = (&'a str, &'a str)>,
+        leasable: Leasable,
+    ) {
+        let mut pending = self
             .pending
-            .payloads
+            .queues
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let before = payloads.len();
-        payloads.extend(queues.into_iter().map(|(t, q)| payload(t, q)));
-        if payloads.len() > before {
+        let mut any = false;
+        for (tenant, queue) in queues {
+            any = true;
+            pending
+                .entry((tenant.to_string(), queue.to_string()))
+                .and_modify(|l| *l = add(*l, leasable))
+                .or_insert(leasable);
+        }
+        if any {
             // A stored permit: a send racing with the task's take is never lost.
             self.pending.signal.notify_one();
         }
     }
 }
 
-async fn run(pool: Pool, pending: Arc<Pending>) {
+/// Two wake-ups of one queue as one.
+fn add(a: Leasable, b: Leasable) -> Leasable {
+    match (a, b) {
+        (Leasable::Tasks(a), Leasable::Tasks(b)) => Leasable::Tasks(a.saturating_add(b)),
+        _ => Leasable::All,
+    }
+}
+
+async fn run(pool: Pool, pending: Arc<Pending>, origin: String) {
     loop {
         pending.signal.notified().await;
         let batch: Vec<String> = {
-            let mut payloads = pending.payloads.lock().unwrap_or_else(|p| p.into_inner());
-            std::mem::take(&mut *payloads).into_iter().collect()
+            let mut queues = pending.queues.lock().unwrap_or_else(|p| p.into_inner());
+            std::mem::take(&mut *queues)
+                .into_iter()
+                .map(|((tenant, queue), leasable)| payload(&tenant, &queue, leasable, &origin))
+                .collect()
         };
         if batch.is_empty() {
             continue;

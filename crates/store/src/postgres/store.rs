@@ -12,11 +12,11 @@ use spillway_core::{JobId, Result, TaskId, Timestamp};
 use super::PostgresStore;
 use super::queries::{admin, demand, jobs, report, tasks};
 use crate::{
-    DeadList, DeadRequeue, JobCancel, JobList, JobRetry, JobSubmit, LeaderLease, LeaseCheck,
-    LeaseReap, PoolStatusSave, QueueCreate, QueueDemand, QueueDemandQuery, QueueStatsQuery,
-    Reported, RetentionSweep, Store, TaskComplete, TaskFail, TaskHeartbeat, TaskLease, TaskList,
-    TaskRelease, TenantCreate, TokenCreate, TokenRevoke, Wakeups, Woken, WorkerBeat, WorkerExit,
-    WorkerList, WorkerMarkDown, WorkerRegister,
+    DeadList, DeadRequeue, JobCancel, JobList, JobRetry, JobSubmit, LeaderLease, Leasable,
+    LeaseCheck, LeaseReap, PoolStatusSave, QueueCreate, QueueDemand, QueueDemandQuery,
+    QueueStatsQuery, Reported, RetentionSweep, Store, TaskComplete, TaskFail, TaskHeartbeat,
+    TaskLease, TaskList, TaskRelease, TenantCreate, TokenCreate, TokenRevoke, Wakeups, Woken,
+    WorkerBeat, WorkerExit, WorkerList, WorkerMarkDown, WorkerRegister, released,
 };
 
 #[async_trait]
@@ -78,7 +78,8 @@ impl Store for PostgresStore {
         let queue = admin::queue_update(&self.conn().await?, tenant, name, settings).await?;
         // Resuming a paused queue makes its tasks leasable.
         if !queue.settings.paused {
-            self.wake(&Woken::from([(queue.tenant.clone(), queue.name.clone())]));
+            let queues = Woken::from([(queue.tenant.clone(), queue.name.clone())]);
+            self.wake(&queues, Leasable::All);
         }
         Ok(queue)
     }
@@ -95,7 +96,8 @@ impl Store for PostgresStore {
         let (job, created) = jobs::job_submit(&mut self.conn().await?, &params).await?;
         // Scheduled tasks are found by the lease polls when they come due.
         if created && job.counts.available > 0 {
-            self.wake(&Woken::from([(job.tenant.clone(), job.queue.clone())]));
+            let queues = Woken::from([(job.tenant.clone(), job.queue.clone())]);
+            self.wake(&queues, Leasable::Tasks(job.counts.available));
         }
         Ok((job, created))
     }
@@ -119,7 +121,7 @@ impl Store for PostgresStore {
         let (n, woken) =
             jobs::job_retry(&mut self.conn().await?, p.tenant.as_deref(), &p.id, p.now).await?;
         if n > 0 {
-            self.wake(&woken);
+            self.wake(&woken, Leasable::Tasks(n));
         }
         Ok(n)
     }
@@ -173,7 +175,7 @@ impl Store for PostgresStore {
     async fn task_release(&self, params: TaskRelease) -> Result<Vec<Reported>> {
         let mut conn = self.conn().await?;
         let (results, woken, finishing) = report::task_release(&mut conn, &params).await?;
-        self.wake(&woken);
+        self.wake(&woken, released(&results));
         jobs::finish_jobs(&conn, &finishing, params.now).await?;
         Ok(results)
     }
@@ -188,7 +190,7 @@ impl Store for PostgresStore {
 
     async fn dead_requeue(&self, params: DeadRequeue) -> Result<u64> {
         let (n, woken) = report::dead_requeue(&mut self.conn().await?, &params).await?;
-        self.wake(&woken);
+        self.wake(&woken, Leasable::Tasks(n));
         Ok(n)
     }
 

@@ -10,11 +10,11 @@ use spillway_core::{JobId, Result, TaskId, Timestamp};
 use super::SqliteStore;
 use super::queries::{admin, demand, jobs, report, tasks};
 use crate::{
-    DeadList, DeadRequeue, JobCancel, JobList, JobRetry, JobSubmit, LeaderLease, LeaseCheck,
-    LeaseReap, PoolStatusSave, QueueCreate, QueueDemand, QueueDemandQuery, QueueStatsQuery,
-    Reported, RetentionSweep, Store, TaskComplete, TaskFail, TaskHeartbeat, TaskLease, TaskList,
-    TaskRelease, TenantCreate, TokenCreate, TokenRevoke, Wakeups, Woken, WorkerBeat, WorkerExit,
-    WorkerList, WorkerMarkDown, WorkerRegister,
+    DeadList, DeadRequeue, JobCancel, JobList, JobRetry, JobSubmit, LeaderLease, Leasable,
+    LeaseCheck, LeaseReap, PoolStatusSave, QueueCreate, QueueDemand, QueueDemandQuery,
+    QueueStatsQuery, Reported, RetentionSweep, Store, TaskComplete, TaskFail, TaskHeartbeat,
+    TaskLease, TaskList, TaskRelease, TenantCreate, TokenCreate, TokenRevoke, Wakeups, Woken,
+    WorkerBeat, WorkerExit, WorkerList, WorkerMarkDown, WorkerRegister, released,
 };
 
 /// Most expired leases one writer request reaps: about 10 ms of writer time.
@@ -23,10 +23,12 @@ const REAP_BATCH: u32 = 1_000;
 const RETENTION_BATCH: u32 = 2_000;
 
 impl SqliteStore {
-    /// Wake the waiters of every queue that got leasable work in a committed write.
-    fn wake(&self, queues: &Woken) {
+    /// Wake the waiters of every queue that got leasable work in a committed write: as many
+    /// as `leasable` says (a write over several queues gives its total to each, which wakes
+    /// more waiters than needed, never fewer).
+    fn wake(&self, queues: &Woken, leasable: Leasable) {
         for (tenant, queue) in queues {
-            self.wakeups.notify(tenant, queue);
+            self.wakeups.signal(tenant, queue, leasable);
         }
     }
 }
@@ -117,7 +119,8 @@ impl Store for SqliteStore {
             .await?;
         // Resuming a paused queue makes its tasks leasable.
         if !queue.settings.paused {
-            self.wakeups.notify(&queue.tenant, &queue.name);
+            self.wakeups
+                .signal(&queue.tenant, &queue.name, Leasable::All);
         }
         Ok(queue)
     }
@@ -140,8 +143,10 @@ impl Store for SqliteStore {
             .writer
             .call(move |c| jobs::job_submit(c, &params))
             .await?;
-        if created {
-            self.wakeups.notify(&job.tenant, &job.queue);
+        // Scheduled tasks are found by the lease polls when they come due.
+        if created && job.counts.available > 0 {
+            let leasable = Leasable::Tasks(job.counts.available);
+            self.wakeups.signal(&job.tenant, &job.queue, leasable);
         }
         Ok((job, created))
     }
@@ -169,7 +174,8 @@ impl Store for SqliteStore {
             .call(move |c| jobs::job_retry(c, p.tenant.as_deref(), &p.id, p.now))
             .await?;
         if n > 0 {
-            self.wakeups.notify(&job.tenant, &job.queue);
+            self.wakeups
+                .signal(&job.tenant, &job.queue, Leasable::Tasks(n));
         }
         Ok(n)
     }
@@ -242,7 +248,7 @@ impl Store for SqliteStore {
             .writer
             .call(move |c| report::task_release(c, &params))
             .await?;
-        self.wake(&woken);
+        self.wake(&woken, released(&results));
         Ok(results)
     }
 
@@ -277,7 +283,7 @@ impl Store for SqliteStore {
             .writer
             .call(move |c| report::dead_requeue(c, &params))
             .await?;
-        self.wake(&woken);
+        self.wake(&woken, Leasable::Tasks(n));
         Ok(n)
     }
 

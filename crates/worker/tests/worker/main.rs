@@ -17,6 +17,7 @@ use spillway_worker::{WorkerConfig, WorkerSummary};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+mod batch;
 mod rejoin;
 mod scratch;
 
