@@ -15,8 +15,9 @@ pub struct QueueDemand {
     pub waiting_burstable: u64,
     /// Tasks leased now.
     pub leased: u64,
-    /// Mean run time in seconds of the last (up to) [`MEAN_DURATION_SAMPLE`] succeeded tasks;
-    /// `None` until one has succeeded.
+    /// Mean run time in seconds of the last (up to) [`MEAN_DURATION_SAMPLE`] succeeded tasks
+    /// (on SQLite a moving mean in which each success weighs as one of that many); `None`
+    /// until one has succeeded.
     pub mean_duration_seconds: Option<f64>,
     /// Tasks created in the last [`ARRIVALS_WINDOW_SECONDS`] seconds.
     pub arrivals: u64,

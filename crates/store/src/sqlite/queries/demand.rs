@@ -2,11 +2,11 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use spillway_core::{Error, Result, Timestamp};
 
 use crate::QueueDemand;
-use crate::autoscale::{ARRIVALS_WINDOW_SECONDS, MEAN_DURATION_SAMPLE};
+use crate::autoscale::ARRIVALS_WINDOW_SECONDS;
 use crate::sqlite::rows::{db, micros};
 
 pub(crate) fn queue_demand(conn: &Connection, now: Timestamp) -> Result<Vec<QueueDemand>> {
@@ -91,17 +91,11 @@ pub(crate) fn queue_demand(conn: &Connection, now: Timestamp) -> Result<Vec<Queu
     }
     let mut demand: BTreeMap<(String, String), QueueDemand> =
         demand.into_iter().map(|(k, (d, _))| (k, d)).collect();
-    // The queue's newest successes, from the end of the succeeded index.
     let mut mean = conn
         .prepare_cached(
-            "SELECT avg(a.ended_at - a.started_at), count(*) FROM (
-                 SELECT id, attempt FROM tasks INDEXED BY tasks_succeeded
-                 WHERE tenant = ?1 AND queue = ?2 AND state = 'succeeded'
-                 ORDER BY id DESC LIMIT ?3
-             ) t JOIN attempts a ON a.task_id = t.id AND a.attempt = t.attempt
-             WHERE a.ended_at IS NOT NULL",
+            "SELECT mean_us FROM queue_runtimes WHERE tenant = ?1 AND queue = ?2 AND samples > 0",
         )
-        .map_err(db("measure task run times"))?;
+        .map_err(db("read task run times"))?;
     let mut arrivals = conn
         .prepare_cached(
             "SELECT coalesce(sum(task_count), 0) FROM jobs INDEXED BY jobs_by_queue_created
@@ -110,13 +104,11 @@ pub(crate) fn queue_demand(conn: &Connection, now: Timestamp) -> Result<Vec<Queu
         .map_err(db("count arrivals"))?;
     let since = now - chrono::Duration::seconds(ARRIVALS_WINDOW_SECONDS);
     for d in demand.values_mut() {
-        let (avg, n): (Option<f64>, i64) = mean
-            .query_row(params![d.tenant, d.queue, MEAN_DURATION_SAMPLE], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .map_err(db("measure task run times"))?;
-        // Stored in microseconds.
-        d.mean_duration_seconds = avg.filter(|_| n > 0).map(|us| us / 1e6);
+        let us: Option<f64> = mean
+            .query_row(params![d.tenant, d.queue], |r| r.get(0))
+            .optional()
+            .map_err(db("read task run times"))?;
+        d.mean_duration_seconds = us.map(|us| us / 1e6);
         let n: i64 = arrivals
             .query_row(
                 params![d.tenant, d.queue, micros(since), micros(now)],

@@ -8,6 +8,7 @@ use spillway_core::model::Job;
 use spillway_core::state::{JobState, StateCounts, TaskState};
 use spillway_core::{Error, JobId, Result, Timestamp};
 
+use super::counts::CountChanges;
 use crate::sqlite::rows::{
     JOB_COLS, UNFINISHED, WAITING, db, is_unique_violation, job_row, micros, page_size, to_json,
     with_counts,
@@ -101,6 +102,15 @@ pub(crate) fn job_submit(conn: &Connection, p: &JobSubmit) -> Result<(Job, bool)
             ])
             .map_err(db("insert a task"))?;
     }
+    let mut counted = CountChanges::default();
+    counted.add(
+        &p.tenant,
+        &p.queue,
+        state,
+        p.burstable,
+        i64::from(task_count),
+    );
+    counted.apply(conn)?;
     let mut counts = StateCounts::default();
     counts.add(state, u64::from(task_count));
     let job = Job {
@@ -248,7 +258,20 @@ pub(crate) fn job_cancel(
     id: &str,
     now: Timestamp,
 ) -> Result<Job> {
-    job_get(conn, tenant, id)?;
+    let job = job_get(conn, tenant, id)?;
+    let mut counted = CountChanges::default();
+    // The job's counts were just read on the writer: exactly the tasks the update moves.
+    for state in TaskState::ALL.into_iter().filter(|s| s.is_waiting()) {
+        let n = i64::try_from(job.counts.get(state)).unwrap_or(i64::MAX);
+        counted.moved(
+            &job.tenant,
+            &job.queue,
+            state,
+            TaskState::Cancelled,
+            job.burstable,
+            n,
+        );
+    }
     conn.execute(
         &format!(
             "UPDATE tasks SET state = 'cancelled', finished_at = ?2
@@ -257,6 +280,7 @@ pub(crate) fn job_cancel(
         params![id, micros(now)],
     )
     .map_err(db("cancel a job's waiting tasks"))?;
+    counted.apply(conn)?;
     conn.execute(
         "UPDATE tasks SET cancel_requested = 1 WHERE job_key = (SELECT key FROM jobs WHERE id = ?1) AND state = 'leased'",
         [id],
@@ -276,6 +300,20 @@ pub(crate) fn job_retry(
     now: Timestamp,
 ) -> Result<(u64, Job)> {
     let job = job_get(conn, tenant, id)?;
+    let mut counted = CountChanges::default();
+    // The job's counts were just read on the writer: exactly the tasks the update moves.
+    for state in [TaskState::Dead, TaskState::Cancelled] {
+        let n = i64::try_from(job.counts.get(state)).unwrap_or(i64::MAX);
+        counted.moved(
+            &job.tenant,
+            &job.queue,
+            state,
+            TaskState::Available,
+            job.burstable,
+            n,
+        );
+    }
+    counted.apply(conn)?;
     let n = conn
         .execute(
             "UPDATE tasks SET state = 'available', failures = 0, finished_at = NULL,
@@ -349,7 +387,9 @@ pub(crate) fn retention_step(
         })
         .map_err(db("find jobs past retention"))?;
     let mut some_tasks = conn
-        .prepare_cached("SELECT id FROM tasks WHERE job_key = ?1 LIMIT ?2")
+        .prepare_cached(
+            "SELECT id, tenant, queue, state, burstable FROM tasks WHERE job_key = ?1 LIMIT ?2",
+        )
         .map_err(db("list a job's tasks to delete"))?;
     let mut delete_attempts = conn
         .prepare_cached("DELETE FROM attempts WHERE task_id = ?1")
@@ -360,17 +400,23 @@ pub(crate) fn retention_step(
     let mut left = budget;
     let mut deleted = Vec::new();
     for (key, tenant, id, had_inputs) in expired {
-        let ids: Vec<i64> = some_tasks
-            .query_map(params![key, i64::from(left) + 1], |r| r.get(0))
+        let tasks: Vec<(i64, String, String, String, bool)> = some_tasks
+            .query_map(params![key, i64::from(left) + 1], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
             .and_then(|rows| rows.collect())
             .map_err(db("list a job's tasks to delete"))?;
-        let all_of_them = ids.len() <= left as usize;
-        for task in ids.iter().take(left as usize) {
+        let all_of_them = tasks.len() <= left as usize;
+        let mut counted = CountChanges::default();
+        for (task, tenant, queue, state, burstable) in tasks.iter().take(left as usize) {
             delete_attempts
                 .execute([task])
                 .map_err(db("delete a task's attempts"))?;
             delete_task.execute([task]).map_err(db("delete a task"))?;
+            counted.add(tenant, queue, TaskState::parse(state)?, *burstable, -1);
         }
+        counted.apply(conn)?;
+        let ids = tasks;
         if !all_of_them {
             return Ok((deleted, true));
         }

@@ -4,6 +4,7 @@
 //! others run on a read connection. None of them opens or commits a transaction itself.
 
 pub(crate) mod admin;
+pub(crate) mod counts;
 pub(crate) mod demand;
 pub(crate) mod jobs;
 pub(crate) mod report;

@@ -15,6 +15,7 @@ use spillway_core::model::Task;
 use spillway_core::state::{AttemptOutcome, TaskState};
 use spillway_core::{Result, TaskId, Timestamp};
 
+use super::counts::{CountChanges, RuntimeChanges};
 use super::jobs::{finish_if_done, reopen};
 use super::tasks::page_of;
 use crate::ending::{Ending, Failed, Held};
@@ -72,8 +73,10 @@ pub(crate) fn task_complete(conn: &Connection, p: &TaskComplete) -> Result<Vec<R
     // RETURNING) avoids a statement journal per row.
     let mut check = conn
         .prepare_cached(
-            "SELECT job_id, attempt FROM tasks
-             WHERE id = ?1 AND state = 'leased' AND lease_token = ?2 AND (?3 IS NULL OR tenant = ?3)",
+            "SELECT t.job_id, t.attempt, t.tenant, t.queue, t.burstable, a.started_at
+             FROM tasks t JOIN attempts a ON a.task_id = t.id AND a.attempt = t.attempt
+             WHERE t.id = ?1 AND t.state = 'leased' AND t.lease_token = ?2
+               AND (?3 IS NULL OR t.tenant = ?3)",
         )
         .map_err(db("prepare the completion"))?;
     let mut stmt = conn
@@ -85,20 +88,32 @@ pub(crate) fn task_complete(conn: &Connection, p: &TaskComplete) -> Result<Vec<R
         .map_err(db("prepare the completion"))?;
     let mut results = Vec::with_capacity(p.items.len());
     let mut jobs = BTreeSet::new();
+    let mut counted = CountChanges::default();
+    let mut runtimes = RuntimeChanges::default();
     for item in &p.items {
         let result = item.result.as_ref().map(to_json).transpose()?;
-        let row: Option<(String, i32)> = check
+        let row: Option<(String, i32, String, String, bool, i64)> = check
             .query_row(params![item.task_id, item.lease_token, p.tenant], |r| {
-                Ok((r.get(0)?, r.get(1)?))
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
             })
             .optional()
             .map_err(db("check a lease"))?;
-        let Some((job_id, attempt)) = row else {
+        let Some((job_id, attempt, tenant, queue, burstable, started_at)) = row else {
             results.push(refused(conn, item.task_id, p.tenant.as_deref())?);
             continue;
         };
         stmt.execute(params![item.task_id, item.exit_code, result, micros(p.now)])
             .map_err(db("complete a task"))?;
+        let done = TaskState::Succeeded;
+        counted.moved(&tenant, &queue, TaskState::Leased, done, burstable, 1);
+        runtimes.add(&tenant, &queue, micros(p.now) - started_at);
         end_attempt(
             conn,
             item.task_id,
@@ -112,6 +127,8 @@ pub(crate) fn task_complete(conn: &Connection, p: &TaskComplete) -> Result<Vec<R
         jobs.insert(job_id);
         results.push(Reported::applied(item.task_id));
     }
+    counted.apply(conn)?;
+    runtimes.apply(conn)?;
     for job in &jobs {
         finish_if_done(conn, job, p.now)?;
     }
@@ -195,8 +212,17 @@ fn apply(conn: &Connection, endings: &[Ending], now: Timestamp) -> Result<()> {
              WHERE id = ?1",
         )
         .map_err(db("prepare ending attempts"))?;
+    // Every ending's task is leased until this write.
+    let mut counted_as = conn
+        .prepare_cached("SELECT tenant, queue, burstable FROM tasks WHERE id = ?1")
+        .map_err(db("prepare ending attempts"))?;
+    let mut counted = CountChanges::default();
     let mut jobs = BTreeSet::new();
     for e in endings {
+        let (tenant, queue, burstable): (String, String, bool) = counted_as
+            .query_row([e.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(db("read an ending task"))?;
+        counted.moved(&tenant, &queue, TaskState::Leased, e.state, burstable, 1);
         task.execute(params![
             e.id,
             e.state.as_str(),
@@ -223,6 +249,7 @@ fn apply(conn: &Connection, endings: &[Ending], now: Timestamp) -> Result<()> {
             jobs.insert(e.job_id.as_str());
         }
     }
+    counted.apply(conn)?;
     for job in jobs {
         finish_if_done(conn, job, now)?;
     }
@@ -310,13 +337,13 @@ pub(crate) fn dead_list(conn: &Connection, p: &DeadList) -> Result<Page<Task>> {
 pub(crate) fn dead_requeue(conn: &Connection, p: &DeadRequeue) -> Result<(u64, Woken)> {
     const SET: &str =
         "UPDATE tasks SET state = 'available', failures = 0, finished_at = NULL, run_at = ?1";
-    let mut changed: Vec<(String, String, String)> = Vec::new();
-    let collect = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?));
+    let mut changed: Vec<(String, String, String, bool)> = Vec::new();
+    let collect = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?));
     if !p.task_ids.is_empty() {
         let mut stmt = conn
             .prepare_cached(&format!(
                 "{SET} WHERE id = ?2 AND state = 'dead' AND (?3 IS NULL OR tenant = ?3)
-                 RETURNING job_id, tenant, queue"
+                 RETURNING job_id, tenant, queue, burstable"
             ))
             .map_err(db("requeue a dead task"))?;
         for id in &p.task_ids {
@@ -333,7 +360,7 @@ pub(crate) fn dead_requeue(conn: &Connection, p: &DeadRequeue) -> Result<(u64, W
         let mut stmt = conn
             .prepare_cached(&format!(
                 "{SET} WHERE state = 'dead' AND queue = ?2 AND (?3 IS NULL OR tenant = ?3)
-                 RETURNING job_id, tenant, queue"
+                 RETURNING job_id, tenant, queue, burstable"
             ))
             .map_err(db("requeue a queue's dead tasks"))?;
         let rows = stmt
@@ -343,6 +370,18 @@ pub(crate) fn dead_requeue(conn: &Connection, p: &DeadRequeue) -> Result<(u64, W
             changed.push(row.map_err(db("requeue a queue's dead tasks"))?);
         }
     }
+    let mut counted = CountChanges::default();
+    for (_, tenant, queue, burstable) in &changed {
+        counted.moved(
+            tenant,
+            queue,
+            TaskState::Dead,
+            TaskState::Available,
+            *burstable,
+            1,
+        );
+    }
+    counted.apply(conn)?;
     let jobs: BTreeSet<String> = changed.iter().map(|c| c.0.clone()).collect();
     reopen(conn, &jobs)?;
     let woken = changed.iter().map(|c| (c.1.clone(), c.2.clone())).collect();

@@ -5,7 +5,10 @@ use std::collections::HashMap;
 use rusqlite::{Connection, OptionalExtension, params};
 use spillway_core::api::{HeartbeatResult, LeaseStatus, LeasedTask, Page};
 use spillway_core::model::{Attempt, Task, TaskSpec};
+use spillway_core::state::TaskState;
 use spillway_core::{Error, Result, TaskId};
+
+use super::counts::CountChanges;
 
 use crate::sqlite::rows::{
     ATTEMPT_COLS, TASK_COLS, WAITING, attempt_row, db, micros, page_size, task_cursor, task_row,
@@ -86,6 +89,8 @@ struct Candidate {
     queue: String,
     attempt: u32,
     payload: Option<String>,
+    state: String,
+    burstable: bool,
 }
 
 /// 128 random bits as 32 lowercase hex digits.
@@ -96,7 +101,7 @@ fn lease_token() -> String {
 /// The lease query: walks the partial index `tasks_leasable` in order (a test checks the plan).
 fn pick_sql() -> String {
     format!(
-        "SELECT id, priority, run_at, job_id, idx, attempt, payload FROM tasks
+        "SELECT id, priority, run_at, job_id, idx, attempt, payload, state, burstable FROM tasks
          WHERE tenant = ?1 AND queue = ?2 AND {WAITING} AND run_at <= ?3
            AND (?4 = 0 OR burstable = 1)
            AND ((?5 = 0 AND (avoid_pool IS NULL OR avoid_pool != ?6))
@@ -157,6 +162,8 @@ pub(crate) fn task_lease(conn: &Connection, p: &TaskLease) -> Result<Vec<LeasedT
                             queue: queue.clone(),
                             attempt: r.get::<_, u32>(5)? + 1,
                             payload: r.get(6)?,
+                            state: r.get(7)?,
+                            burstable: r.get(8)?,
                         })
                     },
                 )
@@ -194,6 +201,7 @@ pub(crate) fn task_lease(conn: &Connection, p: &TaskLease) -> Result<Vec<LeasedT
         .map_err(db("prepare the attempt insert"))?;
     let mut jobs: HashMap<String, (TaskSpec, bool)> = HashMap::new();
     let mut leased = Vec::with_capacity(candidates.len());
+    let mut counted = CountChanges::default();
     for c in candidates {
         let token = lease_token();
         let expires = micros(p.now) + c.lease_ms * 1000;
@@ -204,10 +212,14 @@ pub(crate) fn task_lease(conn: &Connection, p: &TaskLease) -> Result<Vec<LeasedT
             queue,
             attempt: attempt_no,
             payload,
+            state,
+            burstable,
             ..
         } = c;
         take.execute(params![id, token, p.worker_id, expires, attempt_no])
             .map_err(db("lease a task"))?;
+        let from = TaskState::parse(&state)?;
+        counted.moved(&p.tenant, &queue, from, TaskState::Leased, burstable, 1);
         attempt
             .execute(params![id, attempt_no, p.worker_id, micros(p.now)])
             .map_err(db("record an attempt"))?;
@@ -248,6 +260,7 @@ pub(crate) fn task_lease(conn: &Connection, p: &TaskLease) -> Result<Vec<LeasedT
             has_inputs,
         });
     }
+    counted.apply(conn)?;
     Ok(leased)
 }
 
