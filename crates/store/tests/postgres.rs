@@ -713,3 +713,110 @@ async fn folding_task_counters_from_two_replicas_loses_and_doubles_nothing() {
         .await
         .unwrap_or_else(|e| panic!("drop_schema: {e}"));
 }
+
+/// A schema written before the task counters and the jobs' finished state (version 1, as the
+/// first release left it), holding finished, failed and running jobs, is brought up to date
+/// with its tasks carried over: the counters count them, the failed job is listed as failed,
+/// and retention deletes the job that finished before the queue's retention.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_schema_gets_its_counts_and_finished_jobs_on_upgrade() {
+    use spillway_core::state::{JobState, StateCounts};
+    use spillway_store::{JobList, QueueStatsQuery, RetentionSweep};
+
+    let Some(url) = database_url() else { return };
+    let schema = fresh_schema();
+    let (client, driver) = admin_client(&url).await;
+    let job = |id: &str| {
+        format!(
+            "INSERT INTO jobs (id, tenant, queue, labels, spec, priority, burstable,
+                           delete_inputs_on_success, has_inputs, task_count, created_at)
+         VALUES ('{id}', 'old', 'q', '{{}}', '{{\"command\": [\"true\"]}}', 0, FALSE, FALSE,
+                 FALSE, 2, now() - interval '3 hours');"
+        )
+    };
+    let task = |job: &str, idx: i32, state: &str, finished: &str| {
+        format!(
+            "INSERT INTO tasks (job_id, tenant, queue, idx, state, priority, burstable, run_at,
+                            max_attempts, created_at, finished_at)
+         VALUES ('{job}', 'old', 'q', {idx}, '{state}', 0, FALSE, now() - interval '3 hours', 3,
+                 now() - interval '3 hours', {finished});"
+        )
+    };
+    let two_hours_ago = "now() - interval '2 hours'";
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA {schema}; SET search_path TO {schema};
+             CREATE TABLE schema_migrations (
+                 version INTEGER PRIMARY KEY, name TEXT NOT NULL,
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now());
+             {init}
+             INSERT INTO schema_migrations (version, name) VALUES (1, 'init');
+             INSERT INTO tenants (name, created_at) VALUES ('old', now());
+             INSERT INTO queues (tenant, name, max_attempts, backoff_base_ns, backoff_max_ns,
+                                 lease_ns, retention_ns, paused, created_at)
+             VALUES ('old', 'q', 3, 1500000000, 60000000000, 30000000000, 3600000000000,
+                     FALSE, now());
+             {done} {done0} {done1}
+             {failed} {failed0} {failed1}
+             {running} {running0} {running1}",
+            init = include_str!("../migrations/postgres/0001_init.sql"),
+            done = job("done"),
+            done0 = task("done", 0, "succeeded", two_hours_ago),
+            done1 = task("done", 1, "succeeded", two_hours_ago),
+            failed = job("failed"),
+            failed0 = task("failed", 0, "succeeded", "now()"),
+            failed1 = task("failed", 1, "dead", "now()"),
+            running = job("running"),
+            running0 = task("running", 0, "available", "NULL"),
+            running1 = task("running", 1, "leased", "NULL"),
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("set up an old schema: {e}"));
+    let owner = Arc::new(connect(&url, &schema).await);
+    let store: DynStore = owner.clone();
+    let now = chrono::Utc::now();
+    let stats = store
+        .queue_stats(QueueStatsQuery { tenant: None, now })
+        .await
+        .unwrap_or_else(|e| panic!("queue_stats: {e}"));
+    let expected = StateCounts {
+        available: 1,
+        leased: 1,
+        succeeded: 3,
+        dead: 1,
+        ..StateCounts::default()
+    };
+    assert_eq!(stats.len(), 1);
+    assert_eq!(stats[0].counts, expected, "the old tasks are counted");
+    let failed = store
+        .job_list(JobList {
+            state: Some(JobState::Failed),
+            limit: 10,
+            ..JobList::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("job_list: {e}"));
+    let ids: Vec<&str> = failed.items.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        vec!["failed"],
+        "the old failed job is listed as failed"
+    );
+    let swept = store
+        .retention_sweep(RetentionSweep { now, limit: 10 })
+        .await
+        .unwrap_or_else(|e| panic!("retention_sweep: {e}"));
+    let swept: Vec<&str> = swept.iter().map(|(_, id, _)| id.as_str()).collect();
+    assert_eq!(
+        swept,
+        vec!["done"],
+        "only the job finished two hours ago is past retention"
+    );
+    drop(store);
+    owner
+        .drop_schema()
+        .await
+        .unwrap_or_else(|e| panic!("drop_schema: {e}"));
+    drop(client);
+    driver.abort();
+}
