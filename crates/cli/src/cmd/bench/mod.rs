@@ -22,13 +22,19 @@
 //!   (mostly succeeded, a few dead, about 1,000 waiting), then lease p50/p99, `/metrics`,
 //!   `GET /v1/queues`, the dashboard's overview and one autoscaler pass, each p50/p99, and the
 //!   RSS of a `spillway server` child process on that store; the same at 10,000 tasks in the
-//!   same run as the baseline, with the ratios (see [`big_table`]).
+//!   same run as the baseline, with the ratios (see [`big_table`]);
+//! - many-workers (only with `--only many-workers`, SQLite): `--simulated-workers` workers in
+//!   this process, each on keep-alive connections of its own, registering, heart-beating and
+//!   long-polling as `spillway worker` does, against a server child process on half of the
+//!   CPUs: the server's CPU and RSS with every worker idle against the bare server's, then the
+//!   submit-to-lease latency and CPU while work flows (see [`many_workers`]).
 
 mod autoscale;
 mod baseline;
 mod big_table;
 mod harness;
 mod latency;
+mod many_workers;
 mod overload;
 mod prefill;
 mod procfs;
@@ -87,8 +93,8 @@ pub struct BenchArgs {
         hide_env_values = true
     )]
     pub postgres: Option<String>,
-    /// Measure only this backend or this scenario; big-table and overload run only when named
-    /// here.
+    /// Measure only this backend or this scenario; big-table, many-workers and overload run
+    /// only when named here.
     #[arg(long, value_enum)]
     pub only: Option<Only>,
     /// With `--only overload`: the server's in-flight request limit to measure (default: the
@@ -102,6 +108,13 @@ pub struct BenchArgs {
     /// With `--only big-table`: tasks in the big store (measured against a store of 10,000).
     #[arg(long, default_value_t = 10_000_000, value_name = "N")]
     pub big_table_tasks: u64,
+    /// With `--only many-workers`: simulated workers held against one server.
+    #[arg(long, default_value_t = 2_000, value_name = "N")]
+    pub simulated_workers: u32,
+    /// With `--only many-workers`: the length of each window the server's CPU is measured
+    /// over, e.g. `20s` (shorter windows only for quick trials).
+    #[arg(long, default_value = "20s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub cpu_window: Duration,
 }
 
 /// What `--only` selects.
@@ -120,6 +133,9 @@ pub enum Only {
     /// 10,000: leases, /metrics, /v1/queues, the overview page, an autoscaler pass and the
     /// server's RSS (on SQLite, and PostgreSQL when given).
     BigTable,
+    /// --simulated-workers idle, long-polling, heart-beating workers against one server
+    /// process: its CPU and RSS, then lease latency while work flows (on SQLite).
+    ManyWorkers,
 }
 
 /// A store backend to measure.
@@ -162,6 +178,10 @@ pub struct Plan {
     pub submit_tasks: u32,
     /// Tasks in the big-table scenario's big store.
     pub big_table_tasks: u64,
+    /// Simulated workers in the many-workers scenario.
+    pub simulated_workers: u32,
+    /// The many-workers scenario's CPU window, seconds.
+    pub cpu_window_s: f64,
 }
 
 impl Plan {
@@ -176,9 +196,14 @@ impl Plan {
             max_in_flight: args.max_in_flight,
             submit_tasks: args.submit_tasks,
             big_table_tasks: args.big_table_tasks,
+            simulated_workers: args.simulated_workers,
+            cpu_window_s: args.cpu_window.as_secs_f64(),
         };
         if plan.big_table_tasks == 0 {
             bail!("--big-table-tasks is 0: give at least 1");
+        }
+        if args.cpu_window.is_zero() {
+            bail!("--cpu-window is 0: give a length such as 20s");
         }
         if plan.max_in_flight == Some(0) {
             bail!("--max-in-flight is 0: give at least 1");
@@ -191,6 +216,7 @@ impl Plan {
             ("--concurrency", plan.concurrency),
             ("--samples", plan.samples),
             ("--submit-tasks", plan.submit_tasks),
+            ("--simulated-workers", plan.simulated_workers),
         ] {
             if value == 0 {
                 bail!("{flag} is 0: give at least 1");
@@ -209,6 +235,8 @@ pub async fn run(ctx: &Ctx, args: BenchArgs) -> Result<ExitCode> {
         // Saturating the machine, or long, on purpose: so only when asked for.
         overload: args.only == Some(Only::Overload),
         big_table: (args.only == Some(Only::BigTable)).then(|| args.postgres.clone()),
+        many_workers: args.only == Some(Only::ManyWorkers),
+        cpu_window: args.cpu_window,
     };
     // The benchmark runs on a runtime of its own whose threads log only warnings, so the
     // server's per-request info lines neither flood the terminal nor cost time.
@@ -271,10 +299,12 @@ struct Selected {
     overload: bool,
     /// Big-table, with the PostgreSQL URL if there is one.
     big_table: Option<Option<String>>,
+    many_workers: bool,
+    cpu_window: Duration,
 }
 
-/// Every scenario on every backend, then autoscale, overload and big-table when selected,
-/// `plan.runs` times each.
+/// Every scenario on every backend, then autoscale, overload, big-table and many-workers when
+/// selected, `plan.runs` times each.
 async fn measure(plan: Plan, selected: Selected) -> Result<Report> {
     let Selected {
         backends,
@@ -388,7 +418,37 @@ async fn measure(plan: Plan, selected: Selected) -> Result<Report> {
         }
         report.add_big_table(tables);
     }
+    if selected.many_workers {
+        let mut runs = Vec::new();
+        for run in 1..=plan.runs {
+            eprintln!("many workers run {run}/{}", plan.runs);
+            let sample = many_workers_on_own_thread(plan.simulated_workers, selected.cpu_window)
+                .await
+                .context("the many-workers scenario failed")?;
+            runs.push(sample);
+        }
+        report.add_many_workers(runs);
+    }
     Ok(report)
+}
+
+/// [`many_workers::run_pinned`] on a thread of its own, since it pins its thread to the load's
+/// CPUs.
+async fn many_workers_on_own_thread(
+    workers: u32,
+    window: Duration,
+) -> Result<many_workers::ManyWorkersRun> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("spillway-workers".to_string())
+        .spawn(move || {
+            // The receiver waits for this answer; nothing else can drop it.
+            let _ = done.send(many_workers::run_pinned(workers, window));
+        })
+        .context("cannot start the many-workers thread")?;
+    result
+        .await
+        .context("the many-workers thread ended without an answer")?
 }
 
 /// [`overload::run_pinned`] on a thread of its own, since it pins its thread to the load's CPUs.

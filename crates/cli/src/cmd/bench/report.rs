@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use super::big_table::{BASELINE_TASKS, BigTable, BigTableRun};
+use super::many_workers::ManyWorkersRun;
 use super::overload::OverloadRun;
 use super::{Backend, Plan};
 
@@ -27,6 +28,11 @@ pub const TARGET_BIG_TABLE_LEASE_RATIO: f64 = 2.0;
 pub const TARGET_BIG_TABLE_READ_MS: f64 = 50.0;
 /// Target of the server's RSS on the big table, in MiB.
 pub const TARGET_BIG_TABLE_RSS_MIB: f64 = 300.0;
+/// Target of the server's CPU with every simulated worker idle, percent of one core.
+pub const TARGET_IDLE_WORKERS_CPU_PCT: f64 = 10.0;
+/// Target of the server's RSS with every simulated worker idle beyond the bare server's, MiB.
+pub const TARGET_IDLE_WORKERS_RSS_MIB: f64 = 100.0;
+
 /// One figure of the overload runs: scenario name, unit, and how to read it from a run.
 type Figure = (&'static str, &'static str, fn(&OverloadRun) -> Option<f64>);
 /// One figure of a big-table run: scenario name, unit, how to read it, and its target.
@@ -35,6 +41,14 @@ type BigFigure = (
     &'static str,
     fn(&BigTableRun) -> Option<f64>,
     BigTarget,
+);
+/// One figure of a many-workers run: scenario name, unit, how to read it, and its target
+/// (at most this much).
+type WorkersFigure = (
+    &'static str,
+    &'static str,
+    fn(&ManyWorkersRun) -> Option<f64>,
+    Option<f64>,
 );
 
 /// What a big-table figure is judged against.
@@ -100,7 +114,8 @@ impl Spread {
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
     /// `sqlite` or `postgres`; for overload, `sqlite, fixed limit` or `sqlite, adaptive limit`;
-    /// for big-table, the backend and the store's size (`sqlite, 10,000,000 tasks`).
+    /// for big-table, the backend and the store's size (`sqlite, 10000000 tasks`); for
+    /// many-workers, `sqlite, 2000 workers`.
     pub backend: String,
     /// `batched`, `per_request`, `latency_p50`, `latency_p99`, `baseline_sql`,
     /// `autoscale_decision` or `autoscale_first_start`.
@@ -133,6 +148,8 @@ pub struct Report {
     pub overload: Vec<OverloadRun>,
     /// Every big-table store with its runs (`--only big-table`); summarised in `rows`.
     pub big_table: Vec<BigTable>,
+    /// Every many-workers run (`--only many-workers`); summarised in `rows`.
+    pub many_workers: Vec<ManyWorkersRun>,
 }
 
 impl Report {
@@ -144,6 +161,7 @@ impl Report {
             skipped: Vec::new(),
             overload: Vec::new(),
             big_table: Vec::new(),
+            many_workers: Vec::new(),
         }
     }
 
@@ -438,6 +456,92 @@ impl Report {
         self.big_table = tables;
     }
 
+    /// Add the many-workers runs: one row per figure (median over the runs) with the targets,
+    /// and the runs themselves for `--json`.
+    pub fn add_many_workers(&mut self, runs: Vec<ManyWorkersRun>) {
+        let figures: [WorkersFigure; 11] = [
+            ("many_workers_bare_cpu", "%", |r| r.bare_cpu_pct, None),
+            ("many_workers_bare_rss", "MiB", |r| r.bare_rss_mib, None),
+            (
+                "many_workers_idle_cpu",
+                "%",
+                |r| r.idle_cpu_pct,
+                Some(TARGET_IDLE_WORKERS_CPU_PCT),
+            ),
+            ("many_workers_idle_rss", "MiB", |r| r.idle_rss_mib, None),
+            (
+                "many_workers_idle_rss_beyond_bare",
+                "MiB",
+                ManyWorkersRun::rss_beyond_bare_mib,
+                Some(TARGET_IDLE_WORKERS_RSS_MIB),
+            ),
+            (
+                "many_workers_idle_requests",
+                "req/s",
+                |r| Some(r.idle_requests_per_s),
+                None,
+            ),
+            ("many_workers_busy_cpu", "%", |r| r.busy_cpu_pct, None),
+            (
+                "many_workers_busy_rate",
+                "tasks/s",
+                |r| Some(r.busy_rate),
+                None,
+            ),
+            (
+                "many_workers_lease_p50",
+                "ms",
+                |r| Some(r.lease_p50_ms),
+                None,
+            ),
+            (
+                "many_workers_lease_p99",
+                "ms",
+                |r| Some(r.lease_p99_ms),
+                None,
+            ),
+            (
+                "many_workers_errors",
+                "requests",
+                |r| Some(r.errors as f64),
+                None,
+            ),
+        ];
+        let backend = match runs.first() {
+            Some(run) => format!(
+                "{}, {} workers",
+                Backend::Sqlite.as_str(),
+                thousands(f64::from(run.workers))
+            ),
+            None => return,
+        };
+        for (scenario, unit, value_of, target) in figures {
+            let values: Vec<f64> = runs.iter().filter_map(value_of).collect();
+            let Some(value) = Spread::of(&values) else {
+                continue;
+            };
+            let judged = target.map(|limit| {
+                let shown = if unit == "%" {
+                    format!("<= {limit}% of a core")
+                } else {
+                    format!("<= {limit} {unit}")
+                };
+                (shown, value.median <= limit)
+            });
+            self.rows.push(Row {
+                backend: backend.clone(),
+                scenario,
+                unit,
+                value,
+                runs: values,
+                ratio_vs_baseline: None,
+                meets_target: judged.as_ref().map(|t| t.1),
+                target: judged.map(|t| t.0),
+            });
+        }
+        self.many_workers = runs;
+    }
+
     /// Print the table for people.
     pub fn print(&self) {
         let p = &self.plan;
@@ -516,6 +620,24 @@ impl Report {
                 table.runs.len()
             );
         }
+        for run in &self.many_workers {
+            println!(
+                "many workers: {} simulated workers, windows of {:.0} s, work at {} tasks/s ({} tasks), {} failed requests; {}",
+                run.workers,
+                run.window_s,
+                thousands(super::many_workers::BUSY_RATE),
+                run.busy_tasks,
+                run.errors,
+                if run.server_cpus.is_empty() {
+                    "server and workers shared the only CPU".to_string()
+                } else {
+                    format!(
+                        "server on CPUs {:?}, workers on CPUs {:?}",
+                        run.server_cpus, run.load_cpus
+                    )
+                }
+            );
+        }
         for note in &self.skipped {
             println!("{note}");
         }
@@ -589,6 +711,8 @@ mod tests {
             max_in_flight: None,
             submit_tasks: 1,
             big_table_tasks: 1,
+            simulated_workers: 1,
+            cpu_window_s: 1.0,
         });
         report.add(
             Backend::Postgres,
@@ -617,6 +741,8 @@ mod tests {
             max_in_flight: None,
             submit_tasks: 1,
             big_table_tasks: 1,
+            simulated_workers: 1,
+            cpu_window_s: 1.0,
         });
         let run = |adaptive, admitted_p50_ms| OverloadRun {
             adaptive,
@@ -655,6 +781,8 @@ mod tests {
             max_in_flight: None,
             submit_tasks: 1,
             big_table_tasks: 1,
+            simulated_workers: 1,
+            cpu_window_s: 1.0,
         });
         report.add_autoscale(&Measured {
             scale_decision_ms: vec![1500.0, 20.0, 30.0],
@@ -680,6 +808,8 @@ mod tests {
             max_in_flight: None,
             submit_tasks: 1,
             big_table_tasks: 1,
+            simulated_workers: 1,
+            cpu_window_s: 1.0,
         }
     }
 
@@ -736,5 +866,25 @@ mod tests {
         let prefill = find("sqlite, 1,000,000 tasks", "big_table_prefill");
         assert_eq!(prefill.value.median, 2.0);
         assert_eq!(report.big_table.len(), 2);
+    }
+
+    #[test]
+    fn idle_workers_are_judged_by_cpu_and_by_memory_beyond_the_bare_server() {
+        let mut report = Report::new(plan());
+        report.add_many_workers(vec![ManyWorkersRun::example()]);
+        let find = |scenario: &str| {
+            report
+                .rows
+                .iter()
+                .find(|r| r.scenario == scenario)
+                .expect("a row")
+        };
+        let cpu = find("many_workers_idle_cpu");
+        assert_eq!(cpu.backend, "sqlite, 2,000 workers");
+        assert_eq!(cpu.meets_target, Some(true));
+        let rss = find("many_workers_idle_rss_beyond_bare");
+        assert_eq!(rss.value.median, 80.0);
+        assert_eq!(rss.target.as_deref(), Some("<= 100 MiB"));
+        assert_eq!(find("many_workers_busy_cpu").meets_target, None);
     }
 }

@@ -1,5 +1,5 @@
-//! A `spillway server` in a child process, on CPUs of its own, for the overload scenario (and
-//! for the big-table one, whose server's own RSS is a figure).
+//! A `spillway server` in a child process, on CPUs of its own, for the overload and
+//! many-workers scenarios (and for the big-table one, whose server's own RSS is a figure).
 //!
 //! Load generated on the server's CPUs takes their time from the server and delays its own
 //! sends, so neither the rate offered nor the latencies measured would be the server's. Here
