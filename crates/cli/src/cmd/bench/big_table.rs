@@ -146,6 +146,7 @@ async fn fill_and_measure(
     drop(dyn_store);
     store.reopen_as_server().await?;
     let dyn_store = store.dyn_store()?;
+    eprintln!("  big table     {label}: timing autoscaler passes and queue_demand in process");
     let mut in_process = Vec::new();
     {
         let autoscaler = autoscaler(dyn_store.clone())?;
@@ -180,6 +181,10 @@ async fn fill_and_measure(
     let server = tokio::task::spawn_blocking(move || ServerProcess::launch(&launch))
         .await
         .context("starting the server panicked")??;
+    eprintln!(
+        "  big table     {label}: server process {} started, timing over HTTP",
+        server.pid()
+    );
     let outcome = over_http(&server, runs, label).await;
     tokio::task::spawn_blocking(move || drop(server))
         .await
