@@ -17,9 +17,10 @@
 //! 1. the server alone, idle: its RSS and its CPU over a short window;
 //! 2. with every worker registered and parked: the server's CPU over the window (utime plus
 //!    stime from /proc/PID/stat, as a share of one core) and its RSS, against the bare server's;
-//! 3. while work flows: one-task jobs submitted at [`BUSY_RATE`] for the window; the time from
-//!    just before each submit to the arrival of the lease answer at a worker (each task's payload
-//!    carries its submit time), and the server's CPU.
+//! 3. while work flows: one-task jobs submitted open loop at [`BUSY_RATE`] for the window; the
+//!    time from just before each submit to the arrival of the lease answer at a worker (each
+//!    task's payload carries its submit time; a submit the server sheds is sent again after its
+//!    `Retry-After`, and counted), and the server's CPU.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +30,7 @@ use anyhow::{Context, Result, bail, ensure};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use spillway_client::Client;
+use spillway_core::ErrorKind;
 use spillway_core::api::{
     CompleteRequest, LeaseRequest, LeaseResponse, NewTask, RegisterWorker, WorkerHeartbeat,
 };
@@ -57,6 +59,8 @@ const BARE_WINDOW: Duration = Duration::from_secs(5);
 const DEADLINE: Duration = Duration::from_secs(180);
 /// Pause of a simulated worker after a failed request, as the worker's first backoff.
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
+/// Pause before a shed submit is sent again: the `Retry-After` the server gives.
+const SHED_PAUSE: Duration = Duration::from_secs(1);
 /// The shortest first long-poll, so even the first worker parks.
 const FIRST_WAIT_MIN: Duration = Duration::from_secs(1);
 
@@ -85,6 +89,9 @@ pub struct ManyWorkersRun {
     pub busy_cpu_pct: Option<f64>,
     /// Tasks submitted while work flowed.
     pub busy_tasks: u64,
+    /// Submits the server shed (503) while work flowed; each was sent again a second later,
+    /// and its latency counts from the first send.
+    pub busy_submits_shed: u64,
     /// Tasks submitted per second, from the first submit to the lease of the last task.
     pub busy_rate: f64,
     /// Submit-to-lease median, ms.
@@ -221,6 +228,7 @@ async fn run_once(
         idle_requests_per_s: idle.requests_per_s,
         busy_cpu_pct: busy.cpu_pct,
         busy_tasks: busy.tasks,
+        busy_submits_shed: busy.shed,
         busy_rate: busy.rate,
         lease_p50_ms: busy.p50_ms,
         lease_p99_ms: busy.p99_ms,
@@ -237,6 +245,7 @@ struct Idle {
 struct Busy {
     cpu_pct: Option<f64>,
     tasks: u64,
+    shed: u64,
     rate: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -293,25 +302,27 @@ async fn measure(
     );
 
     let leased_before = fleet.leased.load(Ordering::Relaxed);
+    let shed = Arc::new(AtomicU64::new(0));
     let cpu = CpuWindow::start(pid);
     let started = Instant::now();
     let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / BUSY_RATE));
     let mut tasks = 0u64;
+    // Open loop: each submit is sent on time whether or not earlier ones have answered, so a
+    // slow or shedding server cannot slow the arrivals down.
+    let mut submits = JoinSet::new();
     while started.elapsed() < window {
         ticks.tick().await;
         let sent_us = micros_since(fleet.origin);
-        let payload = NewTask {
-            payload: Some(serde_json::json!({ "sent_us": sent_us })),
-        };
-        submitter
-            .job_submit(&job(QUEUE, Some(vec![payload])))
-            .await
-            .context("submit failed")?;
+        let (submitter, shed) = (submitter.clone(), shed.clone());
+        submits.spawn(async move { submit_until_admitted(&submitter, sent_us, &shed).await });
         tasks += 1;
     }
     let cpu_pct = cpu
         .and_then(|w| w.percent_of_one_core())
         .map(|(pct, _)| pct);
+    while let Some(submitted) = submits.join_next().await {
+        submitted.context("a submit panicked")??;
+    }
     let until = Instant::now() + DEADLINE;
     while fleet.leased.load(Ordering::Relaxed) - leased_before < tasks {
         ensure!(
@@ -330,18 +341,40 @@ async fn measure(
     let busy = Busy {
         cpu_pct,
         tasks,
+        shed: shed.load(Ordering::Relaxed),
         rate: tasks as f64 / elapsed,
         p50_ms: latencies.value_at_quantile(0.50) as f64 / 1000.0,
         p99_ms: latencies.value_at_quantile(0.99) as f64 / 1000.0,
     };
     eprintln!(
-        "  busy          {:.0} tasks/s: cpu {}, submit-to-lease p50 {:.3} ms, p99 {:.3} ms",
+        "  busy          {:.0} tasks/s: cpu {}, submit-to-lease p50 {:.3} ms, p99 {:.3} ms, {} submits shed",
         busy.rate,
         pct(busy.cpu_pct),
         busy.p50_ms,
-        busy.p99_ms
+        busy.p99_ms,
+        busy.shed
     );
     Ok((idle, busy))
+}
+
+/// Submit a one-task job stamped `sent_us` until the server admits it; a submit shed with
+/// 503 (the server's in-flight limit) is counted and sent again after [`SHED_PAUSE`].
+async fn submit_until_admitted(submitter: &Client, sent_us: u64, shed: &AtomicU64) -> Result<()> {
+    let payload = NewTask {
+        payload: Some(serde_json::json!({ "sent_us": sent_us })),
+    };
+    let request = job(QUEUE, Some(vec![payload]));
+    let until = Instant::now() + DEADLINE;
+    loop {
+        match submitter.job_submit(&request).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::Unavailable && Instant::now() < until => {
+                shed.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(SHED_PAUSE).await;
+            }
+            Err(e) => return Err(e).context("submit failed"),
+        }
+    }
 }
 
 /// One simulated worker, until its task is dropped.
@@ -503,6 +536,7 @@ impl ManyWorkersRun {
             idle_requests_per_s: 300.0,
             busy_cpu_pct: Some(40.0),
             busy_tasks: 4000,
+            busy_submits_shed: 0,
             busy_rate: 200.0,
             lease_p50_ms: 1.0,
             lease_p99_ms: 4.0,

@@ -459,7 +459,7 @@ impl Report {
     /// Add the many-workers runs: one row per figure (median over the runs) with the targets,
     /// and the runs themselves for `--json`.
     pub fn add_many_workers(&mut self, runs: Vec<ManyWorkersRun>) {
-        let figures: [WorkersFigure; 11] = [
+        let figures: [WorkersFigure; 12] = [
             ("many_workers_bare_cpu", "%", |r| r.bare_cpu_pct, None),
             ("many_workers_bare_rss", "MiB", |r| r.bare_rss_mib, None),
             (
@@ -486,6 +486,12 @@ impl Report {
                 "many_workers_busy_rate",
                 "tasks/s",
                 |r| Some(r.busy_rate),
+                None,
+            ),
+            (
+                "many_workers_busy_submits_shed",
+                "requests",
+                |r| Some(r.busy_submits_shed as f64),
                 None,
             ),
             (
