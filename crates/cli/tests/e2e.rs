@@ -10,6 +10,8 @@
 
 #[path = "e2e/autoscale.rs"]
 mod autoscale;
+#[path = "e2e/bench.rs"]
+mod bench;
 #[path = "e2e/cli.rs"]
 mod cli;
 #[path = "e2e/example.rs"]

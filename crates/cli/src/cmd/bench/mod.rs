@@ -16,13 +16,28 @@
 //!   then ten times it offered open loop; the shares admitted and shed (with `Retry-After`),
 //!   latencies against the sustainable ones, and the server's RSS; with the adaptive in-flight
 //!   limit and with a fixed one, in turn. Here the server is a child
-//!   process on half of the CPUs and the load runs on the other half (see [`overload`]).
+//!   process on half of the CPUs and the load runs on the other half (see [`overload`]);
+//! - big-table (only with `--only big-table`, SQLite and PostgreSQL when given): a store
+//!   prefilled through the `Store` trait with `--big-table-tasks` tasks of a week's history
+//!   (mostly succeeded, a few dead, about 1,000 waiting), then lease p50/p99, `/metrics`,
+//!   `GET /v1/queues`, the dashboard's overview and one autoscaler pass, each p50/p99, and the
+//!   RSS of a `spillway server` child process on that store; the same at 10,000 tasks in the
+//!   same run as the baseline, with the ratios (see [`big_table`]);
+//! - many-workers (only with `--only many-workers`, SQLite): `--simulated-workers` workers in
+//!   this process, each on keep-alive connections of its own, registering, heart-beating and
+//!   long-polling as `spillway worker` does, against a server child process on half of the
+//!   CPUs: the server's CPU and RSS with every worker idle against the bare server's, then the
+//!   submit-to-lease latency and CPU while work flows (see [`many_workers`]).
 
 mod autoscale;
 mod baseline;
+mod big_table;
 mod harness;
 mod latency;
+mod many_workers;
 mod overload;
+mod prefill;
+mod procfs;
 mod raw_http;
 mod report;
 mod server_process;
@@ -78,7 +93,8 @@ pub struct BenchArgs {
         hide_env_values = true
     )]
     pub postgres: Option<String>,
-    /// Measure only this backend, or only the autoscale scenario.
+    /// Measure only this backend or this scenario; big-table, many-workers and overload run
+    /// only when named here.
     #[arg(long, value_enum)]
     pub only: Option<Only>,
     /// With `--only overload`: the server's in-flight request limit to measure (default: the
@@ -89,6 +105,16 @@ pub struct BenchArgs {
     /// HTTP layer most of a request's cost; 100 makes the store the bottleneck, as in real use.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub submit_tasks: u32,
+    /// With `--only big-table`: tasks in the big store (measured against a store of 10,000).
+    #[arg(long, default_value_t = 10_000_000, value_name = "N")]
+    pub big_table_tasks: u64,
+    /// With `--only many-workers`: simulated workers held against one server.
+    #[arg(long, default_value_t = 2_000, value_name = "N")]
+    pub simulated_workers: u32,
+    /// With `--only many-workers`: the length of each window the server's CPU is measured
+    /// over, e.g. `20s` (shorter windows only for quick trials).
+    #[arg(long, default_value = "20s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub cpu_window: Duration,
 }
 
 /// What `--only` selects.
@@ -103,6 +129,13 @@ pub enum Only {
     /// Ten times the sustainable submit rate, offered open loop to a server process on its own
     /// CPUs, with the adaptive in-flight limit and with a fixed one (on SQLite).
     Overload,
+    /// A store prefilled with --big-table-tasks tasks of a week's history against one of
+    /// 10,000: leases, /metrics, /v1/queues, the overview page, an autoscaler pass and the
+    /// server's RSS (on SQLite, and PostgreSQL when given).
+    BigTable,
+    /// --simulated-workers idle, long-polling, heart-beating workers against one server
+    /// process: its CPU and RSS, then lease latency while work flows (on SQLite).
+    ManyWorkers,
 }
 
 /// A store backend to measure.
@@ -143,6 +176,12 @@ pub struct Plan {
     pub max_in_flight: Option<usize>,
     /// Tasks per submitted job in the overload scenario.
     pub submit_tasks: u32,
+    /// Tasks in the big-table scenario's big store.
+    pub big_table_tasks: u64,
+    /// Simulated workers in the many-workers scenario.
+    pub simulated_workers: u32,
+    /// The many-workers scenario's CPU window, seconds.
+    pub cpu_window_s: f64,
 }
 
 impl Plan {
@@ -156,7 +195,16 @@ impl Plan {
             samples: args.samples,
             max_in_flight: args.max_in_flight,
             submit_tasks: args.submit_tasks,
+            big_table_tasks: args.big_table_tasks,
+            simulated_workers: args.simulated_workers,
+            cpu_window_s: args.cpu_window.as_secs_f64(),
         };
+        if plan.big_table_tasks == 0 {
+            bail!("--big-table-tasks is 0: give at least 1");
+        }
+        if args.cpu_window.is_zero() {
+            bail!("--cpu-window is 0: give a length such as 20s");
+        }
         if plan.max_in_flight == Some(0) {
             bail!("--max-in-flight is 0: give at least 1");
         }
@@ -168,6 +216,7 @@ impl Plan {
             ("--concurrency", plan.concurrency),
             ("--samples", plan.samples),
             ("--submit-tasks", plan.submit_tasks),
+            ("--simulated-workers", plan.simulated_workers),
         ] {
             if value == 0 {
                 bail!("{flag} is 0: give at least 1");
@@ -180,17 +229,22 @@ impl Plan {
 /// Run the benchmark and print its figures.
 pub async fn run(ctx: &Ctx, args: BenchArgs) -> Result<ExitCode> {
     let plan = Plan::from_args(&args)?;
-    let backends = backends(&args);
-    let scale = args.only.is_none_or(|o| o == Only::Autoscale);
-    // Saturating the machine on purpose, so only when asked for.
-    let overload = args.only == Some(Only::Overload);
+    let selected = Selected {
+        backends: backends(&args),
+        scale: args.only.is_none_or(|o| o == Only::Autoscale),
+        // Saturating the machine, or long, on purpose: so only when asked for.
+        overload: args.only == Some(Only::Overload),
+        big_table: (args.only == Some(Only::BigTable)).then(|| args.postgres.clone()),
+        many_workers: args.only == Some(Only::ManyWorkers),
+        cpu_window: args.cpu_window,
+    };
     // The benchmark runs on a runtime of its own whose threads log only warnings, so the
     // server's per-request info lines neither flood the terminal nor cost time.
     let report = tokio::task::spawn_blocking(move || {
         let quiet = quiet_dispatch();
         tracing::dispatcher::with_default(&quiet, || -> Result<Report> {
             let runtime = quiet_runtime(quiet.clone())?;
-            runtime.block_on(measure(plan, backends, scale, overload))
+            runtime.block_on(measure(plan, selected))
         })
     })
     .await
@@ -237,14 +291,27 @@ fn quiet_runtime(quiet: tracing::Dispatch) -> Result<tokio::runtime::Runtime> {
         .context("cannot start the benchmark's async runtime")
 }
 
-/// Every scenario on every backend, then autoscale when `scale` and overload when `overload`,
-/// `plan.runs` times each.
-async fn measure(
-    plan: Plan,
+/// The scenarios `--only` selected.
+struct Selected {
+    /// The backends of the queue scenarios: `None` for PostgreSQL means it is skipped (no URL).
     backends: Vec<(Backend, Option<String>)>,
     scale: bool,
     overload: bool,
-) -> Result<Report> {
+    /// Big-table, with the PostgreSQL URL if there is one.
+    big_table: Option<Option<String>>,
+    many_workers: bool,
+    cpu_window: Duration,
+}
+
+/// Every scenario on every backend, then autoscale, overload, big-table and many-workers when
+/// selected, `plan.runs` times each.
+async fn measure(plan: Plan, selected: Selected) -> Result<Report> {
+    let Selected {
+        backends,
+        scale,
+        overload,
+        ..
+    } = selected;
     let mut report = Report::new(plan.clone());
     for (backend, url) in backends {
         if backend == Backend::Postgres && url.is_none() {
@@ -320,7 +387,68 @@ async fn measure(
         }
         report.add_overload(runs);
     }
+    if let Some(url) = selected.big_table {
+        let mut tables = Vec::new();
+        let mut stores = vec![(Backend::Sqlite, None)];
+        match url {
+            Some(url) => stores.push((Backend::Postgres, Some(url))),
+            None => {
+                let note = "big-table on postgres skipped: pass --postgres URL or set SPILLWAY_TEST_POSTGRES_URL";
+                eprintln!("{note}");
+                report.skipped.push(note.to_string());
+            }
+        }
+        for (backend, url) in stores {
+            let mut sizes = vec![big_table::BASELINE_TASKS];
+            if plan.big_table_tasks != big_table::BASELINE_TASKS {
+                sizes.push(plan.big_table_tasks);
+            }
+            for tasks in sizes {
+                eprintln!("big table {} {tasks} tasks", backend.as_str());
+                let table = big_table::run(backend, url.as_deref(), tasks, plan.runs)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "the big-table scenario failed on {} with {tasks} tasks",
+                            backend.as_str()
+                        )
+                    })?;
+                tables.push(table);
+            }
+        }
+        report.add_big_table(tables);
+    }
+    if selected.many_workers {
+        let mut runs = Vec::new();
+        for run in 1..=plan.runs {
+            eprintln!("many workers run {run}/{}", plan.runs);
+            let sample = many_workers_on_own_thread(plan.simulated_workers, selected.cpu_window)
+                .await
+                .context("the many-workers scenario failed")?;
+            runs.push(sample);
+        }
+        report.add_many_workers(runs);
+    }
     Ok(report)
+}
+
+/// [`many_workers::run_pinned`] on a thread of its own, since it pins its thread to the load's
+/// CPUs.
+async fn many_workers_on_own_thread(
+    workers: u32,
+    window: Duration,
+) -> Result<many_workers::ManyWorkersRun> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("spillway-workers".to_string())
+        .spawn(move || {
+            // The receiver waits for this answer; nothing else can drop it.
+            let _ = done.send(many_workers::run_pinned(workers, window));
+        })
+        .context("cannot start the many-workers thread")?;
+    result
+        .await
+        .context("the many-workers thread ended without an answer")?
 }
 
 /// [`overload::run_pinned`] on a thread of its own, since it pins its thread to the load's CPUs.

@@ -331,12 +331,6 @@ fn max_rss(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     }
 }
 
-/// The `VmRSS` line of a /proc status file, in KiB.
-pub(super) fn parse_rss_kib(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
 #[cfg(test)]
 impl OverloadRun {
     /// A run with round figures, for tests.
@@ -372,13 +366,6 @@ impl OverloadRun {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rss_is_read_from_the_status_line_in_kib() {
-        let status = "Name:\tspillway\nVmPeak:\t  99 kB\nVmRSS:\t   20480 kB\nThreads:\t4\n";
-        assert_eq!(parse_rss_kib(status), Some(20480));
-        assert_eq!(parse_rss_kib("Name:\tx\n"), None);
-    }
 
     #[test]
     fn shares_are_of_sent_requests_and_never_divide_by_zero() {

@@ -3,6 +3,10 @@
 //! (status, `Retry-After`, the body's length). A general client costs several times more CPU
 //! per request, and the load has to offer ten times what the server can serve from as few
 //! CPUs as the server has.
+//!
+//! [`Connection`] is the same for the many-workers scenario: one keep-alive connection that
+//! sends any request and reads its whole answer, a few KiB per connection where a general
+//! client keeps a pool per worker.
 
 use std::sync::Mutex;
 
@@ -98,25 +102,89 @@ impl RawPost {
     /// Write the request, read the head and body; the connection back when it stays open.
     async fn exchange(
         &self,
-        mut connection: BufReader<TcpStream>,
+        connection: BufReader<TcpStream>,
     ) -> std::io::Result<(Head, Option<BufReader<TcpStream>>)> {
-        connection.get_mut().write_all(&self.request).await?;
-        let mut text = String::new();
-        loop {
-            let before = text.len();
-            if connection.read_line(&mut text).await? == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-            if text[before..].trim_end().is_empty() {
-                break;
-            }
-        }
-        let head = parse_head(&text)
-            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "bad head"))?;
-        let mut body = vec![0; head.content_length];
-        connection.read_exact(&mut body).await?;
-        Ok((head, (!head.close).then_some(connection)))
+        let (head, _, connection) = exchange(connection, &self.request).await?;
+        Ok((head, connection))
     }
+}
+
+/// One keep-alive connection to a server, for requests one after another.
+pub struct Connection {
+    addr: String,
+    token: String,
+    stream: Option<BufReader<TcpStream>>,
+}
+
+impl Connection {
+    /// A connection to the server at `base_url` (`http://host:port`) that sends `token` as
+    /// its bearer token; it connects on the first request, and again after the server closed
+    /// it.
+    pub fn new(base_url: &str, token: &str) -> Result<Self> {
+        let addr = base_url
+            .strip_prefix("http://")
+            .context("the bench's raw client speaks plain http:// only")?
+            .trim_end_matches('/')
+            .to_string();
+        Ok(Self {
+            addr,
+            token: token.to_string(),
+            stream: None,
+        })
+    }
+
+    /// `POST path` with a JSON body; the answer's status and body.
+    pub async fn post(&mut self, path: &str, body: &[u8]) -> Result<(u16, Vec<u8>)> {
+        let mut request = format!(
+            "POST {path} HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {}\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            self.addr,
+            self.token,
+            body.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(body);
+        let stream = match self.stream.take() {
+            Some(stream) => stream,
+            None => {
+                let stream = TcpStream::connect(&self.addr)
+                    .await
+                    .with_context(|| format!("cannot connect to {}", self.addr))?;
+                // Requests are small and sent whole: no reason to wait for more to send.
+                let _ = stream.set_nodelay(true);
+                BufReader::new(stream)
+            }
+        };
+        let (head, body, stream) = exchange(stream, &request)
+            .await
+            .with_context(|| format!("POST {path} failed"))?;
+        self.stream = stream;
+        Ok((head.status, body))
+    }
+}
+
+/// Write `request` on `connection`, read the head and the body; the connection back when it
+/// stays open.
+async fn exchange(
+    mut connection: BufReader<TcpStream>,
+    request: &[u8],
+) -> std::io::Result<(Head, Vec<u8>, Option<BufReader<TcpStream>>)> {
+    connection.get_mut().write_all(request).await?;
+    let mut text = String::new();
+    loop {
+        let before = text.len();
+        if connection.read_line(&mut text).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        if text[before..].trim_end().is_empty() {
+            break;
+        }
+    }
+    let head = parse_head(&text)
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "bad head"))?;
+    let mut body = vec![0; head.content_length];
+    connection.read_exact(&mut body).await?;
+    Ok((head, body, (!head.close).then_some(connection)))
 }
 
 /// Status, `Retry-After`, `Content-Length` and `Connection: close` from an answer's head.

@@ -1,4 +1,5 @@
-//! A `spillway server` in a child process, on CPUs of its own, for the overload scenario.
+//! A `spillway server` in a child process, on CPUs of its own, for the overload and
+//! many-workers scenarios (and for the big-table one, whose server's own RSS is a figure).
 //!
 //! Load generated on the server's CPUs takes their time from the server and delays its own
 //! sends, so neither the rate offered nor the latencies measured would be the server's. Here
@@ -78,14 +79,31 @@ fn pin_this_thread(cpus: &[usize]) -> Result<()> {
         .with_context(|| format!("cannot pin a thread to CPUs {cpus:?}"))
 }
 
-/// A server in a child process, on a fresh SQLite database in a temporary directory.
+/// A server in a child process, on a fresh SQLite database in a temporary directory or on
+/// a store given to it.
 pub struct ServerProcess {
     child: Child,
     /// The server's base URL.
     pub url: String,
-    /// The admin token the server made on its empty store.
+    /// The admin token: made by the server on its empty store, or the one the caller gave.
     pub admin_token: String,
     _dir: tempfile::TempDir,
+}
+
+/// How to start a [`ServerProcess`].
+#[derive(Debug, Clone, Default)]
+pub struct Launch<'a> {
+    /// The store's URL (`--store`); `None` for a fresh SQLite database in the temporary
+    /// directory.
+    pub store: Option<String>,
+    /// The admin token of a store that was bootstrapped before (the server then makes none).
+    pub admin_token: Option<String>,
+    /// The in-flight request limit; `None` for the server's default.
+    pub max_in_flight: Option<usize>,
+    /// Whether the in-flight limit adapts to latency (the server's default) or stays fixed.
+    pub fixed_limit: bool,
+    /// The CPUs to split between the server and the load; `None` to share them all.
+    pub cpus: Option<&'a CpuSplit>,
 }
 
 impl ServerProcess {
@@ -98,6 +116,17 @@ impl ServerProcess {
         adaptive: bool,
         cpus: Option<&CpuSplit>,
     ) -> Result<Self> {
+        Self::launch(&Launch {
+            max_in_flight,
+            fixed_limit: !adaptive,
+            cpus,
+            ..Default::default()
+        })
+    }
+
+    /// Start `spillway server` as `launch` says, with in-memory blobs and its log at `warn`.
+    /// With `launch.cpus`, see [`ServerProcess::start`]. Blocks until the server listens.
+    pub fn launch(launch: &Launch<'_>) -> Result<Self> {
         let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
         // A data directory the server makes itself, so it is private (0700) as it wants.
         let data = dir.path().join("data");
@@ -105,6 +134,10 @@ impl ServerProcess {
             .context("cannot create the server's log file")?;
         let exe =
             std::env::current_exe().context("cannot find this program to run as the server")?;
+        let store = launch
+            .store
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", data.join("spillway.db").display()));
         let mut command = Command::new(exe);
         command
             .current_dir(dir.path())
@@ -121,19 +154,22 @@ impl ServerProcess {
                 "memory://",
             ])
             .arg("--store")
-            .arg(format!("sqlite://{}", data.join("spillway.db").display()))
+            .arg(store)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log);
-        if let Some(limit) = max_in_flight {
+        if let Some(limit) = launch.max_in_flight {
             command.args(["--max-in-flight-requests", &limit.to_string()]);
         }
-        command.arg(format!("--adaptive-in-flight-limit={adaptive}"));
-        if let Some(split) = cpus {
+        command.arg(format!(
+            "--adaptive-in-flight-limit={}",
+            !launch.fixed_limit
+        ));
+        if let Some(split) = launch.cpus {
             pin_this_thread(&split.server)?;
         }
         let spawned = command.spawn().context("cannot start the server process");
-        if let Some(split) = cpus {
+        if let Some(split) = launch.cpus {
             pin_this_thread(&split.load)?;
         }
         let mut child = spawned?;
@@ -146,7 +182,10 @@ impl ServerProcess {
                 return Err(err.context(format!("the server's log:\n{log}")));
             }
         };
-        let admin_token = read_token(&data.join(ADMIN_TOKEN_FILE))?;
+        let admin_token = match &launch.admin_token {
+            Some(token) => token.clone(),
+            None => read_token(&data.join(ADMIN_TOKEN_FILE))?,
+        };
         Ok(Self {
             child,
             url,
@@ -169,8 +208,7 @@ impl ServerProcess {
 
     /// The server's resident set size in MiB, read from /proc.
     pub fn rss_mib(&self) -> Option<f64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
-        super::overload::parse_rss_kib(&status).map(|kib| kib as f64 / 1024.0)
+        super::procfs::rss_mib(self.pid())
     }
 }
 
