@@ -23,6 +23,10 @@ CREATE TABLE queue_count_changes (
     burstable  BOOLEAN NOT NULL,
     n          BIGINT NOT NULL
 );
+-- Every fold deletes what it moved: vacuum after a thousand dead rows rather than after a fifth
+-- of the table, or readers scan a heap of dead changes (13 ms after a million-task burst).
+ALTER TABLE queue_count_changes SET (autovacuum_vacuum_scale_factor = 0,
+                                     autovacuum_vacuum_threshold = 1000);
 
 INSERT INTO queue_counts (tenant, queue, state, burstable, n)
     SELECT tenant, queue, state, burstable, count(*) FROM tasks

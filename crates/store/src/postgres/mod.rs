@@ -8,6 +8,7 @@
 
 mod counts;
 mod error;
+mod finisher;
 mod leader;
 mod listen;
 mod migrate;
@@ -45,6 +46,7 @@ pub struct PostgresStore {
     notifier: notify::Notifier,
     _listener: listen::Listener,
     folder: counts::Folder,
+    finisher: finisher::Finisher,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -111,6 +113,7 @@ impl PostgresStore {
         );
         let notifier = notify::Notifier::start(pool.clone(), origin);
         let folder = counts::Folder::start(pool.clone());
+        let finisher = finisher::Finisher::start(pool.clone());
         Ok(PostgresStore {
             pool,
             config,
@@ -119,6 +122,7 @@ impl PostgresStore {
             notifier,
             _listener: listener,
             folder,
+            finisher,
         })
     }
 
@@ -131,6 +135,7 @@ impl PostgresStore {
             ));
         };
         self.folder.stop();
+        self.finisher.stop();
         let conn = self.conn().await?;
         // A fold of another store on this schema may hold the counter tables as the drop
         // wants them: PostgreSQL then breaks the deadlock, and the drop is tried again.

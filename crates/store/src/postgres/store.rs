@@ -107,13 +107,17 @@ impl Store for PostgresStore {
     }
 
     async fn job_list(&self, params: JobList) -> Result<Page<Job>> {
+        if params.state.is_some() {
+            // The filter reads whether jobs are finished.
+            self.finisher.flush().await?;
+        }
         jobs::job_list(&self.conn().await?, &params).await
     }
 
     async fn job_cancel(&self, p: JobCancel) -> Result<Job> {
         let mut conn = self.conn().await?;
         let job = jobs::job_cancel(&mut conn, p.tenant.as_deref(), &p.id, p.now).await?;
-        jobs::finish_jobs(&conn, &jobs::JobsToFinish::from([p.id]), p.now).await?;
+        self.finisher.send(jobs::JobsToFinish::from([p.id]), p.now);
         Ok(job)
     }
 
@@ -127,6 +131,7 @@ impl Store for PostgresStore {
     }
 
     async fn job_inputs_to_delete(&self, limit: u32) -> Result<Vec<(String, JobId)>> {
+        self.finisher.flush().await?;
         jobs::job_inputs_to_delete(&self.conn().await?, limit).await
     }
 
@@ -161,14 +166,14 @@ impl Store for PostgresStore {
     async fn task_complete(&self, params: TaskComplete) -> Result<Vec<Reported>> {
         let conn = self.conn().await?;
         let (results, finishing) = report::task_complete(&conn, &params).await?;
-        jobs::finish_jobs(&conn, &finishing, params.now).await?;
+        self.finisher.send(finishing, params.now);
         Ok(results)
     }
 
     async fn task_fail(&self, params: TaskFail) -> Result<Vec<Reported>> {
         let mut conn = self.conn().await?;
         let (results, finishing) = report::task_fail(&mut conn, &params).await?;
-        jobs::finish_jobs(&conn, &finishing, params.now).await?;
+        self.finisher.send(finishing, params.now);
         Ok(results)
     }
 
@@ -176,7 +181,7 @@ impl Store for PostgresStore {
         let mut conn = self.conn().await?;
         let (results, woken, finishing) = report::task_release(&mut conn, &params).await?;
         self.wake(&woken, released(&results));
-        jobs::finish_jobs(&conn, &finishing, params.now).await?;
+        self.finisher.send(finishing, params.now);
         Ok(results)
     }
 
@@ -236,6 +241,7 @@ impl Store for PostgresStore {
     }
 
     async fn retention_sweep(&self, p: RetentionSweep) -> Result<Vec<(String, JobId, bool)>> {
+        self.finisher.flush().await?;
         jobs::retention_sweep(&self.conn().await?, p.now, p.limit).await
     }
 }
