@@ -240,6 +240,20 @@ pub async fn submit(store: &DynStore, params: JobSubmit) -> Job {
     job
 }
 
+/// A successful completion (exit code 0, no result) of each lease.
+pub fn completions(leased: Vec<LeasedTask>) -> Vec<spillway_core::api::Completion> {
+    leased
+        .into_iter()
+        .map(|t| spillway_core::api::Completion {
+            task_id: t.task_id,
+            lease_token: t.lease_token,
+            exit_code: Some(0),
+            result: None,
+            log_tail: String::new(),
+        })
+        .collect()
+}
+
 /// Lease up to `max` tasks of [`TENANT`]'s `queue` for worker `w1` of [`POOL`].
 pub async fn lease(store: &DynStore, queue: &str, max: u32, now: Timestamp) -> Vec<LeasedTask> {
     lease_as(store, TENANT, queue, POOL, max, now).await

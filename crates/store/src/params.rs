@@ -97,6 +97,22 @@ pub struct JobList {
     pub cursor: Option<String>,
 }
 
+impl JobList {
+    /// The SQL condition (`AND …`, on the `jobs` table of either backend) that narrows a
+    /// listing to the jobs that can be in the state asked for: finished ones of that state
+    /// (an index range), or for queued and running the unfinished ones. Each job's state is
+    /// still derived from its counts and checked.
+    pub(crate) fn state_condition(&self) -> &'static str {
+        match self.state {
+            None => "",
+            Some(JobState::Queued | JobState::Running) => "AND finished_at IS NULL",
+            Some(JobState::Succeeded) => "AND finished_state = 'succeeded'",
+            Some(JobState::Failed) => "AND finished_state = 'failed'",
+            Some(JobState::Cancelled) => "AND finished_state = 'cancelled'",
+        }
+    }
+}
+
 /// Filter and page tasks.
 #[derive(Debug, Clone, Default)]
 pub struct TaskList {

@@ -663,20 +663,10 @@ async fn folding_task_counters_from_two_replicas_loses_and_doubles_nothing() {
             if leased.is_empty() {
                 return;
             }
-            let items = leased
-                .into_iter()
-                .map(|t| Completion {
-                    task_id: t.task_id,
-                    lease_token: t.lease_token,
-                    exit_code: Some(0),
-                    result: None,
-                    log_tail: String::new(),
-                })
-                .collect();
             store
                 .task_complete(TaskComplete {
                     tenant: None,
-                    items,
+                    items: spillway_store::conformance::completions(leased),
                     now: t0(),
                 })
                 .await

@@ -1,10 +1,10 @@
 //! Cases for finished jobs: listed by their final state, reopened by a requeue, and removed
 //! (with expired leases) in bounded steps however big the job.
 
-use spillway_core::api::{Completion, Failure};
+use spillway_core::api::Failure;
 use spillway_core::state::JobState;
 
-use super::{QUEUE, TENANT, after, job, lease, must, setup, submit, t0};
+use super::{QUEUE, TENANT, after, completions, job, lease, must, setup, submit, t0};
 use crate::{
     DeadRequeue, DynStore, JobCancel, JobList, JobRetry, LeaseReap, RetentionSweep, TaskComplete,
     TaskFail,
@@ -68,22 +68,12 @@ async fn finish_all(store: &DynStore, fail: bool, now: spillway_core::Timestamp)
                     .await,
             );
         } else {
-            let items = got
-                .into_iter()
-                .map(|t| Completion {
-                    task_id: t.task_id,
-                    lease_token: t.lease_token,
-                    exit_code: Some(0),
-                    result: None,
-                    log_tail: String::new(),
-                })
-                .collect();
             must(
                 "task_complete",
                 store
                     .task_complete(TaskComplete {
                         tenant: None,
-                        items,
+                        items: completions(got),
                         now,
                     })
                     .await,
@@ -195,16 +185,7 @@ pub async fn jobs_are_listed_by_their_final_state_and_reopened_by_requeues(store
         store
             .task_complete(TaskComplete {
                 tenant: None,
-                items: one
-                    .into_iter()
-                    .map(|t| Completion {
-                        task_id: t.task_id,
-                        lease_token: t.lease_token,
-                        exit_code: Some(0),
-                        result: None,
-                        log_tail: String::new(),
-                    })
-                    .collect(),
+                items: completions(one),
                 now,
             })
             .await,

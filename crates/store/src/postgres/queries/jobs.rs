@@ -3,7 +3,7 @@
 use deadpool_postgres::GenericClient;
 use spillway_core::api::Page;
 use spillway_core::model::Job;
-use spillway_core::state::{JobState, StateCounts, TaskState};
+use spillway_core::state::{StateCounts, TaskState};
 use spillway_core::{Error, JobId, Result, Timestamp};
 
 use crate::postgres::error::ctx;
@@ -182,16 +182,7 @@ pub(crate) async fn job_list(conn: &Object, p: &JobList) -> Result<Page<Job>> {
         rows::page_limit(p.limit)
     };
     let (label_key, label_value) = p.label.clone().unzip();
-    // Only the jobs that can be in the state asked for: finished ones of that state (an index
-    // range), or for queued and running the unfinished ones. Each job's state is still derived
-    // from its counts and checked below.
-    let narrowed = match p.state {
-        None => "",
-        Some(JobState::Queued | JobState::Running) => "AND finished_at IS NULL",
-        Some(JobState::Succeeded) => "AND finished_state = 'succeeded'",
-        Some(JobState::Failed) => "AND finished_state = 'failed'",
-        Some(JobState::Cancelled) => "AND finished_state = 'cancelled'",
-    };
+    let narrowed = p.state_condition();
     let sql = format!(
         "SELECT {JOB_COLUMNS} FROM jobs
              WHERE ($1::text IS NULL OR tenant = $1) AND ($2::text IS NULL OR queue = $2)

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use rusqlite::{Connection, OptionalExtension, params};
 use spillway_core::api::Page;
 use spillway_core::model::Job;
-use spillway_core::state::{JobState, StateCounts, TaskState};
+use spillway_core::state::{StateCounts, TaskState};
 use spillway_core::{Error, JobId, Result, Timestamp};
 
 use super::counts::CountChanges;
@@ -155,13 +155,7 @@ pub(crate) fn job_list(conn: &Connection, p: &JobList) -> Result<Page<Job>> {
     let limit = page_size(p.limit) as usize;
     let label_path = p.label.as_ref().map(|(k, _)| format!("$.\"{k}\""));
     let label_value = p.label.as_ref().map(|(_, v)| v.clone());
-    let narrowed = match p.state {
-        None => "",
-        Some(JobState::Queued | JobState::Running) => "AND finished_at IS NULL",
-        Some(JobState::Succeeded) => "AND finished_state = 'succeeded'",
-        Some(JobState::Failed) => "AND finished_state = 'failed'",
-        Some(JobState::Cancelled) => "AND finished_state = 'cancelled'",
-    };
+    let narrowed = p.state_condition();
     let mut stmt = conn
         .prepare_cached(&format!(
             "SELECT {JOB_COLS} FROM jobs
