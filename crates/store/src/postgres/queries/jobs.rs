@@ -38,7 +38,8 @@ const NOTHING_LEFT: &str = "NOT EXISTS (
     )";
 
 /// Mark the listed jobs finished at `now` (with their final state) if none of their tasks can
-/// run again. Run after the commit that moved their tasks, never inside it: two transactions
+/// run again. Their rows are locked in id order, as retention's catch-up does, so two marks of
+/// overlapping jobs cannot deadlock. Run after the commit that moved their tasks, never inside it: two transactions
 /// finishing a job's last two tasks each see the other's task still leased, but whichever
 /// checks last after both committed sees neither.
 pub(crate) async fn finish_jobs(
@@ -54,7 +55,9 @@ pub(crate) async fn finish_jobs(
         .execute(
             &format!(
                 "UPDATE jobs j SET finished_at = $2, finished_state = {FINISHED_STATE}
-                 WHERE j.id = ANY($1) AND j.finished_at IS NULL AND {NOTHING_LEFT}"
+                 FROM (SELECT id FROM jobs WHERE id = ANY($1) AND finished_at IS NULL
+                       ORDER BY id FOR UPDATE) locked
+                 WHERE j.id = locked.id AND {NOTHING_LEFT}"
             ),
             &[&ids, &now],
         )
@@ -355,7 +358,9 @@ pub(crate) async fn retention_sweep(
             "UPDATE jobs j SET
                  finished_at = coalesce((SELECT max(t.finished_at) FROM tasks t WHERE t.job_id = j.id), $1::timestamptz),
                  finished_state = {FINISHED_STATE}
-             WHERE j.finished_at IS NULL AND {NOTHING_LEFT}"
+             FROM (SELECT id FROM jobs WHERE finished_at IS NULL
+                   ORDER BY id FOR UPDATE SKIP LOCKED) locked
+             WHERE j.id = locked.id AND {NOTHING_LEFT}"
         ),
         &[&now],
     )

@@ -27,10 +27,7 @@ use deadpool_postgres::Object;
 const REAP_BATCH: i64 = 500;
 
 /// The leased rows matching (id, token) pairs, locked in id order (so concurrent batches
-/// cannot deadlock), with what deciding their fate needs. Their jobs are share-locked, so a
-/// cancel of the job waits for this report or this report for the cancel: without it, a
-/// failure committing beside a cancel read the job as not cancelled and left its task
-/// retrying, which no lease of a cancelled job ever takes.
+/// cannot deadlock), with what deciding their fate needs.
 const LOCK_LEASED_SQL: &str = "
 SELECT t.id, t.lease_token, t.tenant, t.queue, t.job_id, t.attempt, t.failures,
        t.preemptions, t.max_attempts, t.lease_worker, q.backoff_base_ms, q.backoff_max_ms,
@@ -42,7 +39,7 @@ WHERE t.state = 'leased'
   AND (t.id, t.lease_token) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))
   AND ($3::text IS NULL OR t.tenant = $3)
 ORDER BY t.id
-FOR UPDATE OF t FOR SHARE OF j";
+FOR UPDATE OF t";
 
 /// Writes the end of many attempts at once: the task's new state and the attempt's outcome.
 const APPLY_SQL: &str = "
@@ -356,7 +353,7 @@ pub(crate) async fn lease_reap(conn: &mut Object, now: Timestamp) -> Result<u64>
                      WHERE t.state = 'leased' AND t.lease_expires_at < $1
                      ORDER BY t.lease_expires_at, t.id
                      LIMIT $2
-                     FOR UPDATE OF t SKIP LOCKED FOR SHARE OF j SKIP LOCKED",
+                     FOR UPDATE OF t SKIP LOCKED",
                 &[&now, &REAP_BATCH],
             )
             .await
