@@ -28,6 +28,8 @@ pub(crate) struct Held {
     pub(crate) backoff_base: Duration,
     pub(crate) backoff_max: Duration,
     pub(crate) cancel_requested: bool,
+    /// Whether the task's job is burstable (with tenant and queue: the counter it is in).
+    pub(crate) burstable: bool,
 }
 
 /// How one attempt ends: the task's new row values and the attempt's outcome. The lease
@@ -36,6 +38,10 @@ pub(crate) struct Held {
 pub(crate) struct Ending {
     pub(crate) id: TaskId,
     pub(crate) job_id: String,
+    /// The task's tenant, queue and burstability: the task counters the ending moves it between.
+    pub(crate) tenant: String,
+    pub(crate) queue: String,
+    pub(crate) burstable: bool,
     pub(crate) attempt: i32,
     pub(crate) state: TaskState,
     pub(crate) failures: u32,
@@ -57,6 +63,9 @@ impl Ending {
         Ending {
             id: held.id,
             job_id: held.job_id.clone(),
+            tenant: held.tenant.clone(),
+            queue: held.queue.clone(),
+            burstable: held.burstable,
             attempt: held.attempt,
             state: TaskState::Leased,
             failures: held.failures,
@@ -189,6 +198,7 @@ mod tests {
             backoff_base: Duration::from_secs(10),
             backoff_max: Duration::from_secs(60),
             cancel_requested: false,
+            burstable: false,
         }
     }
 

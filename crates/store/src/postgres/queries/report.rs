@@ -31,7 +31,7 @@ const REAP_BATCH: i64 = 500;
 const LOCK_LEASED_SQL: &str = "
 SELECT t.id, t.lease_token, t.tenant, t.queue, t.job_id, t.attempt, t.failures,
        t.preemptions, t.max_attempts, t.lease_worker, q.backoff_base_ms, q.backoff_max_ms,
-       j.cancel_requested
+       j.cancel_requested, t.burstable
 FROM tasks t
 JOIN queues q ON q.tenant = t.tenant AND q.name = t.queue
 JOIN jobs j ON j.id = t.job_id
@@ -83,6 +83,7 @@ fn held(row: &Row) -> Result<Held> {
         backoff_base: ms("backoff_base_ms")?,
         backoff_max: ms("backoff_max_ms")?,
         cancel_requested: get(row, "cancel_requested")?,
+        burstable: get(row, "burstable")?,
     })
 }
 
@@ -346,7 +347,7 @@ pub(crate) async fn lease_reap(conn: &mut Object, now: Timestamp) -> Result<u64>
             .query(
                 "SELECT t.id, t.lease_token, t.tenant, t.queue, t.job_id, t.attempt, t.failures,
                             t.preemptions, t.max_attempts, t.lease_worker, q.backoff_base_ms,
-                            q.backoff_max_ms, j.cancel_requested
+                            q.backoff_max_ms, j.cancel_requested, t.burstable
                      FROM tasks t
                      JOIN queues q ON q.tenant = t.tenant AND q.name = t.queue
                      JOIN jobs j ON j.id = t.job_id

@@ -138,7 +138,7 @@ pub(crate) fn task_complete(conn: &Connection, p: &TaskComplete) -> Result<Vec<R
 /// The columns [`held`] reads, of `tasks t JOIN queues q`.
 const HELD_COLS: &str = "t.id, t.lease_token, t.tenant, t.queue, t.job_id, t.attempt, t.failures,
      t.preemptions, t.max_attempts, t.lease_worker, q.backoff_base_ms, q.backoff_max_ms,
-     t.cancel_requested";
+     t.cancel_requested, t.burstable";
 
 /// The reported leases, each read by task id in the caller's tenant: the ones still current
 /// (`(id, token)` first seen; a repeat is answered as the first was and ends nothing twice),
@@ -196,6 +196,7 @@ fn held(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Held> {
         backoff_base: ms(r.get(at + 10)?),
         backoff_max: ms(r.get(at + 11)?),
         cancel_requested: r.get(at + 12)?,
+        burstable: r.get(at + 13)?,
     })
 }
 
@@ -212,17 +213,18 @@ fn apply(conn: &Connection, endings: &[Ending], now: Timestamp) -> Result<()> {
              WHERE id = ?1",
         )
         .map_err(db("prepare ending attempts"))?;
-    // Every ending's task is leased until this write.
-    let mut counted_as = conn
-        .prepare_cached("SELECT tenant, queue, burstable FROM tasks WHERE id = ?1")
-        .map_err(db("prepare ending attempts"))?;
     let mut counted = CountChanges::default();
     let mut jobs = BTreeSet::new();
     for e in endings {
-        let (tenant, queue, burstable): (String, String, bool) = counted_as
-            .query_row([e.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .map_err(db("read an ending task"))?;
-        counted.moved(&tenant, &queue, TaskState::Leased, e.state, burstable, 1);
+        // Every ending's task is leased until this write.
+        counted.moved(
+            &e.tenant,
+            &e.queue,
+            TaskState::Leased,
+            e.state,
+            e.burstable,
+            1,
+        );
         task.execute(params![
             e.id,
             e.state.as_str(),
