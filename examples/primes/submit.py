@@ -31,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--count", type=int, default=None, help="submit only the first N tasks")
     parser.add_argument("--download", type=Path, help="download every result file into DIR")
-    parser.add_argument("--python", default="python3", help="the Python the workers run task.py with")
+    parser.add_argument(
+        "--python", default="python3", help="the Python the workers run task.py with"
+    )
     parser.add_argument("--timeout", type=float, default=None, help="give up waiting after SECONDS")
     args = parser.parse_args(argv)
 
@@ -53,7 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         if job.finished_at is not None:
             took = f" in {(job.finished_at - job.created_at).total_seconds():.1f}s"
         c = job.counts
-        print(f"job {job.id} {job.state}{took}: {c.succeeded} succeeded, {c.dead} dead, {c.cancelled} cancelled")
+        print(
+            f"job {job.id} {job.state}{took}: "
+            f"{c.succeeded} succeeded, {c.dead} dead, {c.cancelled} cancelled"
+        )
 
         results = [json.loads(f.read()) for f in job.results() if f.path == "result.json"]
         if results:

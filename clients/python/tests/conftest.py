@@ -19,7 +19,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 import spillway
 
 REPO = Path(__file__).resolve().parents[3]
@@ -61,9 +60,13 @@ def wait_until(
     deadline = time.monotonic() + START_DEADLINE
     while not ready():
         if proc.poll() is not None:
-            pytest.fail(f"{what} exited with {proc.returncode} during start; its log:\n{log.read_text()}")
+            pytest.fail(
+                f"{what} exited with {proc.returncode} during start; its log:\n{log.read_text()}"
+            )
         if time.monotonic() > deadline:
-            pytest.fail(f"{what} was not ready within {START_DEADLINE}s; its log:\n{log.read_text()}")
+            pytest.fail(
+                f"{what} was not ready within {START_DEADLINE}s; its log:\n{log.read_text()}"
+            )
         time.sleep(0.1)
 
 
@@ -128,7 +131,16 @@ def server(session_dir: Path, binary: Path) -> Iterator[Server]:
     log = session_dir / "server.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [str(binary), "--config", "/dev/null", "--data-dir", str(data), "server", "--listen", f"127.0.0.1:{port}"],
+            [
+                str(binary),
+                "--config",
+                "/dev/null",
+                "--data-dir",
+                str(data),
+                "server",
+                "--listen",
+                f"127.0.0.1:{port}",
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -138,11 +150,17 @@ def server(session_dir: Path, binary: Path) -> Iterator[Server]:
         token_file = data / "admin.token"
         wait_until(
             "spillway server",
-            lambda: http_ok(f"{url}/healthz") and token_file.exists() and bool(token_file.read_text().strip()),
+            lambda: (
+                http_ok(f"{url}/healthz")
+                and token_file.exists()
+                and bool(token_file.read_text().strip())
+            ),
             proc,
             log,
         )
-        yield Server(url=url, token=token_file.read_text().strip(), data_dir=data, bin=binary, log=log)
+        yield Server(
+            url=url, token=token_file.read_text().strip(), data_dir=data, bin=binary, log=log
+        )
     finally:
         stop(proc)
 
@@ -166,9 +184,20 @@ def worker(server: Server, session_dir: Path) -> Iterator[None]:
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [
-                str(server.bin), "--config", "/dev/null", "--server", server.url,
-                "worker", "--queue", "default,once", "--concurrency", "2",
-                "--scratch-dir", str(scratch), "--grace", "1s",
+                str(server.bin),
+                "--config",
+                "/dev/null",
+                "--server",
+                server.url,
+                "worker",
+                "--queue",
+                "default,once",
+                "--concurrency",
+                "2",
+                "--scratch-dir",
+                str(scratch),
+                "--grace",
+                "1s",
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -177,8 +206,12 @@ def worker(server: Server, session_dir: Path) -> Iterator[None]:
         )
 
     def registered() -> bool:
-        answer = httpx.get(f"{server.url}/v1/workers", headers={"Authorization": f"Bearer {server.token}"})
-        return answer.is_success and any(w.get("state") == "active" for w in answer.json().get("workers", []))
+        answer = httpx.get(
+            f"{server.url}/v1/workers", headers={"Authorization": f"Bearer {server.token}"}
+        )
+        return answer.is_success and any(
+            w.get("state") == "active" for w in answer.json().get("workers", [])
+        )
 
     try:
         wait_until("spillway worker", registered, proc, log)

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 import spillway
 from spillway import discover
 
@@ -39,7 +38,9 @@ def test_the_files_spillway_up_writes_are_found(tmp_path: Path) -> None:
     assert s.url == "http://127.0.0.1:9999"
     assert "server.url" in s.url_source and "spillway up" in s.url_source
     assert s.token == "sw_admin"
-    s = discover(env={"SPILLWAY_DATA_DIR": str(home / ".local" / "share" / "spillway")}, cwd=tmp_path)
+    s = discover(
+        env={"SPILLWAY_DATA_DIR": str(home / ".local" / "share" / "spillway")}, cwd=tmp_path
+    )
     assert (s.url, s.token) == ("http://127.0.0.1:9999", "sw_admin")
 
 
@@ -51,9 +52,18 @@ def test_arguments_beat_the_environment_which_beats_the_file(tmp_path: Path) -> 
     s = discover(env={}, cwd=tmp_path)
     assert (s.url, s.token, s.data_dir) == ("http://file:2", "file-token", data)
     assert s.url_source.startswith("[client] server in ")
-    s = discover(env={"SPILLWAY_SERVER": "http://env:3", "SPILLWAY_TOKEN": "env-token", "SPILLWAY_TENANT": "t1"}, cwd=tmp_path)
+    s = discover(
+        env={
+            "SPILLWAY_SERVER": "http://env:3",
+            "SPILLWAY_TOKEN": "env-token",
+            "SPILLWAY_TENANT": "t1",
+        },
+        cwd=tmp_path,
+    )
     assert (s.url, s.token, s.tenant) == ("http://env:3", "env-token", "t1")
-    s = discover("http://arg:4", "arg-token", "t2", env={"SPILLWAY_SERVER": "http://env:3"}, cwd=tmp_path)
+    s = discover(
+        "http://arg:4", "arg-token", "t2", env={"SPILLWAY_SERVER": "http://env:3"}, cwd=tmp_path
+    )
     assert (s.url, s.token, s.tenant) == ("http://arg:4", "arg-token", "t2")
 
 
@@ -97,7 +107,18 @@ def test_after_spillway_up_client_just_works(
     log = tmp_path / "up.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [str(server.bin), "--config", "/dev/null", "--data-dir", str(data), "up", "--listen", f"127.0.0.1:{port}", "--workers", "0"],
+            [
+                str(server.bin),
+                "--config",
+                "/dev/null",
+                "--data-dir",
+                str(data),
+                "up",
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "0",
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import httpx
 import pytest
-
 import spillway
 from spillway._errors import error_for_response
 
@@ -12,9 +11,8 @@ from .conftest import Server, free_port
 
 
 def test_a_bad_request_raises_the_servers_detail(server: Server) -> None:
-    with server.client() as client:
-        with pytest.raises(spillway.InvalidArgumentError) as bad:
-            client.submit(["echo", "hi"], priority=5000)
+    with server.client() as client, pytest.raises(spillway.InvalidArgumentError) as bad:
+        client.submit(["echo", "hi"], priority=5000)
     err = bad.value
     assert err.status == 400
     assert err.title == "invalid request"
@@ -36,13 +34,17 @@ def test_unknown_job_and_queue_are_not_found(server: Server) -> None:
 
 
 def test_a_wrong_token_is_unauthenticated(server: Server) -> None:
-    with spillway.Client(url=server.url, token="sw_wrong") as client:
-        with pytest.raises(spillway.UnauthenticatedError) as denied:
-            list(client.jobs())
+    with (
+        spillway.Client(url=server.url, token="sw_wrong") as client,
+        pytest.raises(spillway.UnauthenticatedError) as denied,
+    ):
+        list(client.jobs())
     assert denied.value.status == 401
 
 
-def test_no_token_says_where_to_find_one(server: Server, tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_token_says_where_to_find_one(
+    server: Server, tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name in ("SPILLWAY_TOKEN", "SPILLWAY_CONFIG", "SPILLWAY_SERVER"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(str(tmp_path))
@@ -92,7 +94,9 @@ def test_status_codes_map_to_classes() -> None:
     )
     assert isinstance(shed, spillway.UnavailableError)
     assert shed.retryable and shed.retry_after == 1.0 and shed.detail == "busy: try again"
-    plain = error_for_response(status=502, body=b"<html>bad gateway</html>", method="GET", url="http://x/")
+    plain = error_for_response(
+        status=502, body=b"<html>bad gateway</html>", method="GET", url="http://x/"
+    )
     assert "bad gateway" in plain.detail
 
 
@@ -105,10 +109,18 @@ def test_reads_are_retried_when_the_server_sheds_load() -> None:
             return httpx.Response(
                 503,
                 headers={"Retry-After": "0", "Content-Type": "application/problem+json"},
-                json={"type": "t", "title": "service unavailable", "status": 503, "detail": "busy", "code": "unavailable"},
+                json={
+                    "type": "t",
+                    "title": "service unavailable",
+                    "status": 503,
+                    "detail": "busy",
+                    "code": "unavailable",
+                },
             )
         return httpx.Response(200, json=[])
 
-    with spillway.Client(url="http://test", token="t", transport=httpx.MockTransport(handler)) as client:
+    with spillway.Client(
+        url="http://test", token="t", transport=httpx.MockTransport(handler)
+    ) as client:
         assert client.results("j") == []
     assert calls == ["/v1/jobs/j/results"] * 3

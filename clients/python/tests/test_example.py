@@ -13,8 +13,16 @@ from .conftest import REPO, Server, clean_env
 def test_the_primes_example_runs(server: Server, worker: None, tmp_path: Path) -> None:
     env = clean_env() | {"SPILLWAY_SERVER": server.url, "SPILLWAY_TOKEN": server.token}
     done = subprocess.run(
-        [sys.executable, str(REPO / "examples" / "primes" / "submit.py"), "--count", "3",
-         "--timeout", "300", "--download", str(tmp_path / "results")],
+        [
+            sys.executable,
+            str(REPO / "examples" / "primes" / "submit.py"),
+            "--count",
+            "3",
+            "--timeout",
+            "300",
+            "--download",
+            str(tmp_path / "results"),
+        ],
         env=env,
         cwd=tmp_path,
         capture_output=True,

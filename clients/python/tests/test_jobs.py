@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 import spillway
 
 PY = sys.executable
@@ -20,7 +19,8 @@ WAIT = 120.0
 def test_submit_wait_and_read_results(client: spillway.Client, tmp_path: Path) -> None:
     job = client.submit(
         'echo "hello from task $SPILLWAY_TASK_INDEX" > "$SPILLWAY_OUTPUT_DIR/out.txt"; '
-        'mkdir "$SPILLWAY_OUTPUT_DIR/sub"; echo "$GREETING {index}" > "$SPILLWAY_OUTPUT_DIR/sub/g.txt"; '
+        'mkdir "$SPILLWAY_OUTPUT_DIR/sub"; '
+        'echo "$GREETING {index}" > "$SPILLWAY_OUTPUT_DIR/sub/g.txt"; '
         'echo "log of {index}"',
         count=3,
         name="python-submit",
@@ -43,7 +43,12 @@ def test_submit_wait_and_read_results(client: spillway.Client, tmp_path: Path) -
 
     files = done.results()
     assert [(f.index, f.path) for f in files] == [
-        (0, "out.txt"), (0, "sub/g.txt"), (1, "out.txt"), (1, "sub/g.txt"), (2, "out.txt"), (2, "sub/g.txt")
+        (0, "out.txt"),
+        (0, "sub/g.txt"),
+        (1, "out.txt"),
+        (1, "sub/g.txt"),
+        (2, "out.txt"),
+        (2, "sub/g.txt"),
     ]
     assert files[2].read() == b"hello from task 1\n"
     assert done.read_result(2, "sub/g.txt") == b"hi 2\n"
@@ -67,9 +72,19 @@ def test_submit_wait_and_read_results(client: spillway.Client, tmp_path: Path) -
 
 def test_payloads_reach_the_tasks_as_json(client: spillway.Client) -> None:
     payloads = [{"n": 1, "tags": ["a", "b"]}, "plain text", b"bytes as text", 42, None, [1.5, True]]
-    copy = f"import os, shutil; shutil.copy(os.environ['SPILLWAY_PAYLOAD'], os.path.join(os.environ['SPILLWAY_OUTPUT_DIR'], 'result.json'))"
+    copy = (
+        "import os, shutil; e = os.environ; "
+        "shutil.copy(e['SPILLWAY_PAYLOAD'], os.path.join(e['SPILLWAY_OUTPUT_DIR'], 'result.json'))"
+    )
     results = list(client.map([PY, "-c", copy], payloads))
-    assert results == [{"n": 1, "tags": ["a", "b"]}, "plain text", "bytes as text", 42, None, [1.5, True]]
+    assert results == [
+        {"n": 1, "tags": ["a", "b"]},
+        "plain text",
+        "bytes as text",
+        42,
+        None,
+        [1.5, True],
+    ]
     with pytest.raises(ValueError, match="not UTF-8"):
         client.submit(["true"], payloads=[b"\xff"])
     with pytest.raises(TypeError, match="not JSON-serialisable"):
@@ -91,9 +106,12 @@ def test_inputs_are_uploaded_first(client: spillway.Client, tmp_path: Path) -> N
         "    for n in names:\n"
         "        p = os.path.join(d, n)\n"
         "        found[os.path.relpath(p, root)] = open(p).read()\n"
-        "json.dump(found, open(os.path.join(os.environ['SPILLWAY_OUTPUT_DIR'], 'result.json'), 'w'))\n"
+        "out = os.path.join(os.environ['SPILLWAY_OUTPUT_DIR'], 'result.json')\n"
+        "json.dump(found, open(out, 'w'))\n"
     )
-    [found] = list(client.map([PY, "-c", script], [None], inputs=[data, single], delete_inputs=True))
+    [found] = list(
+        client.map([PY, "-c", script], [None], inputs=[data, single], delete_inputs=True)
+    )
     assert found == {"data/a.txt": "alpha", "data/nested/b.txt": "beta", "single.csv": "x,y\n"}
 
 
@@ -120,13 +138,18 @@ def test_map_yields_in_item_order_as_tasks_finish(client: spillway.Client) -> No
         'item "a"\n',
         'item "b"\n',
     ]
-    raw = client.map(["sh", "-c", 'printf "%s" "$(cat)" > "$SPILLWAY_OUTPUT_DIR/out.bin"'], [7], result="out.bin")
+    raw = client.map(
+        ["sh", "-c", 'printf "%s" "$(cat)" > "$SPILLWAY_OUTPUT_DIR/out.bin"'], [7], result="out.bin"
+    )
     assert list(raw) == [b"7"]
     assert list(client.map(["true"], [])) == []
 
 
 def test_map_raises_for_failed_tasks_and_missing_results(client: spillway.Client) -> None:
-    script = 'n=$(cat); if [ "$n" = 1 ]; then echo "boom on $n" >&2; exit 3; fi; echo "$n" > "$SPILLWAY_OUTPUT_DIR/result.json"'
+    script = (
+        'n=$(cat); if [ "$n" = 1 ]; then echo "boom on $n" >&2; exit 3; fi; '
+        'echo "$n" > "$SPILLWAY_OUTPUT_DIR/result.json"'
+    )
     results = client.map(["sh", "-c", script], [0, 1, 2], queue="once")
     assert next(results) == 0
     with pytest.raises(spillway.TaskFailedError) as failed:
@@ -149,7 +172,7 @@ def test_map_raises_for_failed_tasks_and_missing_results(client: spillway.Client
     assert again.counts.dead == 1  # it failed again, with a second attempt
     assert [a.attempt for a in dead[0].detail().attempts] == [1, 2]
 
-    with pytest.raises(spillway.ResultMissingError, match="wrote no result.json"):
+    with pytest.raises(spillway.ResultMissingError, match=r"wrote no result\.json"):
         next(client.map(["true"], [0], queue="once"))
 
 
@@ -186,7 +209,10 @@ def test_wait_times_out_and_draws_a_bar_on_a_terminal(client: spillway.Client) -
     assert "] 0/1 waiting 1 running 0 succeeded 0 dead 0 (" in tty.getvalue()
     bar(job.refresh())
     assert tty.getvalue().endswith("s)")
-    assert "[==============================] 1/1 waiting 0 running 0 succeeded 0 dead 0 cancelled 1" in tty.getvalue()
+    assert (
+        "[==============================] 1/1 waiting 0 running 0 succeeded 0 dead 0 cancelled 1"
+        in tty.getvalue()
+    )
     bar.close()
     assert tty.getvalue().endswith("\r\x1b[2K")
     not_tty = io.StringIO()

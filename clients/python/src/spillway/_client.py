@@ -226,7 +226,9 @@ class Client:
             pairs.append(("tenant", self.settings.tenant))
         return pairs
 
-    def _unreachable(self, method: str, url: str, e: httpx.TransportError) -> ServerUnreachableError:
+    def _unreachable(
+        self, method: str, url: str, e: httpx.TransportError
+    ) -> ServerUnreachableError:
         what = "timed out" if isinstance(e, httpx.TimeoutException) else "could not connect"
         if not isinstance(e, (httpx.TimeoutException, httpx.ConnectError)):
             what = f"failed ({type(e).__name__}: {e})"
@@ -532,8 +534,7 @@ class Client:
                 page_params.append(("cursor", cursor))
             page = self._json("GET", path, params=page_params)
             items = page.get("items", [])
-            for item in items:
-                yield item
+            yield from items
             if left is not None:
                 left -= len(items)
             cursor = page.get("next_cursor")
@@ -572,9 +573,7 @@ class Client:
     def cancel(self, job_id: str) -> Job:
         """Cancel a job: waiting tasks are cancelled, running ones stop at their next
         heartbeat. Returns the job as the cancel left it."""
-        return Job.from_json(
-            self._json("POST", f"/v1/jobs/{quote(job_id, safe='')}/cancel"), self
-        )
+        return Job.from_json(self._json("POST", f"/v1/jobs/{quote(job_id, safe='')}/cancel"), self)
 
     def retry(self, job_id: str) -> int:
         """Run a job's dead and cancelled tasks again; returns how many were requeued."""
@@ -596,8 +595,8 @@ class Client:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         bar = ProgressBar() if progress is True else None
-        report: Callable[[Job], None] | None = bar if bar is not None else (
-            progress if callable(progress) else None
+        report: Callable[[Job], None] | None = (
+            bar if bar is not None else (progress if callable(progress) else None)
         )
         outage_since: float | None = None
         latest: Job | None = None
@@ -642,7 +641,9 @@ class Client:
         for doc in docs:
             index, _, path = str(doc["path"]).partition("/")
             files.append(
-                ResultFile(job_id=job_id, index=int(index), path=path, size=int(doc["size"]), client=self)
+                ResultFile(
+                    job_id=job_id, index=int(index), path=path, size=int(doc["size"]), client=self
+                )
             )
         files.sort(key=lambda f: (f.index, f.path))
         return files
@@ -680,7 +681,9 @@ class Client:
         written = []
         for f in self.results(job_id):
             check_relative_path(f.path)
-            written.append(self.download_result(job_id, f.index, f.path, root / str(f.index) / f.path))
+            written.append(
+                self.download_result(job_id, f.index, f.path, root / str(f.index) / f.path)
+            )
         return written
 
     # ---------------------------------------------------------------------------------------

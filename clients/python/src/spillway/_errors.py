@@ -99,7 +99,8 @@ class ApiError(SpillwayError):
         self.retry_after = retry_after
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(status={self.status}, code={self.code!r}, detail={self.detail!r})"
+        name = type(self).__name__
+        return f"{name}(status={self.status}, code={self.code!r}, detail={self.detail!r})"
 
 
 class InvalidArgumentError(ApiError, ValueError):
