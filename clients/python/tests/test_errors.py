@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 import spillway
@@ -124,3 +126,30 @@ def test_reads_are_retried_when_the_server_sheds_load() -> None:
     ) as client:
         assert client.results("j") == []
     assert calls == ["/v1/jobs/j/results"] * 3
+
+
+def test_a_submit_is_sent_again_only_with_an_idempotency_key() -> None:
+    calls: list[dict[str, object]] = []
+    job = {
+        "id": "j1",
+        "spec": {"command": ["true"]},
+        "state": "queued",
+        "created_at": "2026-12-06T14:12:00.123456789Z",
+        "idempotency_key": "k",
+    }
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(json.loads(request.content))
+        if len(calls) % 2 == 1:
+            return httpx.Response(503, headers={"Retry-After": "0"}, json={"detail": "full"})
+        return httpx.Response(201, json={"job": job, "created": True})
+
+    transport = httpx.MockTransport(handler)
+    with spillway.Client(url="http://test", token="t", transport=transport) as client:
+        submitted = client.submit(["true"], idempotency_key="k")
+        assert submitted.id == "j1" and submitted.created is True
+        assert len(calls) == 2 and calls[0] == calls[1]
+        assert calls[0]["idempotency_key"] == "k"
+        with pytest.raises(spillway.UnavailableError, match="full"):
+            client.submit(["true"])
+        assert len(calls) == 3

@@ -269,13 +269,15 @@ class Client:
         content: Iterable[bytes] | bytes | None = None,
         headers: Mapping[str, str] | None = None,
         stream: bool = False,
+        idempotent: bool = False,
     ) -> httpx.Response:
         """Send one request; a transport failure or an error answer becomes an exception.
 
-        Read-only requests are tried again (up to ``GET_TRIES`` times, with backoff and the
-        server's ``Retry-After``) when the server is unreachable or overloaded.
+        Read-only requests, and others marked ``idempotent`` (a submit with an idempotency
+        key), are tried again (up to ``GET_TRIES`` times, with backoff and the server's
+        ``Retry-After``) when the server is unreachable or overloaded.
         """
-        tries = GET_TRIES if method == "GET" else 1
+        tries = GET_TRIES if method == "GET" or idempotent else 1
         for attempt in range(1, tries + 1):
             request = self._http.build_request(
                 method,
@@ -289,6 +291,7 @@ class Client:
                 response = self._http.send(request, stream=stream)
             except httpx.TransportError as e:
                 error: SpillwayError = self._unreachable(method, str(request.url), e)
+                error.__cause__ = e
                 delay = None
             else:
                 if response.is_success:
@@ -491,7 +494,9 @@ class Client:
             upload_id = self.upload(inputs)
         if upload_id is not None:
             body["upload_id"] = upload_id
-        doc = self._json("POST", "/v1/jobs", json_body=body)
+        # With an idempotency key a submit may be sent again safely: a second one returns the
+        # first job.
+        doc = self._json("POST", "/v1/jobs", json_body=body, idempotent=idempotency_key is not None)
         return Job.from_json(doc["job"], self, created=bool(doc.get("created", True)))
 
     # ---------------------------------------------------------------------------------------
@@ -667,6 +672,13 @@ class Client:
             with open(partial, "wb") as f:
                 _copy(response.iter_bytes(CHUNK), f)
             os.replace(partial, target)
+        except httpx.TransportError as e:
+            partial.unlink(missing_ok=True)
+            raise ServerUnreachableError(
+                f"reading {response.request.url} broke off ({type(e).__name__}: {e}); try again",
+                url=str(response.request.url),
+                server=self.url,
+            ) from e
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
