@@ -54,6 +54,10 @@ def test_submit_wait_and_read_results(client: spillway.Client, tmp_path: Path) -
     assert done.read_result(2, "sub/g.txt") == b"hi 2\n"
     written = done.download_results(tmp_path / "results")
     assert len(written) == 6
+    assert done.download_results(tmp_path / "one", index=2) == [
+        tmp_path / "one" / "2" / "out.txt",
+        tmp_path / "one" / "2" / "sub" / "g.txt",
+    ]
     assert (tmp_path / "results" / "1" / "sub" / "g.txt").read_text() == "hi 1\n"
 
     tasks = list(done.tasks())
@@ -130,8 +134,8 @@ def test_map_yields_in_item_order_as_tasks_finish(client: spillway.Client) -> No
     assert len(results) == 4
     assert [r["square"] for r in results] == [0, 1, 4, 9]
     finished = [t.finished_at for t in client.tasks(results.job.id)]
-    assert all(f is not None for f in finished)
-    assert max(f for f in finished[1:] if f) < min(f for f in finished[:1] if f)
+    assert finished[0] is not None and finished[1] is not None
+    assert finished[1] < finished[0]
 
     # The output tail instead of a file; bytes for a file that is not JSON.
     assert list(client.map(["sh", "-c", 'echo "item $(cat)"'], ["a", "b"], result=None)) == [

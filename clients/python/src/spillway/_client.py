@@ -686,12 +686,17 @@ class Client:
             response.close()
         return target
 
-    def download_results(self, job_id: str, dest: PathLike) -> list[Path]:
-        """Download every result file of a job to ``dest/<index>/<path>`` (as ``spillway
-        results JOB --download DEST`` does) and return the files written."""
+    def download_results(
+        self, job_id: str, dest: PathLike, *, index: int | None = None
+    ) -> list[Path]:
+        """Download every result file of a job (only task ``index``'s when given) to
+        ``dest/<index>/<path>``, as ``spillway results JOB --download DEST`` does, and return
+        the files written."""
         root = Path(dest)
         written = []
         for f in self.results(job_id):
+            if index is not None and f.index != index:
+                continue
             check_relative_path(f.path)
             written.append(
                 self.download_result(job_id, f.index, f.path, root / str(f.index) / f.path)

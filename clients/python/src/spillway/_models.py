@@ -346,9 +346,12 @@ class Job:
         """The bytes of result file ``path`` of task ``index``."""
         return self._client().read_result(self.id, index, path)
 
-    def download_results(self, dest: str | os.PathLike[str]) -> list[Path]:
-        """Download every result file to ``dest/<index>/<path>``; returns the files written."""
-        return self._client().download_results(self.id, dest)
+    def download_results(
+        self, dest: str | os.PathLike[str], *, index: int | None = None
+    ) -> list[Path]:
+        """Download every result file (only task ``index``'s when given) to
+        ``dest/<index>/<path>``; returns the files written."""
+        return self._client().download_results(self.id, dest, index=index)
 
     def logs(self, index: int, attempt: int | None = None) -> str:
         """The output tail (stdout and stderr, last 64 KiB) of task ``index``'s attempt
