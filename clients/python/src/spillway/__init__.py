@@ -10,7 +10,7 @@
 See :class:`Client` for every call, and README.md beside this package for a worked example.
 """
 
-from ._client import Client, Duration, JobMap, PathLike, __version__
+from ._client import Client, Duration, JobMap, PathLike
 from ._config import Settings, discover
 from ._errors import (
     ApiError,
@@ -44,6 +44,7 @@ from ._models import (
     TaskState,
 )
 from ._progress import ProgressBar
+from ._version import __version__
 
 __all__ = [
     "ApiError",

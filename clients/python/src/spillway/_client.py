@@ -29,6 +29,7 @@ from ._errors import (
 )
 from ._models import Attempt, Job, JobState, Queue, ResultFile, Task, TaskDetail, TaskState
 from ._progress import ProgressBar
+from ._version import __version__
 
 __all__ = ["Client", "Duration", "JobMap", "PathLike"]
 
@@ -51,8 +52,6 @@ WAIT_OUTAGE_LIMIT = 60.0
 PAGE_SIZE = 1000
 #: Bytes read from a file per chunk of an upload or download.
 CHUNK = 1 << 20
-
-__version__ = "0.1.0"
 
 _Scalar: TypeAlias = str | int | float | bool | None
 
