@@ -3,6 +3,11 @@
 //!
 //! Label values are stable strings (state names, outcome names, route templates), never
 //! derived from type names.
+//!
+//! Families are kept and encoded in OpenMetrics by `prometheus_client`; [`format`] chooses
+//! between that and the Prometheus text format 0.0.4 for each scrape and converts.
+
+pub mod format;
 
 use std::time::Duration;
 
@@ -19,8 +24,8 @@ use spillway_store::QueueStatsQuery;
 use spillway_store::Store;
 use spillway_store::WorkerList;
 
-/// The media type of the metrics text.
-pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The media type of the metrics text in OpenMetrics, the format `prometheus_client` encodes.
+pub const METRICS_CONTENT_TYPE: &str = format::OPENMETRICS_CONTENT_TYPE;
 
 /// The queue label used when the queue of an outcome is not known to this server (a lease
 /// taken through another replica, or expired leases counted by the reaper).
