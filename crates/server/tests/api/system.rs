@@ -259,3 +259,40 @@ async fn metrics_negotiate_openmetrics_or_the_text_format() {
     }
     server.stop().await;
 }
+
+/// A task that fails for good is a dead letter of its queue in `spillway_tasks`, and the
+/// store's reads are reported up.
+#[tokio::test]
+async fn metrics_show_dead_letters_by_queue() {
+    let server = Server::start().await;
+    let worker = server.worker(&server.admin, &["default"]).await;
+    server.submit(&server.admin, simple_job()).await;
+    let leased = server.lease(&server.admin, &worker, &["default"], 1).await;
+    let answer: Value = ok(
+        server
+            .post(
+                "/v1/tasks/fail",
+                &server.admin,
+                json!({"failures": [{"task_id": leased[0]["task_id"], "lease_token": leased[0]["lease_token"],
+                                     "error": "broken", "retryable": false}]}),
+            )
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(answer["results"][0]["ok"], true, "{answer}");
+    let text = server
+        .get("/metrics", "")
+        .await
+        .text()
+        .await
+        .expect("metrics");
+    for series in [
+        r#"spillway_tasks{tenant="default",queue="default",state="dead"} 1"#,
+        r#"spillway_task_outcomes_total{queue="default",outcome="dead"} 1"#,
+        "spillway_store_up 1",
+    ] {
+        assert!(text.contains(series), "missing {series} in:\n{text}");
+    }
+    server.stop().await;
+}
