@@ -335,7 +335,7 @@ mod tests {
     #[test]
     fn histograms_keep_buckets_sum_and_count() {
         let mut registry = Registry::default();
-        let histogram = Histogram::new([1.0, 2.0].into_iter());
+        let histogram = Histogram::new([1.0, 2.0]);
         histogram.observe(1.5);
         registry.register("took_seconds", "Took", histogram);
         let text = to_text(&openmetrics(&registry)).expect("converts");
