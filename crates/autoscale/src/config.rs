@@ -73,7 +73,8 @@ pub struct PoolConfig {
     /// Cost of one worker for one hour; within a tier the cheaper pool is used first. Default 0.
     #[serde(default = "default_cost")]
     pub cost_per_hour: f64,
-    /// Expected time from asking for a worker to it leasing tasks. Default 60s.
+    /// Expected time from asking for a worker to it leasing tasks. Default 60s. An instance
+    /// whose worker has not registered by then is a `never_registered` pool problem.
     #[serde(default = "default_startup", with = "humantime_serde")]
     pub startup: Duration,
     /// A worker idle this long may be drained when the pool is too large. Default 2m.

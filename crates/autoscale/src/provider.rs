@@ -109,6 +109,24 @@ pub enum PoolProblemKind {
     Permission,
     /// Instances fail to start (bad image, crash on start).
     StartFailed,
+    /// Instances run, but their worker has not registered with the server within the pool's
+    /// `startup` time (a wrong server URL or token, a worker that is not started). Found by the
+    /// autoscaler, which joins instances with registered workers, not by providers.
+    NeverRegistered,
+}
+
+impl PoolProblemKind {
+    /// The stable name in metrics labels and the API (`quota`, `stock_out`, `permission`,
+    /// `start_failed`, `never_registered`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PoolProblemKind::Quota => "quota",
+            PoolProblemKind::StockOut => "stock_out",
+            PoolProblemKind::Permission => "permission",
+            PoolProblemKind::StartFailed => "start_failed",
+            PoolProblemKind::NeverRegistered => "never_registered",
+        }
+    }
 }
 
 /// A condition that keeps a pool below the size asked for, reported as status, not as error.
@@ -144,5 +162,25 @@ impl PoolObservation {
     /// Instances in one state.
     pub fn count(&self, state: InstanceState) -> usize {
         self.instances.iter().filter(|i| i.state == state).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The metrics label of each kind is its name in the API, so the two never drift apart.
+    #[test]
+    fn problem_kind_labels_are_their_serde_names() {
+        for kind in [
+            PoolProblemKind::Quota,
+            PoolProblemKind::StockOut,
+            PoolProblemKind::Permission,
+            PoolProblemKind::StartFailed,
+            PoolProblemKind::NeverRegistered,
+        ] {
+            let serde = serde_json::to_value(kind).expect("a kind encodes");
+            assert_eq!(serde.as_str(), Some(kind.as_str()), "{kind:?}");
+        }
     }
 }

@@ -71,6 +71,9 @@ pub fn problem_message(group: &str, item: &ErrorItem, instance: Option<&str>) ->
             "grant the missing permission (see docs/compute-engine.md, IAM)"
         }
         PoolProblemKind::StartFailed => "check the group's instance template",
+        PoolProblemKind::NeverRegistered => {
+            "check that the instance template starts `spillway worker` with the server's URL and a worker token"
+        }
     };
     let on = instance
         .map(|i| format!(" creating {i}"))

@@ -1,9 +1,16 @@
 //! Prometheus metrics. Queue gauges are read from the store at scrape time, so every replica
 //! reports the same numbers; counters and histograms count what passed through this server.
 //!
-//! Label values are stable strings (state names, outcome names, route templates), never
-//! derived from type names.
+//! Label values are stable strings (state names, outcome names, route templates, pool problem
+//! kinds), never derived from type names.
+//!
+//! Families are kept and encoded in OpenMetrics by `prometheus_client`; [`format`] chooses
+//! between that and the Prometheus text format 0.0.4 for each scrape and converts.
 
+pub mod format;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -19,8 +26,8 @@ use spillway_store::QueueStatsQuery;
 use spillway_store::Store;
 use spillway_store::WorkerList;
 
-/// The media type of the metrics text.
-pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The media type of the metrics text in OpenMetrics, the format `prometheus_client` encodes.
+pub const METRICS_CONTENT_TYPE: &str = format::OPENMETRICS_CONTENT_TYPE;
 
 /// The queue label used when the queue of an outcome is not known to this server (a lease
 /// taken through another replica, or expired leases counted by the reaper).
@@ -85,6 +92,17 @@ struct PoolLabels {
 struct PoolStateLabels {
     pool: String,
     state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+struct PoolProblemLabels {
+    pool: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -168,6 +186,7 @@ pub struct Metrics {
     lease_duration: Histogram,
     end_to_end: Histogram,
     http: Family<HttpLabels, Counter>,
+    http_duration: Family<RouteLabels, Histogram>,
     lease_waiters: Gauge,
     lease_wakeups: Counter,
     in_flight: Gauge,
@@ -175,6 +194,12 @@ pub struct Metrics {
     pool_desired: Family<PoolLabels, Gauge>,
     pool_workers: Family<PoolStateLabels, Gauge>,
     workers_down: Gauge,
+    pool_problems: Family<PoolProblemLabels, Gauge>,
+    pool_problem_occurrences: Family<PoolProblemLabels, Counter>,
+    /// The (pool, kind) pairs of the last [`Metrics::set_pool_problems`], to count only new ones.
+    pool_problems_seen: Mutex<BTreeSet<PoolProblemLabels>>,
+    never_registered: Family<PoolLabels, Counter>,
+    store_up: Gauge,
     autoscaler_leader: Gauge,
     clock_offset: Family<ClockLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     // Scrapes clear and refill the gauges; one at a time keeps them consistent.
@@ -216,6 +241,15 @@ impl Metrics {
             "spillway_http_requests",
             "HTTP requests by route template and status",
             http.clone(),
+        );
+        let http_duration = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            // 5ms to about 20s.
+            Histogram::new(exponential_buckets(0.005, 2.0, 13))
+        });
+        registry.register(
+            "spillway_http_request_duration_seconds",
+            "Time to answer HTTP requests by route template; a lease call's includes its wait for work",
+            http_duration.clone(),
         );
         let lease_waiters = Gauge::default();
         registry.register(
@@ -259,6 +293,30 @@ impl Metrics {
             "Registered workers that missed their heartbeats",
             workers_down.clone(),
         );
+        let pool_problems = Family::<PoolProblemLabels, Gauge>::default();
+        registry.register(
+            "spillway_pool_problems",
+            "Problems keeping each pool below the size asked for, by kind (quota, stock_out, permission, start_failed, never_registered, provider_error), as the autoscaler last saw them; reported by the replica that leads it",
+            pool_problems.clone(),
+        );
+        let pool_problem_occurrences = Family::<PoolProblemLabels, Counter>::default();
+        registry.register(
+            "spillway_pool_problem_occurrences",
+            "Times a problem of this kind appeared on the pool (absent at the autoscaler's previous pass, present at this one)",
+            pool_problem_occurrences.clone(),
+        );
+        let never_registered = Family::<PoolLabels, Counter>::default();
+        registry.register(
+            "spillway_pool_instances_never_registered",
+            "Instances whose worker had not registered within the pool's startup time, each counted once",
+            never_registered.clone(),
+        );
+        let store_up = Gauge::default();
+        registry.register(
+            "spillway_store_up",
+            "1 when this scrape's reads of the store succeeded, else 0 (the queue series are then left out)",
+            store_up.clone(),
+        );
         let autoscaler_leader = Gauge::default();
         registry.register(
             "spillway_autoscaler_leader",
@@ -282,12 +340,18 @@ impl Metrics {
             pool_desired,
             pool_workers,
             workers_down,
+            pool_problems,
+            pool_problem_occurrences,
+            pool_problems_seen: Mutex::new(BTreeSet::new()),
+            never_registered,
+            store_up,
             registry,
             queues,
             outcomes,
             lease_duration,
             end_to_end,
             http,
+            http_duration,
             scrape: tokio::sync::Mutex::new(()),
         }
     }
@@ -326,14 +390,19 @@ impl Metrics {
         self.lease_wakeups.inc();
     }
 
-    /// Count one HTTP request.
-    pub fn http_request(&self, route: &str, status: u16) {
+    /// Count one HTTP request and how long it took to answer.
+    pub fn http_request(&self, route: &str, status: u16, took: Duration) {
         self.http
             .get_or_create(&HttpLabels {
                 route: route.to_string(),
                 status: status.to_string(),
             })
             .inc();
+        self.http_duration
+            .get_or_create(&RouteLabels {
+                route: route.to_string(),
+            })
+            .observe(took.as_secs_f64());
     }
 
     /// Publish the requests in flight and the adaptive limit on them.
@@ -387,10 +456,63 @@ impl Metrics {
         }
     }
 
-    /// Refresh the queue gauges from the store and encode every metric as text: every
-    /// tenant's series and the server-wide ones.
+    /// Publish the problems of each pool the autoscaler looked at in its pass, by kind (stable
+    /// label values, see [`spillway_autoscale::provider::PoolProblemKind::as_str`]); pools
+    /// left out have none. A (pool, kind) absent from the previous call counts as one
+    /// occurrence. A replica that stops leading publishes an empty map.
+    pub fn set_pool_problems(&self, problems: &BTreeMap<String, Vec<&str>>) {
+        let mut now_seen = BTreeMap::<PoolProblemLabels, i64>::new();
+        for (pool, kinds) in problems {
+            for kind in kinds {
+                *now_seen
+                    .entry(PoolProblemLabels {
+                        pool: pool.clone(),
+                        kind: (*kind).to_string(),
+                    })
+                    .or_default() += 1;
+            }
+        }
+        let mut seen = lock(&self.pool_problems_seen);
+        self.pool_problems.clear();
+        for (labels, count) in &now_seen {
+            self.pool_problems.get_or_create(labels).set(*count);
+            if !seen.contains(labels) {
+                self.pool_problem_occurrences.get_or_create(labels).inc();
+            }
+        }
+        *seen = now_seen.into_keys().collect();
+    }
+
+    /// Count `n` instances of `pool` whose worker did not register within its startup time.
+    pub fn never_registered(&self, pool: &str, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.never_registered
+            .get_or_create(&PoolLabels {
+                pool: pool.to_string(),
+            })
+            .inc_by(n);
+    }
+
+    /// Refresh the queue gauges from the store and encode every metric as OpenMetrics text:
+    /// every tenant's series and the server-wide ones. When the store cannot be read, the
+    /// queue series are left out and `spillway_store_up` is 0, so the scrape still answers.
     pub async fn render(&self, store: &dyn Store, now: Timestamp) -> Result<String> {
         let _one_at_a_time = self.scrape.lock().await;
+        let up = match self.read_store(store, now).await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(%error, "metrics: could not read the store; queue series left out");
+                self.queues.fill(&[]);
+                false
+            }
+        };
+        self.store_up.set(i64::from(up));
+        encode(&self.registry)
+    }
+
+    async fn read_store(&self, store: &dyn Store, now: Timestamp) -> Result<()> {
         let stats = store
             .queue_stats(QueueStatsQuery { tenant: None, now })
             .await?;
@@ -402,7 +524,7 @@ impl Metrics {
             .count();
         self.workers_down
             .set(i64::try_from(down).unwrap_or(i64::MAX));
-        encode(&self.registry)
+        Ok(())
     }
 
     /// Encode only `tenant`'s series: its queues' task counts and oldest available age. The
@@ -425,6 +547,11 @@ impl Metrics {
         QueueGauges::register(&mut registry).fill(&stats);
         encode(&registry)
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Plain data that stays consistent across a panic; keep serving it.
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn encode(registry: &Registry) -> Result<String> {

@@ -270,15 +270,21 @@ mod tests {
         assert!(documented > 40, "only {documented} operations documented");
     }
 
-    /// `/metrics` is documented with the media type it answers with (without its parameters).
+    /// `/metrics` is documented with both media types it answers with (without parameters).
     #[test]
-    fn metrics_are_documented_as_openmetrics() {
+    fn metrics_are_documented_in_both_formats() {
+        use crate::metrics::format::Format;
         let doc = serde_json::to_value(ApiDoc::openapi()).expect("the document encodes");
         let content = doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
             .as_object()
             .expect("a documented body");
-        let sent = crate::metrics::METRICS_CONTENT_TYPE;
-        let media_type = sent.split(';').next().unwrap_or(sent);
-        assert_eq!(content.keys().collect::<Vec<_>>(), [media_type]);
+        let mut documented: Vec<&str> = content.keys().map(String::as_str).collect();
+        documented.sort_unstable();
+        let mut sent: Vec<&str> = [Format::OpenMetrics, Format::Text]
+            .iter()
+            .map(|f| f.content_type().split(';').next().unwrap_or_default())
+            .collect();
+        sent.sort_unstable();
+        assert_eq!(documented, sent);
     }
 }

@@ -1,7 +1,7 @@
 //! The autoscaler service: every interval, and about a second after a submit to a pool's
 //! queue, the leader replica observes each pool, runs the policy and resizes the pools.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +10,8 @@ use spillway_autoscale::policy::{
     self, InstanceView, PolicyInput, PolicyMemory, PoolView, QueueDemand,
 };
 use spillway_autoscale::provider::{
-    DynPoolProvider, InstanceState, PoolObservation, PoolObserve, PoolProblemKind, PoolResize,
+    DynPoolProvider, Instance, InstanceState, PoolObservation, PoolObserve, PoolProblem,
+    PoolProblemKind, PoolResize,
 };
 use spillway_core::api::{PoolDecisionRecord, PoolStatus};
 use spillway_core::model::{Worker, WorkerState};
@@ -32,6 +33,11 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 pub const DEFAULT_WAKE_DELAY: Duration = Duration::from_millis(250);
 /// The leadership key replicas compete for: only the holder resizes pools.
 pub const LEADER_KEY: i64 = 0x5350_4c57_4153_4331;
+/// The `kind` label of `spillway_pool_problems` for a pool whose provider could not be asked
+/// (observe or resize failed): not a problem the provider reports, so not a `PoolProblemKind`.
+pub const PROVIDER_ERROR_KIND: &str = "provider_error";
+/// Instances named in a never-registered problem's message; the rest are counted.
+const NEVER_REGISTERED_NAMED: usize = 3;
 
 /// How the autoscaler runs.
 #[derive(Debug, Clone)]
@@ -70,6 +76,8 @@ struct Inner {
     lease: Option<LeaderLease>,
     /// The statuses this replica last kept in the store as the leader.
     kept: Option<Vec<PoolStatus>>,
+    /// (pool, instance) pairs already counted as never registered.
+    never_registered: HashSet<(String, String)>,
 }
 
 impl Autoscaler {
@@ -106,6 +114,8 @@ impl Autoscaler {
             // decisions, and the pools' last sizes until its own pass has seen them).
             self.adopt_kept().await?;
             if !leading {
+                // Problems are the leader's to report.
+                self.state.metrics.set_pool_problems(&BTreeMap::new());
                 return Ok(0);
             }
             inner.kept = None;
@@ -168,6 +178,8 @@ impl Autoscaler {
             &mut inner.memory,
         );
         let mut resized = 0;
+        let mut problem_kinds = BTreeMap::new();
+        let mut unregistered = HashSet::new();
         for ((pool, seen), decision) in pools.iter().zip(&observations).zip(decisions) {
             let mut seen = seen.clone();
             if seen.desired != Some(decision.desired) || !decision.drain.is_empty() {
@@ -204,9 +216,37 @@ impl Autoscaler {
                     },
                 );
             }
+            let late = never_registered(pool, &seen, &workers, now);
+            let new = late
+                .iter()
+                .filter(|i| {
+                    !inner
+                        .never_registered
+                        .contains(&(pool.name.clone(), i.id.clone()))
+                })
+                .count();
+            state.metrics.never_registered(&pool.name, new as u64);
+            unregistered.extend(late.iter().map(|i| (pool.name.clone(), i.id.clone())));
+            if let Some(problem) = never_registered_problem(pool, &late) {
+                seen.problems.push(problem);
+            }
+            problem_kinds.insert(
+                pool.name.clone(),
+                seen.problems.iter().map(|p| p.kind.as_str()).collect(),
+            );
             let status = pool_status(pool, &seen, &workers, decision.desired);
             state.shared.pools.set_status(status);
         }
+        // Instances that registered or went away are forgotten.
+        inner.never_registered = unregistered;
+        // A pool planned above has its provider's problems; any other failed to observe or
+        // resize this pass.
+        for pool in state.shared.pools.pools() {
+            problem_kinds
+                .entry(pool.name)
+                .or_insert_with(|| vec![PROVIDER_ERROR_KIND]);
+        }
+        state.metrics.set_pool_problems(&problem_kinds);
         // Every pool, failed ones with what was last seen of them; kept for the other
         // replicas when it changed.
         let statuses = state.shared.pools.statuses();
@@ -317,6 +357,55 @@ fn pool_view<'a>(
             .iter()
             .any(|p| matches!(p.kind, PoolProblemKind::Quota | PoolProblemKind::StockOut)),
     }
+}
+
+/// The live instances of `pool` asked for at least its `startup` time ago whose worker has not
+/// registered: none known, or one the server has no record of.
+fn never_registered<'a>(
+    pool: &PoolConfig,
+    seen: &'a PoolObservation,
+    workers: &[Worker],
+    now: Timestamp,
+) -> Vec<&'a Instance> {
+    let startup = chrono::TimeDelta::from_std(pool.startup).unwrap_or(chrono::TimeDelta::MAX);
+    seen.instances
+        .iter()
+        .filter(|i| i.state.is_live())
+        .filter(|i| now.signed_duration_since(i.created_at) >= startup)
+        .filter(|i| {
+            !i.worker_id
+                .as_ref()
+                .is_some_and(|id| workers.iter().any(|w| &w.id == id))
+        })
+        .collect()
+}
+
+/// The problem that names instances whose worker never registered, since the first of them
+/// was due.
+fn never_registered_problem(pool: &PoolConfig, late: &[&Instance]) -> Option<PoolProblem> {
+    let due = late.iter().map(|i| i.created_at).min()?;
+    let startup = chrono::TimeDelta::from_std(pool.startup).unwrap_or(chrono::TimeDelta::MAX);
+    let named: Vec<&str> = late
+        .iter()
+        .take(NEVER_REGISTERED_NAMED)
+        .map(|i| i.id.as_str())
+        .collect();
+    let more = late.len().saturating_sub(NEVER_REGISTERED_NAMED);
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    Some(PoolProblem {
+        kind: PoolProblemKind::NeverRegistered,
+        message: format!(
+            "{} instance(s) started over {} ago have no registered worker ({}{more}): check that they run `spillway worker` with the server's URL and a valid worker token, or raise the pool's startup if they are only slow",
+            late.len(),
+            humantime::format_duration(pool.startup),
+            named.join(", "),
+        ),
+        since: due.checked_add_signed(startup).unwrap_or(due),
+    })
 }
 
 fn pool_status(

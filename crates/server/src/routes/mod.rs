@@ -132,15 +132,17 @@ fn trace_failure(class: ServerErrorsFailureClass, latency: Duration, _span: &tra
     }
 }
 
-/// Count every request by its route template (never the raw path) and status.
+/// Count every request by its route template (never the raw path) and status, and time it.
 async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    // A latency, not a point in time: the monotonic clock, not the server's Clock.
+    let started = std::time::Instant::now();
     let response = next.run(request).await;
     state
         .metrics
-        .http_request(&route, response.status().as_u16());
+        .http_request(&route, response.status().as_u16(), started.elapsed());
     response
 }

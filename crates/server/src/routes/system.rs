@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa::OpenApi;
 
 use crate::app::{self, Caller};
-use crate::metrics::METRICS_CONTENT_TYPE;
+use crate::metrics::format::Format;
 use crate::problem::ApiResult;
 use crate::state::AppState;
 
@@ -28,13 +28,15 @@ pub async fn readyz(State(state): State<AppState>) -> ApiResult<&'static str> {
     Ok("ready")
 }
 
-/// Prometheus metrics. Open by default; with the server setting `metrics_auth` on, a bearer
-/// token of role `metrics` or `admin` is required: one of every tenant sees every series, one
-/// bound to a tenant only that tenant's queue series.
+/// Prometheus metrics: OpenMetrics 1.0 to a scraper whose `Accept` asks for
+/// `application/openmetrics-text` (Prometheus does), the Prometheus text format 0.0.4 otherwise.
+/// Open by default; with the server setting `metrics_auth` on, a bearer token of role `metrics`
+/// or `admin` is required: one of every tenant sees every series, one bound to a tenant only
+/// that tenant's queue series.
 #[utoipa::path(get, path = "/metrics", tag = "system",
     security((), ("bearer" = [])),
-    responses((status = 200, description = "metrics in the OpenMetrics text format", body = String,
-               content_type = "application/openmetrics-text"),
+    responses((status = 200, description = "metrics: OpenMetrics 1.0 when the Accept header asks for application/openmetrics-text, else the Prometheus text format 0.0.4",
+               content((String = "text/plain"), (String = "application/openmetrics-text"))),
               (status = 401, description = "metrics_auth is on and no valid token was sent", body = spillway_core::api::Problem),
               (status = 403, description = "the token's role is neither metrics nor admin", body = spillway_core::api::Problem)))]
 pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
@@ -45,8 +47,14 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> ApiRe
     } else {
         None
     };
+    let format = Format::negotiate(
+        headers
+            .get(header::ACCEPT)
+            .and_then(|accept| accept.to_str().ok()),
+    );
     let text = app::metrics::scrape(&state, principal.as_ref().map(Caller::own)).await?;
-    Ok(([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response())
+    let text = format.encode(text)?;
+    Ok(([(header::CONTENT_TYPE, format.content_type())], text).into_response())
 }
 
 /// This document.

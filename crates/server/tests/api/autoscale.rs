@@ -433,4 +433,109 @@ async fn a_pool_whose_provider_fails_does_not_stop_the_others() {
             .any(|p| p.contains("failed to observe") && p.contains("connection refused")),
         "{east:?}"
     );
+    let text = metrics_text(&server).await;
+    assert!(
+        text.contains(r#"spillway_pool_problems{pool="east",kind="provider_error"} 1"#),
+        "{text}"
+    );
+    assert!(
+        !text.contains(r#"spillway_pool_problems{pool="home""#),
+        "{text}"
+    );
+}
+
+async fn metrics_text(server: &Server) -> String {
+    server
+        .get("/metrics", "")
+        .await
+        .text()
+        .await
+        .expect("metrics")
+}
+
+/// An instance whose worker has not registered within the pool's startup time is a
+/// `never_registered` problem on the pool's status and in /metrics, counted once however many
+/// passes see it; the problem goes once the worker registers.
+#[tokio::test]
+async fn instances_whose_worker_never_registers_are_a_pool_problem() {
+    let mut home = pool("home", 0, 3);
+    home.min = 1;
+    home.startup = Duration::from_secs(30);
+    let (server, provider, autoscaler) = setup(vec![home.clone()]).await;
+    autoscaler.pass().await.expect("pass");
+    let started = live(&provider, &home).await;
+    assert_eq!(started.len(), 1, "the pool's min is started");
+    let listed = pools(&server).await;
+    assert!(listed[0].problems.is_empty(), "not due yet: {listed:?}");
+
+    server.clock.advance(Duration::from_secs(31));
+    autoscaler.pass().await.expect("pass");
+    autoscaler
+        .pass()
+        .await
+        .expect("a second pass sees it again");
+    let listed = pools(&server).await;
+    assert!(
+        listed[0]
+            .problems
+            .iter()
+            .any(|p| p.contains("no registered worker") && p.contains(&started[0])),
+        "{listed:?}"
+    );
+    let text = metrics_text(&server).await;
+    for series in [
+        r#"spillway_pool_problems{pool="home",kind="never_registered"} 1"#,
+        r#"spillway_pool_problem_occurrences_total{pool="home",kind="never_registered"} 1"#,
+        r#"spillway_pool_instances_never_registered_total{pool="home"} 1"#,
+    ] {
+        assert!(text.contains(series), "missing {series} in:\n{text}");
+    }
+
+    start_workers(&server, &provider, &home).await;
+    autoscaler.pass().await.expect("pass");
+    let listed = pools(&server).await;
+    assert!(listed[0].problems.is_empty(), "registered now: {listed:?}");
+    let text = metrics_text(&server).await;
+    assert!(
+        !text.contains(r#"spillway_pool_problems{pool="home",kind="never_registered"}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"spillway_pool_instances_never_registered_total{pool="home"} 1"#),
+        "{text}"
+    );
+}
+
+/// A provider's problems are published by kind while they last, and each appearance is counted.
+#[tokio::test]
+async fn pool_problems_are_published_by_kind() {
+    let home = pool("home", 0, 4);
+    let (server, provider, autoscaler) = setup(vec![home.clone()]).await;
+    provider.set_quota("home", Some(1));
+    server
+        .submit(
+            &server.admin,
+            json!({"command": ["x"], "tasks": [{}, {}, {}, {}]}),
+        )
+        .await;
+    autoscaler.pass().await.expect("pass");
+    let text = metrics_text(&server).await;
+    for series in [
+        r#"spillway_pool_problems{pool="home",kind="quota"} 1"#,
+        r#"spillway_pool_problem_occurrences_total{pool="home",kind="quota"} 1"#,
+    ] {
+        assert!(text.contains(series), "missing {series} in:\n{text}");
+    }
+
+    // Short of quota, the policy asks only for what the pool has, which the quota allows.
+    autoscaler.pass().await.expect("pass");
+    let text = metrics_text(&server).await;
+    assert!(
+        !text.contains(r#"spillway_pool_problems{pool="home",kind="quota"}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"spillway_pool_problem_occurrences_total{pool="home",kind="quota"} 1"#),
+        "{text}"
+    );
 }

@@ -201,3 +201,98 @@ async fn health_readiness_and_unknown_routes() {
     assert!(p.detail.contains("DELETE"), "{}", p.detail);
     server.stop().await;
 }
+
+/// `/metrics` answers OpenMetrics to a scraper that asks for it and the Prometheus text format
+/// 0.0.4 to everyone else, each with its own media type and names.
+#[tokio::test]
+async fn metrics_negotiate_openmetrics_or_the_text_format() {
+    let server = Server::start().await;
+    server.submit(&server.admin, simple_job()).await;
+    let scrape = |accept: Option<&'static str>| {
+        let mut req = server.http.get(format!("{}/metrics", server.base));
+        if let Some(accept) = accept {
+            req = req.header("accept", accept);
+        }
+        async move {
+            let resp = req.send().await.expect("send");
+            assert_eq!(resp.status(), StatusCode::OK);
+            let content_type = resp
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            (content_type, resp.text().await.expect("body"))
+        }
+    };
+    const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+    const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    for (accept, want) in [
+        (None, TEXT),
+        (Some("*/*"), TEXT),
+        (Some("text/plain;version=0.0.4"), TEXT),
+        (Some(prometheus), OPENMETRICS),
+        (Some("application/openmetrics-text"), OPENMETRICS),
+    ] {
+        let (content_type, text) = scrape(accept).await;
+        assert_eq!(content_type, want, "Accept: {accept:?}");
+        let counter = r#"spillway_http_requests_total{route="/v1/jobs",status="201"} 1"#;
+        assert!(text.contains(counter), "Accept: {accept:?}:\n{text}");
+        if want == TEXT {
+            assert!(!text.contains("# EOF"), "{text}");
+            assert!(
+                text.contains("# TYPE spillway_http_requests_total counter\n"),
+                "{text}"
+            );
+            assert!(
+                text.contains("# HELP spillway_http_requests_total "),
+                "{text}"
+            );
+        } else {
+            assert!(text.ends_with("# EOF\n"), "{text}");
+            assert!(
+                text.contains("# TYPE spillway_http_requests counter\n"),
+                "{text}"
+            );
+        }
+    }
+    server.stop().await;
+}
+
+/// A task that fails for good is a dead letter of its queue in `spillway_tasks`, and the
+/// store's reads are reported up.
+#[tokio::test]
+async fn metrics_show_dead_letters_by_queue() {
+    let server = Server::start().await;
+    let worker = server.worker(&server.admin, &["default"]).await;
+    server.submit(&server.admin, simple_job()).await;
+    let leased = server.lease(&server.admin, &worker, &["default"], 1).await;
+    let answer: Value = ok(
+        server
+            .post(
+                "/v1/tasks/fail",
+                &server.admin,
+                json!({"failures": [{"task_id": leased[0]["task_id"], "lease_token": leased[0]["lease_token"],
+                                     "error": "broken", "retryable": false}]}),
+            )
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(answer["results"][0]["ok"], true, "{answer}");
+    let text = server
+        .get("/metrics", "")
+        .await
+        .text()
+        .await
+        .expect("metrics");
+    for series in [
+        r#"spillway_tasks{tenant="default",queue="default",state="dead"} 1"#,
+        r#"spillway_task_outcomes_total{queue="default",outcome="dead"} 1"#,
+        "spillway_store_up 1",
+    ] {
+        assert!(text.contains(series), "missing {series} in:\n{text}");
+    }
+    server.stop().await;
+}
