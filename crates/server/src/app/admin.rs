@@ -1,6 +1,6 @@
 //! Tenants and tokens.
 
-use chrono::SecondsFormat;
+use chrono::{SecondsFormat, SubsecRound};
 use spillway_core::api::{CreateToken, CreatedToken};
 use spillway_core::auth::{Action, Role};
 use spillway_core::model::{DEFAULT_QUEUE, QueueSettings, Tenant, TokenInfo};
@@ -90,6 +90,9 @@ pub async fn token_create(
         queues,
         ..
     } = req;
+    // Kept to the second (rounded down, never later than asked), so every backend answers
+    // the time it was given.
+    let expires_at = expires_at.map(|at| at.trunc_subsecs(0));
     let now = state.clock.now();
     if let Some(at) = expires_at
         && at <= now
