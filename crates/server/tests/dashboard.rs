@@ -10,7 +10,6 @@ use reqwest::header::{LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
 use spillway_autoscale::config::PoolConfig;
 use spillway_core::api::Failure;
-use spillway_core::clock::Clock;
 use spillway_server::ServerConfig;
 use spillway_server::autoscale::Autoscaler;
 use spillway_server::size::ByteSize;
