@@ -1117,3 +1117,19 @@ async fn on_postgresql_a_session_made_by_one_server_works_on_the_next() {
         .await
         .expect("drop the test schema");
 }
+
+#[tokio::test]
+async fn the_sweeper_deletes_ended_sessions_and_keeps_live_ones() {
+    let server = TestServer::builder().manual_clock().start().await;
+    let idle = session_pair(&sign_in_cookies(&server.base, &server.admin).await);
+    server.clock.advance(Duration::from_secs(7 * 3600));
+    let live = session_pair(&sign_in_cookies(&server.base, &server.admin).await);
+    server.clock.advance(Duration::from_secs(3600));
+    let swept = spillway_server::services::session_sweeper::pass(&server.state, 500)
+        .await
+        .expect("sweep");
+    assert_eq!(swept, 1, "only the session idle for 8 hours goes");
+    assert!(!signed_in(&server.base, &idle).await);
+    assert!(signed_in(&server.base, &live).await);
+    server.stop().await;
+}

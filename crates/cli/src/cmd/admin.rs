@@ -266,8 +266,20 @@ pub async fn tokens(ctx: &Ctx, args: TokensArgs) -> Result<ExitCode> {
                 output::json(&created)?;
             } else {
                 println!("{}", created.token);
+                let queues = created
+                    .info
+                    .queues
+                    .as_ref()
+                    .map(|q| format!(", queues {}", q.join(", ")))
+                    .unwrap_or_default();
+                let expires = created
+                    .info
+                    .expires_at
+                    .as_ref()
+                    .map(|at| format!(", expires {}", output::time(at)))
+                    .unwrap_or_default();
                 eprintln!(
-                    "token {} ({} in tenant {}): the secret above is shown only once",
+                    "token {} ({} in tenant {}{queues}{expires}): the secret above is shown only once",
                     created.info.id,
                     created.info.role.as_str(),
                     opt(created.info.tenant.clone())
