@@ -191,10 +191,14 @@ pub const MAX_SCOPED_QUEUES: usize = 100;
 /// an admin mints tokens and changes queues, so a scope would not hold it. Metrics tokens
 /// neither: they read a whole tenant's series.
 pub fn validate_queue_scope(role: Role, queues: &[String]) -> Result<(), Error> {
-    if matches!(role, Role::Admin | Role::Metrics) {
+    let unscopable = match role {
+        Role::Admin => Some("an admin"),
+        Role::Metrics => Some("a metrics"),
+        Role::Submitter | Role::Worker | Role::Viewer => None,
+    };
+    if let Some(which) = unscopable {
         return Err(Error::invalid(format!(
-            "a {} token cannot be limited to queues (an admin can mint tokens of any scope, a metrics token reads a whole tenant): leave out the queues, or limit a submitter, worker or viewer token",
-            role.as_str()
+            "{which} token cannot be limited to queues (an admin can mint tokens of any scope, a metrics token reads a whole tenant): leave out the queues, or limit a submitter, worker or viewer token"
         )));
     }
     if queues.is_empty() || queues.len() > MAX_SCOPED_QUEUES {
