@@ -743,12 +743,24 @@ pub struct CreateToken {
     /// admin or a metrics token of every tenant; tokens of other roles go to `default`.
     #[serde(default)]
     pub tenant: Option<String>,
+    /// When it stops working (RFC 3339, in the future); absent: it works until revoked.
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The queues of its tenant it may use (they must exist); absent: every queue. Not for
+    /// admin tokens, which can mint tokens of any scope.
+    #[serde(default)]
+    pub queues: Option<Vec<String>>,
 }
 
 impl CreateToken {
-    /// Check everything that can be checked without the store (the tenant is checked there).
+    /// Check everything that can be checked without the store and the clock (the tenant and
+    /// the queues' existence are checked there, the expiry against the server's clock).
     pub fn validate(&self) -> crate::Result<()> {
-        crate::names::validate_token_name(&self.name)
+        crate::names::validate_token_name(&self.name)?;
+        if let Some(queues) = &self.queues {
+            crate::auth::validate_queue_scope(self.role, queues)?;
+        }
+        Ok(())
     }
 }
 
@@ -1009,6 +1021,8 @@ mod tests {
     #[test]
     fn token_names_are_not_blank_nor_long() {
         let token = |name: &str| CreateToken {
+            expires_at: None,
+            queues: None,
             name: name.into(),
             role: Role::Submitter,
             tenant: None,

@@ -113,6 +113,11 @@ pub struct Principal {
     pub tenant: Option<String>,
     /// The token's role.
     pub role: Role,
+    /// The queues of its tenant the token may use; `None`: every queue. Read only through
+    /// [`Principal::sees_queue`] and [`Principal::queue_scope`], so that the scope can grow
+    /// into a list of tenant/queue pairs without touching the places that enforce it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queues: Option<Vec<String>>,
 }
 
 impl Principal {
@@ -134,6 +139,35 @@ impl Principal {
         self.tenant.as_deref().is_none_or(|own| own == tenant)
     }
 
+    /// Whether this principal may see and use `queue` of `tenant`: the tenant is one it sees,
+    /// and the queue is in its scope (if it has one).
+    pub fn sees_queue(&self, tenant: &str, queue: &str) -> bool {
+        self.sees_tenant(tenant)
+            && self
+                .queues
+                .as_ref()
+                .is_none_or(|queues| queues.iter().any(|q| q == queue))
+    }
+
+    /// The queues this principal is limited to, if it is.
+    pub fn queue_scope(&self) -> Option<&[String]> {
+        self.queues.as_deref()
+    }
+
+    /// Fail with a permission error naming the allowed queues unless `queue` of `tenant` is
+    /// in scope: for writes that name a queue (a submit, a lease), where the caller already
+    /// knows the queue's name and deserves to hear why it is refused.
+    pub fn require_queue(&self, tenant: &str, queue: &str) -> Result<(), Error> {
+        if self.sees_queue(tenant, queue) {
+            return Ok(());
+        }
+        let allowed = self.queues.as_deref().unwrap_or_default().join(", ");
+        Err(Error::permission_denied(format!(
+            "token {} may use only the queues {allowed} of its tenant, not {queue:?}: use one of those or a token for {queue:?}",
+            self.token_id
+        )))
+    }
+
     /// The tenant a request acts in: the token's own, or for an all-tenant admin the one asked
     /// for (default `"default"`). Fails when a tenant-bound token asks for another tenant.
     pub fn tenant_for(&self, requested: Option<&str>) -> Result<String, Error> {
@@ -147,6 +181,41 @@ impl Principal {
             (None, None) => Ok(crate::model::DEFAULT_TENANT.to_string()),
         }
     }
+}
+
+/// Most queues one token may be limited to.
+pub const MAX_SCOPED_QUEUES: usize = 100;
+
+/// Check a token's queue scope as given at creation: one to [`MAX_SCOPED_QUEUES`] valid,
+/// distinct queue names, and a role it means something for. Admin tokens cannot be scoped:
+/// an admin mints tokens and changes queues, so a scope would not hold it. Metrics tokens
+/// neither: they read a whole tenant's series.
+pub fn validate_queue_scope(role: Role, queues: &[String]) -> Result<(), Error> {
+    let unscopable = match role {
+        Role::Admin => Some("an admin"),
+        Role::Metrics => Some("a metrics"),
+        Role::Submitter | Role::Worker | Role::Viewer => None,
+    };
+    if let Some(which) = unscopable {
+        return Err(Error::invalid(format!(
+            "{which} token cannot be limited to queues (an admin can mint tokens of any scope, a metrics token reads a whole tenant): leave out the queues, or limit a submitter, worker or viewer token"
+        )));
+    }
+    if queues.is_empty() || queues.len() > MAX_SCOPED_QUEUES {
+        return Err(Error::invalid(format!(
+            "a token's queue list holds 1 to {MAX_SCOPED_QUEUES} queues, not {}: leave it out for every queue",
+            queues.len()
+        )));
+    }
+    for (i, queue) in queues.iter().enumerate() {
+        crate::names::validate_name("queue", queue)?;
+        if queues[..i].contains(queue) {
+            return Err(Error::invalid(format!(
+                "queue {queue:?} is listed twice: name each queue once"
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -195,10 +264,39 @@ mod tests {
             token_id: "t".into(),
             tenant: Some("a".into()),
             role: Role::Admin,
+            queues: None,
         };
         assert!(p.sees_tenant("a"));
         assert!(!p.sees_tenant("b"));
         assert!(p.tenant_for(Some("b")).is_err());
         assert_eq!(p.tenant_for(None).ok().as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn queue_scoped_tokens_see_only_their_queues() {
+        let p = Principal {
+            token_id: "tok_s".into(),
+            tenant: Some("a".into()),
+            role: Role::Submitter,
+            queues: Some(vec!["orders".into(), "images".into()]),
+        };
+        assert!(p.sees_queue("a", "orders"));
+        assert!(!p.sees_queue("a", "default"));
+        assert!(!p.sees_queue("b", "orders"));
+        let refused = p.require_queue("a", "default").expect_err("out of scope");
+        assert!(refused.message().contains("orders, images"), "{refused}");
+        let unscoped = Principal { queues: None, ..p };
+        assert!(unscoped.sees_queue("a", "default"));
+    }
+
+    #[test]
+    fn queue_scopes_are_checked() {
+        let q = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert!(validate_queue_scope(Role::Worker, &q(&["a", "b"])).is_ok());
+        assert!(validate_queue_scope(Role::Admin, &q(&["a"])).is_err());
+        assert!(validate_queue_scope(Role::Metrics, &q(&["a"])).is_err());
+        assert!(validate_queue_scope(Role::Viewer, &q(&[])).is_err());
+        assert!(validate_queue_scope(Role::Viewer, &q(&["a", "a"])).is_err());
+        assert!(validate_queue_scope(Role::Viewer, &q(&["bad name"])).is_err());
     }
 }

@@ -356,6 +356,12 @@ pub struct TokenInfo {
     pub role: Role,
     /// When it was made.
     pub created_at: DateTime<Utc>,
+    /// When it stops working; none: it works until revoked.
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The queues of its tenant it may use; none: every queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queues: Option<Vec<String>>,
 }
 
 /// Per-queue numbers for stats and metrics.

@@ -41,6 +41,8 @@ impl Spillway {
                 name: "worker".into(),
                 role: Role::Worker,
                 tenant: Some("default".into()),
+                expires_at: None,
+                queues: None,
             })
             .await
             .unwrap()

@@ -4,7 +4,8 @@
 //! Secrets are `sw_` followed by 32 random bytes in unpadded base64url; only their SHA-256 is
 //! stored. Resolved principals are cached for [`TOKEN_CACHE_TTL`] to keep the database off the
 //! hot path; a revocation through this server takes effect at once, one through another
-//! replica within that time.
+//! replica within that time. A token that expires is refused from its expiry on (by the
+//! server's clock), cached or not.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -15,8 +16,9 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use base64::Engine;
 use sha2::{Digest, Sha256};
-use spillway_core::Error;
 use spillway_core::auth::{Action, Principal};
+use spillway_core::model::TokenInfo;
+use spillway_core::{Error, Timestamp};
 
 use crate::app::Caller;
 use crate::problem::ApiError;
@@ -51,34 +53,77 @@ pub fn new_token_id() -> String {
     format!("tok_{hex}")
 }
 
+/// A resolved token as cached: who it is, when it expires, when it was read.
+#[derive(Debug, Clone)]
+struct Cached {
+    principal: Principal,
+    expires_at: Option<Timestamp>,
+    read: Instant,
+}
+
 /// Recently resolved tokens, by secret hash.
 #[derive(Debug, Default)]
 pub struct TokenCache {
-    entries: Mutex<HashMap<String, (Principal, Instant)>>,
+    entries: Mutex<HashMap<String, Cached>>,
 }
 
 impl TokenCache {
-    fn get(&self, hash: &str) -> Option<Principal> {
+    /// The cached principal of `hash`, unless the entry is older than [`TOKEN_CACHE_TTL`] or
+    /// the token has expired by `now` (then the store is asked, and says so).
+    fn get(&self, hash: &str, now: Timestamp) -> Option<Principal> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries
             .get(hash)
-            .filter(|(_, at)| at.elapsed() < TOKEN_CACHE_TTL)
-            .map(|(principal, _)| principal.clone())
+            .filter(|c| c.read.elapsed() < TOKEN_CACHE_TTL && !expired(c.expires_at, now))
+            .map(|c| c.principal.clone())
     }
 
-    fn put(&self, hash: String, principal: Principal) {
+    fn put(&self, hash: String, principal: Principal, expires_at: Option<Timestamp>) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= TOKEN_CACHE_MAX {
-            entries.retain(|_, (_, at)| at.elapsed() < TOKEN_CACHE_TTL);
+            entries.retain(|_, c| c.read.elapsed() < TOKEN_CACHE_TTL);
         }
-        entries.insert(hash, (principal, Instant::now()));
+        let read = Instant::now();
+        entries.insert(
+            hash,
+            Cached {
+                principal,
+                expires_at,
+                read,
+            },
+        );
     }
 
     /// Drop a revoked token so it stops working at once on this server.
     pub fn forget(&self, token_id: &str) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.retain(|_, (principal, _)| principal.token_id != token_id);
+        entries.retain(|_, c| c.principal.token_id != token_id);
     }
+}
+
+/// Whether a token expiring at `expires_at` has expired by `now`.
+fn expired(expires_at: Option<Timestamp>, now: Timestamp) -> bool {
+    expires_at.is_some_and(|at| at <= now)
+}
+
+/// The principal a stored token stands for, once it is checked to be live at `now`: an
+/// expired token is refused with when it expired and how to get a new one.
+pub fn principal_of(info: TokenInfo, now: Timestamp) -> Result<Principal, Error> {
+    if let Some(at) = info.expires_at
+        && expired(Some(at), now)
+    {
+        return Err(Error::unauthenticated(format!(
+            "token {} expired at {}: ask an admin for a new one (spillway tokens create --expires-in 30d)",
+            info.id,
+            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )));
+    }
+    Ok(Principal {
+        token_id: info.id,
+        tenant: info.tenant,
+        role: info.role,
+        queues: info.queues,
+    })
 }
 
 /// The authenticated caller of a request.
@@ -99,7 +144,8 @@ pub async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Principal,
     let secret = bearer(headers)?;
     let hash = hash_secret(secret);
     let cache = &state.shared.tokens;
-    if let Some(principal) = cache.get(&hash) {
+    let now = state.clock.now();
+    if let Some(principal) = cache.get(&hash, now) {
         return Ok(principal);
     }
     let info = state.store.token_lookup(&hash).await?.ok_or_else(|| {
@@ -107,12 +153,9 @@ pub async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Principal,
             "unknown or revoked token: check the token or ask an admin for a new one",
         )
     })?;
-    let principal = Principal {
-        token_id: info.id,
-        tenant: info.tenant,
-        role: info.role,
-    };
-    cache.put(hash, principal.clone());
+    let expires_at = info.expires_at;
+    let principal = principal_of(info, now)?;
+    cache.put(hash, principal.clone(), expires_at);
     Ok(principal)
 }
 
@@ -197,10 +240,53 @@ mod tests {
             token_id: "tok_1".into(),
             tenant: None,
             role: spillway_core::auth::Role::Admin,
+            queues: None,
         };
-        cache.put("h".into(), p.clone());
-        assert_eq!(cache.get("h"), Some(p));
+        let now = chrono::Utc::now();
+        cache.put("h".into(), p.clone(), None);
+        assert_eq!(cache.get("h", now), Some(p));
         cache.forget("tok_1");
-        assert_eq!(cache.get("h"), None);
+        assert_eq!(cache.get("h", now), None);
+    }
+
+    #[test]
+    fn expired_tokens_leave_the_cache_at_their_expiry() {
+        let cache = TokenCache::default();
+        let p = Principal {
+            token_id: "tok_2".into(),
+            tenant: Some("a".into()),
+            role: spillway_core::auth::Role::Viewer,
+            queues: None,
+        };
+        let now = chrono::Utc::now();
+        let expiry = now + chrono::TimeDelta::seconds(60);
+        cache.put("h".into(), p.clone(), Some(expiry));
+        assert_eq!(cache.get("h", now), Some(p));
+        assert_eq!(cache.get("h", expiry), None, "not trusted past its expiry");
+    }
+
+    #[test]
+    fn an_expired_token_is_refused_saying_when() {
+        let at = chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z")
+            .expect("time")
+            .to_utc();
+        let info = TokenInfo {
+            id: "tok_3".into(),
+            name: "ci".into(),
+            tenant: Some("a".into()),
+            role: spillway_core::auth::Role::Submitter,
+            created_at: at - chrono::TimeDelta::days(1),
+            expires_at: Some(at),
+            queues: None,
+        };
+        assert!(principal_of(info.clone(), at - chrono::TimeDelta::seconds(1)).is_ok());
+        let refused = principal_of(info, at).expect_err("expired");
+        assert_eq!(refused.kind(), spillway_core::ErrorKind::Unauthenticated);
+        assert!(
+            refused
+                .message()
+                .contains("expired at 2026-01-02T03:04:05Z: ask an admin for a new one"),
+            "{refused}"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! First start: the `default` tenant and queue, and the first admin token; the worker token
 //! of `spillway up`'s own workers.
 
+use spillway_core::api::CreateToken;
 use spillway_core::auth::{Principal, Role};
 use spillway_core::model::{DEFAULT_QUEUE, DEFAULT_TENANT, QueueSettings};
 use spillway_core::{ErrorKind, Result, Timestamp};
@@ -50,6 +51,8 @@ pub async fn bootstrap(store: &DynStore, now: Timestamp) -> Result<Option<String
             role: Role::Admin,
             secret_hash: hash_secret(&secret),
             now,
+            expires_at: None,
+            queues: None,
         })
         .await?;
     tracing::info!(token_id = %info.id, "created the first admin token");
@@ -69,6 +72,7 @@ pub async fn local_workers_token(state: &AppState) -> Result<String> {
         token_id: "spillway-up".to_string(),
         tenant: Some(DEFAULT_TENANT.to_string()),
         role: Role::Admin,
+        queues: None,
     };
     let caller = Caller::own(&principal);
     for old in app::admin::token_list(state, caller).await? {
@@ -79,8 +83,13 @@ pub async fn local_workers_token(state: &AppState) -> Result<String> {
     let created = app::admin::token_create(
         state,
         caller,
-        LOCAL_WORKERS_TOKEN_NAME.to_string(),
-        Role::Worker,
+        CreateToken {
+            name: LOCAL_WORKERS_TOKEN_NAME.to_string(),
+            role: Role::Worker,
+            tenant: None,
+            expires_at: None,
+            queues: None,
+        },
     )
     .await?;
     Ok(created.token)

@@ -40,6 +40,8 @@ pub struct AppState {
 #[derive(Default)]
 pub(crate) struct Shared {
     pub(crate) tokens: TokenCache,
+    /// Dashboard sessions served lately (the store keeps them all).
+    pub(crate) sessions: crate::dashboard::Sessions,
     pub(crate) workers: WorkerCache,
     pub(crate) leases: LeaseLedger,
     /// Autoscaled pools: config, last status and decisions, local instance tokens.

@@ -896,3 +896,240 @@ async fn the_job_page_shows_each_task_at_the_position_the_why_api_reports() {
     );
     server.stop().await;
 }
+
+/// The `name=value` pair of the session cookie among Set-Cookie values.
+fn session_pair(cookies: &[String]) -> String {
+    cookies
+        .iter()
+        .find(|c| c.starts_with("spillway_session="))
+        .and_then(|c| c.split(';').next())
+        .expect("a session cookie")
+        .to_string()
+}
+
+/// GET `path` of `base` with only the cookie `pair`, not following redirects.
+async fn get_with_cookie(base: &str, path: &str, pair: &str) -> reqwest::Response {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .get(format!("{base}{path}"))
+        .header("cookie", pair)
+        .send()
+        .await
+        .expect("send")
+}
+
+/// Whether the cookie `pair` reaches the signed-in overview (rather than the sign-in form).
+async fn signed_in(base: &str, pair: &str) -> bool {
+    let resp = get_with_cookie(base, "/", pair).await;
+    match resp.status() {
+        StatusCode::OK => {
+            let body = resp.text().await.expect("body");
+            assert!(body.contains("<h1>Overview</h1>"), "{body}");
+            true
+        }
+        StatusCode::SEE_OTHER => {
+            assert_eq!(resp.headers()[LOCATION], "/login");
+            false
+        }
+        other => panic!("GET / answered {other}"),
+    }
+}
+
+#[tokio::test]
+async fn a_session_outlives_a_restart_and_is_stored_only_as_a_hash() {
+    let mut server = Server::start().await;
+    let pair = session_pair(&sign_in_cookies(&server.base, &server.admin).await);
+    assert!(signed_in(&server.base, &pair).await);
+
+    server.server.restart().await;
+    assert!(
+        signed_in(&server.base, &pair).await,
+        "a restarted server knows the session"
+    );
+    // The store holds the hash of the cookie's value, not the value.
+    let value = pair.split_once('=').expect("pair").1;
+    let now = chrono::Utc::now();
+    let by_hash = server
+        .store
+        .session_get(&spillway_server::auth::hash_secret(value), now)
+        .await
+        .expect("session_get");
+    assert!(by_hash.is_some(), "kept by its hash");
+    let by_value = server
+        .store
+        .session_get(value, now)
+        .await
+        .expect("session_get");
+    assert!(by_value.is_none(), "the raw cookie value is stored nowhere");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_revoked_tokens_session_is_refused_before_and_after_a_restart() {
+    let mut server = Server::start().await;
+    let created = server
+        .api_post(
+            "/v1/tokens",
+            &server.admin,
+            json!({"name": "person", "role": "viewer", "tenant": "default"}),
+        )
+        .await;
+    let secret = created["token"].as_str().expect("secret");
+    let id = created["info"]["id"].as_str().expect("id");
+    let pair = session_pair(&sign_in_cookies(&server.base, secret).await);
+    let other = session_pair(&sign_in_cookies(&server.base, &server.admin).await);
+    assert!(signed_in(&server.base, &pair).await);
+
+    let revoked = server
+        .api
+        .delete(format!("{}/v1/tokens/{id}", server.base))
+        .bearer_auth(&server.admin)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
+    assert!(
+        !signed_in(&server.base, &pair).await,
+        "revoking the token ends its session at once"
+    );
+    assert!(signed_in(&server.base, &other).await, "other sessions stay");
+    server.server.restart().await;
+    assert!(!signed_in(&server.base, &pair).await, "and it stays ended");
+    assert!(signed_in(&server.base, &other).await);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_session_ends_after_its_idle_time_and_with_its_tokens_expiry() {
+    let server = TestServer::builder().manual_clock().start().await;
+    let pair = session_pair(&sign_in_cookies(&server.base, &server.admin).await);
+    assert!(signed_in(&server.base, &pair).await);
+    server.clock.advance(Duration::from_secs(8 * 3600));
+    assert!(
+        !signed_in(&server.base, &pair).await,
+        "8 hours without use end a session"
+    );
+
+    let expires_at = chrono::Utc::now() + chrono::TimeDelta::hours(9);
+    let created: Value = reqwest::Client::new()
+        .post(format!("{}/v1/tokens", server.base))
+        .bearer_auth(&server.admin)
+        .json(
+            &json!({"name": "short", "role": "viewer", "tenant": "default",
+                      "expires_at": expires_at.to_rfc3339()}),
+        )
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let secret = created["token"].as_str().expect("secret");
+    let pair = session_pair(&sign_in_cookies(&server.base, secret).await);
+    assert!(signed_in(&server.base, &pair).await);
+    server.clock.advance(Duration::from_secs(3600));
+    assert!(
+        !signed_in(&server.base, &pair).await,
+        "a session ends when its token expires"
+    );
+    server.stop().await;
+}
+
+/// A server over `store` on 127.0.0.1, as one replica: its address and a way to stop it.
+struct Replica {
+    base: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Replica {
+    async fn start(store: DynStore) -> Replica {
+        let blobs: std::sync::Arc<dyn spillway_blob::BlobStore> = std::sync::Arc::new(
+            spillway_blob::ObjectBlobs::from_url("memory://", &Default::default()).expect("blobs"),
+        );
+        let state = spillway_server::AppState::new(
+            store,
+            blobs,
+            std::sync::Arc::new(spillway_server::SteadyClock::system()),
+            ServerConfig::default(),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("address"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            spillway_server::serve(listener, state, async move {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("serve");
+        });
+        Replica { base, stop, task }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.expect("server task");
+    }
+}
+
+#[tokio::test]
+async fn on_postgresql_a_session_made_by_one_server_works_on_the_next() {
+    let Ok(url) = std::env::var("SPILLWAY_TEST_POSTGRES_URL") else {
+        eprintln!("SPILLWAY_TEST_POSTGRES_URL is not set: skipped");
+        return;
+    };
+    let schema = format!(
+        "spillway_test_{}",
+        spillway_server::auth::new_token_id().trim_start_matches("tok_")
+    );
+    let connect = || async {
+        let store = spillway_store::postgres::PostgresStore::connect(&url, Some(&schema))
+            .await
+            .expect("connect to postgresql");
+        std::sync::Arc::new(store)
+    };
+    let first_store = connect().await;
+    let admin = spillway_server::bootstrap(&(first_store.clone() as DynStore), chrono::Utc::now())
+        .await
+        .expect("bootstrap")
+        .expect("an admin token");
+    let first = Replica::start(first_store.clone()).await;
+    let pair = session_pair(&sign_in_cookies(&first.base, &admin).await);
+    assert!(signed_in(&first.base, &pair).await);
+
+    // Another replica, and then the first one stopped: the session lives in the database.
+    let second = Replica::start(connect().await).await;
+    assert!(
+        signed_in(&second.base, &pair).await,
+        "a session made on one replica works on another"
+    );
+    first.stop().await;
+    let third = Replica::start(connect().await).await;
+    assert!(signed_in(&third.base, &pair).await, "and after a restart");
+    second.stop().await;
+    third.stop().await;
+    first_store
+        .drop_schema()
+        .await
+        .expect("drop the test schema");
+}
+
+#[tokio::test]
+async fn the_sweeper_deletes_ended_sessions_and_keeps_live_ones() {
+    let server = TestServer::builder().manual_clock().start().await;
+    let idle = session_pair(&sign_in_cookies(&server.base, &server.admin).await);
+    server.clock.advance(Duration::from_secs(7 * 3600));
+    let live = session_pair(&sign_in_cookies(&server.base, &server.admin).await);
+    server.clock.advance(Duration::from_secs(3600));
+    let swept = spillway_server::services::session_sweeper::pass(&server.state, 500)
+        .await
+        .expect("sweep");
+    assert_eq!(swept, 1, "only the session idle for 8 hours goes");
+    assert!(!signed_in(&server.base, &idle).await);
+    assert!(signed_in(&server.base, &live).await);
+    server.stop().await;
+}

@@ -31,6 +31,7 @@ mod jobs;
 mod lease;
 mod lists;
 mod ops;
+mod sessions;
 
 pub use admin::*;
 pub use autoscale::*;
@@ -40,6 +41,7 @@ pub use jobs::*;
 pub use lease::*;
 pub use lists::*;
 pub use ops::*;
+pub use sessions::*;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -70,6 +72,9 @@ macro_rules! store_conformance_tests {
             tenants_crud,
             queues_crud,
             tokens_crud,
+            tokens_keep_expiry_and_queue_scope,
+            sessions_live_while_used_and_their_token_lives,
+            sessions_are_swept_in_bounded_passes,
             submit_creates_tasks,
             submit_is_idempotent_by_key,
             lease_takes_by_priority_then_run_at_then_id,

@@ -16,6 +16,7 @@ mod migrations;
 pub mod params;
 pub mod postgres;
 pub mod report;
+mod session;
 pub mod sqlite;
 pub mod wakeups;
 
@@ -29,6 +30,7 @@ use spillway_core::{JobId, Result, TaskId, Timestamp};
 pub use autoscale::{LeaderLease, QueueDemand};
 pub use params::*;
 pub use report::{ReportOutcome, Reported};
+pub use session::StoredSession;
 pub use wakeups::{Leasable, Takes, Waiter, Wakeups};
 pub(crate) use wakeups::{Woken, released};
 
@@ -73,6 +75,20 @@ pub trait Store: Send + Sync + 'static {
     async fn token_list(&self, tenant: Option<&str>) -> Result<Vec<TokenInfo>>;
     /// Revoke a token at `now`; not found if it is not visible to the tenant (None sees all).
     async fn token_revoke(&self, params: TokenRevoke) -> Result<()>;
+
+    /// Store a dashboard session; conflict if its id hash exists.
+    async fn session_create(&self, params: SessionCreate) -> Result<()>;
+    /// The session whose cookie value hashes to `id_hash`, with its token, if it has not
+    /// ended by `now` and its token is neither revoked nor expired by `now`.
+    async fn session_get(&self, id_hash: &str, now: Timestamp) -> Result<Option<StoredSession>>;
+    /// Mark a session used and move its end on; false when it had already ended (or never
+    /// existed), in which case nothing changes.
+    async fn session_touch(&self, params: SessionTouch) -> Result<bool>;
+    /// End a session (signing out); ending one that does not exist is not an error.
+    async fn session_delete(&self, id_hash: &str) -> Result<()>;
+    /// Delete up to `params.limit` sessions that ended, or whose token was revoked or
+    /// expired, by `params.now`; returns how many.
+    async fn session_sweep(&self, params: SessionSweep) -> Result<u64>;
 
     /// Create a queue; not found if the tenant does not exist, conflict if the queue does.
     async fn queue_create(&self, params: QueueCreate) -> Result<Queue>;

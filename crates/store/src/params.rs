@@ -32,6 +32,45 @@ pub struct TokenCreate {
     pub secret_hash: String,
     /// Creation time.
     pub now: Timestamp,
+    /// When it stops working; `None`: never (until revoked).
+    pub expires_at: Option<Timestamp>,
+    /// The queues of its tenant it may use (already validated); `None`: every queue.
+    pub queues: Option<Vec<String>>,
+}
+
+/// Start a dashboard session.
+#[derive(Debug, Clone)]
+pub struct SessionCreate {
+    /// SHA-256 of the session's cookie value, hex (the value itself is never stored).
+    pub id_hash: String,
+    /// The token the person signed in with.
+    pub token_id: String,
+    /// The CSRF token every form of the session carries.
+    pub csrf: String,
+    /// Creation time (also its first use).
+    pub now: Timestamp,
+    /// When it ends unless used again.
+    pub expires_at: Timestamp,
+}
+
+/// Mark a dashboard session used, moving its end on.
+#[derive(Debug, Clone)]
+pub struct SessionTouch {
+    /// SHA-256 of the session's cookie value, hex.
+    pub id_hash: String,
+    /// The time of the use; a session that ended before it is not revived.
+    pub now: Timestamp,
+    /// Its new end.
+    pub expires_at: Timestamp,
+}
+
+/// Delete ended dashboard sessions.
+#[derive(Debug, Clone)]
+pub struct SessionSweep {
+    /// Sessions that ended before this, or whose token is revoked or expired by it, go.
+    pub now: Timestamp,
+    /// Most sessions deleted in one call, to bound its work.
+    pub limit: u32,
 }
 
 /// Create a queue.

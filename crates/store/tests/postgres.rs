@@ -550,6 +550,12 @@ async fn a_schema_whose_migration_checksum_differs_refuses_to_connect() {
                 6,
                 Some(file_sha256("migrations/postgres/0006_finished_jobs.sql"))
             ),
+            (
+                7,
+                Some(file_sha256(
+                    "migrations/postgres/0007_token_scope_and_sessions.sql"
+                ))
+            ),
         ]
     );
     // As if 0001_init.sql had been edited after this schema applied it.
@@ -604,7 +610,7 @@ async fn a_schema_from_before_checksums_gets_them_recorded() {
         .unwrap_or_else(|e| panic!("set up an old schema: {e}"));
     let store = connect(&url, &schema).await;
     let recorded = recorded_checksums(&client, &schema).await;
-    assert_eq!(recorded.len(), 6, "{recorded:?}");
+    assert_eq!(recorded.len(), 7, "{recorded:?}");
     assert_eq!(
         recorded[0].1,
         Some(file_sha256("migrations/postgres/0001_init.sql"))

@@ -138,6 +138,13 @@ async fn every_migration_is_recorded_with_its_checksum() {
                 Some("finished_state".to_string()),
                 Some(file_sha256("migrations/sqlite/0005_finished_state.sql"))
             ),
+            (
+                6,
+                Some("token_scope_and_sessions".to_string()),
+                Some(file_sha256(
+                    "migrations/sqlite/0006_token_scope_and_sessions.sql"
+                ))
+            ),
         ]
     );
 }
@@ -196,7 +203,7 @@ async fn a_database_from_before_checksums_gets_them_recorded_and_opens() {
     setup(&store).await;
     drop(store);
     let recorded = recorded_migrations(&path);
-    assert_eq!(recorded.len(), 5, "{recorded:?}");
+    assert_eq!(recorded.len(), 6, "{recorded:?}");
     assert_eq!(
         recorded[0].2.as_deref(),
         Some(file_sha256("migrations/sqlite/0001_init.sql").as_str())

@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use spillway_core::api::{CreateQueue, CreateTenant, CreateToken};
 use spillway_core::auth::Role;
@@ -189,6 +190,16 @@ enum TokenAction {
         /// made by an admin of every tenant without --tenant, it sees every tenant's series).
         #[arg(long, value_parser = |s: &str| Role::parse(s).map_err(|e| e.to_string()))]
         role: Role,
+        /// Expire the token this long from now: a whole number with s, m, h or d, e.g. 30d.
+        #[arg(long, value_parser = parse_expires_in, conflicts_with = "expires_at")]
+        expires_in: Option<Duration>,
+        /// Expire the token at this time (RFC 3339, e.g. 2026-12-31T23:00:00Z).
+        #[arg(long, value_parser = parse_expires_at)]
+        expires_at: Option<DateTime<Utc>>,
+        /// Limit the token to this queue of its tenant; repeat for several (default: every
+        /// queue). Not for admin or metrics tokens.
+        #[arg(long = "queue", value_name = "QUEUE")]
+        queues: Vec<String>,
     },
     /// Revoke a token by id.
     Revoke {
@@ -207,32 +218,68 @@ pub async fn tokens(ctx: &Ctx, args: TokensArgs) -> Result<ExitCode> {
                 output::json(&tokens)?;
                 return Ok(ExitCode::SUCCESS);
             }
-            let mut table = output::table(&["ID", "NAME", "ROLE", "TENANT", "CREATED"]);
+            let mut table = output::table(&[
+                "ID", "NAME", "ROLE", "TENANT", "QUEUES", "CREATED", "EXPIRES",
+            ]);
             for t in &tokens {
                 table.add_row(vec![
                     t.id.clone(),
                     t.name.clone(),
                     t.role.as_str().to_string(),
                     t.tenant.clone().unwrap_or_else(|| "(all)".to_string()),
+                    t.queues
+                        .as_ref()
+                        .map_or_else(|| "(all)".to_string(), |q| q.join(",")),
                     output::time(&t.created_at),
+                    t.expires_at
+                        .as_ref()
+                        .map_or_else(|| "never".to_string(), output::time),
                 ]);
             }
             println!("{table}");
         }
-        TokenAction::Create { name, role } => {
+        TokenAction::Create {
+            name,
+            role,
+            expires_in,
+            expires_at,
+            queues,
+        } => {
+            let expires_at = match expires_in {
+                Some(d) => Some(
+                    Utc::now()
+                        + chrono::Duration::from_std(d)
+                            .context("--expires-in is too long: give at most a few years")?,
+                ),
+                None => expires_at,
+            };
             let created = client
                 .token_create(&CreateToken {
                     name,
                     role,
                     tenant: ctx.tenant.clone(),
+                    expires_at,
+                    queues: (!queues.is_empty()).then_some(queues),
                 })
                 .await?;
             if ctx.json {
                 output::json(&created)?;
             } else {
                 println!("{}", created.token);
+                let queues = created
+                    .info
+                    .queues
+                    .as_ref()
+                    .map(|q| format!(", queues {}", q.join(", ")))
+                    .unwrap_or_default();
+                let expires = created
+                    .info
+                    .expires_at
+                    .as_ref()
+                    .map(|at| format!(", expires {}", output::time(at)))
+                    .unwrap_or_default();
                 eprintln!(
-                    "token {} ({} in tenant {}): the secret above is shown only once",
+                    "token {} ({} in tenant {}{queues}{expires}): the secret above is shown only once",
                     created.info.id,
                     created.info.role.as_str(),
                     opt(created.info.tenant.clone())
@@ -247,6 +294,43 @@ pub async fn tokens(ctx: &Ctx, args: TokensArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--expires-in`: a whole number followed by s, m, h or d.
+fn parse_expires_in(value: &str) -> std::result::Result<Duration, String> {
+    let invalid = || {
+        format!(
+            "invalid duration {value:?}: use a whole number followed by s, m, h or d, e.g. 90m or 30d"
+        )
+    };
+    let split = value.len().saturating_sub(1);
+    let (number, unit) = (value.get(..split).ok_or_else(invalid)?, &value[split..]);
+    let seconds_per_unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(invalid()),
+    };
+    let count: u64 = number.parse().map_err(|_| invalid())?;
+    if count == 0 {
+        return Err(format!(
+            "duration {value:?} is zero: give a time ahead, e.g. 30d"
+        ));
+    }
+    count
+        .checked_mul(seconds_per_unit)
+        .map(Duration::from_secs)
+        .ok_or_else(invalid)
+}
+
+/// `--expires-at`: an RFC 3339 time.
+fn parse_expires_at(value: &str) -> std::result::Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(value)
+        .map(|t| t.to_utc())
+        .map_err(|e| {
+            format!("invalid time {value:?} ({e}): use RFC 3339, e.g. 2026-12-31T23:00:00Z")
+        })
 }
 
 /// Options of `spillway tenants`.
@@ -289,4 +373,23 @@ pub async fn tenants(ctx: &Ctx, args: TenantsArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_durations_take_s_m_h_d() {
+        assert_eq!(parse_expires_in("45s"), Ok(Duration::from_secs(45)));
+        assert_eq!(parse_expires_in("90m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_expires_in("12h"), Ok(Duration::from_secs(43_200)));
+        assert_eq!(parse_expires_in("30d"), Ok(Duration::from_secs(2_592_000)));
+        for bad in ["", "d", "30", "30w", "-1d", "1.5h", "0d", "30 d"] {
+            let err = parse_expires_in(bad).expect_err(bad);
+            assert!(err.contains("e.g."), "{bad}: {err}");
+        }
+        assert!(parse_expires_at("2026-12-31T23:00:00Z").is_ok());
+        assert!(parse_expires_at("tomorrow").is_err());
+    }
 }

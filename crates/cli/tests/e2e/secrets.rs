@@ -197,6 +197,8 @@ async fn a_worker_cannot_be_read_through_proc_by_its_own_user() {
             name: "nobody-worker".into(),
             role: Role::Worker,
             tenant: Some("default".into()),
+            expires_at: None,
+            queues: None,
         })
         .await
         .expect("worker token")

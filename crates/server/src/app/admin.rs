@@ -1,9 +1,10 @@
 //! Tenants and tokens.
 
-use spillway_core::api::CreatedToken;
+use chrono::{SecondsFormat, SubsecRound};
+use spillway_core::api::{CreateToken, CreatedToken};
 use spillway_core::auth::{Action, Role};
 use spillway_core::model::{DEFAULT_QUEUE, QueueSettings, Tenant, TokenInfo};
-use spillway_core::names::{validate_name, validate_token_name};
+use spillway_core::names::validate_name;
 use spillway_core::{Error, ErrorKind, Result};
 use spillway_store::{QueueCreate, TokenCreate};
 
@@ -71,16 +72,37 @@ pub async fn tenant_list(state: &AppState, caller: Caller<'_>) -> Result<Vec<Ten
         .collect())
 }
 
-/// Create a token named `name` with `role` in the caller's tenant; its secret is in the
-/// answer and never shown again.
+/// Create the token `req` asks for in the caller's tenant (`req.tenant` is read only through
+/// `caller`, which the protocol builds from it); its secret is in the answer and never shown
+/// again. An expiry must lie ahead of the server's clock, and every queue of a scope must
+/// exist in the token's tenant, so a typo is refused rather than minting a useless token.
 pub async fn token_create(
     state: &AppState,
     caller: Caller<'_>,
-    name: String,
-    role: Role,
+    req: CreateToken,
 ) -> Result<CreatedToken> {
     caller.require(Action::ManageTokens)?;
-    validate_token_name(&name)?;
+    req.validate()?;
+    let CreateToken {
+        name,
+        role,
+        expires_at,
+        queues,
+        ..
+    } = req;
+    // Kept to the second (rounded down, never later than asked), so every backend answers
+    // the time it was given.
+    let expires_at = expires_at.map(|at| at.trunc_subsecs(0));
+    let now = state.clock.now();
+    if let Some(at) = expires_at
+        && at <= now
+    {
+        return Err(Error::invalid(format!(
+            "expires_at {} is not in the future (the server's time is {}): give a later time, or an --expires-in such as 30d",
+            at.to_rfc3339_opts(SecondsFormat::Secs, true),
+            now.to_rfc3339_opts(SecondsFormat::Secs, true)
+        )));
+    }
     // An admin of every tenant asking for an admin or a metrics token without a tenant makes
     // one of every tenant (a metrics token of every tenant sees every tenant's series); every
     // other token is bound to one tenant.
@@ -97,6 +119,19 @@ pub async fn token_create(
         }
         Some(tenant)
     };
+    if let (Some(queues), Some(tenant)) = (&queues, &tenant) {
+        for queue in queues {
+            state.store.queue_get(tenant, queue).await.map_err(|e| {
+                if e.kind() == ErrorKind::NotFound {
+                    Error::not_found(format!(
+                        "queue {queue:?} not found in tenant {tenant:?}: create it first, or leave it out of the token's queues"
+                    ))
+                } else {
+                    e
+                }
+            })?;
+        }
+    }
     let secret = new_secret();
     let info = state
         .store
@@ -106,10 +141,12 @@ pub async fn token_create(
             tenant,
             role,
             secret_hash: hash_secret(&secret),
-            now: state.clock.now(),
+            now,
+            expires_at,
+            queues,
         })
         .await?;
-    tracing::info!(token_id = %info.id, role = info.role.as_str(), tenant = ?info.tenant, "token created");
+    tracing::info!(token_id = %info.id, role = info.role.as_str(), tenant = ?info.tenant, expires_at = ?info.expires_at, queues = ?info.queues, "token created");
     Ok(CreatedToken {
         token: secret,
         info,
@@ -138,6 +175,7 @@ pub async fn token_revoke(state: &AppState, caller: Caller<'_>, id: &str) -> Res
         })
         .await?;
     state.shared.tokens.forget(id);
+    state.shared.sessions.forget_token(id);
     tracing::info!(token_id = %id, "token revoked");
     Ok(())
 }

@@ -23,7 +23,8 @@ pub async fn list(
     if let Some(queue) = &queue {
         validate_name("queue", queue)?;
     }
-    state
+    let queue = caller.queue_filter(scope.as_deref(), queue)?;
+    let mut page = state
         .store
         .dead_list(DeadList {
             tenant: scope,
@@ -31,7 +32,12 @@ pub async fn list(
             limit: page_limit(limit)?,
             cursor,
         })
-        .await
+        .await?;
+    // A token of several queues: its other queues' tasks are left out here, so a page may
+    // hold fewer than the limit while `next_cursor` leads on.
+    page.items
+        .retain(|task| caller.sees_queue(&task.tenant, &task.queue));
+    Ok(page)
 }
 
 /// Requeue dead tasks: the listed ones, or every dead task of a queue; the answer is how
@@ -48,11 +54,17 @@ pub async fn requeue(state: &AppState, caller: Caller<'_>, req: RequeueRequest) 
         Some(queue) => {
             validate_name("queue", queue)?;
             let tenant = caller.tenant()?;
+            caller.principal.require_queue(&tenant, queue)?;
             state.store.queue_get(&tenant, queue).await?;
             Some(tenant)
         }
         None => caller.scope()?,
     };
+    if req.queue.is_none() && caller.principal.queue_scope().is_some() {
+        for &id in &req.task_ids {
+            super::tasks::visible_task(state, caller, scope.as_deref(), id).await?;
+        }
+    }
     let changed = state
         .store
         .dead_requeue(DeadRequeue {

@@ -25,6 +25,8 @@ pub async fn submit(state: &AppState, caller: Caller<'_>, req: SubmitJob) -> Res
     caller.require(Action::Submit)?;
     req.validate(state.config.payload_limit())?;
     let tenant = caller.tenant()?;
+    // A queue-scoped token is told which queues it may use.
+    caller.principal.require_queue(&tenant, &req.queue)?;
     // Everything that can refuse the request is checked before the first write: 404 for a
     // missing queue (one found before needs no store read; job_submit reads its settings).
     if !state.shared.leases.queue_known(&tenant, &req.queue) {
@@ -137,19 +139,23 @@ pub async fn list(state: &AppState, caller: Caller<'_>, filter: JobFilter) -> Re
     let mut rest = labels.into_iter();
     let first = rest.next();
     let rest: Vec<(String, String)> = rest.collect();
+    // Likewise a token of several queues: its other queues' jobs are left out here.
+    let queue = caller.queue_filter(scope.as_deref(), filter.queue)?;
     let mut page = state
         .store
         .job_list(JobList {
             tenant: scope,
-            queue: filter.queue,
+            queue,
             state: job_state,
             label: first,
             limit: page_limit(filter.limit)?,
             cursor: filter.cursor,
         })
         .await?;
-    page.items
-        .retain(|job| rest.iter().all(|(k, v)| job.labels.get(k) == Some(v)));
+    page.items.retain(|job| {
+        caller.sees_queue(&job.tenant, &job.queue)
+            && rest.iter().all(|(k, v)| job.labels.get(k) == Some(v))
+    });
     Ok(page)
 }
 
@@ -157,14 +163,26 @@ pub async fn list(state: &AppState, caller: Caller<'_>, filter: JobFilter) -> Re
 pub async fn get(state: &AppState, caller: Caller<'_>, id: &str) -> Result<Job> {
     caller.require(Action::Read)?;
     let scope = caller.scope()?;
-    state.store.job_get(scope.as_deref(), id).await
+    visible_job(state, caller, scope.as_deref(), id).await
+}
+
+/// The job `id` of `scope`, not found unless the caller's queue scope covers its queue.
+async fn visible_job(
+    state: &AppState,
+    caller: Caller<'_>,
+    scope: Option<&str>,
+    id: &str,
+) -> Result<Job> {
+    let job = state.store.job_get(scope, id).await?;
+    caller.check_visible(&job.tenant, &job.queue, || format!("job {id:?} not found"))?;
+    Ok(job)
 }
 
 /// Cancel a job: waiting tasks are cancelled, running ones are asked to stop.
 pub async fn cancel(state: &AppState, caller: Caller<'_>, id: &str) -> Result<Job> {
     caller.require(Action::Cancel)?;
     let scope = caller.scope()?;
-    let before = state.store.job_get(scope.as_deref(), id).await?;
+    let before = visible_job(state, caller, scope.as_deref(), id).await?;
     let job = state
         .store
         .job_cancel(JobCancel {
@@ -185,6 +203,9 @@ pub async fn cancel(state: &AppState, caller: Caller<'_>, id: &str) -> Result<Jo
 pub async fn retry(state: &AppState, caller: Caller<'_>, id: &str) -> Result<u64> {
     caller.require(Action::Requeue)?;
     let scope = caller.scope()?;
+    if caller.principal.queue_scope().is_some() {
+        visible_job(state, caller, scope.as_deref(), id).await?;
+    }
     let changed = state
         .store
         .job_retry(JobRetry {
@@ -219,7 +240,7 @@ pub async fn tasks(
     let scope = caller.scope()?;
     let task_state = filter.state.as_deref().map(TaskState::parse).transpose()?;
     let limit = page_limit(filter.limit)?;
-    let job = state.store.job_get(scope.as_deref(), id).await?;
+    let job = visible_job(state, caller, scope.as_deref(), id).await?;
     state
         .store
         .task_list(TaskList {

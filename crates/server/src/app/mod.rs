@@ -92,6 +92,58 @@ impl<'a> Caller<'a> {
     pub fn all_tenants(&self) -> bool {
         self.principal.tenant.is_none()
     }
+
+    /// The one queue a queue-scoped caller is limited to, to hand a list's store query as
+    /// its queue filter; `None` when it has several (lists filter those with
+    /// [`Caller::sees_queue`]) or no scope.
+    pub fn only_queue(&self) -> Option<String> {
+        match self.principal.queue_scope() {
+            Some([only]) => Some(only.clone()),
+            _ => None,
+        }
+    }
+
+    /// Whether the caller may see `queue` of `tenant` (its tenant and its queue scope).
+    pub fn sees_queue(&self, tenant: &str, queue: &str) -> bool {
+        self.principal.sees_queue(tenant, queue)
+    }
+
+    /// Fail as the store does for another tenant's object (not found, `missing` saying
+    /// what), unless the caller's queue scope covers `queue` of `tenant`: a queue-scoped
+    /// token learns nothing of other queues' jobs and tasks, not even that they exist.
+    pub fn check_visible(
+        &self,
+        tenant: &str,
+        queue: &str,
+        missing: impl FnOnce() -> String,
+    ) -> Result<(), Error> {
+        if self.sees_queue(tenant, queue) {
+            Ok(())
+        } else {
+            Err(Error::not_found(missing()))
+        }
+    }
+
+    /// Check a queue filter given to a list: a queue-scoped caller may name only its
+    /// queues (another is not found, as another tenant would be); when it names none and
+    /// has one queue, that one is the filter.
+    pub fn queue_filter(
+        &self,
+        tenant: Option<&str>,
+        queue: Option<String>,
+    ) -> Result<Option<String>, Error> {
+        match (queue, self.principal.queue_scope()) {
+            (Some(queue), Some(_)) => {
+                let tenant = tenant.unwrap_or_default();
+                self.check_visible(tenant, &queue, || {
+                    format!("queue {queue:?} not found for this token")
+                })?;
+                Ok(Some(queue))
+            }
+            (None, Some(_)) => Ok(self.only_queue()),
+            (queue, None) => Ok(queue),
+        }
+    }
 }
 
 /// Check a page size, defaulting to [`DEFAULT_PAGE_SIZE`].

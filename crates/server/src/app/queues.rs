@@ -40,7 +40,8 @@ pub async fn create(
 pub async fn list(state: &AppState, caller: Caller<'_>) -> Result<Vec<QueueView>> {
     caller.require(Action::Read)?;
     let scope = caller.scope()?;
-    let queues = state.store.queue_list(scope.as_deref()).await?;
+    let mut queues = state.store.queue_list(scope.as_deref()).await?;
+    queues.retain(|queue| caller.sees_queue(&queue.tenant, &queue.name));
     let stats = state
         .store
         .queue_stats(QueueStatsQuery {
@@ -64,13 +65,15 @@ pub async fn list(state: &AppState, caller: Caller<'_>) -> Result<Vec<QueueView>
 pub async fn stats(state: &AppState, caller: Caller<'_>) -> Result<Vec<QueueStats>> {
     caller.require(Action::Read)?;
     let scope = caller.scope()?;
-    state
+    let mut stats = state
         .store
         .queue_stats(QueueStatsQuery {
             tenant: scope,
             now: state.clock.now(),
         })
-        .await
+        .await?;
+    stats.retain(|s| caller.sees_queue(&s.tenant, &s.queue));
+    Ok(stats)
 }
 
 fn view(queue: Queue, stats: Option<QueueStats>) -> QueueView {
@@ -94,6 +97,9 @@ pub async fn get(state: &AppState, caller: Caller<'_>, name: &str) -> Result<Que
     caller.require(Action::Read)?;
     validate_name("queue", name)?;
     let tenant = caller.tenant()?;
+    caller.check_visible(&tenant, name, || {
+        format!("queue {name:?} not found for this token")
+    })?;
     let queue = state.store.queue_get(&tenant, name).await?;
     let stats = state
         .store

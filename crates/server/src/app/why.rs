@@ -27,7 +27,7 @@ const SCAN_PAGE: u32 = 1000;
 pub async fn why(state: &AppState, caller: Caller<'_>, id: TaskId) -> Result<TaskWhy> {
     caller.require(Action::Read)?;
     let scope = caller.scope()?;
-    let task = state.store.task_get(scope.as_deref(), id).await?;
+    let task = super::tasks::visible_task(state, caller, scope.as_deref(), id).await?;
     let now = state.clock.now();
     let holds = Holds::read(state, &task.tenant, &task.queue, leasable(&task, now), now).await?;
     let Standing { position, reasons } = holds.standing(&task);

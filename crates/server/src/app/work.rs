@@ -39,6 +39,10 @@ pub async fn lease(
     req.validate()?;
     let tenant = caller.tenant()?;
     for queue in &req.queues {
+        // A queue-scoped worker leases only from its queues, and is told which they are.
+        caller.principal.require_queue(&tenant, queue)?;
+    }
+    for queue in &req.queues {
         // 404 for a missing queue; one found before needs no store read.
         if !state.shared.leases.queue_known(&tenant, queue) {
             state.store.queue_get(&tenant, queue).await?;

@@ -16,6 +16,10 @@ pub async fn register(state: &AppState, caller: Caller<'_>, req: RegisterWorker)
     caller.require(Action::Work)?;
     req.validate()?;
     let tenant = caller.tenant()?;
+    for queue in &req.queues {
+        // A queue-scoped worker serves only its queues.
+        caller.principal.require_queue(&tenant, queue)?;
+    }
     let worker = state
         .store
         .worker_register(WorkerRegister {

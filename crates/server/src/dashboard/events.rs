@@ -4,17 +4,14 @@
 //! `signed_out` event and ends, so the page can say so instead of reconnecting forever.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Extension;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
 use serde_json::{Value, json};
 
-use super::Dashboard;
 use super::pages::Params;
 use crate::app::{self, Caller};
 use crate::state::AppState;
@@ -28,7 +25,6 @@ const RETRY: Duration = Duration::from_secs(2);
 
 struct Watch {
     state: AppState,
-    dashboard: Arc<Dashboard>,
     headers: HeaderMap,
     jobs: Vec<String>,
     queues: bool,
@@ -41,7 +37,6 @@ struct Watch {
 /// The event stream for one page: `?jobs=id,id&queues=1&pools=1`.
 pub async fn stream(
     State(state): State<AppState>,
-    Extension(dashboard): Extension<Arc<Dashboard>>,
     headers: HeaderMap,
     params: Params,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
@@ -56,7 +51,6 @@ pub async fn stream(
         .collect();
     let watch = Watch {
         state,
-        dashboard,
         headers,
         jobs,
         queues: params.get("queues").is_some(),
@@ -79,7 +73,7 @@ pub async fn stream(
                 }
             }
             let first = std::mem::replace(&mut w.first, false);
-            let Some(session) = w.dashboard.sessions.resolve(&w.state, &w.headers).await else {
+            let Some(session) = w.state.shared.sessions.resolve(&w.state, &w.headers).await else {
                 w.done = true;
                 let event = Event::default().event("signed_out").data("{}").retry(RETRY);
                 return Some((Ok(event), w));

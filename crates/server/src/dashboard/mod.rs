@@ -29,11 +29,10 @@ use crate::state::AppState;
 pub use sampler::{PoolSample, SAMPLE_INTERVAL, SAMPLES_KEPT, Sample, Samples};
 pub use session::{Session, Sessions, Signed};
 
-/// The dashboard's own in-memory state: sessions and the per-minute samples.
+/// The dashboard's own in-memory state: the per-minute samples (sessions are in the store,
+/// cached in the server's shared state so that revoking a token ends them at once).
 #[derive(Debug, Default)]
 pub struct Dashboard {
-    /// Signed-in sessions.
-    pub sessions: Sessions,
     /// Recent per-queue samples for the overview's charts.
     pub samples: Samples,
 }

@@ -1,23 +1,29 @@
-//! Signing in with a token: server-side sessions behind an HttpOnly, SameSite=Strict cookie,
-//! and a CSRF token per session that every form carries.
+//! Signing in with a token: sessions behind an HttpOnly, SameSite=Strict cookie, and a CSRF
+//! token per session that every form carries.
 //!
-//! Sessions live in this process's memory (random id -> principal, with an expiry), so a
-//! restart signs everyone out; the token behind a session is looked up again every few
-//! seconds so a revoked token ends its sessions too.
+//! Sessions are kept in the store (`Store::session_*`), so a restart signs no one out and a
+//! session made on one replica works on every other. The store holds only the SHA-256 of the
+//! cookie's value, never the value. A session ends after [`SESSION_IDLE`] without use, when
+//! its person signs out, and when its token is revoked or expires. Each server keeps the
+//! sessions it served recently in memory and asks the store again after [`TOKEN_CACHE_TTL`]
+//! (marking the session used then), as it does for tokens: a page costs no store round trip,
+//! a revocation through this server ends its sessions at once, one through another replica
+//! within that time. Ended sessions are deleted by [`crate::services::session_sweeper`].
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
 use base64::Engine;
-use spillway_core::Error;
 use spillway_core::auth::Principal;
+use spillway_core::{Error, Timestamp, clock};
+use spillway_store::{SessionCreate, SessionTouch, StoredSession};
 
-use super::{Dashboard, PageError};
-use crate::auth::{TOKEN_CACHE_TTL, hash_secret};
+use super::PageError;
+use crate::auth::{TOKEN_CACHE_TTL, hash_secret, principal_of};
 use crate::state::AppState;
 
 /// The session cookie's name.
@@ -26,27 +32,54 @@ pub const SESSION_COOKIE: &str = "spillway_session";
 pub const LOGIN_COOKIE: &str = "spillway_login";
 /// How long a session lasts after its last use.
 pub const SESSION_IDLE: Duration = Duration::from_secs(8 * 3600);
-/// Sessions kept before expired ones are swept.
-const SESSIONS_MAX: usize = 10_000;
+/// Sessions this server keeps in memory before it drops the ones not checked lately.
+const SESSIONS_CACHED_MAX: usize = 10_000;
 
 /// A signed-in person's session.
 #[derive(Debug, Clone)]
 pub struct Session {
-    /// The session's id (the cookie value).
-    pub id: String,
+    /// SHA-256 of the session's cookie value: its id in the store.
+    pub id_hash: String,
     /// Who signed in.
     pub principal: Principal,
     /// The token that must accompany every POST.
     pub csrf: String,
-    token_hash: String,
-    checked: Instant,
-    last_used: Instant,
+    /// When it ends unless used again (as last written to the store).
+    expires_at: Timestamp,
+    /// When its token expires, if it does.
+    token_expires_at: Option<Timestamp>,
 }
 
-/// Every live session, by id.
+impl Session {
+    fn from_stored(stored: StoredSession, now: Timestamp) -> Result<Session, Error> {
+        let token_expires_at = stored.token.expires_at;
+        Ok(Session {
+            id_hash: stored.id_hash,
+            principal: principal_of(stored.token, now)?,
+            csrf: stored.csrf,
+            expires_at: stored.expires_at,
+            token_expires_at,
+        })
+    }
+
+    /// Whether the session, or its token, has ended by `now`.
+    fn ended(&self, now: Timestamp) -> bool {
+        self.expires_at <= now || self.token_expires_at.is_some_and(|at| at <= now)
+    }
+}
+
+/// A session as cached, with when the store last confirmed it.
+#[derive(Debug, Clone)]
+struct Cached {
+    session: Session,
+    checked: Instant,
+}
+
+/// The sessions this server served lately, by the hash of their cookie value; the store
+/// holds them all.
 #[derive(Debug, Default)]
 pub struct Sessions {
-    map: Mutex<HashMap<String, Session>>,
+    map: Mutex<HashMap<String, Cached>>,
 }
 
 /// 32 random bytes in base64url: session ids and CSRF tokens.
@@ -55,73 +88,142 @@ pub fn random_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// `now` plus the idle time: when a session used now ends.
+fn idle_end(now: Timestamp) -> Timestamp {
+    clock::add(now, SESSION_IDLE)
+}
+
 impl Sessions {
-    /// Start a session for `principal`, who signed in with the token hashing to `token_hash`.
-    pub fn create(&self, principal: Principal, token_hash: String) -> Session {
-        let now = Instant::now();
+    /// Start a session for `principal`, whose token expires at `token_expires_at` (if it
+    /// does); answers the cookie value (shown to no one else, stored nowhere) and the session.
+    pub async fn create(
+        &self,
+        state: &AppState,
+        principal: Principal,
+        token_expires_at: Option<Timestamp>,
+    ) -> Result<(String, Session), Error> {
+        let cookie_value = random_token();
+        let now = state.clock.now();
         let session = Session {
-            id: random_token(),
+            id_hash: hash_secret(&cookie_value),
             principal,
             csrf: random_token(),
-            token_hash,
-            checked: now,
-            last_used: now,
+            expires_at: idle_end(now),
+            token_expires_at,
         };
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= SESSIONS_MAX {
-            map.retain(|_, s| s.last_used.elapsed() < SESSION_IDLE);
-        }
-        map.insert(session.id.clone(), session.clone());
-        session
+        state
+            .store
+            .session_create(SessionCreate {
+                id_hash: session.id_hash.clone(),
+                token_id: session.principal.token_id.clone(),
+                csrf: session.csrf.clone(),
+                now,
+                expires_at: session.expires_at,
+            })
+            .await?;
+        self.put(session.clone());
+        Ok((cookie_value, session))
     }
 
-    /// End a session.
-    pub fn remove(&self, id: &str) {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        map.remove(id);
+    /// End the session `id_hash` (signing out), here and in the store.
+    pub async fn remove(&self, state: &AppState, id_hash: &str) -> Result<(), Error> {
+        self.forget(id_hash);
+        state.store.session_delete(id_hash).await
     }
 
-    /// The live session `id`, marked used.
-    fn touch(&self, id: &str) -> Option<Session> {
+    /// Drop the sessions of a revoked token from this server's memory; the store refuses
+    /// them from now on.
+    pub fn forget_token(&self, token_id: &str) {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        let session = map.get_mut(id)?;
-        if session.last_used.elapsed() >= SESSION_IDLE {
-            map.remove(id);
-            return None;
-        }
-        session.last_used = Instant::now();
-        Some(session.clone())
+        map.retain(|_, c| c.session.principal.token_id != token_id);
     }
 
-    fn mark_checked(&self, id: &str) {
+    fn forget(&self, id_hash: &str) {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(session) = map.get_mut(id) {
-            session.checked = Instant::now();
+        map.remove(id_hash);
+    }
+
+    fn put(&self, session: Session) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= SESSIONS_CACHED_MAX {
+            map.retain(|_, c| c.checked.elapsed() < TOKEN_CACHE_TTL);
         }
+        map.insert(
+            session.id_hash.clone(),
+            Cached {
+                session,
+                checked: Instant::now(),
+            },
+        );
+    }
+
+    /// The cached session `id_hash`, if live at `now`; `fresh` also asks that the store
+    /// confirmed it within [`TOKEN_CACHE_TTL`].
+    fn cached(&self, id_hash: &str, now: Timestamp, fresh: bool) -> Option<Session> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(id_hash)
+            .filter(|c| !c.session.ended(now) && (!fresh || c.checked.elapsed() < TOKEN_CACHE_TTL))
+            .map(|c| c.session.clone())
     }
 
     /// The session behind `headers`' cookie, if it is live and its token still valid.
     pub async fn resolve(&self, state: &AppState, headers: &HeaderMap) -> Option<Session> {
-        let id = cookie(headers, SESSION_COOKIE)?;
-        let session = self.touch(&id)?;
-        if session.checked.elapsed() >= TOKEN_CACHE_TTL {
-            match state.store.token_lookup(&session.token_hash).await {
-                Ok(Some(_)) => self.mark_checked(&id),
-                Ok(None) => {
-                    tracing::info!(token_id = %session.principal.token_id, "token revoked: session ended");
-                    self.remove(&id);
-                    return None;
-                }
-                // A database hiccup should not sign people out; the next request checks again.
-                Err(error) => tracing::warn!(%error, "could not recheck a session's token"),
+        let id_hash = hash_secret(&cookie(headers, SESSION_COOKIE)?);
+        let now = state.clock.now();
+        if let Some(session) = self.cached(&id_hash, now, true) {
+            return Some(session);
+        }
+        match self.load(state, &id_hash, now).await {
+            Ok(Some(session)) => {
+                self.put(session.clone());
+                Some(session)
+            }
+            Ok(None) => {
+                self.forget(&id_hash);
+                None
+            }
+            Err(error) => {
+                // A database hiccup should not sign people out; the next request asks again.
+                tracing::warn!(%error, "could not recheck a dashboard session");
+                self.cached(&id_hash, now, false)
             }
         }
-        Some(session)
+    }
+
+    /// Read the session from the store and mark it used; `None` when it has ended.
+    async fn load(
+        &self,
+        state: &AppState,
+        id_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<Session>, Error> {
+        let Some(stored) = state.store.session_get(id_hash, now).await? else {
+            return Ok(None);
+        };
+        let expires_at = idle_end(now);
+        let touched = state
+            .store
+            .session_touch(SessionTouch {
+                id_hash: id_hash.to_string(),
+                now,
+                expires_at,
+            })
+            .await?;
+        if !touched {
+            return Ok(None);
+        }
+        let mut session = Session::from_stored(stored, now)?;
+        session.expires_at = expires_at;
+        Ok(Some(session))
     }
 }
 
-/// Check a token secret and resolve its principal.
-pub async fn sign_in(state: &AppState, secret: &str) -> Result<(Principal, String), Error> {
+/// Check a token secret and resolve its principal and its expiry (if it has one). An
+/// expired token is refused saying when it expired.
+pub async fn sign_in(
+    state: &AppState,
+    secret: &str,
+) -> Result<(Principal, Option<Timestamp>), Error> {
     let secret = secret.trim();
     let refused = || {
         Error::unauthenticated(
@@ -133,14 +235,8 @@ pub async fn sign_in(state: &AppState, secret: &str) -> Result<(Principal, Strin
     }
     let hash = hash_secret(secret);
     let info = state.store.token_lookup(&hash).await?.ok_or_else(refused)?;
-    Ok((
-        Principal {
-            token_id: info.id,
-            tenant: info.tenant,
-            role: info.role,
-        },
-        hash,
-    ))
+    let expires_at = info.expires_at;
+    Ok((principal_of(info, state.clock.now())?, expires_at))
 }
 
 /// The value of cookie `name` in the request's Cookie headers.
@@ -224,12 +320,7 @@ impl FromRequestParts<AppState> for Signed {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PageError> {
         check_origin(&parts.method, &parts.headers)?;
-        let dashboard = parts
-            .extensions
-            .get::<Arc<Dashboard>>()
-            .cloned()
-            .ok_or_else(|| Error::internal("dashboard state missing from request extensions"))?;
-        match dashboard.sessions.resolve(state, &parts.headers).await {
+        match state.shared.sessions.resolve(state, &parts.headers).await {
             Some(session) => Ok(Signed(session)),
             None => Err(PageError::SignIn),
         }

@@ -43,7 +43,9 @@ pub async fn tenant_list(
     ))
 }
 
-/// Create a token; its secret is in the answer and never shown again.
+/// Create a token; its secret is in the answer and never shown again. It may expire
+/// (`expires_at`, in the future) and may be limited to some queues of its tenant (`queues`,
+/// which must exist; not for admin or metrics tokens). An expired token is answered 401.
 #[utoipa::path(post, path = "/v1/tokens", tag = "admin", request_body = CreateToken,
     params(TenantQuery), security(("bearer" = [])),
     responses((status = 201, body = CreatedToken), (status = "4XX", body = Problem)))]
@@ -57,8 +59,9 @@ pub async fn token_create(
     principal.require(Action::ManageTokens)?;
     let mut req: CreateToken = body.parse()?;
     req.tenant = requested_tenant(req.tenant, q.tenant)?;
-    let caller = Caller::new(&principal, req.tenant.as_deref());
-    let created = admin::token_create(&state, caller, req.name, req.role).await?;
+    let tenant = req.tenant.clone();
+    let caller = Caller::new(&principal, tenant.as_deref());
+    let created = admin::token_create(&state, caller, req).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 

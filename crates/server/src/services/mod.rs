@@ -1,5 +1,5 @@
-//! Background services: lease reaper, worker-down marker, retention cleaner, input cleaner
-//! and, when pools are configured, the autoscaler ([`crate::autoscale::service`]). On
+//! Background services: lease reaper, worker-down marker, retention cleaner, input cleaner,
+//! dashboard session sweeper and, when pools are configured, the autoscaler ([`crate::autoscale::service`]). On
 //! PostgreSQL the caller also runs the clock sync ([`clock_sync`]), which the server's clock is
 //! built on before the rest starts.
 //!
@@ -11,6 +11,7 @@ pub mod clock_sync;
 pub mod input_cleaner;
 pub mod lease_reaper;
 pub mod retention;
+pub mod session_sweeper;
 pub mod worker_down;
 
 use std::future::Future;
@@ -126,6 +127,8 @@ pub struct Services {
     pub retention: Service,
     /// Deletes the inputs of succeeded jobs that asked for it.
     pub input_cleaner: Service,
+    /// Deletes ended dashboard sessions.
+    pub session_sweeper: Service,
     /// Resizes the configured pools; `None` when no pool is configured.
     pub autoscaler: Option<Service>,
 }
@@ -137,6 +140,7 @@ impl Services {
         self.worker_down.join().await;
         self.retention.join().await;
         self.input_cleaner.join().await;
+        self.session_sweeper.join().await;
         if let Some(autoscaler) = self.autoscaler {
             autoscaler.join().await;
         }
@@ -177,6 +181,11 @@ pub fn spawn_services(state: &AppState, stop: CancellationToken) -> Services {
                 interval: config.input_cleaner_interval,
                 ..Default::default()
             },
+            stop.clone(),
+        ),
+        session_sweeper: session_sweeper::spawn(
+            state.clone(),
+            session_sweeper::Config::default(),
             stop.clone(),
         ),
         autoscaler: (!config.pools.is_empty()).then(|| {

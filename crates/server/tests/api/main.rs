@@ -13,5 +13,6 @@ mod roles;
 mod services;
 mod system;
 mod tenancy;
+mod token_scope;
 mod wakeups;
 mod work_scope;

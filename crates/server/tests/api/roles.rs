@@ -140,6 +140,45 @@ async fn a_metrics_token_reads_pools_and_nothing_else() {
     )
     .await;
     assert!(p.detail.contains("submit"), "{}", p.detail);
+    // Nor tasks: reading one, leasing, registering as a worker.
+    let job = server.submit(&server.admin, simple_job()).await;
+    let tasks: Value = ok(
+        server
+            .get(&format!("/v1/jobs/{job}/tasks"), &server.admin)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    let task = &tasks["items"][0]["id"];
+    assert!(!task.is_null(), "{tasks}");
+    let p = problem(
+        server.get(&format!("/v1/tasks/{task}"), &metrics).await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    assert!(p.detail.contains("a metrics token may not"), "{}", p.detail);
+    for (path, body) in [
+        (
+            "/v1/tasks/lease",
+            json!({"worker_id": "w", "queues": ["default"], "max_tasks": 1}),
+        ),
+        (
+            "/v1/workers",
+            json!({"hostname": "h", "queues": ["default"], "concurrency": 1}),
+        ),
+        ("/v1/tokens", json!({"name": "more", "role": "admin"})),
+    ] {
+        let p = problem(
+            server.post(path, &metrics, body).await,
+            StatusCode::FORBIDDEN,
+        )
+        .await;
+        assert!(
+            p.detail.contains("a metrics token may not"),
+            "{path}: {}",
+            p.detail
+        );
+    }
     server.stop().await;
 }
 

@@ -155,7 +155,7 @@ pub async fn queues_crud(store: DynStore) {
     );
 }
 
-fn token(id: &str, tenant: Option<&str>, hash: &str) -> TokenCreate {
+pub(super) fn token(id: &str, tenant: Option<&str>, hash: &str) -> TokenCreate {
     TokenCreate {
         id: id.into(),
         name: format!("{id} token"),
@@ -163,6 +163,8 @@ fn token(id: &str, tenant: Option<&str>, hash: &str) -> TokenCreate {
         role: Role::Submitter,
         secret_hash: hash.into(),
         now: t0(),
+        expires_at: None,
+        queues: None,
     }
 }
 

@@ -35,7 +35,7 @@ pub(super) const WORKER_COLUMNS: &str =
     "id, tenant, pool, hostname, queues, concurrency, state, running, started_at, last_seen";
 
 /// Columns of a token, as read by [`token`].
-pub(super) const TOKEN_COLUMNS: &str = "id, name, tenant, role, created_at";
+pub(super) const TOKEN_COLUMNS: &str = "id, name, tenant, role, created_at, expires_at, queues";
 
 /// Columns of an attempt, as read by [`attempt`].
 pub(super) const ATTEMPT_COLUMNS: &str =
@@ -85,6 +85,8 @@ pub(super) fn token(row: &Row) -> Result<TokenInfo> {
         tenant: get(row, "tenant")?,
         role: Role::parse(&role).map_err(|e| corrupt("token role", e))?,
         created_at: get(row, "created_at")?,
+        expires_at: get(row, "expires_at")?,
+        queues: get(row, "queues")?,
     })
 }
 

@@ -10,13 +10,14 @@ use spillway_core::model::{
 use spillway_core::{JobId, Result, TaskId, Timestamp};
 
 use super::PostgresStore;
-use super::queries::{admin, demand, jobs, report, tasks};
+use super::queries::{admin, demand, jobs, report, sessions, tasks};
 use crate::{
     DeadList, DeadRequeue, JobCancel, JobList, JobRetry, JobSubmit, LeaderLease, Leasable,
     LeaseCheck, LeaseReap, PoolStatusSave, QueueCreate, QueueDemand, QueueDemandQuery,
-    QueueStatsQuery, Reported, RetentionSweep, Store, TaskComplete, TaskFail, TaskHeartbeat,
-    TaskLease, TaskList, TaskRelease, TenantCreate, TokenCreate, TokenRevoke, Wakeups, Woken,
-    WorkerBeat, WorkerExit, WorkerList, WorkerMarkDown, WorkerRegister, released,
+    QueueStatsQuery, Reported, RetentionSweep, SessionCreate, SessionSweep, SessionTouch, Store,
+    StoredSession, TaskComplete, TaskFail, TaskHeartbeat, TaskLease, TaskList, TaskRelease,
+    TenantCreate, TokenCreate, TokenRevoke, Wakeups, Woken, WorkerBeat, WorkerExit, WorkerList,
+    WorkerMarkDown, WorkerRegister, released,
 };
 
 #[async_trait]
@@ -59,6 +60,26 @@ impl Store for PostgresStore {
 
     async fn token_revoke(&self, p: TokenRevoke) -> Result<()> {
         admin::token_revoke(&self.conn().await?, p.tenant.as_deref(), &p.id, p.now).await
+    }
+
+    async fn session_create(&self, params: SessionCreate) -> Result<()> {
+        sessions::session_create(&self.conn().await?, &params).await
+    }
+
+    async fn session_get(&self, id_hash: &str, now: Timestamp) -> Result<Option<StoredSession>> {
+        sessions::session_get(&self.conn().await?, id_hash, now).await
+    }
+
+    async fn session_touch(&self, params: SessionTouch) -> Result<bool> {
+        sessions::session_touch(&self.conn().await?, &params).await
+    }
+
+    async fn session_delete(&self, id_hash: &str) -> Result<()> {
+        sessions::session_delete(&self.conn().await?, id_hash).await
+    }
+
+    async fn session_sweep(&self, params: SessionSweep) -> Result<u64> {
+        sessions::session_sweep(&self.conn().await?, &params).await
     }
 
     async fn queue_create(&self, params: QueueCreate) -> Result<Queue> {

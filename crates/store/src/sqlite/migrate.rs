@@ -36,6 +36,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         file: "0005_finished_state.sql",
         sql: include_str!("../../migrations/sqlite/0005_finished_state.sql"),
     },
+    Migration {
+        version: 6,
+        file: "0006_token_scope_and_sessions.sql",
+        sql: include_str!("../../migrations/sqlite/0006_token_scope_and_sessions.sql"),
+    },
 ];
 
 /// Check the recorded checksums, then apply the migrations `conn`'s database has not seen

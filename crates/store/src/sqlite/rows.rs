@@ -107,18 +107,28 @@ pub(crate) fn tenant_row(row: &Row<'_>) -> rusqlite::Result<spillway_core::model
 }
 
 /// Columns read by [`token_row`].
-pub(crate) const TOKEN_COLS: &str = "id, name, tenant, role, created_at";
+pub(crate) const TOKEN_COLS: &str = "id, name, tenant, role, created_at, expires_at, queues";
+
+/// A token row ([`TOKEN_COLS`], from column `at` on).
+pub(crate) fn token_row_at(row: &Row<'_>, at: usize) -> rusqlite::Result<TokenInfo> {
+    let role: String = row.get(at + 3)?;
+    let queues: Option<String> = row.get(at + 6)?;
+    Ok(TokenInfo {
+        id: row.get(at)?,
+        name: row.get(at + 1)?,
+        tenant: row.get(at + 2)?,
+        role: conv(at + 3, Role::parse(&role))?,
+        created_at: time(row.get(at + 4)?),
+        expires_at: opt_time(row, at + 5)?,
+        queues: queues
+            .map(|text| conv(at + 6, serde_json::from_str(&text)))
+            .transpose()?,
+    })
+}
 
 /// A token row.
 pub(crate) fn token_row(row: &Row<'_>) -> rusqlite::Result<TokenInfo> {
-    let role: String = row.get(3)?;
-    Ok(TokenInfo {
-        id: row.get(0)?,
-        name: row.get(1)?,
-        tenant: row.get(2)?,
-        role: conv(3, Role::parse(&role))?,
-        created_at: time(row.get(4)?),
-    })
+    token_row_at(row, 0)
 }
 
 /// Columns read by [`queue_row`].

@@ -8,13 +8,14 @@ use spillway_core::model::{
 use spillway_core::{JobId, Result, TaskId, Timestamp};
 
 use super::SqliteStore;
-use super::queries::{admin, demand, jobs, report, tasks};
+use super::queries::{admin, demand, jobs, report, sessions, tasks};
 use crate::{
     DeadList, DeadRequeue, JobCancel, JobList, JobRetry, JobSubmit, LeaderLease, Leasable,
     LeaseCheck, LeaseReap, PoolStatusSave, QueueCreate, QueueDemand, QueueDemandQuery,
-    QueueStatsQuery, Reported, RetentionSweep, Store, TaskComplete, TaskFail, TaskHeartbeat,
-    TaskLease, TaskList, TaskRelease, TenantCreate, TokenCreate, TokenRevoke, Wakeups, Woken,
-    WorkerBeat, WorkerExit, WorkerList, WorkerMarkDown, WorkerRegister, released,
+    QueueStatsQuery, Reported, RetentionSweep, SessionCreate, SessionSweep, SessionTouch, Store,
+    StoredSession, TaskComplete, TaskFail, TaskHeartbeat, TaskLease, TaskList, TaskRelease,
+    TenantCreate, TokenCreate, TokenRevoke, Wakeups, Woken, WorkerBeat, WorkerExit, WorkerList,
+    WorkerMarkDown, WorkerRegister, released,
 };
 
 /// Most expired leases one writer request reaps: about 10 ms of writer time.
@@ -90,6 +91,38 @@ impl Store for SqliteStore {
     async fn token_revoke(&self, p: TokenRevoke) -> Result<()> {
         self.writer
             .call(move |c| admin::token_revoke(c, p.tenant.as_deref(), &p.id, p.now))
+            .await
+    }
+
+    async fn session_create(&self, p: SessionCreate) -> Result<()> {
+        self.writer
+            .call(move |c| sessions::session_create(c, &p))
+            .await
+    }
+
+    async fn session_get(&self, id_hash: &str, now: Timestamp) -> Result<Option<StoredSession>> {
+        let id_hash = id_hash.to_string();
+        self.readers
+            .call(move |c| sessions::session_get(c, &id_hash, now))
+            .await
+    }
+
+    async fn session_touch(&self, p: SessionTouch) -> Result<bool> {
+        self.writer
+            .call(move |c| sessions::session_touch(c, &p))
+            .await
+    }
+
+    async fn session_delete(&self, id_hash: &str) -> Result<()> {
+        let id_hash = id_hash.to_string();
+        self.writer
+            .call(move |c| sessions::session_delete(c, &id_hash))
+            .await
+    }
+
+    async fn session_sweep(&self, p: SessionSweep) -> Result<u64> {
+        self.writer
+            .call(move |c| sessions::session_sweep(c, &p))
             .await
     }
 

@@ -42,6 +42,8 @@ impl Server {
                 name: "worker".into(),
                 role: Role::Worker,
                 tenant: Some("default".into()),
+                expires_at: None,
+                queues: None,
             })
             .await
             .unwrap()

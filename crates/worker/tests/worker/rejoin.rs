@@ -30,6 +30,8 @@ impl Server {
                         role: Role::Worker,
                         secret_hash,
                         now: SystemClock.now(),
+                        expires_at: None,
+                        queues: None,
                     })
                     .await
                     .unwrap();

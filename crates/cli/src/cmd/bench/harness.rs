@@ -193,6 +193,8 @@ pub(super) async fn token(admin: &Client, name: &str, role: Role) -> Result<Stri
             name: name.to_string(),
             role,
             tenant: Some(DEFAULT_TENANT.to_string()),
+            expires_at: None,
+            queues: None,
         })
         .await
         .with_context(|| format!("cannot create the {name} token"))?;

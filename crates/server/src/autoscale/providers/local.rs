@@ -132,6 +132,8 @@ impl LocalProvider {
                 role: Role::Worker,
                 secret_hash: hash_secret(&secret),
                 now,
+                expires_at: None,
+                queues: None,
             })
             .await?;
         self.board.instance_token(&token.id, &id);

@@ -1,8 +1,5 @@
 //! Signing in and out.
 
-use std::sync::Arc;
-
-use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -14,7 +11,7 @@ use crate::dashboard::session::{
     LOGIN_COOKIE, SESSION_COOKIE, SESSION_IDLE, check_origin, cookie, random_token, same_secret,
     set_cookie, sign_in,
 };
-use crate::dashboard::{Dashboard, PageForm, PageResult, Signed};
+use crate::dashboard::{PageForm, PageResult, Signed};
 use crate::state::AppState;
 
 /// How long the sign-in form's CSRF cookie lives.
@@ -58,7 +55,6 @@ pub struct LoginForm {
 /// Check the token and start a session.
 pub async fn submit(
     State(state): State<AppState>,
-    Extension(dashboard): Extension<Arc<Dashboard>>,
     headers: HeaderMap,
     PageForm(form): PageForm<LoginForm>,
 ) -> PageResult {
@@ -72,7 +68,7 @@ pub async fn submit(
         )
         .into());
     }
-    let (principal, hash) = match sign_in(&state, &form.token).await {
+    let (principal, token_expires_at) = match sign_in(&state, &form.token).await {
         Ok(found) => found,
         Err(error) if error.kind() == spillway_core::ErrorKind::Unauthenticated => {
             let mut page = login_page(
@@ -86,11 +82,15 @@ pub async fn submit(
         Err(error) => return Err(error.into()),
     };
     tracing::info!(token_id = %principal.token_id, role = principal.role.as_str(), "dashboard sign-in");
-    let session = dashboard.sessions.create(principal, hash);
+    let (cookie_value, _session) = state
+        .shared
+        .sessions
+        .create(&state, principal, token_expires_at)
+        .await?;
     let mut response = Redirect::to("/").into_response();
     let secure = state.config.secure_cookies;
     let cookies = [
-        set_cookie(SESSION_COOKIE, &session.id, SESSION_IDLE, secure),
+        set_cookie(SESSION_COOKIE, &cookie_value, SESSION_IDLE, secure),
         set_cookie(LOGIN_COOKIE, "", std::time::Duration::ZERO, secure),
     ];
     for c in cookies {
@@ -112,12 +112,15 @@ pub struct CsrfForm {
 /// End the session.
 pub async fn logout(
     State(state): State<AppState>,
-    Extension(dashboard): Extension<Arc<Dashboard>>,
     signed: Signed,
     PageForm(form): PageForm<CsrfForm>,
 ) -> PageResult {
     signed.check_csrf(&form.csrf)?;
-    dashboard.sessions.remove(&signed.0.id);
+    state
+        .shared
+        .sessions
+        .remove(&state, &signed.0.id_hash)
+        .await?;
     let mut response = Redirect::to("/login").into_response();
     if let Ok(value) = HeaderValue::from_str(&set_cookie(
         SESSION_COOKIE,

@@ -58,8 +58,8 @@ pub(crate) async fn tenant_list(conn: &Object) -> Result<Vec<Tenant>> {
 
 pub(crate) async fn token_create(conn: &Object, p: &TokenCreate) -> Result<TokenInfo> {
     let sql = format!(
-        "INSERT INTO tokens (id, name, tenant, role, secret_hash, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {TOKEN_COLUMNS}"
+        "INSERT INTO tokens (id, name, tenant, role, secret_hash, created_at, expires_at, queues)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {TOKEN_COLUMNS}"
     );
     let row = conn
         .query_one(
@@ -71,6 +71,8 @@ pub(crate) async fn token_create(conn: &Object, p: &TokenCreate) -> Result<Token
                 &p.role.as_str(),
                 &p.secret_hash,
                 &p.now,
+                &p.expires_at,
+                &p.queues,
             ],
         )
         .await

@@ -10,4 +10,5 @@ pub(crate) mod admin;
 pub(crate) mod demand;
 pub(crate) mod jobs;
 pub(crate) mod report;
+pub(crate) mod sessions;
 pub(crate) mod tasks;

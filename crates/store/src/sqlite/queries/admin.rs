@@ -58,16 +58,19 @@ pub(crate) fn token_create(conn: &Connection, p: &TokenCreate) -> Result<TokenIn
             "tenant {tenant:?} not found: create it before its tokens"
         )));
     }
+    let queues = p.queues.as_ref().map(to_json).transpose()?;
     conn.execute(
-        "INSERT INTO tokens (id, name, tenant, role, secret_hash, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO tokens (id, name, tenant, role, secret_hash, created_at, expires_at, queues)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
             p.id,
             p.name,
             p.tenant,
             p.role.as_str(),
             p.secret_hash,
-            micros(p.now)
+            micros(p.now),
+            p.expires_at.map(micros),
+            queues,
         ],
     )
     .map_err(|e| {
@@ -83,6 +86,8 @@ pub(crate) fn token_create(conn: &Connection, p: &TokenCreate) -> Result<TokenIn
         tenant: p.tenant.clone(),
         role: p.role,
         created_at: p.now,
+        expires_at: p.expires_at,
+        queues: p.queues.clone(),
     })
 }
 

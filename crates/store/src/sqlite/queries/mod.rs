@@ -8,4 +8,5 @@ pub(crate) mod counts;
 pub(crate) mod demand;
 pub(crate) mod jobs;
 pub(crate) mod report;
+pub(crate) mod sessions;
 pub(crate) mod tasks;
