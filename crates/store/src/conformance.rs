@@ -30,6 +30,7 @@ mod finishing;
 mod jobs;
 mod lease;
 mod lists;
+mod logs;
 mod ops;
 
 pub use admin::*;
@@ -39,6 +40,7 @@ pub use finishing::*;
 pub use jobs::*;
 pub use lease::*;
 pub use lists::*;
+pub use logs::*;
 pub use ops::*;
 
 use std::collections::BTreeMap;
@@ -103,6 +105,7 @@ macro_rules! store_conformance_tests {
             task_counters_stay_exact_under_concurrent_changes,
             jobs_are_listed_by_their_final_state_and_reopened_by_requeues,
             reaper_and_retention_handle_jobs_bigger_than_one_step,
+            live_log_chunks_are_fenced_ordered_bounded_and_sealed,
         );
     };
     (@cases make $make:expr; $($case:ident),* $(,)?) => {

@@ -40,6 +40,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         file: "0006_finished_jobs.sql",
         sql: include_str!("../../migrations/postgres/0006_finished_jobs.sql"),
     },
+    Migration {
+        version: 10,
+        file: "0010_log_chunks.sql",
+        sql: include_str!("../../migrations/postgres/0010_log_chunks.sql"),
+    },
 ];
 
 /// First key of the two-part advisory lock taken while migrating ("SPLW"); the second is the

@@ -36,6 +36,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         file: "0005_finished_state.sql",
         sql: include_str!("../../migrations/sqlite/0005_finished_state.sql"),
     },
+    Migration {
+        version: 9,
+        file: "0009_log_chunks.sql",
+        sql: include_str!("../../migrations/sqlite/0009_log_chunks.sql"),
+    },
 ];
 
 /// Check the recorded checksums, then apply the migrations `conn`'s database has not seen

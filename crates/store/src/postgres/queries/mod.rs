@@ -9,5 +9,6 @@
 pub(crate) mod admin;
 pub(crate) mod demand;
 pub(crate) mod jobs;
+pub(crate) mod logs;
 pub(crate) mod report;
 pub(crate) mod tasks;
