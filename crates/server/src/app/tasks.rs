@@ -3,7 +3,7 @@
 use spillway_core::api::TaskDetail;
 use spillway_core::auth::Action;
 use spillway_core::model::Attempt;
-use spillway_core::{Error, Result, TaskId};
+use spillway_core::{Result, TaskId};
 
 use super::Caller;
 use crate::state::AppState;
@@ -27,23 +27,7 @@ pub async fn log(
     caller.require(Action::Read)?;
     let scope = caller.scope()?;
     let attempts = state.store.task_attempts(scope.as_deref(), id).await?;
-    let attempt = match attempt {
-        Some(n) => attempts
-            .into_iter()
-            .find(|a| a.attempt == n)
-            .ok_or_else(|| {
-                Error::not_found(format!(
-                    "task {id} has no attempt {n}: see GET /v1/tasks/{id} for its attempts"
-                ))
-            })?,
-        None => attempts
-            .into_iter()
-            .max_by_key(|a| a.attempt)
-            .ok_or_else(|| {
-                Error::not_found(format!("task {id} has not run yet, so it has no log"))
-            })?,
-    };
-    Ok(attempt.log_tail)
+    Ok(super::logs::pick_attempt(id, attempts, attempt)?.log_tail)
 }
 
 /// A task's attempts, oldest first.

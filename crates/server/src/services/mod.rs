@@ -10,6 +10,7 @@
 pub mod clock_sync;
 pub mod input_cleaner;
 pub mod lease_reaper;
+pub mod log_sealer;
 pub mod retention;
 pub mod worker_down;
 
@@ -126,6 +127,8 @@ pub struct Services {
     pub retention: Service,
     /// Deletes the inputs of succeeded jobs that asked for it.
     pub input_cleaner: Service,
+    /// Writes the live logs of ended attempts as objects.
+    pub log_sealer: Service,
     /// Resizes the configured pools; `None` when no pool is configured.
     pub autoscaler: Option<Service>,
 }
@@ -137,6 +140,7 @@ impl Services {
         self.worker_down.join().await;
         self.retention.join().await;
         self.input_cleaner.join().await;
+        self.log_sealer.join().await;
         if let Some(autoscaler) = self.autoscaler {
             autoscaler.join().await;
         }
@@ -175,6 +179,14 @@ pub fn spawn_services(state: &AppState, stop: CancellationToken) -> Services {
             state.clone(),
             input_cleaner::Config {
                 interval: config.input_cleaner_interval,
+                ..Default::default()
+            },
+            stop.clone(),
+        ),
+        log_sealer: log_sealer::spawn(
+            state.clone(),
+            log_sealer::Config {
+                interval: config.log_seal_interval,
                 ..Default::default()
             },
             stop.clone(),
