@@ -57,7 +57,10 @@ pub struct ExecOutcome {
 /// the order read). It is called from the executor's reading tasks, so it must never block:
 /// the receiver buffers with a bound and decides what to drop.
 #[derive(Clone)]
-pub struct LiveOutput(Arc<dyn Fn(&[u8]) + Send + Sync>);
+pub struct LiveOutput(Arc<WriteOutput>);
+
+/// What a [`LiveOutput`] calls with each piece of output.
+type WriteOutput = dyn Fn(&[u8]) + Send + Sync;
 
 impl LiveOutput {
     /// Output that goes to `write`.

@@ -2,7 +2,6 @@
 //! first line before the task ends, then the rest and the end; `spillway logs` afterwards
 //! prints the whole log, more than the 64 KiB tail.
 
-
 use spillway_core::state::TaskState;
 use spillway_testkit::{DEFAULT_DEADLINE, wait_until};
 
@@ -55,10 +54,14 @@ async fn logs_follow_prints_a_running_tasks_output_live_then_the_whole_log_stays
         .arg(task.id.to_string())
         .arg("--follow");
     let mut follower = ChildGuard::spawn("logs-follow", follow, dir.path());
-    wait_until("the first line from spillway logs --follow", DEFAULT_DEADLINE, || {
-        let seen = follower.output().contains("first line\n");
-        async move { seen.then_some(()) }
-    })
+    wait_until(
+        "the first line from spillway logs --follow",
+        DEFAULT_DEADLINE,
+        || {
+            let seen = follower.output().contains("first line\n");
+            async move { seen.then_some(()) }
+        },
+    )
     .await;
     follower.assert_running();
     assert_eq!(
@@ -74,10 +77,7 @@ async fn logs_follow_prints_a_running_tasks_output_live_then_the_whole_log_stays
     // stdout and stderr share the log file: the log, then the end on stderr.
     assert_eq!(
         printed,
-        format!(
-            "{expected}attempt 1 of task {} ended: succeeded\n",
-            task.id
-        )
+        format!("{expected}attempt 1 of task {} ended: succeeded\n", task.id)
     );
 
     let whole = spillway(dir.path())

@@ -291,10 +291,18 @@ pub async fn follow(
                 .task_attempts(f.scope.as_deref(), f.task_id)
                 .await
             {
-                Ok(attempts) => attempts
-                    .into_iter()
-                    .find(|a| a.attempt == f.attempt)
-                    .and_then(|a| a.ended_at.map(|_| a.outcome.as_str().to_string())),
+                Ok(attempts) => match attempts.into_iter().find(|a| a.attempt == f.attempt) {
+                    Some(a) => a.ended_at.map(|_| a.outcome.as_str().to_string()),
+                    // Deleted (retention) while followed.
+                    None => {
+                        f.over = true;
+                        let gone = Error::not_found(format!(
+                            "task {} attempt {} no longer exists: its job was deleted",
+                            f.task_id, f.attempt
+                        ));
+                        return Some((Err(gone), f));
+                    }
+                },
                 Err(e) => {
                     f.over = true;
                     return Some((Err(e), f));

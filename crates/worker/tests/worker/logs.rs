@@ -51,8 +51,10 @@ async fn whole_log(client: &Client, task: TaskId) -> Vec<u8> {
 #[tokio::test]
 async fn a_running_tasks_log_is_followed_live_then_kept_whole_then_removed_by_retention() {
     let server = Server::start().await;
-    let mut settings = QueueSettings::default();
-    settings.retention = Duration::from_secs(1);
+    let settings = QueueSettings {
+        retention: Duration::from_secs(1),
+        ..QueueSettings::default()
+    };
     server
         .admin
         .queue_create(&CreateQueue {
@@ -153,11 +155,8 @@ async fn a_running_tasks_log_is_followed_live_then_kept_whole_then_removed_by_re
         .await
         .unwrap();
     let mut replay = String::new();
-    loop {
-        match next_event(&mut again).await {
-            LogEvent::Text(text) => replay.push_str(&text),
-            LogEvent::End { .. } => break,
-        }
+    while let LogEvent::Text(text) = next_event(&mut again).await {
+        replay.push_str(&text);
     }
     assert_eq!(replay, expected);
 
