@@ -92,3 +92,79 @@ async fn logs_follow_prints_a_running_tasks_output_live_then_the_whole_log_stays
     assert!(whole.status.success(), "{whole:?}");
     assert_eq!(String::from_utf8_lossy(&whole.stdout), expected);
 }
+
+/// Two replicas on one PostgreSQL database: a follower connected to one sees the chunks a
+/// worker sends through the other while the task runs, then its end and the whole log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_on_one_replica_sees_a_worker_writing_through_the_other() {
+    use futures::StreamExt;
+    use spillway_client::LogEvent;
+
+    let Some(admin_url) = crate::postgres::admin_url_or_skip("the live log replica test") else {
+        return;
+    };
+    let db = crate::postgres::TempDatabase::create(&admin_url).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Shared data directory: the admin token and the blob folder both replicas use.
+    let data = dir.path().join("data");
+    let a = Server::start("server-a", &data, free_port(), Some(&db.url)).await;
+    let b = Server::start("server-b", &data, free_port(), Some(&db.url)).await;
+    let (client_a, client_b) = (a.client(), b.client());
+    create_queue(&client_a, "live", Default::default()).await;
+    let go = dir.path().join("go");
+    let script = format!(
+        "echo 'through a'; while [ ! -e '{}' ]; do sleep 0.05; done; echo 'still through a'",
+        go.display()
+    );
+    let job = submit(&client_a, "live", &["sh", "-c", &script], 1).await;
+    let _worker = start_worker(
+        "worker-a",
+        dir.path(),
+        &a.url,
+        &a.token,
+        &WorkerSpec::new("live"),
+    );
+    let task = wait_until("the task to run", DEFAULT_DEADLINE, || async {
+        let task = only_task(&client_b, &job.id).await;
+        (task.state == TaskState::Leased).then_some(task)
+    })
+    .await;
+
+    let mut events = client_b
+        .task_log_follow(task.id, None)
+        .await
+        .expect("follow on b");
+    let mut next = async || {
+        tokio::time::timeout(DEFAULT_DEADLINE, events.next())
+            .await
+            .expect("an event within the deadline")
+            .expect("the stream goes on until the end")
+            .expect("an event, not an error")
+    };
+    let mut seen = String::new();
+    while !seen.contains("through a\n") {
+        match next().await {
+            LogEvent::Text(text) => seen.push_str(&text),
+            end => panic!("ended before the gate opened: {end:?}"),
+        }
+    }
+    assert_eq!(only_task(&client_b, &job.id).await.state, TaskState::Leased);
+    std::fs::write(&go, b"").expect("create the gate file");
+    let outcome = loop {
+        match next().await {
+            LogEvent::Text(text) => seen.push_str(&text),
+            LogEvent::End { outcome, .. } => break outcome,
+        }
+    };
+    assert_eq!(outcome, "succeeded");
+    assert_eq!(seen, "through a\nstill through a\n");
+    let mut whole = Vec::new();
+    let mut log = client_b
+        .task_log_full(task.id, None)
+        .await
+        .expect("whole log on b");
+    while let Some(part) = log.next().await {
+        whole.extend_from_slice(&part.expect("read"));
+    }
+    assert_eq!(whole, b"through a\nstill through a\n");
+}
