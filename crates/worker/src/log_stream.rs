@@ -137,7 +137,16 @@ pub(crate) struct LogStream {
     buffer: Arc<Mutex<Buffer>>,
     wake: Arc<Notify>,
     max_bytes: u64,
-    sender: JoinHandle<()>,
+    /// The sender; aborted if the stream is dropped without [`LogStream::finish`].
+    sender: Option<JoinHandle<()>>,
+}
+
+impl Drop for LogStream {
+    fn drop(&mut self) {
+        if let Some(sender) = self.sender.take() {
+            sender.abort();
+        }
+    }
 }
 
 impl LogStream {
@@ -162,7 +171,7 @@ impl LogStream {
             buffer,
             wake,
             max_bytes,
-            sender,
+            sender: Some(sender),
         }
     }
 
@@ -184,17 +193,17 @@ impl LogStream {
 
     /// The task ended: send what is left (with notes of what was dropped), giving up after
     /// [`FINISH_TIMEOUT`] so an unreachable server cannot hold up the report.
-    pub(crate) async fn finish(self) {
+    pub(crate) async fn finish(mut self) {
         self.buffer
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .close(self.max_bytes);
         self.wake.notify_one();
-        let abort = self.sender.abort_handle();
-        if tokio::time::timeout(FINISH_TIMEOUT, self.sender)
-            .await
-            .is_err()
-        {
+        let Some(sender) = self.sender.take() else {
+            return;
+        };
+        let abort = sender.abort_handle();
+        if tokio::time::timeout(FINISH_TIMEOUT, sender).await.is_err() {
             abort.abort();
             tracing::warn!(
                 "the last lines of a task's live log could not be sent in time; its tail is still reported"
