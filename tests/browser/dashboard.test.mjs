@@ -4,7 +4,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtemp, readFile, rm, mkdir } from "node:fs/promises";
+import { mkdtemp, readFile, rm, mkdir, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -195,5 +195,34 @@ test("a viewer of another tenant can neither submit nor see the default tenant's
   assert.equal(status, 403);
   const jobs = await api("GET", "/v1/jobs?tenant=blue", admin);
   assert.equal(jobs.items.length, 0);
+  await context.close();
+});
+
+test("a running task's log appears live on its page before the task ends", async () => {
+  const go = join(dir, "go-live-log");
+  // The first line looks like markup: the page must show it as text.
+  const script = `echo 'live line <b id=injected>one</b>'; while [ ! -e '${go}' ]; do sleep 0.05; done; echo 'after the gate'`;
+  const { job } = await api("POST", "/v1/jobs", admin, { queue: "default", name: "live-log", command: ["sh", "-c", script] });
+  const task = await until("the task to run", async () => {
+    const tasks = await api("GET", `/v1/jobs/${job.id}/tasks`, admin);
+    return tasks.items[0].state === "leased" ? tasks.items[0] : null;
+  }, 60000);
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await signIn(context, admin);
+  await page.goto(`${base}/tasks/${task.id}`);
+  const log = page.locator("pre[data-live-log]");
+  await until("the first line on the page", async () => (await log.textContent()).includes("live line <b id=injected>one</b>"));
+  assert.equal(await page.locator("#injected").count(), 0, "the task's output was interpreted as HTML");
+  const running = await api("GET", `/v1/jobs/${job.id}/tasks`, admin);
+  assert.equal(running.items[0].state, "leased", "the line was seen while the task runs");
+  await shot(page, "live-log");
+  await writeFile(go, "");
+  await until("the end on the page", async () => (await log.getAttribute("data-ended")) === "true", 60000);
+  assert.match(await log.textContent(), /live line <b id=injected>one<\/b>\nafter the gate\n$/);
+  await page.getByText("ended: succeeded").waitFor();
+  const href = await page.getByRole("link", { name: "Whole log" }).first().getAttribute("href");
+  assert.equal(href, `/tasks/${task.id}/log?attempt=1`);
+  const whole = await page.evaluate(async (href) => (await fetch(href)).text(), href);
+  assert.equal(whole, "live line <b id=injected>one</b>\nafter the gate\n");
   await context.close();
 });

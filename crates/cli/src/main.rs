@@ -74,8 +74,8 @@ enum Command {
     Job(cmd::jobs::JobArgs),
     /// List a job's tasks.
     Tasks(cmd::jobs::TasksArgs),
-    /// Print the output tail of a task's attempt.
-    Logs(cmd::jobs::LogsArgs),
+    /// Print the whole log of a task's attempt, or follow it live with --follow.
+    Logs(cmd::logs::LogsArgs),
     /// Say why a task is not running: its place in the queue and what holds it.
     Why(cmd::why::WhyArgs),
     /// Cancel a job: waiting tasks are cancelled, running ones are told to stop.
@@ -202,7 +202,7 @@ fn main() -> ExitCode {
             Command::Jobs(args) => cmd::jobs::list(&ctx, args).await,
             Command::Job(args) => cmd::jobs::show(&ctx, args).await,
             Command::Tasks(args) => cmd::jobs::tasks(&ctx, args).await,
-            Command::Logs(args) => cmd::jobs::logs(&ctx, args).await,
+            Command::Logs(args) => cmd::logs::run(&ctx, args).await,
             Command::Why(args) => cmd::why::run(&ctx, args).await,
             Command::Cancel(args) => cmd::jobs::cancel(&ctx, args).await,
             Command::Retry(args) => cmd::jobs::retry(&ctx, args).await,

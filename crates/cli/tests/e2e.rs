@@ -20,6 +20,8 @@ mod example;
 mod faults;
 #[path = "e2e/history/mod.rs"]
 mod history;
+#[path = "e2e/logs.rs"]
+mod logs;
 #[path = "e2e/netns.rs"]
 mod netns;
 #[path = "e2e/postgres.rs"]

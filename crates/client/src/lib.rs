@@ -10,6 +10,7 @@ mod error;
 mod query;
 mod routes_admin;
 mod routes_jobs;
+mod routes_logs;
 mod routes_work;
 mod stream;
 
@@ -22,6 +23,7 @@ use spillway_core::{Error, Result};
 pub use error::kind_for_status;
 pub use query::{DeadListQuery, JobListQuery, TaskListQuery};
 pub use reqwest::Body;
+pub use routes_logs::{LogEvent, LogEvents};
 pub use routes_work::LEASE_TOKEN_HEADER;
 pub use stream::{ByteStream, file_body, open_file_body, stream_to_file};
 

@@ -114,6 +114,25 @@ impl Client {
         .await
     }
 
+    /// `PUT /v1/tasks/{id}/logs/chunks/{seq}`: one chunk of the live log of a leased task's
+    /// current attempt; a conflict when the lease is no longer current, too large once the
+    /// attempt's log is full. A chunk sent again under its number is stored once.
+    pub async fn task_log_chunk_put(
+        &self,
+        task_id: TaskId,
+        lease_token: &str,
+        seq: u64,
+        data: Vec<u8>,
+    ) -> Result<()> {
+        let (id, seq) = (task_id.to_string(), seq.to_string());
+        self.send_empty(
+            self.request(Method::PUT, &["v1", "tasks", &id, "logs", "chunks", &seq])
+                .header(LEASE_TOKEN_HEADER, lease_token)
+                .body(data),
+        )
+        .await
+    }
+
     /// `PUT /v1/tasks/{id}/results/{path}`: stream one result file under the current lease;
     /// a conflict when the lease is no longer current.
     pub async fn task_result_put(

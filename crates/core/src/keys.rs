@@ -1,7 +1,8 @@
 //! Object key layout and validation for staged inputs and task results.
 //!
 //! Layout: `<tenant>/uploads/<upload>/<path>` (staged before a submit),
-//! `<tenant>/inputs/<job>/<path>` and `<tenant>/results/<job>/<task-index>/<path>`. Every key
+//! `<tenant>/inputs/<job>/<path>`, `<tenant>/results/<job>/<task-index>/<path>` and the whole
+//! log of each attempt, `<tenant>/logs/<job>/<task-index>/<attempt>.log`. Every key
 //! and prefix is built here and nowhere else. User-supplied paths are relative, use '/' as
 //! separator and can never escape their prefix (see [`validate_relative_path`]).
 
@@ -98,6 +99,17 @@ pub fn uploads_prefix(tenant: &str, upload: &str) -> String {
 /// The key of one file of a pending upload; `path` has passed [`validate_relative_path`].
 pub fn upload_key(tenant: &str, upload: &str, path: &str) -> String {
     join(&uploads_prefix(tenant, upload), path)
+}
+
+/// The prefix under which the whole logs of every attempt of a job's tasks live, as
+/// `<task-index>/<attempt>.log`.
+pub fn logs_prefix(tenant: &str, job: &str) -> String {
+    format!("{tenant}/logs/{job}")
+}
+
+/// The key of the whole log of attempt `attempt` (from 1) of task `index` of a job.
+pub fn log_key(tenant: &str, job: &str, index: u32, attempt: u32) -> String {
+    format!("{}/{index}/{attempt}.log", logs_prefix(tenant, job))
 }
 
 fn join(prefix: &str, path: &str) -> String {

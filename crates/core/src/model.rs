@@ -24,6 +24,11 @@ pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 10 * 1024 * 1024;
 /// How much of a task's stdout/stderr is kept per attempt.
 pub const LOG_TAIL_BYTES: usize = 64 * 1024;
+/// Default most bytes of output kept per attempt in the whole log (live chunks, then the log
+/// object); the worker counts what goes beyond and says so at the end of the log.
+pub const DEFAULT_MAX_LOG_BYTES: u64 = 100 * 1024 * 1024;
+/// Largest live log chunk a worker sends in one request.
+pub const MAX_LOG_CHUNK_BYTES: usize = 64 * 1024;
 
 /// A team or line of business: owns queues, jobs, tokens and a storage prefix.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

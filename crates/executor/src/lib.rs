@@ -19,5 +19,5 @@ mod task_user;
 pub use local_process::LocalProcess;
 pub use log_tail::LogTail;
 pub use reaper::{ReaperArgs, ReaperCommand, reaper_main};
-pub use seam::{ExecOutcome, ExecRequest, Executor, ExitKind};
+pub use seam::{ExecOutcome, ExecRequest, Executor, ExitKind, LiveOutput};
 pub use task_user::TaskUser;

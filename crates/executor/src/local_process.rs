@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::log_tail::LogTail;
 use crate::reaper::{ReaperArgs, ReaperCommand, ReaperStatus};
-use crate::seam::{ExecOutcome, ExecRequest, Executor, ExitKind};
+use crate::seam::{ExecOutcome, ExecRequest, Executor, ExitKind, LiveOutput};
 use crate::task_user::TaskUser;
 
 /// Variables of the worker's own environment whose names start with this never reach a task
@@ -117,6 +117,27 @@ enum Ended {
 #[async_trait]
 impl Executor for LocalProcess {
     async fn run(&self, request: ExecRequest, stop: CancellationToken) -> Result<ExecOutcome> {
+        self.run_with(request, stop, None).await
+    }
+
+    async fn run_live(
+        &self,
+        request: ExecRequest,
+        stop: CancellationToken,
+        output: LiveOutput,
+    ) -> Result<ExecOutcome> {
+        self.run_with(request, stop, Some(output)).await
+    }
+}
+
+impl LocalProcess {
+    /// Run `request`; its output also goes to `live` as it is read, when given.
+    async fn run_with(
+        &self,
+        request: ExecRequest,
+        stop: CancellationToken,
+        live: Option<LiveOutput>,
+    ) -> Result<ExecOutcome> {
         let (program, args) = if request.shell {
             (
                 "sh".to_string(),
@@ -213,10 +234,10 @@ impl Executor for LocalProcess {
         let tail = Arc::new(Mutex::new(LogTail::new(self.log_tail_bytes)));
         let mut pumps = tokio::task::JoinSet::new();
         if let Some(out) = child.stdout.take() {
-            pumps.spawn(pump(out, tail.clone()));
+            pumps.spawn(pump(out, tail.clone(), live.clone()));
         }
         if let Some(err) = child.stderr.take() {
-            pumps.spawn(pump(err, tail.clone()));
+            pumps.spawn(pump(err, tail.clone(), live.clone()));
         }
         if let Some(mut stdin) = child.stdin.take() {
             let input = request.stdin.clone();
@@ -317,16 +338,24 @@ async fn end(child: &mut tokio::process::Child, group: &mut GroupGuard, program:
     let _ = child.wait().await;
 }
 
-/// Copy one output pipe into the shared tail until it closes.
-async fn pump(mut pipe: impl AsyncRead + Unpin, tail: Arc<Mutex<LogTail>>) {
+/// Copy one output pipe into the shared tail (and the live output) until it closes.
+async fn pump(
+    mut pipe: impl AsyncRead + Unpin,
+    tail: Arc<Mutex<LogTail>>,
+    live: Option<LiveOutput>,
+) {
     let mut buf = vec![0u8; 8192];
     loop {
         match pipe.read(&mut buf).await {
             Ok(0) | Err(_) => return,
-            Ok(n) => tail
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(&buf[..n]),
+            Ok(n) => {
+                // Under the tail's lock, so stdout and stderr reach both in the same order.
+                let mut tail = tail.lock().unwrap_or_else(PoisonError::into_inner);
+                tail.push(&buf[..n]);
+                if let Some(live) = &live {
+                    live.write(&buf[..n]);
+                }
+            }
         }
     }
 }

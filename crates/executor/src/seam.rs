@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -52,10 +53,50 @@ pub struct ExecOutcome {
     pub log_tail: String,
 }
 
+/// Where an executor hands a command's output as it comes (stdout and stderr interleaved, in
+/// the order read). It is called from the executor's reading tasks, so it must never block:
+/// the receiver buffers with a bound and decides what to drop.
+#[derive(Clone)]
+pub struct LiveOutput(Arc<WriteOutput>);
+
+/// What a [`LiveOutput`] calls with each piece of output.
+type WriteOutput = dyn Fn(&[u8]) + Send + Sync;
+
+impl LiveOutput {
+    /// Output that goes to `write`.
+    pub fn new(write: impl Fn(&[u8]) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(write))
+    }
+
+    /// Hand on `bytes` of output.
+    pub fn write(&self, bytes: &[u8]) {
+        (self.0)(bytes);
+    }
+}
+
+impl std::fmt::Debug for LiveOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LiveOutput")
+    }
+}
+
 /// Runs task commands. Implementations must leave nothing running once `run` returns.
 #[async_trait]
 pub trait Executor: Send + Sync + 'static {
     /// Run `request` to its end, or until `stop` is cancelled, then kill what is left.
     /// Errors only when the command could not be started at all.
     async fn run(&self, request: ExecRequest, stop: CancellationToken) -> Result<ExecOutcome>;
+
+    /// [`Executor::run`], also handing the output to `output` as it comes, for the task's
+    /// live log. An executor that cannot (the default) runs the command without: its log is
+    /// then only the tail in the outcome.
+    async fn run_live(
+        &self,
+        request: ExecRequest,
+        stop: CancellationToken,
+        output: LiveOutput,
+    ) -> Result<ExecOutcome> {
+        let _ = output;
+        self.run(request, stop).await
+    }
 }

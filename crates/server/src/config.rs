@@ -32,6 +32,12 @@ pub const DEFAULT_LEASE_RECHECK_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_METRICS_AUTH: bool = false;
 /// Default time between passes that delete inputs of succeeded jobs.
 pub const DEFAULT_INPUT_CLEANER_INTERVAL: Duration = Duration::from_secs(60);
+/// Default most bytes of output kept per attempt in its whole log (the worker counts what goes
+/// beyond and says so at the log's end).
+pub const DEFAULT_MAX_LOG_BYTES: u64 = spillway_core::model::DEFAULT_MAX_LOG_BYTES;
+/// Default time between passes of the log sealer, which writes the live logs of ended
+/// attempts as objects.
+pub const DEFAULT_LOG_SEAL_INTERVAL: Duration = Duration::from_secs(1);
 /// Default time between readings of the database's clock on PostgreSQL: between them time goes
 /// on by the monotonic clock, which drifts from the database's by parts per million, so a few
 /// seconds keep replicas within milliseconds of each other for three tiny queries each.
@@ -80,6 +86,13 @@ pub struct ServerConfig {
     /// Time between passes that delete the inputs of succeeded jobs.
     #[serde(with = "humantime_serde")]
     pub input_cleaner_interval: Duration,
+    /// Most bytes of output kept per attempt in its whole log; a worker's chunks past it are
+    /// refused (the worker counts what it drops and says so at the log's end).
+    pub max_log_bytes: ByteSize,
+    /// Time between passes of the log sealer, which writes the live log of each ended
+    /// attempt as one object and deletes its chunks from the database.
+    #[serde(with = "humantime_serde")]
+    pub log_seal_interval: Duration,
     /// Time between readings of the database's clock, which replicas on PostgreSQL keep time
     /// by (unused on SQLite, where the server keeps time by the host's clock).
     #[serde(with = "humantime_serde")]
@@ -124,6 +137,8 @@ impl Default for ServerConfig {
             worker_check_interval: DEFAULT_WORKER_CHECK_INTERVAL,
             retention_interval: DEFAULT_RETENTION_INTERVAL,
             input_cleaner_interval: DEFAULT_INPUT_CLEANER_INTERVAL,
+            max_log_bytes: ByteSize(DEFAULT_MAX_LOG_BYTES),
+            log_seal_interval: DEFAULT_LOG_SEAL_INTERVAL,
             clock_sync_interval: DEFAULT_CLOCK_SYNC_INTERVAL,
             metrics_auth: DEFAULT_METRICS_AUTH,
             max_in_flight_requests: DEFAULT_MAX_IN_FLIGHT_REQUESTS,
@@ -151,6 +166,7 @@ impl ServerConfig {
             ("max_body_bytes", self.max_body_bytes),
             ("max_payload_bytes", self.max_payload_bytes),
             ("max_upload_bytes", self.max_upload_bytes),
+            ("max_log_bytes", self.max_log_bytes),
         ] {
             if size.0 == 0 {
                 return Err(Error::invalid(format!(
@@ -166,6 +182,7 @@ impl ServerConfig {
             ("retention_interval", self.retention_interval),
             ("input_cleaner_interval", self.input_cleaner_interval),
             ("clock_sync_interval", self.clock_sync_interval),
+            ("log_seal_interval", self.log_seal_interval),
         ] {
             if interval.is_zero() {
                 return Err(Error::invalid(format!(

@@ -7,7 +7,7 @@ use utoipa::{Modify, OpenApi};
 use crate::problem::PROBLEM_JSON;
 
 use crate::routes::{
-    admin, dead, jobs, leasing, objects, pools, queues, system, tasks, why, workers,
+    admin, dead, jobs, leasing, logs, objects, pools, queues, system, tasks, why, workers,
 };
 
 /// The API document served at `/v1/openapi.json`.
@@ -22,6 +22,7 @@ use crate::routes::{
         jobs::submit, jobs::list, jobs::get, jobs::cancel, jobs::retry, jobs::tasks,
         objects::inputs_list, objects::input_get, objects::results_list, objects::result_get,
         tasks::get, tasks::logs, why::why, objects::result_put,
+        logs::full, logs::follow, logs::chunk_put,
         workers::register, workers::list, workers::heartbeat, workers::exit,
         leasing::lease, leasing::heartbeat, leasing::complete, leasing::fail, leasing::release,
         leasing::complete_one, leasing::fail_one,
@@ -31,6 +32,8 @@ use crate::routes::{
     ),
     components(schemas(
         spillway_core::api::Problem,
+        crate::routes::logs::LogText,
+        crate::routes::logs::LogEnd,
         spillway_core::api::SubmitJob,
         spillway_core::api::Submitted,
         spillway_core::api::NewTask,

@@ -30,6 +30,7 @@ mod finishing;
 mod jobs;
 mod lease;
 mod lists;
+mod logs;
 mod ops;
 mod sessions;
 
@@ -40,6 +41,7 @@ pub use finishing::*;
 pub use jobs::*;
 pub use lease::*;
 pub use lists::*;
+pub use logs::*;
 pub use ops::*;
 pub use sessions::*;
 
@@ -108,6 +110,7 @@ macro_rules! store_conformance_tests {
             task_counters_stay_exact_under_concurrent_changes,
             jobs_are_listed_by_their_final_state_and_reopened_by_requeues,
             reaper_and_retention_handle_jobs_bigger_than_one_step,
+            live_log_chunks_are_fenced_ordered_bounded_and_sealed,
         );
     };
     (@cases make $make:expr; $($case:ident),* $(,)?) => {

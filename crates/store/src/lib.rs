@@ -12,6 +12,7 @@ pub mod autoscale;
 #[cfg(any(test, feature = "testkit"))]
 pub mod conformance;
 mod ending;
+pub mod logs;
 mod migrations;
 pub mod params;
 pub mod postgres;
@@ -28,6 +29,7 @@ use spillway_core::model::{
 use spillway_core::{JobId, Result, TaskId, Timestamp};
 
 pub use autoscale::{LeaderLease, QueueDemand};
+pub use logs::{LogAppend, LogAppended, LogChunk, LogChunks, LogChunksDelete, SealableLog};
 pub use params::*;
 pub use report::{ReportOutcome, Reported};
 pub use session::StoredSession;
@@ -195,4 +197,18 @@ pub trait Store: Send + Sync + 'static {
     /// Delete finished jobs (with tasks and attempts) whose queue's retention has passed;
     /// returns the deleted jobs as (tenant, job id, had inputs) so their blobs can go too.
     async fn retention_sweep(&self, params: RetentionSweep) -> Result<Vec<(String, JobId, bool)>>;
+
+    /// Append a chunk to the live log of a task's current attempt, only while `lease_token` is
+    /// its current lease (checked in the same transaction, so no chunk lands after the attempt
+    /// ended): not found if the task is missing or not the caller's tenant's, conflict if the
+    /// lease is not current, too large if the attempt's chunks would pass `max_bytes`. A chunk
+    /// whose `seq` is already stored is left as it is (`stored == false`).
+    async fn log_append(&self, params: LogAppend) -> Result<LogAppended>;
+    /// Chunks of one attempt's live log after `after_seq`, in order, at most `limit`. Readers
+    /// check the task is the caller's first; chunks of a sealed attempt are gone.
+    async fn log_chunks(&self, params: LogChunks) -> Result<Vec<LogChunk>>;
+    /// Up to `limit` attempts that have ended and still have live chunks, to be sealed.
+    async fn log_sealable(&self, limit: u32) -> Result<Vec<SealableLog>>;
+    /// Delete every live chunk of one attempt; returns how many.
+    async fn log_chunks_delete(&self, params: LogChunksDelete) -> Result<u64>;
 }

@@ -556,6 +556,10 @@ async fn a_schema_whose_migration_checksum_differs_refuses_to_connect() {
                     "migrations/postgres/0007_token_scope_and_sessions.sql"
                 ))
             ),
+            (
+                8,
+                Some(file_sha256("migrations/postgres/0008_log_chunks.sql"))
+            ),
         ]
     );
     // As if 0001_init.sql had been edited after this schema applied it.
@@ -815,4 +819,58 @@ async fn an_old_schema_gets_its_counts_and_finished_jobs_on_upgrade() {
         .unwrap_or_else(|e| panic!("drop_schema: {e}"));
     drop(client);
     driver.abort();
+}
+
+/// A live log chunk appended through one replica is read through another at once (nothing
+/// live is kept in a replica's memory), and a stale lease is refused on either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_log_chunks_written_through_one_replica_are_read_through_the_other() {
+    let Some(url) = database_url() else { return };
+    let schema = fresh_schema();
+    let owner = Arc::new(connect(&url, &schema).await);
+    let (a, b): (DynStore, DynStore) = (owner.clone(), Arc::new(connect(&url, &schema).await));
+    setup(&a).await;
+    a.job_submit(job(TENANT, QUEUE, 1, t0()))
+        .await
+        .unwrap_or_else(|e| panic!("job_submit: {e}"));
+    let leased = spillway_store::conformance::lease(&a, QUEUE, 1, t0()).await;
+    let task = &leased[0];
+    let append = |seq: u64, data: &[u8], token: &str| spillway_store::LogAppend {
+        tenant: Some(TENANT.into()),
+        task_id: task.task_id,
+        lease_token: token.into(),
+        seq,
+        data: data.to_vec(),
+        max_bytes: 1 << 20,
+    };
+    let read = |store: DynStore| async move {
+        store
+            .log_chunks(spillway_store::LogChunks {
+                task_id: task.task_id,
+                attempt: task.attempt,
+                after_seq: None,
+                limit: 10,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("log_chunks: {e}"))
+            .into_iter()
+            .flat_map(|c| c.data)
+            .collect::<Vec<u8>>()
+    };
+    a.log_append(append(0, b"from a\n", &task.lease_token))
+        .await
+        .unwrap_or_else(|e| panic!("log_append on a: {e}"));
+    assert_eq!(read(b.clone()).await, b"from a\n");
+    b.log_append(append(1, b"from b\n", &task.lease_token))
+        .await
+        .unwrap_or_else(|e| panic!("log_append on b: {e}"));
+    assert_eq!(read(a.clone()).await, b"from a\nfrom b\n");
+    let stale = b.log_append(append(2, b"x", &"f".repeat(32))).await;
+    assert_eq!(
+        stale.map_err(|e| e.kind()),
+        Err(spillway_core::ErrorKind::Conflict)
+    );
+    if let Err(e) = owner.drop_schema().await {
+        panic!("drop_schema: {e}");
+    }
 }

@@ -145,6 +145,11 @@ async fn every_migration_is_recorded_with_its_checksum() {
                     "migrations/sqlite/0006_token_scope_and_sessions.sql"
                 ))
             ),
+            (
+                7,
+                Some("log_chunks".to_string()),
+                Some(file_sha256("migrations/sqlite/0007_log_chunks.sql"))
+            ),
         ]
     );
 }

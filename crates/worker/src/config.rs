@@ -16,6 +16,9 @@ pub const DEFAULT_MAX_LEASE_BATCH: u32 = 16;
 /// Default longest pause between retries while the server is unreachable.
 pub const DEFAULT_RETRY_BACKOFF_MAX: Duration = Duration::from_secs(10);
 
+/// Default most bytes of a task's output sent to its live log per attempt.
+pub const DEFAULT_MAX_LOG_BYTES: u64 = spillway_core::model::DEFAULT_MAX_LOG_BYTES;
+
 /// How a worker connects, what it serves and how it paces itself.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkerConfig {
@@ -59,6 +62,9 @@ pub struct WorkerConfig {
     /// that left the task's process group (`setsid`) end with it; default `None`: the process
     /// group alone is killed.
     pub reaper: Option<ReaperCommand>,
+    /// Most bytes of a task's output sent to its live log per attempt; what goes beyond is
+    /// counted and noted at the log's end. Default [`DEFAULT_MAX_LOG_BYTES`].
+    pub max_log_bytes: u64,
 }
 
 impl WorkerConfig {
@@ -85,6 +91,7 @@ impl WorkerConfig {
             exit_with_parent: None,
             task_user: None,
             reaper: None,
+            max_log_bytes: DEFAULT_MAX_LOG_BYTES,
         }
     }
 

@@ -10,6 +10,7 @@
 
 mod backoff;
 mod config;
+mod log_stream;
 mod parent;
 mod report;
 mod runtime;
@@ -26,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{
     DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_LEASE_WAIT, DEFAULT_MAX_LEASE_BATCH,
-    DEFAULT_RETRY_BACKOFF_MAX, WorkerConfig, WorkerSummary,
+    DEFAULT_MAX_LOG_BYTES, DEFAULT_RETRY_BACKOFF_MAX, WorkerConfig, WorkerSummary,
 };
 pub use runtime::run_with;
 

@@ -10,6 +10,7 @@ use spillway_core::{Error, ErrorKind, Result};
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff;
+use crate::log_stream::LogStream;
 use crate::runtime::Shared;
 use crate::scratch;
 use crate::staging;
@@ -150,7 +151,19 @@ async fn execute(
         image: task.spec.image.clone(),
         resources: task.spec.resources.clone(),
     };
-    let outcome = match shared.executor.run(request, stop.token.clone()).await {
+    let live = LogStream::start(
+        shared.client.clone(),
+        task.task_id,
+        task.lease_token.clone(),
+        shared.config.max_log_bytes,
+    );
+    let ran = shared
+        .executor
+        .run_live(request, stop.token.clone(), live.output())
+        .await;
+    // The last lines reach the server before the report ends the attempt.
+    live.finish().await;
+    let outcome = match ran {
         Ok(outcome) => outcome,
         Err(e) => return fail(task, e.message().to_string(), None, String::new()),
     };

@@ -1,4 +1,4 @@
-//! Reading and steering jobs: `jobs`, `job`, `tasks`, `logs`, `cancel`, `retry`, `results`.
+//! Reading and steering jobs: `jobs`, `job`, `tasks`, `cancel`, `retry`, `results`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -63,16 +63,6 @@ pub struct TasksArgs {
     /// Continue from a previous page's cursor.
     #[arg(long)]
     cursor: Option<String>,
-}
-
-/// Options of `spillway logs`.
-#[derive(Debug, Args)]
-pub struct LogsArgs {
-    /// The task's id.
-    task: i64,
-    /// Which attempt (default: the latest).
-    #[arg(long)]
-    attempt: Option<u32>,
 }
 
 /// Options of `spillway results`.
@@ -244,14 +234,6 @@ pub async fn tasks(ctx: &Ctx, args: TasksArgs) -> Result<ExitCode> {
     if let Some(cursor) = page.next_cursor {
         println!("more: spillway tasks {} --cursor {cursor}", args.job);
     }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `spillway logs TASK`.
-pub async fn logs(ctx: &Ctx, args: LogsArgs) -> Result<ExitCode> {
-    let client = ctx.client()?.with_tenant(ctx.tenant.clone());
-    let text = client.task_logs(args.task, args.attempt).await?;
-    print!("{text}");
     Ok(ExitCode::SUCCESS)
 }
 

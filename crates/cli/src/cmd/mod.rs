@@ -5,6 +5,7 @@ pub mod bench;
 pub mod bridge;
 pub mod dead;
 pub mod jobs;
+pub mod logs;
 pub mod pools;
 pub mod server;
 pub mod simulate;

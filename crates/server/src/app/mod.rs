@@ -26,6 +26,7 @@
 pub mod admin;
 pub mod dead;
 pub mod jobs;
+pub mod logs;
 pub mod metrics;
 pub mod pools;
 pub mod queues;

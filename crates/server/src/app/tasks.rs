@@ -54,23 +54,7 @@ pub async fn log(
     let scope = caller.scope()?;
     check_task_visible(state, caller, scope.as_deref(), id).await?;
     let attempts = state.store.task_attempts(scope.as_deref(), id).await?;
-    let attempt = match attempt {
-        Some(n) => attempts
-            .into_iter()
-            .find(|a| a.attempt == n)
-            .ok_or_else(|| {
-                Error::not_found(format!(
-                    "task {id} has no attempt {n}: see GET /v1/tasks/{id} for its attempts"
-                ))
-            })?,
-        None => attempts
-            .into_iter()
-            .max_by_key(|a| a.attempt)
-            .ok_or_else(|| {
-                Error::not_found(format!("task {id} has not run yet, so it has no log"))
-            })?,
-    };
-    Ok(attempt.log_tail)
+    Ok(super::logs::pick_attempt(id, attempts, attempt)?.log_tail)
 }
 
 /// A task's attempts, oldest first.

@@ -62,6 +62,9 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             get(pages::job::result),
         )
         .route("/tasks/{id}", get(pages::job::task))
+        .route("/tasks/{id}/log", get(pages::logs::download))
+        .route("/tasks/{id}/log/events", get(pages::logs::events))
+        .route("/assets/log.js", get(pages::logs::script))
         .route("/queues", get(pages::queues::list))
         .route("/workers", get(pages::queues::workers))
         .route("/dead", get(pages::dead::list))

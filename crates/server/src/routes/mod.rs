@@ -5,6 +5,7 @@ pub mod admin;
 pub mod dead;
 pub mod jobs;
 pub mod leasing;
+pub mod logs;
 pub mod objects;
 pub mod pools;
 pub mod queues;
@@ -64,6 +65,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/tasks/{id}", get(tasks::get))
         .route("/v1/tasks/{id}/logs", get(tasks::logs))
+        .route("/v1/tasks/{id}/logs/full", get(logs::full))
+        .route("/v1/tasks/{id}/logs/follow", get(logs::follow))
+        .route("/v1/tasks/{id}/logs/chunks/{seq}", put(logs::chunk_put))
         .route("/v1/tasks/{id}/why", get(why::why))
         .route("/v1/pools", get(pools::list))
         .route("/v1/pools/{name}", patch(pools::update))

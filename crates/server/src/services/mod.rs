@@ -10,6 +10,7 @@
 pub mod clock_sync;
 pub mod input_cleaner;
 pub mod lease_reaper;
+pub mod log_sealer;
 pub mod retention;
 pub mod session_sweeper;
 pub mod worker_down;
@@ -129,6 +130,8 @@ pub struct Services {
     pub input_cleaner: Service,
     /// Deletes ended dashboard sessions.
     pub session_sweeper: Service,
+    /// Writes the live logs of ended attempts as objects.
+    pub log_sealer: Service,
     /// Resizes the configured pools; `None` when no pool is configured.
     pub autoscaler: Option<Service>,
 }
@@ -141,6 +144,7 @@ impl Services {
         self.retention.join().await;
         self.input_cleaner.join().await;
         self.session_sweeper.join().await;
+        self.log_sealer.join().await;
         if let Some(autoscaler) = self.autoscaler {
             autoscaler.join().await;
         }
@@ -186,6 +190,14 @@ pub fn spawn_services(state: &AppState, stop: CancellationToken) -> Services {
         session_sweeper: session_sweeper::spawn(
             state.clone(),
             session_sweeper::Config::default(),
+            stop.clone(),
+        ),
+        log_sealer: log_sealer::spawn(
+            state.clone(),
+            log_sealer::Config {
+                interval: config.log_seal_interval,
+                ..Default::default()
+            },
             stop.clone(),
         ),
         autoscaler: (!config.pools.is_empty()).then(|| {

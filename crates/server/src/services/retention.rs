@@ -1,10 +1,10 @@
 //! The retention cleaner: deletes finished jobs past their queue's retention, then their
-//! inputs and results.
+//! inputs, results and logs.
 
 use std::time::Duration;
 
 use spillway_core::Result;
-use spillway_core::keys::{inputs_prefix, job_results_prefix};
+use spillway_core::keys::{inputs_prefix, job_results_prefix, logs_prefix};
 use tokio_util::sync::CancellationToken;
 
 use crate::services::Service;
@@ -66,6 +66,14 @@ pub async fn pass(state: &AppState, config: &Config) -> Result<u64> {
                 .await
             {
                 tracing::warn!(%tenant, %job_id, %error, "could not delete results of a removed job");
+            }
+            // Live chunks left went with the job's tasks; the sealed logs go here.
+            if let Err(error) = state
+                .blobs
+                .delete_prefix(&logs_prefix(tenant, job_id))
+                .await
+            {
+                tracing::warn!(%tenant, %job_id, %error, "could not delete logs of a removed job");
             }
         }
         deleted += swept.len() as u64;

@@ -30,6 +30,9 @@ const CONTRACT: &[(&str, &str)] = &[
     ("get", "/v1/jobs/{id}/results/{index}/{path}"),
     ("get", "/v1/tasks/{id}"),
     ("get", "/v1/tasks/{id}/logs"),
+    ("get", "/v1/tasks/{id}/logs/full"),
+    ("get", "/v1/tasks/{id}/logs/follow"),
+    ("put", "/v1/tasks/{id}/logs/chunks/{seq}"),
     ("get", "/v1/tasks/{id}/why"),
     ("put", "/v1/tasks/{id}/results/{path}"),
     ("post", "/v1/workers"),
@@ -106,6 +109,7 @@ async fn every_contract_route_is_served() {
             .replace("{id}", "1")
             .replace("{name}", "default")
             .replace("{index}", "0")
+            .replace("{seq}", "0")
             .replace("{path}", "f.txt");
         let method = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
         let resp = server

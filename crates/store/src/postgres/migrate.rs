@@ -45,6 +45,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         file: "0007_token_scope_and_sessions.sql",
         sql: include_str!("../../migrations/postgres/0007_token_scope_and_sessions.sql"),
     },
+    Migration {
+        version: 8,
+        file: "0008_log_chunks.sql",
+        sql: include_str!("../../migrations/postgres/0008_log_chunks.sql"),
+    },
 ];
 
 /// First key of the two-part advisory lock taken while migrating ("SPLW"); the second is the

@@ -10,14 +10,15 @@ use spillway_core::model::{
 use spillway_core::{JobId, Result, TaskId, Timestamp};
 
 use super::PostgresStore;
-use super::queries::{admin, demand, jobs, report, sessions, tasks};
+use super::queries::{admin, demand, jobs, logs, report, sessions, tasks};
 use crate::{
     DeadList, DeadRequeue, JobCancel, JobList, JobRetry, JobSubmit, LeaderLease, Leasable,
-    LeaseCheck, LeaseReap, PoolStatusSave, QueueCreate, QueueDemand, QueueDemandQuery,
-    QueueStatsQuery, Reported, RetentionSweep, SessionCreate, SessionSweep, SessionTouch, Store,
-    StoredSession, TaskComplete, TaskFail, TaskHeartbeat, TaskLease, TaskList, TaskRelease,
-    TenantCreate, TokenCreate, TokenRevoke, Wakeups, Woken, WorkerBeat, WorkerExit, WorkerList,
-    WorkerMarkDown, WorkerRegister, released,
+    LeaseCheck, LeaseReap, LogAppend, LogAppended, LogChunk, LogChunks, LogChunksDelete,
+    PoolStatusSave, QueueCreate, QueueDemand, QueueDemandQuery, QueueStatsQuery, Reported,
+    RetentionSweep, SealableLog, SessionCreate, SessionSweep, SessionTouch, Store, StoredSession,
+    TaskComplete, TaskFail, TaskHeartbeat, TaskLease, TaskList, TaskRelease, TenantCreate,
+    TokenCreate, TokenRevoke, Wakeups, Woken, WorkerBeat, WorkerExit, WorkerList, WorkerMarkDown,
+    WorkerRegister, released,
 };
 
 #[async_trait]
@@ -264,5 +265,21 @@ impl Store for PostgresStore {
     async fn retention_sweep(&self, p: RetentionSweep) -> Result<Vec<(String, JobId, bool)>> {
         self.finisher.flush().await?;
         jobs::retention_sweep(&self.conn().await?, p.now, p.limit).await
+    }
+
+    async fn log_append(&self, params: LogAppend) -> Result<LogAppended> {
+        logs::log_append(&mut self.conn().await?, &params).await
+    }
+
+    async fn log_chunks(&self, params: LogChunks) -> Result<Vec<LogChunk>> {
+        logs::log_chunks(&self.conn().await?, &params).await
+    }
+
+    async fn log_sealable(&self, limit: u32) -> Result<Vec<SealableLog>> {
+        logs::log_sealable(&self.conn().await?, limit).await
+    }
+
+    async fn log_chunks_delete(&self, params: LogChunksDelete) -> Result<u64> {
+        logs::log_chunks_delete(&self.conn().await?, params).await
     }
 }

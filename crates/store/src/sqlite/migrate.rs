@@ -41,6 +41,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         file: "0006_token_scope_and_sessions.sql",
         sql: include_str!("../../migrations/sqlite/0006_token_scope_and_sessions.sql"),
     },
+    Migration {
+        version: 7,
+        file: "0007_log_chunks.sql",
+        sql: include_str!("../../migrations/sqlite/0007_log_chunks.sql"),
+    },
 ];
 
 /// Check the recorded checksums, then apply the migrations `conn`'s database has not seen

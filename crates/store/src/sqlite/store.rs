@@ -8,14 +8,15 @@ use spillway_core::model::{
 use spillway_core::{JobId, Result, TaskId, Timestamp};
 
 use super::SqliteStore;
-use super::queries::{admin, demand, jobs, report, sessions, tasks};
+use super::queries::{admin, demand, jobs, logs, report, sessions, tasks};
 use crate::{
     DeadList, DeadRequeue, JobCancel, JobList, JobRetry, JobSubmit, LeaderLease, Leasable,
-    LeaseCheck, LeaseReap, PoolStatusSave, QueueCreate, QueueDemand, QueueDemandQuery,
-    QueueStatsQuery, Reported, RetentionSweep, SessionCreate, SessionSweep, SessionTouch, Store,
-    StoredSession, TaskComplete, TaskFail, TaskHeartbeat, TaskLease, TaskList, TaskRelease,
-    TenantCreate, TokenCreate, TokenRevoke, Wakeups, Woken, WorkerBeat, WorkerExit, WorkerList,
-    WorkerMarkDown, WorkerRegister, released,
+    LeaseCheck, LeaseReap, LogAppend, LogAppended, LogChunk, LogChunks, LogChunksDelete,
+    PoolStatusSave, QueueCreate, QueueDemand, QueueDemandQuery, QueueStatsQuery, Reported,
+    RetentionSweep, SealableLog, SessionCreate, SessionSweep, SessionTouch, Store, StoredSession,
+    TaskComplete, TaskFail, TaskHeartbeat, TaskLease, TaskList, TaskRelease, TenantCreate,
+    TokenCreate, TokenRevoke, Wakeups, Woken, WorkerBeat, WorkerExit, WorkerList, WorkerMarkDown,
+    WorkerRegister, released,
 };
 
 /// Most expired leases one writer request reaps: about 10 ms of writer time.
@@ -398,5 +399,29 @@ impl Store for SqliteStore {
             }
         }
         Ok(deleted)
+    }
+
+    async fn log_append(&self, params: LogAppend) -> Result<LogAppended> {
+        self.writer
+            .call(move |c| logs::log_append(c, &params))
+            .await
+    }
+
+    async fn log_chunks(&self, params: LogChunks) -> Result<Vec<LogChunk>> {
+        self.readers
+            .call(move |c| logs::log_chunks(c, &params))
+            .await
+    }
+
+    async fn log_sealable(&self, limit: u32) -> Result<Vec<SealableLog>> {
+        self.readers
+            .call(move |c| logs::log_sealable(c, limit))
+            .await
+    }
+
+    async fn log_chunks_delete(&self, params: LogChunksDelete) -> Result<u64> {
+        self.writer
+            .call(move |c| logs::log_chunks_delete(c, params))
+            .await
     }
 }

@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 mod batch;
+mod logs;
 mod rejoin;
 mod scratch;
 

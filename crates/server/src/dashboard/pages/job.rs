@@ -442,10 +442,28 @@ pub async fn task(
         body.push_str("<p>Not run yet.</p>");
     }
     for a in attempts.iter().rev() {
+        // A running attempt's log is followed live (assets/log.js); every attempt's whole log
+        // can be saved.
+        let (summary, live) = if a.ended_at.is_none() {
+            (
+                format!(
+                    "Live log <span id=\"log-status-{n}\" class=\"muted\"></span>",
+                    n = a.attempt
+                ),
+                format!(
+                    " data-live-log=\"/tasks/{}/log/events?attempt={n}\" data-status=\"log-status-{n}\"",
+                    task.id,
+                    n = a.attempt
+                ),
+            )
+        } else {
+            ("Log tail".to_string(), String::new())
+        };
         let _ = write!(
             body,
             "<section class=\"card\"><h3>Attempt {} {}</h3><p>worker <code>{}</code>, started {}, ended {}, exit {}</p>{}\
-             <details open><summary>Log tail</summary><pre class=\"log\">{}</pre></details></section>",
+             <p><a href=\"/tasks/{}/log?attempt={}\" download>Whole log</a></p>\
+             <details open><summary>{summary}</summary><pre class=\"log\"{live}>{}</pre></details></section>",
             a.attempt,
             badge(a.outcome.as_str()),
             esc(&a.worker_id),
@@ -456,8 +474,13 @@ pub async fn task(
                 "<p class=\"error-text\">{}</p>",
                 esc(e)
             )),
+            task.id,
+            a.attempt,
             esc(&a.log_tail),
         );
+    }
+    if attempts.iter().any(|a| a.ended_at.is_none()) {
+        body.push_str("<script src=\"/assets/log.js\" defer></script>");
     }
     Ok(render(
         &signed,

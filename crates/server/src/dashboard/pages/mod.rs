@@ -4,6 +4,7 @@ pub mod dead;
 pub mod job;
 pub mod jobs;
 pub mod login;
+pub mod logs;
 pub mod overview;
 pub mod pools;
 pub mod queues;

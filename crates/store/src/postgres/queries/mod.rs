@@ -9,6 +9,7 @@
 pub(crate) mod admin;
 pub(crate) mod demand;
 pub(crate) mod jobs;
+pub(crate) mod logs;
 pub(crate) mod report;
 pub(crate) mod sessions;
 pub(crate) mod tasks;
