@@ -3,7 +3,7 @@
 use spillway_core::api::TaskDetail;
 use spillway_core::auth::Action;
 use spillway_core::model::{Attempt, Task};
-use spillway_core::{Error, Result, TaskId};
+use spillway_core::{Result, TaskId};
 
 use super::Caller;
 use crate::state::AppState;
