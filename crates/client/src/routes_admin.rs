@@ -4,6 +4,7 @@ use reqwest::Method;
 use spillway_core::Result;
 use spillway_core::api::{
     CreateQueue, CreateTenant, CreateToken, CreatedToken, PoolStatus, PoolUpdate, QueueView,
+    ServerVersion,
 };
 use spillway_core::model::{Queue, QueueSettings, Tenant, TokenInfo};
 
@@ -85,6 +86,12 @@ impl Client {
     /// `GET /v1/openapi.json`: the OpenAPI document of the server.
     pub async fn openapi(&self) -> Result<serde_json::Value> {
         self.send_json(self.request(Method::GET, &["v1", "openapi.json"]))
+            .await
+    }
+
+    /// `GET /v1/version`: the server's version (needs no token).
+    pub async fn version(&self) -> Result<ServerVersion> {
+        self.send_json(self.request(Method::GET, &["v1", "version"]))
             .await
     }
 

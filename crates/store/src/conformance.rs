@@ -86,6 +86,7 @@ macro_rules! store_conformance_tests {
             job_retry_requeues_dead_and_cancelled,
             dead_list_and_requeue,
             job_list_pages_and_filters,
+            job_list_filters_by_several_labels,
             task_and_dead_lists_page,
             tenants_are_isolated,
             workers_lifecycle,

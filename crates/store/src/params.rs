@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use spillway_core::api::{Completion, Failure, LeaseRef, Release};
 use spillway_core::auth::Role;
 use spillway_core::model::{QueueSettings, TaskSpec};
+use spillway_core::names::LabelSelector;
 use spillway_core::state::{JobState, TaskState};
 use spillway_core::{JobId, TaskId, Timestamp};
 
@@ -89,8 +90,9 @@ pub struct JobList {
     pub queue: Option<String>,
     /// Only jobs in this derived state.
     pub state: Option<JobState>,
-    /// Only jobs with this label key and value.
-    pub label: Option<(String, String)>,
+    /// Only jobs satisfying every one of these label conditions (`key=value`, or a key
+    /// alone for any value). The store filters by them, so pages stay full.
+    pub labels: Vec<LabelSelector>,
     /// Page size (1..=1000).
     pub limit: u32,
     /// The `next_cursor` of the previous page.
@@ -98,6 +100,34 @@ pub struct JobList {
 }
 
 impl JobList {
+    /// The label conditions with a value, as one JSON object `{key: value}` (a job matches
+    /// when its labels contain it), and the bare keys (the job must have each): what both
+    /// backends filter labels by. See [`JobList::labels_contradict`] for the one case the
+    /// object cannot say.
+    pub(crate) fn label_params(&self) -> (serde_json::Value, Vec<String>) {
+        let mut pairs = serde_json::Map::new();
+        let mut keys = Vec::new();
+        for selector in &self.labels {
+            match &selector.value {
+                Some(value) => {
+                    pairs.insert(selector.key.clone(), serde_json::Value::from(value.clone()));
+                }
+                None => keys.push(selector.key.clone()),
+            }
+        }
+        (serde_json::Value::Object(pairs), keys)
+    }
+
+    /// True when two conditions ask one key for different values, which no job can
+    /// satisfy: the listing is empty.
+    pub(crate) fn labels_contradict(&self) -> bool {
+        self.labels.iter().enumerate().any(|(i, a)| {
+            self.labels[i + 1..].iter().any(|b| {
+                a.key == b.key && a.value.is_some() && b.value.is_some() && a.value != b.value
+            })
+        })
+    }
+
     /// The SQL condition (`AND …`, on the `jobs` table of either backend) that narrows a
     /// listing to the jobs that can be in the state asked for: finished ones of that state
     /// (an index range), or for queued and running the unfinished ones. Each job's state is

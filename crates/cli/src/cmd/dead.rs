@@ -6,9 +6,10 @@ use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use spillway_client::DeadListQuery;
 use spillway_core::api::RequeueRequest;
+use spillway_core::model::Task;
 
 use super::Ctx;
-use crate::output::{self, opt};
+use crate::output::{self, Column, opt};
 
 /// Options of `spillway dead`.
 #[derive(Debug, Args)]
@@ -40,6 +41,21 @@ enum DeadAction {
     },
 }
 
+/// The columns of `spillway dead`.
+const COLUMNS: &[Column<Task>] = &[
+    Column::new("TASK", |t| t.id.to_string()),
+    Column::new("JOB", |t| t.job_id.clone()),
+    Column::new("INDEX", |t| t.index.to_string()),
+    Column::new("QUEUE", |t| t.queue.clone()),
+    Column::new("FAILURES", |t| t.failures.to_string()),
+    Column::new("EXIT", |t| opt(t.exit_code)),
+    Column::new("ERROR", |t| opt(t.last_error.clone())),
+    Column::wide("ATTEMPTS", |t| t.attempt.to_string()),
+    Column::wide("FINISHED", |t| {
+        opt(t.finished_at.as_ref().map(output::time))
+    }),
+];
+
 /// Run `spillway dead`.
 pub async fn run(ctx: &Ctx, args: DeadArgs) -> Result<ExitCode> {
     let client = ctx.client()?.with_tenant(ctx.tenant.clone());
@@ -52,27 +68,13 @@ pub async fn run(ctx: &Ctx, args: DeadArgs) -> Result<ExitCode> {
                     cursor: args.cursor,
                 })
                 .await?;
-            if ctx.json {
-                output::json(&page)?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            let mut table =
-                output::table(&["TASK", "JOB", "INDEX", "QUEUE", "FAILURES", "EXIT", "ERROR"]);
-            for t in &page.items {
-                table.add_row(vec![
-                    t.id.to_string(),
-                    t.job_id.clone(),
-                    t.index.to_string(),
-                    t.queue.clone(),
-                    t.failures.to_string(),
-                    opt(t.exit_code),
-                    opt(t.last_error.clone()),
-                ]);
-            }
-            println!("{table}");
-            if let Some(cursor) = page.next_cursor {
-                println!("more: spillway dead --cursor {cursor}");
-            }
+            let hints: Vec<String> = page
+                .next_cursor
+                .iter()
+                .map(|cursor| format!("more: spillway dead --cursor {cursor}"))
+                .collect();
+            ctx.out
+                .list(&page, &page.items, COLUMNS, |t| t.id.to_string(), &hints)?;
         }
         DeadAction::Requeue { tasks, all } => {
             if all != tasks.is_empty() {
@@ -88,11 +90,9 @@ pub async fn run(ctx: &Ctx, args: DeadArgs) -> Result<ExitCode> {
                     tenant: ctx.tenant.clone(),
                 })
                 .await?;
-            if ctx.json {
-                output::json(&changed)?;
-            } else {
-                println!("requeued {} dead tasks", changed.changed);
-            }
+            let count = changed.changed.to_string();
+            ctx.out
+                .done(&changed, &count, &format!("requeued {count} dead tasks"))?;
         }
     }
     Ok(ExitCode::SUCCESS)
