@@ -230,7 +230,7 @@ async fn workers_task_wait_results_and_cancel_by_state() {
             "cancel", "--label", "team=x", "--state", "queued", "-o", "name",
         ],
     );
-    assert_eq!(names(&out), [queued.id.clone()]);
+    assert_eq!(names(&out), sorted(&[&queued]));
     assert_eq!(
         client.job_get(&queued.id).await.expect("job").state,
         JobState::Cancelled
