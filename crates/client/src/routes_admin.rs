@@ -74,7 +74,7 @@ impl Client {
             .await
     }
 
-    /// `PATCH /v1/pools/{name}`: change a pool's bounds (until the server restarts).
+    /// `PATCH /v1/pools/{name}`: change a pool's bounds (kept across restarts), or reset them.
     pub async fn pool_update(&self, name: &str, body: &PoolUpdate) -> Result<PoolStatus> {
         self.send_json(
             self.request(Method::PATCH, &["v1", "pools", name])

@@ -945,7 +945,7 @@ pub struct PoolDecisionRecord {
     pub reason: String,
 }
 
-/// `PATCH /v1/pools/{name}`: change a pool's bounds until the server restarts.
+/// `PATCH /v1/pools/{name}`: change a pool's bounds (kept across restarts), or reset them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PoolUpdate {
@@ -955,6 +955,10 @@ pub struct PoolUpdate {
     /// New most workers.
     #[serde(default)]
     pub max: Option<u32>,
+    /// Forget the bounds set at run time and go back to the configured ones (without `min`
+    /// and `max`).
+    #[serde(default)]
+    pub reset: bool,
 }
 
 #[cfg(test)]

@@ -100,6 +100,7 @@ macro_rules! store_conformance_tests {
             worker_drain_is_sticky,
             leader_lease_is_granted_and_held,
             pool_statuses_are_kept_replaced_and_forgotten,
+            pool_bounds_are_kept_replaced_and_cleared,
             clock_now_is_the_current_time_and_moves_on,
             task_counters_stay_exact_under_concurrent_changes,
             jobs_are_listed_by_their_final_state_and_reopened_by_requeues,

@@ -398,3 +398,30 @@ pub struct WorkerList {
     /// Workers that exited more than a day before this time are left out.
     pub now: Timestamp,
 }
+
+/// The bounds a pool was given at run time, kept over its configured ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolBounds {
+    /// The pool's name.
+    pub pool: String,
+    /// Fewest workers.
+    pub min: u32,
+    /// Most workers.
+    pub max: u32,
+}
+
+/// Keep a pool's run-time bounds (replacing any kept before).
+#[derive(Debug, Clone)]
+pub struct PoolBoundsSave {
+    /// The bounds (already validated against the pool's config).
+    pub bounds: PoolBounds,
+    /// When they were set.
+    pub now: Timestamp,
+}
+
+/// Forget a pool's run-time bounds: it goes back to its configured ones.
+#[derive(Debug, Clone)]
+pub struct PoolBoundsClear {
+    /// The pool's name.
+    pub pool: String,
+}

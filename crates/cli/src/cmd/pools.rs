@@ -25,7 +25,11 @@ enum PoolAction {
         #[arg(long)]
         decisions: bool,
     },
-    /// Change a pool's bounds until the server restarts (edit spillway.toml to keep them).
+    /// Change a pool's bounds; the server keeps them across restarts and on every replica
+    /// until `--reset`.
+    #[command(
+        after_help = "Examples:\n  spillway pools set home --min 1 --max 8\n  spillway pools set home --reset"
+    )]
     Set {
         /// The pool's name.
         name: String,
@@ -35,6 +39,9 @@ enum PoolAction {
         /// Most workers.
         #[arg(long)]
         max: Option<u32>,
+        /// Go back to the bounds spillway.toml gives the pool.
+        #[arg(long, conflicts_with_all = ["min", "max"])]
+        reset: bool,
     },
 }
 
@@ -58,11 +65,20 @@ pub async fn run(ctx: &Ctx, args: PoolsArgs) -> Result<ExitCode> {
                     .list(&pools, &pools, COLUMNS, |p| p.name.clone(), &hints)?;
             }
         }
-        PoolAction::Set { name, min, max } => {
-            if min.is_none() && max.is_none() {
-                bail!("nothing to change: give --min N, --max N or both");
+        PoolAction::Set {
+            name,
+            min,
+            max,
+            reset,
+        } => {
+            if min.is_none() && max.is_none() && !reset {
+                bail!(
+                    "nothing to change: give --min N, --max N or both, or --reset for the configured bounds"
+                );
             }
-            let pool = client.pool_update(&name, &PoolUpdate { min, max }).await?;
+            let pool = client
+                .pool_update(&name, &PoolUpdate { min, max, reset })
+                .await?;
             ctx.out.done(
                 &pool,
                 &pool.name,

@@ -13,8 +13,8 @@ use spillway_core::model::Job;
 use spillway_core::state::JobState;
 
 use crate::support::{
-    STATE_DEADLINE, Server, WorkerSpec, create_queue, fast_settings, free_port, only_task,
-    spillway, start_worker, submit, wait_job_final, wait_until,
+    STATE_DEADLINE, Server, ServerExtras, WorkerSpec, create_queue, fast_settings, free_port,
+    only_task, spillway, start_worker, submit, wait_job_final, wait_until,
 };
 
 /// Run `spillway ARGS` against `server` with its admin token.
@@ -407,4 +407,74 @@ async fn version_and_completion() {
             assert!(script.contains(command), "{shell} script lacks {command}");
         }
     }
+}
+
+/// The pool `home` of `pools -o json`, once `check` accepts it.
+async fn pool_when(
+    dir: &Path,
+    server: &Server,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    wait_until(what, STATE_DEADLINE, || {
+        let out = run(dir, server, &["pools", "-o", "json"]);
+        let pools: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        let home = pools
+            .as_array()
+            .and_then(|p| p.iter().find(|p| p["name"] == "home"))
+            .cloned()
+            .filter(|p| check(p));
+        async move { home }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pools_set_outlives_a_restart_until_reset() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let config = dir.path().join("spillway.toml");
+    std::fs::write(
+        &config,
+        "[[pools]]\nname = \"home\"\nprovider = \"external\"\nqueues = [\"default\"]\nmin = 0\nmax = 4\n",
+    )
+    .expect("write spillway.toml");
+    let extras = ServerExtras {
+        config: Some(config),
+        ..ServerExtras::default()
+    };
+    let port = free_port();
+    let server = Server::start_with("server-1", &data, port, None, &extras).await;
+    pool_when(dir.path(), &server, "the configured bounds", |p| {
+        p["min"] == 0 && p["max"] == 4
+    })
+    .await;
+    let out = ok(
+        dir.path(),
+        &server,
+        &["pools", "set", "home", "--min", "1", "--max", "2"],
+    );
+    assert!(out.contains("min 1, max 2"), "{out}");
+    drop(server);
+
+    // The same database after a restart: the bounds set at run time hold.
+    let server = Server::start_with("server-2", &data, port, None, &extras).await;
+    pool_when(
+        dir.path(),
+        &server,
+        "the kept bounds after a restart",
+        |p| p["min"] == 1 && p["max"] == 2,
+    )
+    .await;
+    let out = ok(dir.path(), &server, &["pools", "set", "home", "--reset"]);
+    assert!(out.contains("min 0, max 4"), "{out}");
+    drop(server);
+
+    // Reset is kept too: the configured bounds again after another restart.
+    let server = Server::start_with("server-3", &data, port, None, &extras).await;
+    let home = pool_when(dir.path(), &server, "the configured bounds again", |p| {
+        p["max"] == 4
+    })
+    .await;
+    assert_eq!(home["min"], 0);
 }

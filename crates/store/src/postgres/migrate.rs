@@ -40,6 +40,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         file: "0006_finished_jobs.sql",
         sql: include_str!("../../migrations/postgres/0006_finished_jobs.sql"),
     },
+    Migration {
+        version: 8,
+        file: "0008_pool_bounds.sql",
+        sql: include_str!("../../migrations/postgres/0008_pool_bounds.sql"),
+    },
 ];
 
 /// First key of the two-part advisory lock taken while migrating ("SPLW"); the second is the

@@ -36,6 +36,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         file: "0005_finished_state.sql",
         sql: include_str!("../../migrations/sqlite/0005_finished_state.sql"),
     },
+    Migration {
+        version: 7,
+        file: "0007_pool_bounds.sql",
+        sql: include_str!("../../migrations/sqlite/0007_pool_bounds.sql"),
+    },
 ];
 
 /// Check the recorded checksums, then apply the migrations `conn`'s database has not seen
