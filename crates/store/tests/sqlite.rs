@@ -138,6 +138,11 @@ async fn every_migration_is_recorded_with_its_checksum() {
                 Some("finished_state".to_string()),
                 Some(file_sha256("migrations/sqlite/0005_finished_state.sql"))
             ),
+            (
+                7,
+                Some("pool_bounds".to_string()),
+                Some(file_sha256("migrations/sqlite/0007_pool_bounds.sql"))
+            ),
         ]
     );
 }
