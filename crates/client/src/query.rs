@@ -76,6 +76,9 @@ impl TaskListQuery {
 pub struct DeadListQuery {
     /// Only dead tasks of this queue.
     pub queue: Option<String>,
+    /// Only dead tasks whose job matches every one of these label conditions, each
+    /// `key=value` or `key` (sent as `label=…`).
+    pub labels: Vec<String>,
     /// Page size.
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
@@ -86,6 +89,9 @@ impl DeadListQuery {
     pub(crate) fn pairs(&self) -> Vec<(&'static str, String)> {
         let mut pairs = Vec::new();
         push(&mut pairs, "queue", self.queue.clone());
+        for label in &self.labels {
+            pairs.push(("label", label.clone()));
+        }
         push(&mut pairs, "limit", self.limit.map(|l| l.to_string()));
         push(&mut pairs, "cursor", self.cursor.clone());
         pairs

@@ -85,6 +85,7 @@ macro_rules! store_conformance_tests {
             cancel_stops_waiting_and_flags_leased_tasks,
             job_retry_requeues_dead_and_cancelled,
             dead_list_and_requeue,
+            dead_list_filters_by_job_labels,
             job_list_pages_and_filters,
             job_list_filters_by_several_labels,
             task_and_dead_lists_page,

@@ -99,33 +99,31 @@ pub struct JobList {
     pub cursor: Option<String>,
 }
 
+impl DeadList {
+    /// As [`JobList::label_params`], for the dead tasks' jobs.
+    pub(crate) fn label_params(&self) -> (serde_json::Value, Vec<String>) {
+        label_params(&self.labels)
+    }
+
+    /// As [`JobList::labels_contradict`].
+    pub(crate) fn labels_contradict(&self) -> bool {
+        labels_contradict(&self.labels)
+    }
+}
+
 impl JobList {
     /// The label conditions with a value, as one JSON object `{key: value}` (a job matches
     /// when its labels contain it), and the bare keys (the job must have each): what both
     /// backends filter labels by. See [`JobList::labels_contradict`] for the one case the
     /// object cannot say.
     pub(crate) fn label_params(&self) -> (serde_json::Value, Vec<String>) {
-        let mut pairs = serde_json::Map::new();
-        let mut keys = Vec::new();
-        for selector in &self.labels {
-            match &selector.value {
-                Some(value) => {
-                    pairs.insert(selector.key.clone(), serde_json::Value::from(value.clone()));
-                }
-                None => keys.push(selector.key.clone()),
-            }
-        }
-        (serde_json::Value::Object(pairs), keys)
+        label_params(&self.labels)
     }
 
     /// True when two conditions ask one key for different values, which no job can
     /// satisfy: the listing is empty.
     pub(crate) fn labels_contradict(&self) -> bool {
-        self.labels.iter().enumerate().any(|(i, a)| {
-            self.labels[i + 1..].iter().any(|b| {
-                a.key == b.key && a.value.is_some() && b.value.is_some() && a.value != b.value
-            })
-        })
+        labels_contradict(&self.labels)
     }
 
     /// The SQL condition (`AND …`, on the `jobs` table of either backend) that narrows a
@@ -141,6 +139,31 @@ impl JobList {
             Some(JobState::Cancelled) => "AND finished_state = 'cancelled'",
         }
     }
+}
+
+/// Label conditions as the backends filter by them: the pairs as one JSON object, and the
+/// bare keys.
+fn label_params(labels: &[LabelSelector]) -> (serde_json::Value, Vec<String>) {
+    let mut pairs = serde_json::Map::new();
+    let mut keys = Vec::new();
+    for selector in labels {
+        match &selector.value {
+            Some(value) => {
+                pairs.insert(selector.key.clone(), serde_json::Value::from(value.clone()));
+            }
+            None => keys.push(selector.key.clone()),
+        }
+    }
+    (serde_json::Value::Object(pairs), keys)
+}
+
+/// Whether two conditions ask one key for different values (no job can match).
+fn labels_contradict(labels: &[LabelSelector]) -> bool {
+    labels.iter().enumerate().any(|(i, a)| {
+        labels[i + 1..]
+            .iter()
+            .any(|b| a.key == b.key && a.value.is_some() && b.value.is_some() && a.value != b.value)
+    })
 }
 
 /// Filter and page tasks.
@@ -249,6 +272,8 @@ pub struct DeadList {
     pub tenant: Option<String>,
     /// Only this queue.
     pub queue: Option<String>,
+    /// Only tasks whose job satisfies every one of these label conditions.
+    pub labels: Vec<LabelSelector>,
     /// Page size (1..=1000).
     pub limit: u32,
     /// The `next_cursor` of the previous page.

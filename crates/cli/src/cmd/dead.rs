@@ -7,6 +7,7 @@ use clap::{Args, Subcommand};
 use spillway_client::DeadListQuery;
 use spillway_core::api::RequeueRequest;
 use spillway_core::model::Task;
+use spillway_core::names::LabelSelector;
 
 use super::Ctx;
 use crate::output::{self, Column, opt};
@@ -19,6 +20,10 @@ pub struct DeadArgs {
     /// Only dead tasks of this queue.
     #[arg(short, long, global = true)]
     queue: Option<String>,
+    /// Only dead tasks whose job has this label: `key=value`, or `key` for any value
+    /// (repeatable: all must match).
+    #[arg(short = 'l', long, value_name = "KEY[=VALUE]", value_parser = parse_selector)]
+    label: Vec<LabelSelector>,
     /// How many to list.
     #[arg(long, default_value_t = 100)]
     limit: u32,
@@ -56,6 +61,10 @@ const COLUMNS: &[Column<Task>] = &[
     }),
 ];
 
+fn parse_selector(text: &str) -> Result<LabelSelector, String> {
+    LabelSelector::parse(text).map_err(|e| e.to_string())
+}
+
 /// Run `spillway dead`.
 pub async fn run(ctx: &Ctx, args: DeadArgs) -> Result<ExitCode> {
     let client = ctx.client()?.with_tenant(ctx.tenant.clone());
@@ -64,6 +73,7 @@ pub async fn run(ctx: &Ctx, args: DeadArgs) -> Result<ExitCode> {
             let page = client
                 .dead_list(&DeadListQuery {
                     queue: args.queue,
+                    labels: args.label.iter().map(ToString::to_string).collect(),
                     limit: Some(args.limit),
                     cursor: args.cursor,
                 })

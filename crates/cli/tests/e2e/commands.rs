@@ -113,7 +113,7 @@ async fn workers_task_wait_results_and_cancel_by_state() {
 
     // wait on jobs submitted earlier: exit 0 when every task succeeded, 1 when not.
     let good = submit(&client, "e2e", &["true"], 2).await;
-    let bad = submit(&client, "e2e", &["sh", "-c", "exit 3"], 1).await;
+    let bad = submit_labelled(&client, "e2e", &["sh", "-c", "exit 3"], &[("kind", "bad")]).await;
     let waited = run(dir.path(), &server, &["wait", &good.id]);
     assert_eq!(waited.status.code(), Some(0), "{waited:?}");
     assert!(
@@ -153,6 +153,25 @@ async fn workers_task_wait_results_and_cancel_by_state() {
         )
         .trim(),
         task.id.to_string()
+    );
+
+    // dead --label: dead letters filtered by their job's labels.
+    assert_eq!(
+        names(&ok(
+            dir.path(),
+            &server,
+            &["dead", "--label", "kind=bad", "-o", "name"]
+        )),
+        [task.id.to_string()]
+    );
+    assert!(
+        ok(
+            dir.path(),
+            &server,
+            &["dead", "-l", "kind=good", "-o", "name"]
+        )
+        .is_empty(),
+        "a label no job has lists no dead letter"
     );
 
     // results --index: only that task's files.

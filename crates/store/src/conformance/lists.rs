@@ -265,6 +265,7 @@ pub async fn task_and_dead_lists_page(store: DynStore) {
             queue: Some(QUEUE.into()),
             limit: 5,
             cursor: c,
+            ..Default::default()
         })
     })
     .await;
