@@ -267,6 +267,7 @@ fn invocations(line: &str) -> Vec<Vec<String>> {
                 rest = &inner[end..];
             }
         }
+        let words = without_redirections(&words);
         let first = words
             .iter()
             .position(|w| !PREFIXES.contains(w) && !is_assignment(w));
@@ -277,6 +278,27 @@ fn invocations(line: &str) -> Vec<Vec<String>> {
             argv.extend(words[first + 1..].iter().map(|w| (*w).to_string()));
             out.push(argv);
         }
+    }
+    out
+}
+
+/// The words of a simple command without its redirections (`> file`, `2>>file`, `<in`, …),
+/// which the shell takes away before the program sees its arguments.
+fn without_redirections<'a>(words: &[&'a str]) -> Vec<&'a str> {
+    let mut out = Vec::new();
+    let mut skip_next = false;
+    for word in words {
+        if skip_next {
+            skip_next = false;
+            continue;
+        }
+        let operator = word.trim_start_matches(|c: char| c.is_ascii_digit() || c == '&');
+        if operator.starts_with(['>', '<']) {
+            // `> file` takes the next word; `>file` and `2>&1` carry their target.
+            skip_next = operator.trim_start_matches(['>', '<', '|', '&']).is_empty();
+            continue;
+        }
+        out.push(*word);
     }
     out
 }
@@ -386,6 +408,68 @@ fn every_documented_command_line_parses() {
     assert!(total >= 20, "only {total} command lines found in the docs");
 }
 
+/// Every `spillway …` line of a command's `--help` epilogue (`after_help`), checked like a
+/// doc's: each must parse. Returns how many lines were found, and the failures.
+fn help_example_failures(command: &clap::Command, path: &str) -> (usize, Vec<String>) {
+    let mut found = 0;
+    let mut failures = Vec::new();
+    if let Some(help) = command.get_after_help() {
+        // Read as a shell block, so `\` continuations are joined.
+        let block = Block {
+            lang: "sh".to_string(),
+            start: 1,
+            lines: help
+                .to_string()
+                .lines()
+                .enumerate()
+                .map(|(i, l)| (i + 1, l.to_string()))
+                .collect(),
+        };
+        for (_, line) in shell_lines(&block) {
+            for argv in invocations(&line) {
+                found += 1;
+                if let Err(e) = check_argv(&argv) {
+                    failures.push(format!("{path}: `{}`:\n{e}", argv.join(" ")));
+                }
+            }
+        }
+    }
+    for sub in command.get_subcommands() {
+        let (n, failed) = help_example_failures(sub, &format!("{path} {}", sub.get_name()));
+        found += n;
+        failures.extend(failed);
+    }
+    (found, failures)
+}
+
+#[test]
+fn every_command_help_ends_with_examples_that_parse() {
+    use clap::CommandFactory;
+    let cli = Cli::command();
+    let (found, failures) = help_example_failures(&cli, "spillway");
+    assert!(
+        failures.is_empty(),
+        "{} example(s) in --help do not parse:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+    let mut missing = Vec::new();
+    for sub in cli.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let examples = sub
+            .get_after_help()
+            .map(|h| h.to_string())
+            .unwrap_or_default();
+        if !examples.contains("\n  spillway ") {
+            missing.push(sub.get_name().to_string());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "these commands' --help ends without an example: {missing:?}"
+    );
+    assert!(found > 30, "only {found} examples found in --help");
+}
+
 #[test]
 fn every_documented_config_loads() {
     let mut total = 0;
@@ -447,6 +531,8 @@ cat > f <<EOF
 spillway this is data, not a command
 EOF
 gcloud compute instance-templates create "spillway-worker" --metadata "spillway-server=x"
+spillway completion bash > ~/.bash_completion.d/spillway 2>&1
+spillway jobs -o name 2>/dev/null >>ids.txt
 ```
 
 ```ini
@@ -468,7 +554,9 @@ spillway not shell
         (17, "spillway --server http://h:7070 queues list"),
         (18, "spillway submit --json -- true"),
         (18, "spillway job $ID"),
-        (26, "spillway worker --queue default"),
+        (23, "spillway completion bash"),
+        (24, "spillway jobs -o name"),
+        (28, "spillway worker --queue default"),
     ]
     .into_iter()
     .map(|(line, cmd)| (line, cmd.to_string()))

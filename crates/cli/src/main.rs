@@ -23,7 +23,12 @@ use clap::{Args, Parser, Subcommand};
     name = "spillway",
     version,
     propagate_version = true,
-    max_term_width = 100
+    max_term_width = 100,
+    after_help = "Examples:
+  spillway up
+  spillway submit --count 10 --label team=a -- echo task {index}
+  spillway jobs --label team=a -o wide
+  spillway wait JOB --timeout 10m"
 )]
 struct Cli {
     #[command(flatten)]
@@ -50,9 +55,13 @@ pub struct Global {
     /// Act in this tenant (admins of every tenant only; others act in their own).
     #[arg(long, global = true, env = "SPILLWAY_TENANT")]
     pub tenant: Option<String>,
-    /// Print JSON instead of tables, for scripts.
+    /// Print JSON instead of tables, for scripts (the same as `--output json`).
     #[arg(long, global = true)]
     pub json: bool,
+    /// How to print answers: table (the default), wide (more columns), json, yaml, or name
+    /// (ids only, one per line, for xargs).
+    #[arg(short = 'o', long, global = true, value_enum, value_name = "FORMAT")]
+    pub output: Option<output::Format>,
     /// Log filter, e.g. `info`, `spillway=debug`.
     #[arg(long, global = true, env = "SPILLWAY_LOG", default_value = "info")]
     pub log: String,
@@ -61,45 +70,97 @@ pub struct Global {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Start a server with SQLite and local blobs plus local workers: everything on one machine.
+    #[command(after_help = "Example:\n  spillway up --workers 4")]
     Up(cmd::up::UpArgs),
     /// Run the HTTP server (API, metrics, background services) alone.
+    #[command(after_help = "Example:\n  spillway server --listen 0.0.0.0:7070")]
     Server(cmd::server::ServerArgs),
     /// Run a worker that leases tasks from the server and runs them.
+    #[command(after_help = "Example:\n  spillway worker --queue default --concurrency 4")]
     Worker(cmd::worker::WorkerArgs),
     /// Submit a job of one or many tasks.
     Submit(cmd::submit::SubmitArgs),
+    /// Wait for a submitted job to finish, with a progress bar; exit 0 if it succeeded.
+    #[command(
+        after_help = "Exit codes: 0 every task succeeded, 1 the job failed or was cancelled, \
+2 --timeout passed first.
+
+Example:
+  spillway wait JOB --timeout 30m"
+    )]
+    Wait(cmd::submit::WaitArgs),
     /// List jobs, newest first.
+    #[command(
+        after_help = "Examples:\n  spillway jobs --state running --label team=a --label run=7\n  spillway jobs --label team=a -o name | xargs spillway cancel"
+    )]
     Jobs(cmd::jobs::JobsArgs),
     /// Show one job with its tasks.
+    #[command(after_help = "Example:\n  spillway job JOB -o yaml")]
     Job(cmd::jobs::JobArgs),
     /// List a job's tasks.
+    #[command(after_help = "Example:\n  spillway tasks JOB --state dead -o wide")]
     Tasks(cmd::jobs::TasksArgs),
+    /// Show one task with its attempts: worker, start and end, outcome and exit code.
+    #[command(after_help = "Example:\n  spillway task 42")]
+    Task(cmd::jobs::TaskArgs),
     /// Print the whole log of a task's attempt, or follow it live with --follow.
+    #[command(after_help = "Examples:\n  spillway logs 42 --attempt 1\n  spillway logs 42 --follow")]
     Logs(cmd::logs::LogsArgs),
     /// Say why a task is not running: its place in the queue and what holds it.
+    #[command(after_help = "Example:\n  spillway why 42")]
     Why(cmd::why::WhyArgs),
-    /// Cancel a job: waiting tasks are cancelled, running ones are told to stop.
-    Cancel(cmd::jobs::JobIdArg),
+    /// Cancel jobs: waiting tasks are cancelled, running ones are told to stop.
+    #[command(
+        after_help = "Examples:\n  spillway cancel JOB1 JOB2\n  spillway cancel --label team=a --state running --dry-run"
+    )]
+    Cancel(cmd::jobs::CancelArgs),
     /// Run a job's dead and cancelled tasks again.
+    #[command(after_help = "Example:\n  spillway retry JOB")]
     Retry(cmd::jobs::JobIdArg),
     /// List a job's result files, or download them.
+    #[command(
+        after_help = "Examples:\n  spillway results JOB --index 3\n  spillway results JOB --download out/"
+    )]
     Results(cmd::jobs::ResultsArgs),
     /// Dead letters: list them, or requeue them.
+    #[command(
+        after_help = "Examples:\n  spillway dead --queue default\n  spillway dead requeue --all --queue default"
+    )]
     Dead(cmd::dead::DeadArgs),
+    /// List the workers the server knows: pool, host, state, running tasks, last heartbeat.
+    #[command(after_help = "Example:\n  spillway workers -o wide")]
+    Workers(cmd::workers::WorkersArgs),
     /// List, create and change queues.
+    #[command(
+        after_help = "Examples:\n  spillway queues\n  spillway queues create video --max-attempts 3 --lease 2m"
+    )]
     Queues(cmd::admin::QueuesArgs),
     /// List, create and revoke API tokens.
+    #[command(after_help = "Example:\n  spillway tokens create --name ci --role submitter")]
     Tokens(cmd::admin::TokensArgs),
     /// List and create tenants.
+    #[command(after_help = "Example:\n  spillway tenants create acme")]
     Tenants(cmd::admin::TenantsArgs),
     /// Autoscaled pools: sizes, workers and the autoscaler's decisions; change their bounds.
+    #[command(
+        after_help = "Examples:\n  spillway pools list --decisions\n  spillway pools set home --min 1 --max 8"
+    )]
     Pools(cmd::pools::PoolsArgs),
     /// Bridges from other systems: `spillway bridge pubsub` turns Pub/Sub messages into tasks.
+    #[command(after_help = "Example:\n  spillway bridge pubsub --help")]
     Bridge(cmd::bridge::BridgeArgs),
     /// Measure queue throughput and latency on SQLite and PostgreSQL.
+    #[command(after_help = "Example:\n  spillway bench --help")]
     Bench(cmd::bench::BenchArgs),
     /// Simulate a workload under Spillway's autoscaling policy and a KEDA-style one, and compare.
+    #[command(after_help = "Example:\n  spillway simulate --help")]
     Simulate(cmd::simulate::SimulateArgs),
+    /// Print this program's version and the server's.
+    #[command(after_help = "Example:\n  spillway version -o json")]
+    Version,
+    /// Print a shell completion script for bash, zsh or fish.
+    #[command(after_help = cmd::completion::AFTER_HELP)]
+    Completion(cmd::completion::CompletionArgs),
     /// The process a local worker puts between itself and each task (internal).
     #[command(name = "__task-reaper", hide = true)]
     TaskReaper(cmd::task_reaper::TaskReaperArgs),
@@ -167,6 +228,8 @@ fn main() -> ExitCode {
     // The task reaper waits for signals through its signal mask: it runs before any thread.
     let command = match cli.command {
         Command::TaskReaper(args) => return cmd::task_reaper::run(args),
+        // Needs neither a config nor a server: works wherever the binary runs.
+        Command::Completion(args) => return cmd::completion::run(&args),
         command => command,
     };
     cmd::init_tracing(&cli.global.log);
@@ -199,15 +262,18 @@ fn main() -> ExitCode {
             Command::Server(args) => cmd::server::run(&ctx, args).await,
             Command::Worker(args) => cmd::worker::run(&ctx, args).await,
             Command::Submit(args) => cmd::submit::run(&ctx, args).await,
+            Command::Wait(args) => cmd::submit::wait(&ctx, args).await,
             Command::Jobs(args) => cmd::jobs::list(&ctx, args).await,
             Command::Job(args) => cmd::jobs::show(&ctx, args).await,
             Command::Tasks(args) => cmd::jobs::tasks(&ctx, args).await,
+            Command::Task(args) => cmd::jobs::task(&ctx, args).await,
             Command::Logs(args) => cmd::logs::run(&ctx, args).await,
             Command::Why(args) => cmd::why::run(&ctx, args).await,
             Command::Cancel(args) => cmd::jobs::cancel(&ctx, args).await,
             Command::Retry(args) => cmd::jobs::retry(&ctx, args).await,
             Command::Results(args) => cmd::jobs::results(&ctx, args).await,
             Command::Dead(args) => cmd::dead::run(&ctx, args).await,
+            Command::Workers(args) => cmd::workers::run(&ctx, args).await,
             Command::Queues(args) => cmd::admin::queues(&ctx, args).await,
             Command::Tokens(args) => cmd::admin::tokens(&ctx, args).await,
             Command::Tenants(args) => cmd::admin::tenants(&ctx, args).await,
@@ -215,6 +281,8 @@ fn main() -> ExitCode {
             Command::Bridge(args) => cmd::bridge::run(&ctx, args).await,
             Command::Bench(args) => cmd::bench::run(&ctx, args).await,
             Command::Simulate(args) => cmd::simulate::run(&ctx, args).await,
+            Command::Version => cmd::version::run(&ctx).await,
+            Command::Completion(args) => Ok(cmd::completion::run(&args)),
             Command::TaskReaper(_) => Err(anyhow::anyhow!(
                 "the task reaper runs before the async runtime starts"
             )),

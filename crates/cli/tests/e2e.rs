@@ -14,6 +14,8 @@ mod autoscale;
 mod bench;
 #[path = "e2e/cli.rs"]
 mod cli;
+#[path = "e2e/commands.rs"]
+mod commands;
 #[path = "e2e/example.rs"]
 mod example;
 #[path = "e2e/faults.rs"]

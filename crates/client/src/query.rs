@@ -1,6 +1,6 @@
 //! Filters and paging of the list routes, sent as query parameters.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use spillway_core::state::{JobState, TaskState};
 
@@ -13,6 +13,9 @@ pub struct JobListQuery {
     pub state: Option<JobState>,
     /// Only jobs carrying every one of these labels (sent as `label=k=v`).
     pub labels: BTreeMap<String, String>,
+    /// Only jobs that have every one of these label keys, whatever the value (sent as
+    /// `label=k`).
+    pub label_keys: BTreeSet<String>,
     /// Page size.
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
@@ -32,6 +35,9 @@ impl JobListQuery {
         );
         for (k, v) in &self.labels {
             pairs.push(("label", format!("{k}={v}")));
+        }
+        for k in &self.label_keys {
+            pairs.push(("label", k.clone()));
         }
         push(&mut pairs, "limit", self.limit.map(|l| l.to_string()));
         push(&mut pairs, "cursor", self.cursor.clone());
@@ -70,6 +76,9 @@ impl TaskListQuery {
 pub struct DeadListQuery {
     /// Only dead tasks of this queue.
     pub queue: Option<String>,
+    /// Only dead tasks whose job matches every one of these label conditions, each
+    /// `key=value` or `key` (sent as `label=…`).
+    pub labels: Vec<String>,
     /// Page size.
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
@@ -80,6 +89,9 @@ impl DeadListQuery {
     pub(crate) fn pairs(&self) -> Vec<(&'static str, String)> {
         let mut pairs = Vec::new();
         push(&mut pairs, "queue", self.queue.clone());
+        for label in &self.labels {
+            pairs.push(("label", label.clone()));
+        }
         push(&mut pairs, "limit", self.limit.map(|l| l.to_string()));
         push(&mut pairs, "cursor", self.cursor.clone());
         pairs
@@ -103,6 +115,7 @@ mod tests {
             queue: Some("q".into()),
             state: Some(JobState::Running),
             labels: BTreeMap::from([("a".into(), "1".into()), ("b".into(), "2".into())]),
+            label_keys: BTreeSet::from(["c".into()]),
             limit: Some(5),
             ..Default::default()
         };
@@ -113,6 +126,7 @@ mod tests {
                 ("state", "running".to_string()),
                 ("label", "a=1".to_string()),
                 ("label", "b=2".to_string()),
+                ("label", "c".to_string()),
                 ("limit", "5".to_string()),
             ]
         );

@@ -4,6 +4,7 @@ use reqwest::Method;
 use spillway_core::Result;
 use spillway_core::api::{
     CreateQueue, CreateTenant, CreateToken, CreatedToken, PoolStatus, PoolUpdate, QueueView,
+    ServerVersion,
 };
 use spillway_core::model::{Queue, QueueSettings, Tenant, TokenInfo};
 
@@ -73,7 +74,7 @@ impl Client {
             .await
     }
 
-    /// `PATCH /v1/pools/{name}`: change a pool's bounds (until the server restarts).
+    /// `PATCH /v1/pools/{name}`: change a pool's bounds (kept across restarts), or reset them.
     pub async fn pool_update(&self, name: &str, body: &PoolUpdate) -> Result<PoolStatus> {
         self.send_json(
             self.request(Method::PATCH, &["v1", "pools", name])
@@ -85,6 +86,12 @@ impl Client {
     /// `GET /v1/openapi.json`: the OpenAPI document of the server.
     pub async fn openapi(&self) -> Result<serde_json::Value> {
         self.send_json(self.request(Method::GET, &["v1", "openapi.json"]))
+            .await
+    }
+
+    /// `GET /v1/version`: the server's version (needs no token).
+    pub async fn version(&self) -> Result<ServerVersion> {
+        self.send_json(self.request(Method::GET, &["v1", "version"]))
             .await
     }
 

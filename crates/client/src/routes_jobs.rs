@@ -2,8 +2,8 @@
 
 use reqwest::{Body, Method, header};
 use spillway_core::api::{
-    Changed, ObjectInfo, Page, RequeueRequest, SubmitJob, Submitted, TaskDetail, TaskWhy,
-    UploadCreated,
+    CancelJobs, Changed, JobsCancelled, ObjectInfo, Page, RequeueRequest, SubmitJob, Submitted,
+    TaskDetail, TaskWhy, UploadCreated,
 };
 use spillway_core::model::{Job, Task};
 use spillway_core::{Result, TaskId};
@@ -61,6 +61,16 @@ impl Client {
     pub async fn job_cancel(&self, id: &str) -> Result<Job> {
         self.send_json(self.request(Method::POST, &["v1", "jobs", id, "cancel"]))
             .await
+    }
+
+    /// `POST /v1/jobs/cancel`: cancel every job of the tenant matching a filter (labels,
+    /// queue, state), or with `dry_run` only list them.
+    pub async fn job_cancel_matching(&self, body: &CancelJobs) -> Result<JobsCancelled> {
+        self.send_json(
+            self.request(Method::POST, &["v1", "jobs", "cancel"])
+                .json(body),
+        )
+        .await
     }
 
     /// `POST /v1/jobs/{id}/retry`: requeue a job's dead tasks.

@@ -731,6 +731,45 @@ pub struct Changed {
     pub changed: u64,
 }
 
+/// The server's version (`GET /v1/version`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ServerVersion {
+    /// The server's release, e.g. `0.4.0`.
+    pub version: String,
+}
+
+/// Cancel every job of the caller's tenant that matches a filter (`POST /v1/jobs/cancel`).
+/// At least one of `labels`, `queue` and `state` must be given.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelJobs {
+    /// Only jobs carrying every one of these labels: `key=value`, or `key` for any value.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// Only jobs of this queue.
+    #[serde(default)]
+    pub queue: Option<String>,
+    /// Only jobs in this state: `queued` or `running` (default: both; finished jobs cannot
+    /// be cancelled).
+    #[serde(default)]
+    pub state: Option<crate::state::JobState>,
+    /// Only say which jobs would be cancelled; cancel nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Act in this tenant (only for admins of every tenant).
+    #[serde(default)]
+    pub tenant: Option<String>,
+}
+
+/// What a bulk cancel did (or, for a dry run, would do).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JobsCancelled {
+    /// The jobs cancelled (or that would be), newest first.
+    pub jobs: Vec<JobId>,
+    /// True when nothing was cancelled because the request was a dry run.
+    pub dry_run: bool,
+}
+
 /// Create a token.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -918,7 +957,7 @@ pub struct PoolDecisionRecord {
     pub reason: String,
 }
 
-/// `PATCH /v1/pools/{name}`: change a pool's bounds until the server restarts.
+/// `PATCH /v1/pools/{name}`: change a pool's bounds (kept across restarts), or reset them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PoolUpdate {
@@ -928,6 +967,10 @@ pub struct PoolUpdate {
     /// New most workers.
     #[serde(default)]
     pub max: Option<u32>,
+    /// Forget the bounds set at run time and go back to the configured ones (without `min`
+    /// and `max`).
+    #[serde(default)]
+    pub reset: bool,
 }
 
 #[cfg(test)]

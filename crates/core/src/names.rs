@@ -81,6 +81,58 @@ pub fn validate_label_value(key: &str, value: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// One label condition of a filter: `key=value` (the label has that value) or a bare `key`
+/// (the job has the label, whatever its value). Several are ANDed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LabelSelector {
+    /// The label's key (valid as [`validate_label_key`] checks).
+    pub key: String,
+    /// The value it must have; `None` for any value.
+    pub value: Option<String>,
+}
+
+impl LabelSelector {
+    /// Parse `key=value` or `key`, checking key and value as labels are checked on submit.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let (key, value) = match text.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (text, None),
+        };
+        validate_label_key(key).map_err(|e| {
+            Error::invalid(format!(
+                "invalid label filter {}: {}; write key=value, or key alone for any value",
+                preview(text),
+                e.message()
+            ))
+        })?;
+        if let Some(value) = value {
+            validate_label_value(key, value)?;
+        }
+        Ok(Self {
+            key: key.to_string(),
+            value: value.map(str::to_string),
+        })
+    }
+
+    /// Whether `labels` satisfy this condition.
+    pub fn matches(&self, labels: &std::collections::BTreeMap<String, String>) -> bool {
+        match (&self.value, labels.get(&self.key)) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(want), Some(have)) => want == have,
+        }
+    }
+}
+
+impl std::fmt::Display for LabelSelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.value {
+            Some(value) => write!(f, "{}={value}", self.key),
+            None => f.write_str(&self.key),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,5 +165,20 @@ mod tests {
             let err = validate_name("queue", bad).expect_err(bad);
             assert!(err.message().contains("invalid queue name"), "{err}");
         }
+    }
+
+    #[test]
+    fn label_selectors_parse_pairs_and_bare_keys_and_match() {
+        let pair = LabelSelector::parse("team=a").expect("pair");
+        assert_eq!(pair.value.as_deref(), Some("a"));
+        let bare = LabelSelector::parse("team").expect("bare key");
+        assert_eq!(bare.value, None);
+        let labels = std::collections::BTreeMap::from([("team".to_string(), "b".to_string())]);
+        assert!(!pair.matches(&labels));
+        assert!(bare.matches(&labels));
+        assert_eq!(pair.to_string(), "team=a");
+        let err = LabelSelector::parse("bad key=1").expect_err("space in key");
+        assert!(err.message().contains("bad key=1"), "{err}");
+        assert!(LabelSelector::parse("=v").is_err());
     }
 }

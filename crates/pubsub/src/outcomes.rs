@@ -86,6 +86,7 @@ impl OutcomePublisher {
                         limit: Some(PAGE_SIZE),
                         cursor,
                         tenant: None,
+                        ..Default::default()
                     })
                     .await?;
                 fresh.extend(

@@ -193,6 +193,13 @@ pub trait Store: Send + Sync + 'static {
     async fn pool_status_save(&self, params: PoolStatusSave) -> Result<()>;
     /// What [`Store::pool_status_save`] kept last, by pool name.
     async fn pool_status_list(&self) -> Result<Vec<PoolStatus>>;
+    /// Keep the bounds a pool was given at run time, so that they outlive a restart and every
+    /// replica applies them; replaces what was kept for that pool.
+    async fn pool_bounds_save(&self, params: PoolBoundsSave) -> Result<()>;
+    /// Forget a pool's run-time bounds (nothing happens when none were kept).
+    async fn pool_bounds_clear(&self, params: PoolBoundsClear) -> Result<()>;
+    /// Every pool's kept run-time bounds, by pool name.
+    async fn pool_bounds_list(&self) -> Result<Vec<PoolBounds>>;
 
     /// Delete finished jobs (with tasks and attempts) whose queue's retention has passed;
     /// returns the deleted jobs as (tenant, job id, had inputs) so their blobs can go too.

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use spillway_core::api::{Completion, Failure, LeaseRef, Release};
 use spillway_core::auth::Role;
 use spillway_core::model::{QueueSettings, TaskSpec};
+use spillway_core::names::LabelSelector;
 use spillway_core::state::{JobState, TaskState};
 use spillway_core::{JobId, TaskId, Timestamp};
 
@@ -128,15 +129,42 @@ pub struct JobList {
     pub queue: Option<String>,
     /// Only jobs in this derived state.
     pub state: Option<JobState>,
-    /// Only jobs with this label key and value.
-    pub label: Option<(String, String)>,
+    /// Only jobs satisfying every one of these label conditions (`key=value`, or a key
+    /// alone for any value). The store filters by them, so pages stay full.
+    pub labels: Vec<LabelSelector>,
     /// Page size (1..=1000).
     pub limit: u32,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
 
+impl DeadList {
+    /// As [`JobList::label_params`], for the dead tasks' jobs.
+    pub(crate) fn label_params(&self) -> (serde_json::Value, Vec<String>) {
+        label_params(&self.labels)
+    }
+
+    /// As [`JobList::labels_contradict`].
+    pub(crate) fn labels_contradict(&self) -> bool {
+        labels_contradict(&self.labels)
+    }
+}
+
 impl JobList {
+    /// The label conditions with a value, as one JSON object `{key: value}` (a job matches
+    /// when its labels contain it), and the bare keys (the job must have each): what both
+    /// backends filter labels by. See [`JobList::labels_contradict`] for the one case the
+    /// object cannot say.
+    pub(crate) fn label_params(&self) -> (serde_json::Value, Vec<String>) {
+        label_params(&self.labels)
+    }
+
+    /// True when two conditions ask one key for different values, which no job can
+    /// satisfy: the listing is empty.
+    pub(crate) fn labels_contradict(&self) -> bool {
+        labels_contradict(&self.labels)
+    }
+
     /// The SQL condition (`AND …`, on the `jobs` table of either backend) that narrows a
     /// listing to the jobs that can be in the state asked for: finished ones of that state
     /// (an index range), or for queued and running the unfinished ones. Each job's state is
@@ -150,6 +178,31 @@ impl JobList {
             Some(JobState::Cancelled) => "AND finished_state = 'cancelled'",
         }
     }
+}
+
+/// Label conditions as the backends filter by them: the pairs as one JSON object, and the
+/// bare keys.
+fn label_params(labels: &[LabelSelector]) -> (serde_json::Value, Vec<String>) {
+    let mut pairs = serde_json::Map::new();
+    let mut keys = Vec::new();
+    for selector in labels {
+        match &selector.value {
+            Some(value) => {
+                pairs.insert(selector.key.clone(), serde_json::Value::from(value.clone()));
+            }
+            None => keys.push(selector.key.clone()),
+        }
+    }
+    (serde_json::Value::Object(pairs), keys)
+}
+
+/// Whether two conditions ask one key for different values (no job can match).
+fn labels_contradict(labels: &[LabelSelector]) -> bool {
+    labels.iter().enumerate().any(|(i, a)| {
+        labels[i + 1..]
+            .iter()
+            .any(|b| a.key == b.key && a.value.is_some() && b.value.is_some() && a.value != b.value)
+    })
 }
 
 /// Filter and page tasks.
@@ -258,6 +311,8 @@ pub struct DeadList {
     pub tenant: Option<String>,
     /// Only this queue.
     pub queue: Option<String>,
+    /// Only tasks whose job satisfies every one of these label conditions.
+    pub labels: Vec<LabelSelector>,
     /// Page size (1..=1000).
     pub limit: u32,
     /// The `next_cursor` of the previous page.
@@ -406,4 +461,31 @@ pub struct WorkerList {
     pub tenant: Option<String>,
     /// Workers that exited more than a day before this time are left out.
     pub now: Timestamp,
+}
+
+/// The bounds a pool was given at run time, kept over its configured ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolBounds {
+    /// The pool's name.
+    pub pool: String,
+    /// Fewest workers.
+    pub min: u32,
+    /// Most workers.
+    pub max: u32,
+}
+
+/// Keep a pool's run-time bounds (replacing any kept before).
+#[derive(Debug, Clone)]
+pub struct PoolBoundsSave {
+    /// The bounds (already validated against the pool's config).
+    pub bounds: PoolBounds,
+    /// When they were set.
+    pub now: Timestamp,
+}
+
+/// Forget a pool's run-time bounds: it goes back to its configured ones.
+#[derive(Debug, Clone)]
+pub struct PoolBoundsClear {
+    /// The pool's name.
+    pub pool: String,
 }

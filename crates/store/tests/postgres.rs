@@ -560,6 +560,10 @@ async fn a_schema_whose_migration_checksum_differs_refuses_to_connect() {
                 8,
                 Some(file_sha256("migrations/postgres/0008_log_chunks.sql"))
             ),
+            (
+                9,
+                Some(file_sha256("migrations/postgres/0009_pool_bounds.sql"))
+            ),
         ]
     );
     // As if 0001_init.sql had been edited after this schema applied it.

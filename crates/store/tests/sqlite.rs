@@ -150,6 +150,11 @@ async fn every_migration_is_recorded_with_its_checksum() {
                 Some("log_chunks".to_string()),
                 Some(file_sha256("migrations/sqlite/0007_log_chunks.sql"))
             ),
+            (
+                8,
+                Some("pool_bounds".to_string()),
+                Some(file_sha256("migrations/sqlite/0008_pool_bounds.sql"))
+            ),
         ]
     );
 }

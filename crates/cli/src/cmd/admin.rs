@@ -6,12 +6,12 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use spillway_core::api::{CreateQueue, CreateTenant, CreateToken};
+use spillway_core::api::{CreateQueue, CreateTenant, CreateToken, QueueView};
 use spillway_core::auth::Role;
-use spillway_core::model::QueueSettings;
+use spillway_core::model::{QueueSettings, Tenant, TokenInfo};
 
 use super::Ctx;
-use crate::output::{self, opt};
+use crate::output::{self, Column, opt};
 
 /// Options of `spillway queues`.
 #[derive(Debug, Args)]
@@ -90,42 +90,40 @@ enum QueueAction {
     },
 }
 
+/// The columns of `spillway queues`.
+const QUEUE_COLUMNS: &[Column<QueueView>] = &[
+    Column::new("QUEUE", |q| q.name.clone()),
+    Column::new("TENANT", |q| q.tenant.clone()),
+    Column::new("WAITING", |q| {
+        (q.stats.counts.available + q.stats.counts.scheduled).to_string()
+    }),
+    Column::new("RUNNING", |q| q.stats.counts.leased.to_string()),
+    Column::new("RETRYING", |q| q.stats.counts.retrying.to_string()),
+    Column::new("SUCCEEDED", |q| q.stats.counts.succeeded.to_string()),
+    Column::new("DEAD", |q| q.stats.counts.dead.to_string()),
+    Column::new("OLDEST", |q| {
+        opt(q.stats.oldest_available_age_seconds.map(output::seconds))
+    }),
+    Column::new("PAUSED", |q| {
+        if q.settings.paused { "yes" } else { "no" }.to_string()
+    }),
+    Column::wide("MAX ATTEMPTS", |q| q.settings.max_attempts.to_string()),
+    Column::wide("LEASE", |q| {
+        humantime::format_duration(q.settings.lease_duration).to_string()
+    }),
+    Column::wide("RETENTION", |q| {
+        humantime::format_duration(q.settings.retention).to_string()
+    }),
+];
+
 /// Run `spillway queues`.
 pub async fn queues(ctx: &Ctx, args: QueuesArgs) -> Result<ExitCode> {
     let client = ctx.client()?.with_tenant(ctx.tenant.clone());
     match args.action.unwrap_or(QueueAction::List) {
         QueueAction::List => {
             let queues = client.queue_list().await?;
-            if ctx.json {
-                output::json(&queues)?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            let mut table = output::table(&[
-                "QUEUE",
-                "TENANT",
-                "WAITING",
-                "RUNNING",
-                "RETRYING",
-                "SUCCEEDED",
-                "DEAD",
-                "OLDEST",
-                "PAUSED",
-            ]);
-            for q in &queues {
-                let c = &q.stats.counts;
-                table.add_row(vec![
-                    q.name.clone(),
-                    q.tenant.clone(),
-                    (c.available + c.scheduled).to_string(),
-                    c.leased.to_string(),
-                    c.retrying.to_string(),
-                    c.succeeded.to_string(),
-                    c.dead.to_string(),
-                    opt(q.stats.oldest_available_age_seconds.map(output::seconds)),
-                    if q.settings.paused { "yes" } else { "no" }.to_string(),
-                ]);
-            }
-            println!("{table}");
+            ctx.out
+                .list(&queues, &queues, QUEUE_COLUMNS, |q| q.name.clone(), &[])?;
         }
         QueueAction::Create { name, settings } => {
             let mut s = QueueSettings::default();
@@ -137,37 +135,41 @@ pub async fn queues(ctx: &Ctx, args: QueuesArgs) -> Result<ExitCode> {
                     settings: s,
                 })
                 .await?;
-            print_done(ctx, &queue, &format!("created queue {}", queue.name))?;
+            ctx.out.done(
+                &queue,
+                &queue.name,
+                &format!("created queue {}", queue.name),
+            )?;
         }
         QueueAction::Update { name, settings } => {
             let mut s = client.queue_get(&name).await?.settings;
             settings.apply(&mut s);
             let queue = client.queue_update(&name, &s).await?;
-            print_done(ctx, &queue, &format!("updated queue {}", queue.name))?;
+            ctx.out.done(
+                &queue,
+                &queue.name,
+                &format!("updated queue {}", queue.name),
+            )?;
         }
         QueueAction::Pause { name } => {
             let mut s = client.queue_get(&name).await?.settings;
             s.paused = true;
             let queue = client.queue_update(&name, &s).await?;
-            print_done(ctx, &queue, &format!("paused queue {}", queue.name))?;
+            ctx.out
+                .done(&queue, &queue.name, &format!("paused queue {}", queue.name))?;
         }
         QueueAction::Resume { name } => {
             let mut s = client.queue_get(&name).await?.settings;
             s.paused = false;
             let queue = client.queue_update(&name, &s).await?;
-            print_done(ctx, &queue, &format!("resumed queue {}", queue.name))?;
+            ctx.out.done(
+                &queue,
+                &queue.name,
+                &format!("resumed queue {}", queue.name),
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn print_done<T: serde::Serialize>(ctx: &Ctx, value: &T, message: &str) -> Result<()> {
-    if ctx.json {
-        output::json(value)
-    } else {
-        println!("{message}");
-        Ok(())
-    }
 }
 
 /// Options of `spillway tokens`.
@@ -208,35 +210,35 @@ enum TokenAction {
     },
 }
 
+/// The columns of `spillway tokens`.
+const TOKEN_COLUMNS: &[Column<TokenInfo>] = &[
+    Column::new("ID", |t| t.id.clone()),
+    Column::new("NAME", |t| t.name.clone()),
+    Column::new("ROLE", |t| t.role.as_str().to_string()),
+    Column::new("TENANT", |t| {
+        t.tenant.clone().unwrap_or_else(|| "(all)".to_string())
+    }),
+    Column::new("QUEUES", |t| {
+        t.queues
+            .as_ref()
+            .map_or_else(|| "(all)".to_string(), |q| q.join(","))
+    }),
+    Column::new("CREATED", |t| output::time(&t.created_at)),
+    Column::new("EXPIRES", |t| {
+        t.expires_at
+            .as_ref()
+            .map_or_else(|| "never".to_string(), output::time)
+    }),
+];
+
 /// Run `spillway tokens`. The token's tenant is --tenant (or the caller's own).
 pub async fn tokens(ctx: &Ctx, args: TokensArgs) -> Result<ExitCode> {
     let client = ctx.client()?.with_tenant(ctx.tenant.clone());
     match args.action.unwrap_or(TokenAction::List) {
         TokenAction::List => {
             let tokens = client.token_list().await?;
-            if ctx.json {
-                output::json(&tokens)?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            let mut table = output::table(&[
-                "ID", "NAME", "ROLE", "TENANT", "QUEUES", "CREATED", "EXPIRES",
-            ]);
-            for t in &tokens {
-                table.add_row(vec![
-                    t.id.clone(),
-                    t.name.clone(),
-                    t.role.as_str().to_string(),
-                    t.tenant.clone().unwrap_or_else(|| "(all)".to_string()),
-                    t.queues
-                        .as_ref()
-                        .map_or_else(|| "(all)".to_string(), |q| q.join(",")),
-                    output::time(&t.created_at),
-                    t.expires_at
-                        .as_ref()
-                        .map_or_else(|| "never".to_string(), output::time),
-                ]);
-            }
-            println!("{table}");
+            ctx.out
+                .list(&tokens, &tokens, TOKEN_COLUMNS, |t| t.id.clone(), &[])?;
         }
         TokenAction::Create {
             name,
@@ -262,8 +264,8 @@ pub async fn tokens(ctx: &Ctx, args: TokensArgs) -> Result<ExitCode> {
                     queues: (!queues.is_empty()).then_some(queues),
                 })
                 .await?;
-            if ctx.json {
-                output::json(&created)?;
+            if ctx.out.is_machine() {
+                ctx.out.show(&created, &created.info.id, String::new)?;
             } else {
                 println!("{}", created.token);
                 let queues = created
@@ -288,7 +290,7 @@ pub async fn tokens(ctx: &Ctx, args: TokensArgs) -> Result<ExitCode> {
         }
         TokenAction::Revoke { id } => {
             client.token_delete(&id).await?;
-            if !ctx.json {
+            if !ctx.out.is_machine() {
                 println!("revoked token {id}");
             }
         }
@@ -357,19 +359,24 @@ pub async fn tenants(ctx: &Ctx, args: TenantsArgs) -> Result<ExitCode> {
     match args.action.unwrap_or(TenantAction::List) {
         TenantAction::List => {
             let tenants = client.tenant_list().await?;
-            if ctx.json {
-                output::json(&tenants)?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            let mut table = output::table(&["TENANT", "CREATED"]);
-            for t in &tenants {
-                table.add_row(vec![t.name.clone(), output::time(&t.created_at)]);
-            }
-            println!("{table}");
+            ctx.out.list(
+                &tenants,
+                &tenants,
+                &[
+                    Column::new("TENANT", |t: &Tenant| t.name.clone()),
+                    Column::new("CREATED", |t: &Tenant| output::time(&t.created_at)),
+                ],
+                |t| t.name.clone(),
+                &[],
+            )?;
         }
         TenantAction::Create { name } => {
             let tenant = client.tenant_create(&CreateTenant { name }).await?;
-            print_done(ctx, &tenant, &format!("created tenant {}", tenant.name))?;
+            ctx.out.done(
+                &tenant,
+                &tenant.name,
+                &format!("created tenant {}", tenant.name),
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -6,9 +6,11 @@ use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use spillway_client::DeadListQuery;
 use spillway_core::api::RequeueRequest;
+use spillway_core::model::Task;
+use spillway_core::names::LabelSelector;
 
 use super::Ctx;
-use crate::output::{self, opt};
+use crate::output::{self, Column, opt};
 
 /// Options of `spillway dead`.
 #[derive(Debug, Args)]
@@ -18,6 +20,10 @@ pub struct DeadArgs {
     /// Only dead tasks of this queue.
     #[arg(short, long, global = true)]
     queue: Option<String>,
+    /// Only dead tasks whose job has this label: `key=value`, or `key` for any value
+    /// (repeatable: all must match).
+    #[arg(short = 'l', long, value_name = "KEY[=VALUE]", value_parser = parse_selector)]
+    label: Vec<LabelSelector>,
     /// How many to list.
     #[arg(long, default_value_t = 100)]
     limit: u32,
@@ -40,6 +46,25 @@ enum DeadAction {
     },
 }
 
+/// The columns of `spillway dead`.
+const COLUMNS: &[Column<Task>] = &[
+    Column::new("TASK", |t| t.id.to_string()),
+    Column::new("JOB", |t| t.job_id.clone()),
+    Column::new("INDEX", |t| t.index.to_string()),
+    Column::new("QUEUE", |t| t.queue.clone()),
+    Column::new("FAILURES", |t| t.failures.to_string()),
+    Column::new("EXIT", |t| opt(t.exit_code)),
+    Column::new("ERROR", |t| opt(t.last_error.clone())),
+    Column::wide("ATTEMPTS", |t| t.attempt.to_string()),
+    Column::wide("FINISHED", |t| {
+        opt(t.finished_at.as_ref().map(output::time))
+    }),
+];
+
+fn parse_selector(text: &str) -> Result<LabelSelector, String> {
+    LabelSelector::parse(text).map_err(|e| e.to_string())
+}
+
 /// Run `spillway dead`.
 pub async fn run(ctx: &Ctx, args: DeadArgs) -> Result<ExitCode> {
     let client = ctx.client()?.with_tenant(ctx.tenant.clone());
@@ -48,31 +73,18 @@ pub async fn run(ctx: &Ctx, args: DeadArgs) -> Result<ExitCode> {
             let page = client
                 .dead_list(&DeadListQuery {
                     queue: args.queue,
+                    labels: args.label.iter().map(ToString::to_string).collect(),
                     limit: Some(args.limit),
                     cursor: args.cursor,
                 })
                 .await?;
-            if ctx.json {
-                output::json(&page)?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            let mut table =
-                output::table(&["TASK", "JOB", "INDEX", "QUEUE", "FAILURES", "EXIT", "ERROR"]);
-            for t in &page.items {
-                table.add_row(vec![
-                    t.id.to_string(),
-                    t.job_id.clone(),
-                    t.index.to_string(),
-                    t.queue.clone(),
-                    t.failures.to_string(),
-                    opt(t.exit_code),
-                    opt(t.last_error.clone()),
-                ]);
-            }
-            println!("{table}");
-            if let Some(cursor) = page.next_cursor {
-                println!("more: spillway dead --cursor {cursor}");
-            }
+            let hints: Vec<String> = page
+                .next_cursor
+                .iter()
+                .map(|cursor| format!("more: spillway dead --cursor {cursor}"))
+                .collect();
+            ctx.out
+                .list(&page, &page.items, COLUMNS, |t| t.id.to_string(), &hints)?;
         }
         DeadAction::Requeue { tasks, all } => {
             if all != tasks.is_empty() {
@@ -88,11 +100,9 @@ pub async fn run(ctx: &Ctx, args: DeadArgs) -> Result<ExitCode> {
                     tenant: ctx.tenant.clone(),
                 })
                 .await?;
-            if ctx.json {
-                output::json(&changed)?;
-            } else {
-                println!("requeued {} dead tasks", changed.changed);
-            }
+            let count = changed.changed.to_string();
+            ctx.out
+                .done(&changed, &count, &format!("requeued {count} dead tasks"))?;
         }
     }
     Ok(ExitCode::SUCCESS)

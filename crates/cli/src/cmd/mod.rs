@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod bench;
 pub mod bridge;
+pub mod completion;
 pub mod dead;
 pub mod jobs;
 pub mod logs;
@@ -13,8 +14,10 @@ pub mod submit;
 pub mod task_reaper;
 pub mod task_spec;
 pub mod up;
+pub mod version;
 pub mod why;
 pub mod worker;
+pub mod workers;
 
 use std::path::PathBuf;
 
@@ -23,6 +26,7 @@ use spillway_client::Client;
 
 use crate::Global;
 use crate::config::{self, FileConfig};
+use crate::output::Printer;
 
 /// What every command needs: the merged configuration and how to reach the server.
 pub struct Ctx {
@@ -36,8 +40,8 @@ pub struct Ctx {
     pub token: Option<String>,
     /// The tenant asked for with --tenant.
     pub tenant: Option<String>,
-    /// Print JSON instead of tables.
-    pub json: bool,
+    /// How to print answers (`--output`, or `--json`).
+    pub out: Printer,
 }
 
 impl Ctx {
@@ -53,7 +57,7 @@ impl Ctx {
             server_url,
             token,
             tenant: global.tenant.clone(),
-            json: global.json,
+            out: Printer::new(global.output, global.json),
         })
     }
 

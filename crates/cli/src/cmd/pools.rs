@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use spillway_core::api::{PoolStatus, PoolUpdate};
 
 use super::Ctx;
-use crate::output;
+use crate::output::{self, Column};
 
 /// Options of `spillway pools`.
 #[derive(Debug, Args)]
@@ -25,7 +25,11 @@ enum PoolAction {
         #[arg(long)]
         decisions: bool,
     },
-    /// Change a pool's bounds until the server restarts (edit spillway.toml to keep them).
+    /// Change a pool's bounds; the server keeps them across restarts and on every replica
+    /// until `--reset`.
+    #[command(
+        after_help = "Examples:\n  spillway pools set home --min 1 --max 8\n  spillway pools set home --reset"
+    )]
     Set {
         /// The pool's name.
         name: String,
@@ -35,6 +39,9 @@ enum PoolAction {
         /// Most workers.
         #[arg(long)]
         max: Option<u32>,
+        /// Go back to the bounds spillway.toml gives the pool.
+        #[arg(long, conflicts_with_all = ["min", "max"])]
+        reset: bool,
     },
 }
 
@@ -44,76 +51,72 @@ pub async fn run(ctx: &Ctx, args: PoolsArgs) -> Result<ExitCode> {
     match args.action.unwrap_or(PoolAction::List { decisions: false }) {
         PoolAction::List { decisions } => {
             let pools = client.pool_list().await?;
-            if ctx.json {
-                output::json(&pools)?;
-            } else if pools.is_empty() {
+            if pools.is_empty() && !ctx.out.is_machine() {
                 println!(
                     "no pools: add [[pools]] to spillway.toml to let the server scale workers (see docs/autoscaling.md)"
                 );
             } else {
-                println!("{}", table(&pools));
-                if decisions {
-                    print!("{}", decision_lines(&pools));
-                }
+                let hints: Vec<String> = if decisions {
+                    vec![decision_lines(&pools)]
+                } else {
+                    Vec::new()
+                };
+                ctx.out
+                    .list(&pools, &pools, COLUMNS, |p| p.name.clone(), &hints)?;
             }
         }
-        PoolAction::Set { name, min, max } => {
-            if min.is_none() && max.is_none() {
-                bail!("nothing to change: give --min N, --max N or both");
-            }
-            let pool = client.pool_update(&name, &PoolUpdate { min, max }).await?;
-            if ctx.json {
-                output::json(&pool)?;
-            } else {
-                println!(
-                    "pool {}: min {}, max {} (desired {}, actual {})",
-                    pool.name, pool.min, pool.max, pool.desired, pool.actual
+        PoolAction::Set {
+            name,
+            min,
+            max,
+            reset,
+        } => {
+            if min.is_none() && max.is_none() && !reset {
+                bail!(
+                    "nothing to change: give --min N, --max N or both, or --reset for the configured bounds"
                 );
             }
+            let pool = client
+                .pool_update(&name, &PoolUpdate { min, max, reset })
+                .await?;
+            ctx.out.done(
+                &pool,
+                &pool.name,
+                &format!(
+                    "pool {}: min {}, max {} (desired {}, actual {})",
+                    pool.name, pool.min, pool.max, pool.desired, pool.actual
+                ),
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// The pools table.
-pub fn table(pools: &[PoolStatus]) -> comfy_table::Table {
-    let mut table = output::table(&[
-        "NAME",
-        "PROVIDER",
-        "TIER",
-        "MIN",
-        "MAX",
-        "DESIRED",
-        "ACTUAL",
-        "BUSY",
-        "IDLE",
-        "DRAINING",
-        "DOWN",
-        "LAST DECISION",
-    ]);
-    for p in pools {
-        let last = match (p.decisions.last(), p.problems.first()) {
-            (_, Some(problem)) => format!("problem: {problem}"),
-            (Some(d), None) => format!("{} {}", output::time(&d.at), d.reason),
-            (None, None) => "-".to_string(),
-        };
-        table.add_row(vec![
-            p.name.clone(),
-            p.provider.clone(),
-            p.tier.to_string(),
-            p.min.to_string(),
-            p.max.to_string(),
-            p.desired.to_string(),
-            p.actual.to_string(),
-            p.busy.to_string(),
-            p.idle.to_string(),
-            p.draining.to_string(),
-            p.down.to_string(),
-            last,
-        ]);
+/// The latest decision of a pool, or the problem that stops it.
+fn last_decision(p: &PoolStatus) -> String {
+    match (p.decisions.last(), p.problems.first()) {
+        (_, Some(problem)) => format!("problem: {problem}"),
+        (Some(d), None) => format!("{} {}", output::time(&d.at), d.reason),
+        (None, None) => "-".to_string(),
     }
-    table
 }
+
+/// The columns of the pools table.
+const COLUMNS: &[Column<PoolStatus>] = &[
+    Column::new("NAME", |p| p.name.clone()),
+    Column::new("PROVIDER", |p| p.provider.clone()),
+    Column::new("TIER", |p| p.tier.to_string()),
+    Column::new("MIN", |p| p.min.to_string()),
+    Column::new("MAX", |p| p.max.to_string()),
+    Column::new("DESIRED", |p| p.desired.to_string()),
+    Column::new("ACTUAL", |p| p.actual.to_string()),
+    Column::new("BUSY", |p| p.busy.to_string()),
+    Column::new("IDLE", |p| p.idle.to_string()),
+    Column::new("DRAINING", |p| p.draining.to_string()),
+    Column::new("DOWN", |p| p.down.to_string()),
+    Column::new("LAST DECISION", last_decision),
+    Column::wide("DECISIONS", |p| p.decisions.len().to_string()),
+];
 
 /// Every pool's recorded decisions, oldest first, one per line.
 pub fn decision_lines(pools: &[PoolStatus]) -> String {
@@ -142,6 +145,11 @@ mod tests {
     use spillway_core::api::PoolDecisionRecord;
 
     use super::*;
+    use crate::output::Printer;
+
+    fn table(pools: &[PoolStatus]) -> String {
+        Printer::default().table_text(pools, COLUMNS)
+    }
 
     fn pool(problems: Vec<String>) -> PoolStatus {
         PoolStatus {

@@ -225,8 +225,8 @@ pub async fn run(ctx: &Ctx, args: SimulateArgs) -> Result<ExitCode> {
         std::fs::write(path, svg::chart(&title, &runs))
             .with_context(|| format!("cannot write chart to {}", path.display()))?;
     }
-    if ctx.json {
-        output::json(&Output {
+    if ctx.out.is_structured() {
+        ctx.out.value(&Output {
             tasks: workload.len(),
             elapsed_seconds: elapsed,
             runs: &runs,

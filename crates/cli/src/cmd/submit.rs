@@ -1,4 +1,5 @@
-//! `spillway submit`: upload inputs, submit a job, and optionally watch it to the end.
+//! `spillway submit`: upload inputs, submit a job, and optionally watch it to the end;
+//! `spillway wait`: watch a job submitted before.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -186,8 +187,8 @@ pub async fn run(ctx: &Ctx, args: SubmitArgs) -> Result<ExitCode> {
     let submitted = client.job_submit(&request).await?;
     let job = submitted.job;
     if !args.wait {
-        if ctx.json {
-            output::json(&job)?;
+        if ctx.out.is_machine() {
+            ctx.out.show(&job, &job.id, String::new)?;
         } else if submitted.created {
             println!(
                 "submitted job {} ({} tasks) to queue {}",
@@ -199,10 +200,48 @@ pub async fn run(ctx: &Ctx, args: SubmitArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    if !ctx.json {
+    if !ctx.out.is_machine() {
         eprintln!("submitted job {} ({} tasks)", job.id, job.task_count);
     }
-    let finished = wait_for(&client, &job, ctx.json).await?;
+    let finished = wait_for(&client, &job, ctx.out.is_machine()).await?;
+    Ok(report(ctx, &finished))
+}
+
+/// Exit code of `spillway wait` when `--timeout` passed before the job finished.
+pub const WAIT_TIMED_OUT: u8 = 2;
+
+/// Options of `spillway wait`.
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// The job's id (as `spillway submit` printed it).
+    job: String,
+    /// Give up after this long (e.g. `30m`) with exit code 2; the job goes on running.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    timeout: Option<Duration>,
+}
+
+/// Wait for a submitted job as `submit --wait` does: a progress bar on a terminal, then the
+/// outcome; exit 0 if every task succeeded, 1 if not, 2 on `--timeout`.
+pub async fn wait(ctx: &Ctx, args: WaitArgs) -> Result<ExitCode> {
+    let client = ctx.client()?.with_tenant(ctx.tenant.clone());
+    let job = client.job_get(&args.job).await?;
+    let waiting = wait_for(&client, &job, ctx.out.is_machine());
+    let finished = match args.timeout {
+        None => waiting.await?,
+        Some(limit) => match tokio::time::timeout(limit, waiting).await {
+            Ok(finished) => finished?,
+            Err(_) => {
+                eprintln!(
+                    "job {} is still {} after {}: it goes on; wait again with: spillway wait {}",
+                    job.id,
+                    client.job_get(&job.id).await.map_or(job.state, |j| j.state),
+                    humantime::format_duration(limit),
+                    job.id
+                );
+                return Ok(ExitCode::from(WAIT_TIMED_OUT));
+            }
+        },
+    };
     Ok(report(ctx, &finished))
 }
 
@@ -259,8 +298,8 @@ pub async fn wait_for(client: &Client, job: &Job, quiet: bool) -> Result<Job> {
 
 /// Print the outcome of a finished job; the exit code is 1 unless every task succeeded.
 fn report(ctx: &Ctx, job: &Job) -> ExitCode {
-    if ctx.json {
-        let _ = output::json(job);
+    if ctx.out.is_machine() {
+        let _ = ctx.out.show(job, &job.id, String::new);
     } else {
         let c = &job.counts;
         let took = job

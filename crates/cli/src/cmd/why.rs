@@ -20,11 +20,8 @@ pub struct WhyArgs {
 pub async fn run(ctx: &Ctx, args: WhyArgs) -> Result<ExitCode> {
     let client = ctx.client()?.with_tenant(ctx.tenant.clone());
     let why = client.task_why(args.task).await?;
-    if ctx.json {
-        output::json(&why)?;
-    } else {
-        print!("{}", render(&why));
-    }
+    ctx.out
+        .show(&why, &why.task_id.to_string(), || render(&why))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -3,6 +3,7 @@
 use spillway_core::api::{Page, RequeueRequest};
 use spillway_core::auth::Action;
 use spillway_core::model::Task;
+use spillway_core::names::LabelSelector;
 use spillway_core::names::validate_name;
 use spillway_core::{Error, Result};
 use spillway_store::{DeadList, DeadRequeue};
@@ -18,17 +19,35 @@ pub async fn list(
     limit: Option<u32>,
     cursor: Option<String>,
 ) -> Result<Page<Task>> {
+    list_labelled(state, caller, queue, &[], limit, cursor).await
+}
+
+/// As [`list`], only the tasks whose job satisfies every label condition (`key=value`, or
+/// `key` for any value).
+pub async fn list_labelled(
+    state: &AppState,
+    caller: Caller<'_>,
+    queue: Option<String>,
+    labels: &[String],
+    limit: Option<u32>,
+    cursor: Option<String>,
+) -> Result<Page<Task>> {
     caller.require(Action::Read)?;
     let scope = caller.scope()?;
     if let Some(queue) = &queue {
         validate_name("queue", queue)?;
     }
+    let labels = labels
+        .iter()
+        .map(|l| LabelSelector::parse(l))
+        .collect::<Result<Vec<_>>>()?;
     let queue = caller.queue_filter(scope.as_deref(), queue)?;
     let mut page = state
         .store
         .dead_list(DeadList {
             tenant: scope,
             queue,
+            labels,
             limit: page_limit(limit)?,
             cursor,
         })

@@ -1,13 +1,14 @@
 //! Jobs: submit, list, read, cancel, retry; a job's tasks, its input files and its results.
 
 use spillway_blob::ByteStream;
-use spillway_core::api::{ObjectInfo, Page, SubmitJob, Submitted};
+use spillway_core::api::{CancelJobs, JobsCancelled, ObjectInfo, Page, SubmitJob, Submitted};
 use spillway_core::auth::Action;
 use spillway_core::keys::{
     input_key, inputs_prefix, job_results_prefix, result_key, results_prefix, uploads_prefix,
     validate_relative_path,
 };
 use spillway_core::model::{Job, Task};
+use spillway_core::names::LabelSelector;
 use spillway_core::state::{JobState, TaskState};
 use spillway_core::{Error, Result, clock};
 use spillway_store::{JobList, JobSubmit, TaskList};
@@ -127,19 +128,13 @@ pub async fn list(state: &AppState, caller: Caller<'_>, filter: JobFilter) -> Re
         spillway_core::names::validate_name("queue", queue)?;
     }
     let job_state = filter.state.as_deref().map(JobState::parse).transpose()?;
-    let mut labels = Vec::new();
-    for label in &filter.labels {
-        let (k, v) = label.split_once('=').ok_or_else(|| {
-            Error::invalid(format!("invalid label filter {label:?}: use key=value"))
-        })?;
-        labels.push((k.to_string(), v.to_string()));
-    }
-    // The store filters by one label; any further ones are applied here, so a page may hold
+    let labels = filter
+        .labels
+        .iter()
+        .map(|l| LabelSelector::parse(l))
+        .collect::<Result<Vec<_>>>()?;
+    // A token of several queues: its other queues' jobs are left out here, so a page may hold
     // fewer items than the limit while `next_cursor` still leads on.
-    let mut rest = labels.into_iter();
-    let first = rest.next();
-    let rest: Vec<(String, String)> = rest.collect();
-    // Likewise a token of several queues: its other queues' jobs are left out here.
     let queue = caller.queue_filter(scope.as_deref(), filter.queue)?;
     let mut page = state
         .store
@@ -147,16 +142,106 @@ pub async fn list(state: &AppState, caller: Caller<'_>, filter: JobFilter) -> Re
             tenant: scope,
             queue,
             state: job_state,
-            label: first,
+            labels,
             limit: page_limit(filter.limit)?,
             cursor: filter.cursor,
         })
         .await?;
-    page.items.retain(|job| {
-        caller.sees_queue(&job.tenant, &job.queue)
-            && rest.iter().all(|(k, v)| job.labels.get(k) == Some(v))
-    });
+    page.items
+        .retain(|job| caller.sees_queue(&job.tenant, &job.queue));
     Ok(page)
+}
+
+/// Most jobs one bulk cancel reads per page of the listing it walks.
+const CANCEL_PAGE: u32 = 500;
+
+/// Cancel every unfinished job of the caller's tenant that matches `req` (at least one of
+/// labels, queue and state), or with `dry_run` only say which. Jobs that finish meanwhile
+/// are skipped; the answer lists the jobs cancelled.
+pub async fn cancel_matching(
+    state: &AppState,
+    caller: Caller<'_>,
+    req: CancelJobs,
+) -> Result<JobsCancelled> {
+    caller.require(Action::Cancel)?;
+    if req.labels.is_empty() && req.queue.is_none() && req.state.is_none() {
+        return Err(Error::invalid(
+            "a bulk cancel needs a selector: give labels, a queue or a state (to cancel one job use POST /v1/jobs/{id}/cancel)",
+        ));
+    }
+    if let Some(done) = req.state.filter(|s| s.is_final()) {
+        return Err(Error::invalid(format!(
+            "cannot cancel {done} jobs: they are finished; choose state queued or running, or none for both"
+        )));
+    }
+    if let Some(queue) = &req.queue {
+        spillway_core::names::validate_name("queue", queue)?;
+    }
+    let labels = req
+        .labels
+        .iter()
+        .map(|l| LabelSelector::parse(l))
+        .collect::<Result<Vec<_>>>()?;
+    let scope = caller.scope()?;
+    // A token limited to queues cancels only in them.
+    let queue = caller.queue_filter(scope.as_deref(), req.queue.clone())?;
+    // Collect first, then cancel: cancelling while paging would move jobs between states.
+    // Each state is listed on its own, so only unfinished jobs are read.
+    let states = match req.state {
+        Some(one) => vec![one],
+        None => vec![JobState::Queued, JobState::Running],
+    };
+    let mut matching = Vec::new();
+    for job_state in states {
+        let mut cursor = None;
+        loop {
+            let page = state
+                .store
+                .job_list(JobList {
+                    tenant: scope.clone(),
+                    queue: queue.clone(),
+                    state: Some(job_state),
+                    labels: labels.clone(),
+                    limit: CANCEL_PAGE,
+                    cursor,
+                })
+                .await?;
+            matching.extend(
+                page.items
+                    .into_iter()
+                    .filter(|j| !j.cancel_requested && caller.sees_queue(&j.tenant, &j.queue))
+                    .map(|j| j.id),
+            );
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+    }
+    // Newest first, as listings are; a job that moved from queued to running while the two
+    // states were read appears once.
+    matching.sort_unstable_by(|a, b| b.cmp(a));
+    matching.dedup();
+    if req.dry_run {
+        return Ok(JobsCancelled {
+            jobs: matching,
+            dry_run: true,
+        });
+    }
+    let mut cancelled = Vec::with_capacity(matching.len());
+    for id in matching {
+        match cancel(state, caller, &id).await {
+            Ok(_) => cancelled.push(id),
+            // Deleted by retention since it was listed: nothing left to cancel.
+            Err(e) if e.kind() == spillway_core::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    tracing::info!(jobs = cancelled.len(), "jobs cancelled by filter");
+    Ok(JobsCancelled {
+        jobs: cancelled,
+        dry_run: false,
+    })
 }
 
 /// One job with its task counts.

@@ -3,6 +3,7 @@
 use spillway_core::api::{PoolStatus, PoolUpdate};
 use spillway_core::auth::Action;
 use spillway_core::{Error, Result};
+use spillway_store::{PoolBounds, PoolBoundsClear, PoolBoundsSave};
 
 use super::Caller;
 use crate::autoscale::POOL_TENANT;
@@ -15,16 +16,54 @@ pub fn list(state: &AppState, caller: Caller<'_>) -> Result<Vec<PoolStatus>> {
     Ok(state.pools().statuses())
 }
 
-/// Change a pool's `min` and `max` until the server restarts; the next pass uses them.
-pub fn update(
+/// Change a pool's `min` and `max`, or with `reset` go back to its configured bounds. The
+/// change is kept in the store, so it outlives a restart and every replica applies it at its
+/// next autoscaler pass; this replica at once.
+pub async fn update(
     state: &AppState,
     caller: Caller<'_>,
     name: &str,
     update: &PoolUpdate,
 ) -> Result<PoolStatus> {
     may_resize(caller)?;
-    let status = state.pools().update(name, update)?;
-    tracing::info!(pool = %name, min = status.min, max = status.max, "pool bounds changed");
+    let (min, max) = if update.reset {
+        if update.min.is_some() || update.max.is_some() {
+            return Err(Error::invalid(
+                "reset goes back to the configured bounds: give reset or min/max, not both",
+            ));
+        }
+        let bounds = state.pools().configured_bounds(name)?;
+        state
+            .store
+            .pool_bounds_clear(PoolBoundsClear {
+                pool: name.to_string(),
+            })
+            .await?;
+        bounds
+    } else {
+        let (min, max) = state.pools().bounds_after(name, update)?;
+        state
+            .store
+            .pool_bounds_save(PoolBoundsSave {
+                bounds: PoolBounds {
+                    pool: name.to_string(),
+                    min,
+                    max,
+                },
+                now: state.clock.now(),
+            })
+            .await?;
+        (min, max)
+    };
+    let status = state.pools().update(
+        name,
+        &PoolUpdate {
+            min: Some(min),
+            max: Some(max),
+            reset: false,
+        },
+    )?;
+    tracing::info!(pool = %name, min = status.min, max = status.max, reset = update.reset, "pool bounds changed");
     Ok(status)
 }
 

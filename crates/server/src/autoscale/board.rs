@@ -7,6 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 use spillway_autoscale::config::{PoolConfig, validate_pools};
 use spillway_core::api::{PoolDecisionRecord, PoolStatus, PoolUpdate};
 use spillway_core::{Error, Result};
+use spillway_store::PoolBounds;
 
 /// Decisions kept per pool.
 pub const DECISIONS_KEPT: usize = 20;
@@ -19,6 +20,9 @@ pub struct PoolBoard {
 
 #[derive(Debug, Default)]
 struct Inner {
+    /// The pools as the config file gave them.
+    configured: Vec<PoolConfig>,
+    /// The pools with run-time bounds applied.
     pools: Vec<PoolConfig>,
     status: BTreeMap<String, PoolStatus>,
     decisions: BTreeMap<String, VecDeque<PoolDecisionRecord>>,
@@ -26,6 +30,15 @@ struct Inner {
     tokens: HashMap<String, String>,
     /// Local instance id -> registered worker id, filled when its worker registers.
     instance_workers: HashMap<String, String>,
+}
+
+/// The pool named `name` of `pools`; not found with how to list them.
+fn find<'a>(pools: &'a mut [PoolConfig], name: &str) -> Result<&'a mut PoolConfig> {
+    pools.iter_mut().find(|p| p.name == name).ok_or_else(|| {
+        Error::not_found(format!(
+            "pool {name:?} not found: list the configured pools with GET /v1/pools"
+        ))
+    })
 }
 
 fn lock(m: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
@@ -41,6 +54,64 @@ impl PoolBoard {
             .iter()
             .map(|p| (p.name.clone(), empty_status(p)))
             .collect();
+        inner.configured = pools.clone();
+        inner.pools = pools;
+    }
+
+    /// The bounds `update` would give pool `name`: not found for an unknown pool, invalid
+    /// when they break the pool's rules. Changes nothing.
+    pub fn bounds_after(&self, name: &str, update: &PoolUpdate) -> Result<(u32, u32)> {
+        let inner = lock(&self.inner);
+        let mut pools = inner.pools.clone();
+        let pool = find(&mut pools, name)?;
+        if let Some(min) = update.min {
+            pool.min = min;
+        }
+        if let Some(max) = update.max {
+            pool.max = max;
+        }
+        let bounds = (pool.min, pool.max);
+        validate_pools(&pools)?;
+        Ok(bounds)
+    }
+
+    /// The bounds the config file gives pool `name`; not found for an unknown pool.
+    pub fn configured_bounds(&self, name: &str) -> Result<(u32, u32)> {
+        let mut configured = lock(&self.inner).configured.clone();
+        let pool = find(&mut configured, name)?;
+        Ok((pool.min, pool.max))
+    }
+
+    /// Apply the run-time bounds kept in the store over the configured ones: pools without
+    /// kept bounds go back to their configured bounds, and kept bounds of pools no longer
+    /// configured, or that no longer fit the pool's config, are left out (and logged).
+    pub fn apply_kept_bounds(&self, kept: &[PoolBounds]) {
+        let mut inner = lock(&self.inner);
+        let mut pools = inner.configured.clone();
+        for bounds in kept {
+            let Some(index) = pools.iter().position(|p| p.name == bounds.pool) else {
+                continue;
+            };
+            let mut trial = pools.clone();
+            trial[index].min = bounds.min;
+            trial[index].max = bounds.max;
+            match validate_pools(&trial) {
+                Ok(()) => pools = trial,
+                Err(error) => tracing::warn!(
+                    pool = %bounds.pool,
+                    min = bounds.min,
+                    max = bounds.max,
+                    %error,
+                    "kept pool bounds no longer fit the config; using the configured ones (`spillway pools set --reset` forgets them)"
+                ),
+            }
+        }
+        for pool in &pools {
+            if let Some(status) = inner.status.get_mut(&pool.name) {
+                status.min = pool.min;
+                status.max = pool.max;
+            }
+        }
         inner.pools = pools;
     }
 
@@ -61,11 +132,7 @@ impl PoolBoard {
     pub fn update(&self, name: &str, update: &PoolUpdate) -> Result<PoolStatus> {
         let mut inner = lock(&self.inner);
         let mut pools = inner.pools.clone();
-        let pool = pools.iter_mut().find(|p| p.name == name).ok_or_else(|| {
-            Error::not_found(format!(
-                "pool {name:?} not found: list the configured pools with GET /v1/pools"
-            ))
-        })?;
+        let pool = find(&mut pools, name)?;
         if let Some(min) = update.min {
             pool.min = min;
         }

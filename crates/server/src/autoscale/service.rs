@@ -106,6 +106,10 @@ impl Autoscaler {
     /// the store; otherwise show what the leader kept. Returns how many pools were resized.
     pub async fn pass(&self) -> Result<u64> {
         let mut inner = self.inner.lock().await;
+        // Every replica, leader or not, applies the bounds set at run time (kept in the
+        // store), so they hold after a restart and wherever they were set.
+        let kept = self.state.store.pool_bounds_list().await?;
+        self.state.shared.pools.apply_kept_bounds(&kept);
         if !inner.lease.as_ref().is_some_and(LeaderLease::is_held) {
             inner.lease = self.state.store.leader_try(self.leader_key).await?;
             let leading = inner.lease.is_some();

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde::Deserialize;
+use spillway_core::Error;
 use spillway_core::api::{Changed, Page, Problem, RequeueRequest};
 use spillway_core::auth::Action;
 use spillway_core::model::Task;
@@ -16,12 +16,14 @@ use crate::routes::queues::TenantQuery;
 use crate::state::AppState;
 
 /// Filters of the dead letter list.
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DeadQuery {
     /// Only this queue.
     pub queue: Option<String>,
+    /// Only tasks whose job has this label, as `key=value` or `key` for any value; repeat
+    /// for several (all must match).
+    pub label: Vec<String>,
     /// Page size, 1 to 1000 (default 100).
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
@@ -37,12 +39,53 @@ pub struct DeadQuery {
 pub async fn list(
     State(state): State<AppState>,
     Auth(principal): Auth,
-    Query(q): Query<DeadQuery>,
+    Query(pairs): Query<Vec<(String, String)>>,
 ) -> ApiResult<Json<Page<Task>>> {
+    let q = DeadQuery::from_pairs(pairs)?;
     let caller = Caller::new(&principal, q.tenant.as_deref());
     Ok(Json(
-        dead::list(&state, caller, q.queue, q.limit, q.cursor).await?,
+        dead::list_labelled(&state, caller, q.queue, &q.label, q.limit, q.cursor).await?,
     ))
+}
+
+impl DeadQuery {
+    /// Read the query pairs by hand: `label` may repeat, nothing else may.
+    fn from_pairs(pairs: Vec<(String, String)>) -> Result<Self, Error> {
+        let mut q = DeadQuery::default();
+        for (key, value) in pairs {
+            let once = |slot: &mut Option<String>| {
+                if slot.is_some() {
+                    return Err(Error::invalid(format!(
+                        "invalid query string: {key} is given twice"
+                    )));
+                }
+                *slot = Some(value.clone());
+                Ok(())
+            };
+            match key.as_str() {
+                "queue" => once(&mut q.queue)?,
+                "cursor" => once(&mut q.cursor)?,
+                "tenant" => once(&mut q.tenant)?,
+                "label" => q.label.push(value),
+                "limit" => {
+                    if q.limit.is_some() {
+                        return Err(Error::invalid("invalid query string: limit is given twice"));
+                    }
+                    q.limit = Some(value.parse().map_err(|_| {
+                        Error::invalid(format!(
+                            "invalid query string: limit {value:?} is not a number"
+                        ))
+                    })?);
+                }
+                other => {
+                    return Err(Error::invalid(format!(
+                        "invalid query string: unknown parameter {other:?}; use queue, label, limit, cursor or tenant"
+                    )));
+                }
+            }
+        }
+        Ok(q)
+    }
 }
 
 /// Requeue dead tasks: the listed ones, or every dead task of a queue.

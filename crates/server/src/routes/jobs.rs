@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use spillway_core::Error;
-use spillway_core::api::{Changed, Page, Problem, SubmitJob, Submitted};
+use spillway_core::api::{CancelJobs, Changed, JobsCancelled, Page, Problem, SubmitJob, Submitted};
 use spillway_core::auth::Action;
 use spillway_core::model::{Job, Task};
 use utoipa::IntoParams;
@@ -150,6 +150,26 @@ pub async fn cancel(
 ) -> ApiResult<Json<Job>> {
     let caller = Caller::new(&principal, q.tenant.as_deref());
     Ok(Json(app::cancel(&state, caller, &id).await?))
+}
+
+/// Cancel every unfinished job of the caller's tenant that matches a filter (labels, queue,
+/// state; at least one), or with `dry_run` only list them. One call however many match.
+#[utoipa::path(post, path = "/v1/jobs/cancel", tag = "jobs", request_body = CancelJobs,
+    params(TenantQuery), security(("bearer" = [])),
+    responses((status = 200, body = JobsCancelled), (status = "4XX", body = Problem)))]
+pub async fn cancel_matching(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Query(q): Query<TenantQuery>,
+    body: JsonBody,
+) -> ApiResult<Json<JobsCancelled>> {
+    // Refuse before the body is read.
+    principal.require(Action::Cancel)?;
+    let mut req: CancelJobs = body.parse()?;
+    req.tenant = requested_tenant(req.tenant, q.tenant)?;
+    let tenant = req.tenant.clone();
+    let caller = Caller::new(&principal, tenant.as_deref());
+    Ok(Json(app::cancel_matching(&state, caller, req).await?))
 }
 
 /// Requeue a job's dead and cancelled tasks.

@@ -22,7 +22,8 @@ pub async fn list(
     Ok(Json(pools::list(&state, Caller::own(&principal))?))
 }
 
-/// Change a pool's `min` and `max` until the server restarts; the next pass uses them.
+/// Change a pool's `min` and `max`, or with `reset` go back to the configured ones. Kept in
+/// the store: they outlive a restart and reach every replica.
 #[utoipa::path(patch, path = "/v1/pools/{name}", tag = "admin", request_body = PoolUpdate,
     params(("name" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = PoolStatus), (status = "4XX", body = Problem)))]
@@ -35,10 +36,7 @@ pub async fn update(
     // Refuse before the body is read.
     pools::may_resize(Caller::own(&principal))?;
     let update: PoolUpdate = body.parse()?;
-    Ok(Json(pools::update(
-        &state,
-        Caller::own(&principal),
-        &name,
-        &update,
-    )?))
+    Ok(Json(
+        pools::update(&state, Caller::own(&principal), &name, &update).await?,
+    ))
 }

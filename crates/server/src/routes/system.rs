@@ -5,6 +5,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use spillway_core::api::ServerVersion;
 use utoipa::OpenApi;
 
 use crate::app::{self, Caller};
@@ -55,6 +56,17 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> ApiRe
     let text = app::metrics::scrape(&state, principal.as_ref().map(Caller::own)).await?;
     let text = format.encode(text)?;
     Ok(([(header::CONTENT_TYPE, format.content_type())], text).into_response())
+}
+
+/// The server's version. Open like `/healthz`: `spillway version` asks for it to tell a
+/// client/server mismatch, which is most useful exactly when a token is missing or refused;
+/// a release number is no secret worth a token.
+#[utoipa::path(get, path = "/v1/version", tag = "system",
+    responses((status = 200, description = "the server's version", body = ServerVersion)))]
+pub async fn version() -> Json<ServerVersion> {
+    Json(ServerVersion {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    })
 }
 
 /// This document.

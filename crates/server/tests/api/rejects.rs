@@ -316,3 +316,47 @@ async fn invalid_submits_name_the_problem() {
     assert_eq!(server.snapshot().await, before);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_bulk_cancel_needs_a_valid_selector_and_changes_nothing_without_one() {
+    let server = Server::start().await;
+    let mut labelled = simple_job();
+    labelled["labels"] = json!({"team": "a"});
+    let job = server.submit(&server.admin, labelled).await;
+    let before = server.snapshot().await;
+    for (body, says) in [
+        (json!({}), "needs a selector"),
+        (json!({"dry_run": true}), "needs a selector"),
+        (json!({"state": "succeeded"}), "finished"),
+        (json!({"labels": ["bad key=1"]}), "bad key=1"),
+        (json!({"queue": "Bad Name"}), "Bad Name"),
+    ] {
+        let resp = server
+            .post("/v1/jobs/cancel", &server.admin, body.clone())
+            .await;
+        let p = problem(resp, StatusCode::BAD_REQUEST).await;
+        assert!(p.detail.contains(says), "{body}: {}", p.detail);
+    }
+    assert_eq!(server.snapshot().await, before, "a refused cancel wrote");
+    // A dry run names the job and cancels nothing; the real one cancels it.
+    let resp = server
+        .post(
+            "/v1/jobs/cancel",
+            &server.admin,
+            json!({"labels": ["team=a"], "dry_run": true}),
+        )
+        .await;
+    let dry: serde_json::Value = crate::support::ok(resp, StatusCode::OK).await;
+    assert_eq!(dry["jobs"], json!([job.clone()]));
+    assert_eq!(server.snapshot().await, before, "a dry run wrote");
+    let resp = server
+        .post(
+            "/v1/jobs/cancel",
+            &server.admin,
+            json!({"labels": ["team"]}),
+        )
+        .await;
+    let done: serde_json::Value = crate::support::ok(resp, StatusCode::OK).await;
+    assert_eq!(done["jobs"], json!([job]));
+    assert_eq!(done["dry_run"], false);
+}

@@ -21,6 +21,7 @@ const CONTRACT: &[(&str, &str)] = &[
     ("post", "/v1/jobs"),
     ("get", "/v1/jobs"),
     ("get", "/v1/jobs/{id}"),
+    ("post", "/v1/jobs/cancel"),
     ("post", "/v1/jobs/{id}/cancel"),
     ("post", "/v1/jobs/{id}/retry"),
     ("get", "/v1/jobs/{id}/tasks"),
@@ -51,6 +52,7 @@ const CONTRACT: &[(&str, &str)] = &[
     ("get", "/v1/dead"),
     ("post", "/v1/dead/requeue"),
     ("get", "/v1/openapi.json"),
+    ("get", "/v1/version"),
     ("get", "/metrics"),
     ("get", "/healthz"),
     ("get", "/readyz"),
@@ -102,7 +104,8 @@ async fn every_contract_route_is_served() {
     // A request without a token reaches every /v1 route (401) rather than the fallback (404).
     let server = Server::start().await;
     for (method, path) in CONTRACT {
-        if !path.starts_with("/v1/") || *path == "/v1/openapi.json" {
+        // The document and the version are open to all.
+        if !path.starts_with("/v1/") || matches!(*path, "/v1/openapi.json" | "/v1/version") {
             continue;
         }
         let concrete = path

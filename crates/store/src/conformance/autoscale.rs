@@ -9,7 +9,7 @@ use super::{
     test_settings,
 };
 use crate::{DynStore, TaskComplete, WorkerBeat, WorkerRegister};
-use crate::{PoolStatusSave, QueueDemandQuery};
+use crate::{PoolBounds, PoolBoundsClear, PoolBoundsSave, PoolStatusSave, QueueDemandQuery};
 
 /// Demand: leasable (and burstable) tasks, leased ones, the mean run time of succeeded tasks
 /// and arrivals in the last minute, per queue of every tenant.
@@ -224,4 +224,52 @@ pub async fn pool_statuses_are_kept_replaced_and_forgotten(store: DynStore) {
         second,
         "pool a is no longer configured and is forgotten; b is replaced"
     );
+}
+
+/// Run-time pool bounds are kept per pool, replaced by a later save, listed by name and
+/// forgotten on clear (clearing what was never kept is no error).
+pub async fn pool_bounds_are_kept_replaced_and_cleared(store: DynStore) {
+    let bounds = |pool: &str, min, max| PoolBounds {
+        pool: pool.to_string(),
+        min,
+        max,
+    };
+    let save = |b: PoolBounds| {
+        let store = store.clone();
+        async move {
+            must(
+                "save pool bounds",
+                store
+                    .pool_bounds_save(PoolBoundsSave {
+                        bounds: b,
+                        now: t0(),
+                    })
+                    .await,
+            );
+        }
+    };
+    let list = || {
+        let store = store.clone();
+        async move { must("list pool bounds", store.pool_bounds_list().await) }
+    };
+    assert!(list().await.is_empty(), "a new store keeps no bounds");
+    save(bounds("zeta", 0, 2)).await;
+    save(bounds("alpha", 1, 4)).await;
+    save(bounds("alpha", 2, u32::MAX)).await;
+    assert_eq!(
+        list().await,
+        [bounds("alpha", 2, u32::MAX), bounds("zeta", 0, 2)],
+        "one row per pool, the latest save wins, by name"
+    );
+    for pool in ["alpha", "never-kept"] {
+        must(
+            "clear pool bounds",
+            store
+                .pool_bounds_clear(PoolBoundsClear {
+                    pool: pool.to_string(),
+                })
+                .await,
+        );
+    }
+    assert_eq!(list().await, [bounds("zeta", 0, 2)]);
 }

@@ -4,6 +4,7 @@ use std::collections::HashSet;
 
 use spillway_core::ErrorKind;
 use spillway_core::api::Page;
+use spillway_core::names::LabelSelector;
 use spillway_core::state::{JobState, TaskState};
 
 use super::ops::{complete_ok, fail_ok};
@@ -58,7 +59,13 @@ pub async fn job_list_pages_and_filters(store: DynStore) {
         tenant: Some(TENANT.into()),
         queue: queue.map(str::to_string),
         state,
-        label: label.map(|(k, v)| (k.to_string(), v.to_string())),
+        labels: label
+            .map(|(k, v): (&str, &str)| LabelSelector {
+                key: k.to_string(),
+                value: Some(v.to_string()),
+            })
+            .into_iter()
+            .collect(),
         limit,
         cursor,
     };
@@ -118,6 +125,94 @@ pub async fn job_list_pages_and_filters(store: DynStore) {
     assert_eq!(everyone.len(), 27, "no tenant filter lists every tenant");
 }
 
+/// Several label conditions are ANDed by the store (`key=value`, and a bare key for any
+/// value), so pages stay full; conditions no job can meet list nothing.
+pub async fn job_list_filters_by_several_labels(store: DynStore) {
+    setup(&store).await;
+    // 12 jobs: team a or b by parity, run 1 to 3 in turn, every fourth with `urgent`.
+    let mut jobs = Vec::new();
+    for i in 0..12u32 {
+        let mut p = job(TENANT, QUEUE, 1, after(t0(), i64::from(i)));
+        p.labels
+            .insert("team".into(), if i % 2 == 0 { "a" } else { "b" }.into());
+        p.labels.insert("run".into(), (i % 3 + 1).to_string());
+        if i % 4 == 0 {
+            p.labels.insert("urgent".into(), "yes".into());
+        }
+        jobs.push((i, submit(&store, p).await.id));
+    }
+    let select = |conditions: &[&str]| -> Vec<LabelSelector> {
+        conditions
+            .iter()
+            .map(|c| must("parse a selector", LabelSelector::parse(c)))
+            .collect()
+    };
+    let ids = |want: &dyn Fn(u32) -> bool| -> Vec<String> {
+        let mut ids: Vec<String> = jobs
+            .iter()
+            .filter(|(i, _)| want(*i))
+            .map(|(_, id)| id.clone())
+            .collect();
+        ids.reverse();
+        ids
+    };
+    let listed = |labels: Vec<LabelSelector>| {
+        let store = store.clone();
+        async move {
+            drain(2, |c| {
+                store.job_list(JobList {
+                    tenant: Some(TENANT.into()),
+                    labels: labels.clone(),
+                    limit: 2,
+                    cursor: c,
+                    ..Default::default()
+                })
+            })
+            .await
+            .into_iter()
+            .map(|j| j.id)
+            .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        listed(select(&["team=a", "run=1"])).await,
+        ids(&|i| i % 2 == 0 && i % 3 == 0),
+        "team=a AND run=1"
+    );
+    assert_eq!(
+        listed(select(&["team=a", "urgent"])).await,
+        ids(&|i| i % 4 == 0),
+        "a bare key matches any value"
+    );
+    assert_eq!(
+        listed(select(&["team=b", "run=2", "urgent"])).await,
+        ids(&|i| i % 2 == 1 && i % 3 == 1 && i % 4 == 0),
+        "three conditions"
+    );
+    assert!(
+        listed(select(&["team=a", "team=b"])).await.is_empty(),
+        "one key cannot have two values"
+    );
+    assert!(
+        listed(select(&["nosuch"])).await.is_empty(),
+        "a missing key matches nothing"
+    );
+    // A full page with more to come: the store filters, not the caller after paging.
+    let page = must(
+        "list a page",
+        store
+            .job_list(JobList {
+                tenant: Some(TENANT.into()),
+                labels: select(&["team=a"]),
+                limit: 3,
+                ..Default::default()
+            })
+            .await,
+    );
+    assert_eq!(page.items.len(), 3);
+    assert!(page.next_cursor.is_some());
+}
+
 /// Tasks page in id order, filtered by job, queue and state; dead letters page too.
 pub async fn task_and_dead_lists_page(store: DynStore) {
     setup(&store).await;
@@ -170,6 +265,7 @@ pub async fn task_and_dead_lists_page(store: DynStore) {
             queue: Some(QUEUE.into()),
             limit: 5,
             cursor: c,
+            ..Default::default()
         })
     })
     .await;

@@ -1,6 +1,7 @@
 //! Cases for reporting on leases: complete, fail, release, dead letters.
 
 use spillway_core::api::{Completion, Failure, LeasedTask, Release, ReleaseReason};
+use spillway_core::names::LabelSelector;
 use spillway_core::state::{AttemptOutcome, JobState, TaskState};
 use spillway_core::{TaskId, Timestamp};
 
@@ -352,6 +353,51 @@ async fn dead_tasks(store: &DynStore, queue: &str, n: usize) -> Vec<TaskId> {
     ids
 }
 
+/// Dead letters are filtered by their job's labels as jobs are (all conditions, bare keys).
+pub async fn dead_list_filters_by_job_labels(store: DynStore) {
+    setup(&store).await;
+    let mut a = job(TENANT, QUEUE, 2, t0());
+    a.labels.insert("team".into(), "a".into());
+    a.labels.insert("run".into(), "1".into());
+    submit(&store, a).await;
+    let mut b = job(TENANT, QUEUE, 1, t0());
+    b.labels.insert("team".into(), "b".into());
+    submit(&store, b).await;
+    let mut ids = Vec::new();
+    for t in lease(&store, QUEUE, 3, t0()).await {
+        fail_ok(&store, &t, false, t0()).await;
+        ids.push((t.job_id.clone(), t.task_id));
+    }
+    assert_eq!(ids.len(), 3);
+    let listed = |conditions: &[&str]| {
+        let labels = conditions
+            .iter()
+            .map(|c| must("parse a selector", LabelSelector::parse(c)))
+            .collect();
+        let store = store.clone();
+        async move {
+            let page = must(
+                "dead_list",
+                store
+                    .dead_list(DeadList {
+                        tenant: Some(TENANT.into()),
+                        labels,
+                        limit: 100,
+                        ..Default::default()
+                    })
+                    .await,
+            );
+            page.items.len()
+        }
+    };
+    assert_eq!(listed(&["team=a"]).await, 2);
+    assert_eq!(listed(&["team"]).await, 3, "a bare key matches any value");
+    assert_eq!(listed(&["team=a", "run"]).await, 2);
+    assert_eq!(listed(&["team=b", "run"]).await, 0);
+    assert_eq!(listed(&["team=a", "team=b"]).await, 0);
+    assert_eq!(listed(&[]).await, 3);
+}
+
 /// Dead letters are listed per queue and requeued by id or by whole queue.
 pub async fn dead_list_and_requeue(store: DynStore) {
     setup(&store).await;
@@ -363,6 +409,7 @@ pub async fn dead_list_and_requeue(store: DynStore) {
         queue: queue.map(str::to_string),
         limit: 100,
         cursor: None,
+        ..Default::default()
     };
     let page = must("dead_list", store.dead_list(list(Some(QUEUE))).await);
     let ids: Vec<_> = page.items.iter().map(|t| t.id).collect();

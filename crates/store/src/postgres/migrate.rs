@@ -50,6 +50,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         file: "0008_log_chunks.sql",
         sql: include_str!("../../migrations/postgres/0008_log_chunks.sql"),
     },
+    Migration {
+        version: 9,
+        file: "0009_pool_bounds.sql",
+        sql: include_str!("../../migrations/postgres/0009_pool_bounds.sql"),
+    },
 ];
 
 /// First key of the two-part advisory lock taken while migrating ("SPLW"); the second is the

@@ -14,8 +14,9 @@ use super::queries::{admin, demand, jobs, logs, report, sessions, tasks};
 use crate::{
     DeadList, DeadRequeue, JobCancel, JobList, JobRetry, JobSubmit, LeaderLease, Leasable,
     LeaseCheck, LeaseReap, LogAppend, LogAppended, LogChunk, LogChunks, LogChunksDelete,
-    PoolStatusSave, QueueCreate, QueueDemand, QueueDemandQuery, QueueStatsQuery, Reported,
-    RetentionSweep, SealableLog, SessionCreate, SessionSweep, SessionTouch, Store, StoredSession,
+    PoolBounds, PoolBoundsClear, PoolBoundsSave, PoolStatusSave, QueueCreate, QueueDemand,
+    QueueDemandQuery, QueueStatsQuery, Reported, RetentionSweep, SealableLog, SessionCreate,
+    SessionSweep, SessionTouch, Store, StoredSession,
     TaskComplete, TaskFail, TaskHeartbeat, TaskLease, TaskList, TaskRelease, TenantCreate,
     TokenCreate, TokenRevoke, Wakeups, Woken, WorkerBeat, WorkerExit, WorkerList, WorkerMarkDown,
     WorkerRegister, released,
@@ -260,6 +261,18 @@ impl Store for PostgresStore {
 
     async fn pool_status_list(&self) -> Result<Vec<PoolStatus>> {
         admin::pool_status_list(&self.conn().await?).await
+    }
+
+    async fn pool_bounds_save(&self, p: PoolBoundsSave) -> Result<()> {
+        admin::pool_bounds_save(&self.conn().await?, &p).await
+    }
+
+    async fn pool_bounds_clear(&self, p: PoolBoundsClear) -> Result<()> {
+        admin::pool_bounds_clear(&self.conn().await?, &p.pool).await
+    }
+
+    async fn pool_bounds_list(&self) -> Result<Vec<PoolBounds>> {
+        admin::pool_bounds_list(&self.conn().await?).await
     }
 
     async fn retention_sweep(&self, p: RetentionSweep) -> Result<Vec<(String, JobId, bool)>> {

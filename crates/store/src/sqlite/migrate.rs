@@ -46,6 +46,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         file: "0007_log_chunks.sql",
         sql: include_str!("../../migrations/sqlite/0007_log_chunks.sql"),
     },
+    Migration {
+        version: 8,
+        file: "0008_pool_bounds.sql",
+        sql: include_str!("../../migrations/sqlite/0008_pool_bounds.sql"),
+    },
 ];
 
 /// Check the recorded checksums, then apply the migrations `conn`'s database has not seen

@@ -12,8 +12,9 @@ use super::queries::{admin, demand, jobs, logs, report, sessions, tasks};
 use crate::{
     DeadList, DeadRequeue, JobCancel, JobList, JobRetry, JobSubmit, LeaderLease, Leasable,
     LeaseCheck, LeaseReap, LogAppend, LogAppended, LogChunk, LogChunks, LogChunksDelete,
-    PoolStatusSave, QueueCreate, QueueDemand, QueueDemandQuery, QueueStatsQuery, Reported,
-    RetentionSweep, SealableLog, SessionCreate, SessionSweep, SessionTouch, Store, StoredSession,
+    PoolBounds, PoolBoundsClear, PoolBoundsSave, PoolStatusSave, QueueCreate, QueueDemand,
+    QueueDemandQuery, QueueStatsQuery, Reported, RetentionSweep, SealableLog, SessionCreate,
+    SessionSweep, SessionTouch, Store, StoredSession,
     TaskComplete, TaskFail, TaskHeartbeat, TaskLease, TaskList, TaskRelease, TenantCreate,
     TokenCreate, TokenRevoke, Wakeups, Woken, WorkerBeat, WorkerExit, WorkerList, WorkerMarkDown,
     WorkerRegister, released,
@@ -378,6 +379,22 @@ impl Store for SqliteStore {
 
     async fn pool_status_list(&self) -> Result<Vec<PoolStatus>> {
         self.readers.call(admin::pool_status_list).await
+    }
+
+    async fn pool_bounds_save(&self, p: PoolBoundsSave) -> Result<()> {
+        self.writer
+            .call(move |c| admin::pool_bounds_save(c, &p))
+            .await
+    }
+
+    async fn pool_bounds_clear(&self, p: PoolBoundsClear) -> Result<()> {
+        self.writer
+            .call(move |c| admin::pool_bounds_clear(c, &p.pool))
+            .await
+    }
+
+    async fn pool_bounds_list(&self) -> Result<Vec<PoolBounds>> {
+        self.readers.call(admin::pool_bounds_list).await
     }
 
     async fn retention_sweep(&self, p: RetentionSweep) -> Result<Vec<(String, JobId, bool)>> {

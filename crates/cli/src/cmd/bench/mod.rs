@@ -249,8 +249,8 @@ pub async fn run(ctx: &Ctx, args: BenchArgs) -> Result<ExitCode> {
     })
     .await
     .context("the benchmark thread panicked")??;
-    if ctx.json {
-        crate::output::json(&report)?;
+    if ctx.out.is_structured() {
+        ctx.out.value(&report)?;
     } else {
         report.print();
     }

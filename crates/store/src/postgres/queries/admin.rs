@@ -9,7 +9,7 @@ use crate::postgres::error::{ctx, db};
 use crate::postgres::rows::{
     self, QUEUE_COLUMNS, TOKEN_COLUMNS, WORKER_COLUMNS, get, int, millis, task_state,
 };
-use crate::{QueueCreate, TokenCreate, WorkerBeat, WorkerRegister};
+use crate::{PoolBounds, PoolBoundsSave, QueueCreate, TokenCreate, WorkerBeat, WorkerRegister};
 use deadpool_postgres::Object;
 
 /// How long exited workers stay in the list.
@@ -461,6 +461,55 @@ pub(crate) async fn pool_status_list(conn: &Object) -> Result<Vec<PoolStatus>> {
             serde_json::from_value(json).map_err(|e| {
                 Error::internal(format!("the kept status of pool {pool:?} is not readable"))
                     .with_source(e)
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn pool_bounds_save(conn: &Object, p: &PoolBoundsSave) -> Result<()> {
+    conn.execute(
+        "INSERT INTO pool_bounds (pool, min_workers, max_workers, set_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (pool) DO UPDATE SET min_workers = excluded.min_workers,
+             max_workers = excluded.max_workers, set_at = excluded.set_at",
+        &[
+            &p.bounds.pool,
+            &i64::from(p.bounds.min),
+            &i64::from(p.bounds.max),
+            &p.now,
+        ],
+    )
+    .await
+    .map_err(ctx("could not keep a pool's bounds"))?;
+    Ok(())
+}
+
+pub(crate) async fn pool_bounds_clear(conn: &Object, pool: &str) -> Result<()> {
+    conn.execute("DELETE FROM pool_bounds WHERE pool = $1", &[&pool])
+        .await
+        .map_err(ctx("could not forget a pool's bounds"))?;
+    Ok(())
+}
+
+pub(crate) async fn pool_bounds_list(conn: &Object) -> Result<Vec<PoolBounds>> {
+    let rows = conn
+        .query(
+            "SELECT pool, min_workers, max_workers FROM pool_bounds ORDER BY pool",
+            &[],
+        )
+        .await
+        .map_err(ctx("could not list pool bounds"))?;
+    rows.iter()
+        .map(|row| {
+            let pool: String = row.get(0);
+            let bound = |i: usize| {
+                u32::try_from(row.get::<_, i64>(i)).map_err(|_| {
+                    Error::internal(format!("the kept bounds of pool {pool:?} are out of range"))
+                })
+            };
+            Ok(PoolBounds {
+                min: bound(1)?,
+                max: bound(2)?,
+                pool,
             })
         })
         .collect()

@@ -184,12 +184,20 @@ pub(crate) async fn job_list(conn: &Object, p: &JobList) -> Result<Page<Job>> {
     } else {
         rows::page_limit(p.limit)
     };
-    let (label_key, label_value) = p.label.clone().unzip();
+    if p.labels_contradict() {
+        return Ok(Page {
+            items: Vec::new(),
+            next_cursor: None,
+        });
+    }
+    // `@>` with every `{key: value}` pair at once (the GIN index serves it); `?&` for the
+    // keys that must merely be present.
+    let (label_pairs, label_keys) = p.label_params();
     let narrowed = p.state_condition();
     let sql = format!(
         "SELECT {JOB_COLUMNS} FROM jobs
              WHERE ($1::text IS NULL OR tenant = $1) AND ($2::text IS NULL OR queue = $2)
-               AND ($3::text IS NULL OR labels @> jsonb_build_object($3::text, $4::text))
+               AND labels @> $3::jsonb AND labels ?& $4::text[]
                AND ($5::text IS NULL OR id < $5) {narrowed}
              ORDER BY id DESC LIMIT $6"
     );
@@ -201,8 +209,8 @@ pub(crate) async fn job_list(conn: &Object, p: &JobList) -> Result<Page<Job>> {
                 &[
                     &p.tenant,
                     &p.queue,
-                    &label_key,
-                    &label_value,
+                    &label_pairs,
+                    &label_keys,
                     &after,
                     &batch,
                 ],

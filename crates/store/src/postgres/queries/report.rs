@@ -383,14 +383,29 @@ pub(crate) async fn lease_reap(conn: &mut Object, now: Timestamp) -> Result<u64>
 pub(crate) async fn dead_list(conn: &Object, p: &DeadList) -> Result<Page<Task>> {
     let after = crate::postgres::rows::cursor::<TaskId>(p.cursor.as_deref())?;
     let limit = page_limit(p.limit);
+    if p.labels_contradict() {
+        return task_page(&[], limit);
+    }
+    let (label_pairs, label_keys) = p.label_params();
     let sql = format!(
         "SELECT {TASK_COLUMNS} FROM tasks t JOIN jobs j ON j.id = t.job_id
              WHERE t.state = 'dead' AND ($1::text IS NULL OR t.tenant = $1)
                AND ($2::text IS NULL OR t.queue = $2) AND ($3::bigint IS NULL OR t.id > $3)
+               AND j.labels @> $5::jsonb AND j.labels ?& $6::text[]
              ORDER BY t.id LIMIT $4"
     );
     let found = conn
-        .query(&sql, &[&p.tenant, &p.queue, &after, &limit])
+        .query(
+            &sql,
+            &[
+                &p.tenant,
+                &p.queue,
+                &after,
+                &limit,
+                &label_pairs,
+                &label_keys,
+            ],
+        )
         .await
         .map_err(ctx("could not list dead tasks"))?;
     task_page(&found, limit)

@@ -12,7 +12,7 @@ use crate::sqlite::rows::{
     QUEUE_COLS, TENANT_COLS, TOKEN_COLS, WAITING, WORKER_COLS, db, is_unique_violation, micros,
     millis, queue_row, tenant_row, time, to_json, token_row, worker_row,
 };
-use crate::{TokenCreate, WorkerBeat, WorkerRegister};
+use crate::{PoolBounds, PoolBoundsSave, TokenCreate, WorkerBeat, WorkerRegister};
 
 /// How long exited workers stay in listings.
 const EXITED_WORKERS_KEPT: chrono::Duration = chrono::Duration::days(1);
@@ -461,4 +461,37 @@ pub(crate) fn pool_status_list(conn: &Connection) -> Result<Vec<PoolStatus>> {
         })?);
     }
     Ok(out)
+}
+
+pub(crate) fn pool_bounds_save(conn: &Connection, p: &PoolBoundsSave) -> Result<()> {
+    conn.execute(
+        "INSERT INTO pool_bounds (pool, min_workers, max_workers, set_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (pool) DO UPDATE SET min_workers = excluded.min_workers,
+             max_workers = excluded.max_workers, set_at = excluded.set_at",
+        params![p.bounds.pool, p.bounds.min, p.bounds.max, micros(p.now)],
+    )
+    .map_err(db("keep a pool's bounds"))?;
+    Ok(())
+}
+
+pub(crate) fn pool_bounds_clear(conn: &Connection, pool: &str) -> Result<()> {
+    conn.execute("DELETE FROM pool_bounds WHERE pool = ?1", params![pool])
+        .map_err(db("forget a pool's bounds"))?;
+    Ok(())
+}
+
+pub(crate) fn pool_bounds_list(conn: &Connection) -> Result<Vec<PoolBounds>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT pool, min_workers, max_workers FROM pool_bounds ORDER BY pool")
+        .map_err(db("list pool bounds"))?;
+    stmt.query_map([], |row| {
+        Ok(PoolBounds {
+            pool: row.get(0)?,
+            min: row.get(1)?,
+            max: row.get(2)?,
+        })
+    })
+    .map_err(db("list pool bounds"))?
+    .collect::<rusqlite::Result<Vec<_>>>()
+    .map_err(db("read pool bounds"))
 }

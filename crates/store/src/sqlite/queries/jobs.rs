@@ -153,14 +153,27 @@ pub(crate) fn job_get(conn: &Connection, tenant: Option<&str>, id: &str) -> Resu
 /// full.
 pub(crate) fn job_list(conn: &Connection, p: &JobList) -> Result<Page<Job>> {
     let limit = page_size(p.limit) as usize;
-    let label_path = p.label.as_ref().map(|(k, _)| format!("$.\"{k}\""));
-    let label_value = p.label.as_ref().map(|(_, v)| v.clone());
+    if p.labels_contradict() {
+        return Ok(Page {
+            items: Vec::new(),
+            next_cursor: None,
+        });
+    }
+    // Every `{key: value}` pair must be among the job's labels and every bare key present
+    // (label keys are validated, so they can be quoted into a JSON path as they are).
+    let (pairs, keys) = p.label_params();
+    let pairs = pairs.to_string();
+    let keys = serde_json::Value::from(keys).to_string();
     let narrowed = p.state_condition();
     let mut stmt = conn
         .prepare_cached(&format!(
             "SELECT {JOB_COLS} FROM jobs
              WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR queue = ?2)
-               AND (?3 IS NULL OR json_extract(labels, ?3) = ?4)
+               AND NOT EXISTS (SELECT 1 FROM json_each(?3) want
+                               WHERE json_extract(jobs.labels, '$.\"' || want.key || '\"')
+                                     IS NOT want.value)
+               AND NOT EXISTS (SELECT 1 FROM json_each(?4) want
+                               WHERE json_type(jobs.labels, '$.\"' || want.value || '\"') IS NULL)
                AND (?5 IS NULL OR id < ?5) {narrowed}
              ORDER BY id DESC LIMIT ?6"
         ))
@@ -171,14 +184,7 @@ pub(crate) fn job_list(conn: &Connection, p: &JobList) -> Result<Page<Job>> {
     loop {
         let rows = stmt
             .query_map(
-                params![
-                    p.tenant,
-                    p.queue,
-                    label_path,
-                    label_value,
-                    scan_from,
-                    chunk as i64
-                ],
+                params![p.tenant, p.queue, pairs, keys, scan_from, chunk as i64],
                 job_row,
             )
             .map_err(db("list jobs"))?

@@ -319,16 +319,34 @@ pub(crate) fn lease_reap(conn: &Connection, now: Timestamp, limit: u32) -> Resul
 pub(crate) fn dead_list(conn: &Connection, p: &DeadList) -> Result<Page<Task>> {
     let limit = page_size(p.limit);
     let after = task_cursor(p.cursor.as_deref())?;
+    if p.labels_contradict() {
+        return Ok(page_of(Vec::new(), limit as usize));
+    }
+    // The job's labels, as `job_list` filters them; no look-up when there are no conditions.
+    let (pairs, keys) = p.label_params();
+    let any_labels = !p.labels.is_empty();
+    let pairs = pairs.to_string();
+    let keys = serde_json::Value::from(keys).to_string();
     let mut stmt = conn
         .prepare_cached(&format!(
             "SELECT {TASK_COLS} FROM tasks
              WHERE state = 'dead' AND id > ?1 AND (?2 IS NULL OR tenant = ?2)
                AND (?3 IS NULL OR queue = ?3)
+               AND (NOT ?5 OR EXISTS (
+                   SELECT 1 FROM jobs WHERE jobs.key = tasks.job_key
+                     AND NOT EXISTS (SELECT 1 FROM json_each(?6) want
+                                     WHERE json_extract(jobs.labels, '$.\"' || want.key || '\"')
+                                           IS NOT want.value)
+                     AND NOT EXISTS (SELECT 1 FROM json_each(?7) want
+                                     WHERE json_type(jobs.labels, '$.\"' || want.value || '\"') IS NULL)))
              ORDER BY id LIMIT ?4"
         ))
         .map_err(db("list dead tasks"))?;
     let items = stmt
-        .query_map(params![after, p.tenant, p.queue, limit + 1], task_row)
+        .query_map(
+            params![after, p.tenant, p.queue, limit + 1, any_labels, pairs, keys],
+            task_row,
+        )
         .map_err(db("list dead tasks"))?
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(db("list dead tasks"))?;
