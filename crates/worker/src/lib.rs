@@ -17,6 +17,7 @@ mod scratch;
 mod scratch_owner;
 mod staging;
 mod task;
+mod trace;
 
 use std::sync::Arc;
 
