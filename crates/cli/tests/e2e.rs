@@ -22,6 +22,8 @@ mod faults;
 mod history;
 #[path = "e2e/netns.rs"]
 mod netns;
+#[path = "e2e/otel.rs"]
+mod otel;
 #[path = "e2e/postgres.rs"]
 mod postgres;
 #[path = "e2e/pubsub.rs"]

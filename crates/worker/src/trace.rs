@@ -28,8 +28,8 @@ pub(crate) fn attempt_span(task: &LeasedTask, worker_id: &str) -> Span {
         queue = %task.queue,
         job_id = %task.job_id,
         task_id = task.task_id,
-        task_index = task.index,
-        attempt = task.attempt,
+        task_index = i64::from(task.index),
+        attempt = i64::from(task.attempt),
         worker_id = %worker_id,
         outcome = tracing::field::Empty,
     );

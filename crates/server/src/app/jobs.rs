@@ -127,7 +127,7 @@ async fn submit_in(
         }
         discard(state, upload).await;
     }
-    span.record("tasks", job.task_count);
+    span.record("tasks", i64::from(job.task_count));
     span.record("created", created);
     tracing::info!(%tenant, job_id = %job.id, queue = %job.queue, tasks = job.task_count, created, "job submitted");
     Ok(Submitted { job, created })
