@@ -224,7 +224,10 @@ mod tests {
             tracing::info!(tasks = 2, "job submitted")
         });
         let text = String::from_utf8(out.0.lock().expect("lock").clone()).expect("utf-8");
-        assert!(text.contains("INFO") && text.contains("job submitted"), "{text}");
+        assert!(
+            text.contains("INFO") && text.contains("job submitted"),
+            "{text}"
+        );
         assert!(text.contains("tasks"), "{text}");
         assert!(serde_json::from_str::<serde_json::Value>(text.trim()).is_err());
     }

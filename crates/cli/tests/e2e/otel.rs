@@ -160,11 +160,13 @@ async fn a_jobs_spans_form_one_trace_across_server_worker_and_task() {
         ("OTEL_BSP_SCHEDULE_DELAY", "100"),
     ];
 
-    let mut extras = ServerExtras::default();
-    extras.env = otel_env
-        .iter()
-        .map(|(k, v)| (k.to_string(), OsString::from(v)))
-        .collect();
+    let mut extras = ServerExtras {
+        env: otel_env
+            .iter()
+            .map(|(k, v)| (k.to_string(), OsString::from(v)))
+            .collect(),
+        ..ServerExtras::default()
+    };
     extras
         .env
         .push(("SPILLWAY_LOG_FORMAT".into(), OsString::from("json")));
