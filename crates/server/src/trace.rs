@@ -189,6 +189,28 @@ mod tests {
     }
 
     #[test]
+    fn a_requests_traceparent_header_is_its_remote_parent() {
+        let request = |headers: &[(&str, &str)]| {
+            let mut builder = Request::builder().uri("/v1/jobs");
+            for (name, value) in headers {
+                builder = builder.header(*name, *value);
+            }
+            builder.body(axum::body::Body::empty()).expect("a request")
+        };
+        let cx = header_context(&request(&[
+            ("traceparent", EXAMPLE),
+            ("tracestate", "congo=t61rcWkgMzE"),
+        ]))
+        .expect("a context");
+        let span = cx.span().span_context().clone();
+        assert!(span.is_remote() && span.is_sampled());
+        assert_eq!(span.span_id().to_string(), "b7ad6b7169203331");
+        assert_eq!(span.trace_state().header(), "congo=t61rcWkgMzE");
+        assert!(header_context(&request(&[])).is_none());
+        assert!(header_context(&request(&[("traceparent", "00-bad")])).is_none());
+    }
+
+    #[test]
     fn a_job_keeps_the_callers_context_when_no_span_is_exported() {
         let trace = TraceContext {
             traceparent: EXAMPLE.into(),

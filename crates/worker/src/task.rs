@@ -94,7 +94,7 @@ async fn run_in(shared: Arc<Shared>, task: LeasedTask, stop: StopHandle, attempt
     let verdict = execute(&shared, &task, &dir, &mut created, &stop).await;
     let outcome = verdict.outcome();
     attempt.record("outcome", outcome);
-    if !matches!(verdict, Verdict::Complete(_)) {
+    if matches!(verdict, Verdict::Fail(_)) {
         attempt.record("otel.status_code", "ERROR");
     }
     report(&shared, &task, verdict)
