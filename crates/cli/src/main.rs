@@ -6,6 +6,7 @@ mod config;
 mod docs_check;
 mod output;
 mod providers;
+mod telemetry;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,6 +66,15 @@ pub struct Global {
     /// Log filter, e.g. `info`, `spillway=debug`.
     #[arg(long, global = true, env = "SPILLWAY_LOG", default_value = "info")]
     pub log: String,
+    /// How log lines look: `text`, or `json` (one object per line, with span fields).
+    #[arg(
+        long,
+        global = true,
+        env = "SPILLWAY_LOG_FORMAT",
+        value_enum,
+        default_value_t = telemetry::LogFormat::Text
+    )]
+    pub log_format: telemetry::LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -232,7 +242,22 @@ fn main() -> ExitCode {
         Command::Completion(args) => return cmd::completion::run(&args),
         command => command,
     };
-    cmd::init_tracing(&cli.global.log);
+    // The processes that serve and run tasks export spans when an OTLP endpoint is set.
+    let service = match &command {
+        Command::Up(_) | Command::Server(_) => Some("spillway-server"),
+        Command::Worker(_) => Some("spillway-worker"),
+        _ => None,
+    };
+    let telemetry = match telemetry::init(&cli.global.log, cli.global.log_format, service) {
+        Ok(telemetry) => telemetry,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if telemetry.exporting() {
+        spillway_server::trace::enable();
+    }
     // The processes that hold tokens and start untrusted commands (directly or through their
     // workers).
     if matches!(
@@ -288,6 +313,7 @@ fn main() -> ExitCode {
             )),
         }
     });
+    telemetry.shutdown();
     match result {
         Ok(code) => code,
         Err(err) => {

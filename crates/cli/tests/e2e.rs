@@ -26,6 +26,8 @@ mod history;
 mod logs;
 #[path = "e2e/netns.rs"]
 mod netns;
+#[path = "e2e/otel.rs"]
+mod otel;
 #[path = "e2e/postgres.rs"]
 mod postgres;
 #[path = "e2e/pubsub.rs"]

@@ -115,6 +115,7 @@ impl SubmitJob {
                 timeout: None,
                 resources: Default::default(),
                 image: None,
+                trace: None,
             },
             count: None,
             tasks: None,
@@ -150,6 +151,9 @@ impl SubmitJob {
             return Err(Error::invalid("command contains a NUL byte"));
         }
         validate_env(&self.spec.env)?;
+        if let Some(trace) = &self.spec.trace {
+            trace.validate()?;
+        }
         if self.tasks.is_some() && self.count.is_some() {
             return Err(Error::invalid(
                 "give either count or tasks, not both: tasks already sets the count",
@@ -444,6 +448,11 @@ pub struct LeasedTask {
     pub payload: Option<serde_json::Value>,
     /// Whether the job staged inputs to download.
     pub has_inputs: bool,
+    /// When this attempt became due, which is when its wait for a worker began: its job's
+    /// submit, the end of its delay or of its retry backoff. Absent from servers before it
+    /// was added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<DateTime<Utc>>,
 }
 
 /// The answer to a lease request.

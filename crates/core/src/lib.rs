@@ -14,6 +14,7 @@ pub mod model;
 pub mod names;
 pub mod retry;
 pub mod state;
+pub mod trace_context;
 
 pub use error::{Error, ErrorKind, Result};
 

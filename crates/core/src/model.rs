@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use crate::auth::Role;
 use crate::retry::{DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_MAX, DEFAULT_MAX_ATTEMPTS};
 use crate::state::{AttemptOutcome, JobState, StateCounts, TaskState};
+use crate::trace_context::TraceContext;
 use crate::{JobId, TaskId};
 use chrono::{DateTime, Utc};
 
@@ -162,6 +163,12 @@ pub struct TaskSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(example = "python:3.12-slim")]
     pub image: Option<String>,
+    /// The W3C trace context the job's tasks continue (see [`TraceContext`]). The server sets
+    /// it at submit from its span of the submit, or from the request's `traceparent` header;
+    /// a client may give one to tie the job into its own trace. Workers pass it on to each
+    /// task as `TRACEPARENT` and `TRACESTATE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<TraceContext>,
 }
 
 /// A job: one or many tasks sharing a spec.

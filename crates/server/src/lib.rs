@@ -26,6 +26,7 @@ pub mod size;
 pub mod state;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod trace;
 
 use std::future::Future;
 

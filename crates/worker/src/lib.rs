@@ -18,6 +18,7 @@ mod scratch;
 mod scratch_owner;
 mod staging;
 mod task;
+mod trace;
 
 use std::sync::Arc;
 

@@ -79,7 +79,7 @@ impl Shared {
         f(&mut self.summary.lock().unwrap_or_else(PoisonError::into_inner));
     }
 
-    fn worker_id(&self) -> String {
+    pub(crate) fn worker_id(&self) -> String {
         self.worker_id
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

@@ -8,12 +8,14 @@ use std::time::Duration;
 use spillway_core::api::{Completion, Failure, LeasedTask, Release, ReleaseReason};
 use spillway_core::{Error, ErrorKind, Result};
 use tokio_util::sync::CancellationToken;
+use tracing::{Instrument as _, Span};
 
 use crate::backoff;
 use crate::log_stream::LogStream;
 use crate::runtime::Shared;
 use crate::scratch;
 use crate::staging;
+use crate::trace;
 use spillway_executor::{ExecRequest, ExitKind};
 
 /// How long a completion or failure report is retried while the server is unreachable;
@@ -65,13 +67,40 @@ enum Verdict {
     Nothing,
 }
 
+impl Verdict {
+    /// What the spans say of it.
+    fn outcome(&self) -> &'static str {
+        match self {
+            Verdict::Complete(_) => "complete",
+            Verdict::Fail(_) => "fail",
+            Verdict::Release(_) => "release",
+            Verdict::Nothing => "lost",
+        }
+    }
+}
+
 /// Run `task` to its end and report it; removes its scratch folder if it made one.
+/// It runs in the attempt's span (see [`crate::trace`]).
 pub async fn run(shared: Arc<Shared>, task: LeasedTask, stop: StopHandle) {
+    let attempt = trace::attempt_span(&task, &shared.worker_id());
+    run_in(shared, task, stop, attempt.clone())
+        .instrument(attempt)
+        .await;
+}
+
+async fn run_in(shared: Arc<Shared>, task: LeasedTask, stop: StopHandle, attempt: Span) {
     let dir = scratch::task_path(&shared.scratch_root, &task);
     tracing::info!(task_id = task.task_id, job_id = %task.job_id, attempt = task.attempt, "task started");
     let mut created = false;
     let verdict = execute(&shared, &task, &dir, &mut created, &stop).await;
-    report(&shared, &task, verdict).await;
+    let outcome = verdict.outcome();
+    attempt.record("outcome", outcome);
+    if matches!(verdict, Verdict::Fail(_)) {
+        attempt.record("otel.status_code", "ERROR");
+    }
+    report(&shared, &task, verdict)
+        .instrument(tracing::info_span!("report", outcome))
+        .await;
     if created
         && let Err(e) = tokio::fs::remove_dir_all(&dir).await
         && e.kind() != std::io::ErrorKind::NotFound
@@ -113,7 +142,8 @@ async fn execute(
 
     if task.has_inputs {
         let staged = tokio::select! {
-            r = staging::download_inputs(&shared.client, &task.job_id, &input_dir) => r,
+            r = staging::download_inputs(&shared.client, &task.job_id, &input_dir)
+                .instrument(tracing::info_span!("stage")) => r,
             () = stop.token.cancelled() => return stopped(task, stop, String::new()),
         };
         if let Err(e) = staged {
@@ -136,6 +166,18 @@ async fn execute(
         return fail(task, e.to_string(), None, String::new());
     }
 
+    let run = tracing::info_span!(
+        "run",
+        exit_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    let mut env = task_env(task, &input_dir, &output_dir, &payload_file);
+    if let Some(trace) = trace::process_context(&run, task) {
+        env.insert("TRACEPARENT".into(), trace.traceparent);
+        if let Some(state) = trace.tracestate {
+            env.insert("TRACESTATE".into(), state);
+        }
+    }
     let request = ExecRequest {
         argv: task
             .spec
@@ -144,7 +186,7 @@ async fn execute(
             .map(|a| a.replace("{index}", &task.index.to_string()))
             .collect(),
         shell: task.spec.shell,
-        env: task_env(task, &input_dir, &output_dir, &payload_file),
+        env,
         cwd: dir.to_path_buf(),
         stdin: payload,
         timeout: task.spec.timeout,
@@ -160,19 +202,35 @@ async fn execute(
     let ran = shared
         .executor
         .run_live(request, stop.token.clone(), live.output())
+        .instrument(run.clone())
         .await;
     // The last lines reach the server before the report ends the attempt.
     live.finish().await;
     let outcome = match ran {
         Ok(outcome) => outcome,
-        Err(e) => return fail(task, e.message().to_string(), None, String::new()),
+        Err(e) => {
+            run.record("otel.status_code", "ERROR");
+            return fail(task, e.message().to_string(), None, String::new());
+        }
     };
+    match outcome.exit {
+        ExitKind::Exited(code) => {
+            run.record("exit_code", code);
+            if code != 0 {
+                run.record("otel.status_code", "ERROR");
+            }
+        }
+        _ => {
+            run.record("otel.status_code", "ERROR");
+        }
+    }
     let log_tail = outcome.log_tail;
     match outcome.exit {
         ExitKind::Stopped => stopped(task, stop, log_tail),
         ExitKind::Exited(0) => {
             let uploaded = tokio::select! {
-                r = staging::upload_results(&shared.client, task.task_id, &task.lease_token, &output_dir) => r,
+                r = staging::upload_results(&shared.client, task.task_id, &task.lease_token, &output_dir)
+                    .instrument(tracing::info_span!("upload")) => r,
                 () = stop.token.cancelled() => return stopped(task, stop, log_tail),
             };
             match uploaded {

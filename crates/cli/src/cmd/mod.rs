@@ -42,6 +42,8 @@ pub struct Ctx {
     pub tenant: Option<String>,
     /// How to print answers (`--output`, or `--json`).
     pub out: Printer,
+    /// How log lines look (handed on to the workers `up` starts).
+    pub log_format: crate::telemetry::LogFormat,
 }
 
 impl Ctx {
@@ -58,6 +60,7 @@ impl Ctx {
             token,
             tenant: global.tenant.clone(),
             out: Printer::new(global.output, global.json),
+            log_format: global.log_format,
         })
     }
 
@@ -72,19 +75,6 @@ impl Ctx {
         Client::new(&self.server_url, self.token.clone())
             .with_context(|| format!("cannot make a client for {}", self.server_url))
     }
-}
-
-/// Log to stderr with the given filter; `RUST_LOG` wins when set.
-pub fn init_tracing(filter: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(filter))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
 }
 
 /// Wait for SIGTERM or SIGINT.

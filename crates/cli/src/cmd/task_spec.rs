@@ -48,6 +48,7 @@ impl TaskSpecArgs {
                 gpu: self.gpu,
             },
             image: self.image.clone(),
+            trace: None,
         }
     }
 }

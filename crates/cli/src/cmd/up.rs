@@ -131,6 +131,7 @@ pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
                 .args(args.queues.iter().flat_map(|q| ["--queue", q.as_str()]))
                 .env("SPILLWAY_SERVER", &running.url)
                 .env("SPILLWAY_TOKEN", worker_token)
+                .env("SPILLWAY_LOG_FORMAT", ctx.log_format.as_str())
                 // Tasks inherit the worker's environment: nothing there may lead to the data
                 // directory and its admin token.
                 .env_remove("SPILLWAY_DATA_DIR")

@@ -17,17 +17,51 @@ use super::{Caller, page_limit};
 use crate::ids::{new_job_id, validate_upload_id};
 use crate::metrics::Outcome;
 use crate::state::AppState;
+use crate::trace;
+use opentelemetry::trace::TraceContextExt as _;
 use spillway_store::{JobCancel, JobRetry};
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 /// Submit a job: validate the whole request, copy its upload (if any) to the job's inputs and
 /// store the job with all its tasks. `created` is false when the idempotency key matched an
 /// earlier job, which is returned instead. The request's `tenant` is the one it names.
+///
+/// It runs in a `submit` span (a child of the request's `traceparent`, if any) whose trace
+/// context is kept in the job's spec: the job's tasks continue that trace (see
+/// [`crate::trace`]).
 pub async fn submit(state: &AppState, caller: Caller<'_>, req: SubmitJob) -> Result<Submitted> {
+    let span = tracing::info_span!(
+        "submit",
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        tenant = tracing::field::Empty,
+        queue = %req.queue,
+        job_id = tracing::field::Empty,
+        tasks = tracing::field::Empty,
+        created = tracing::field::Empty,
+    );
+    let submitted = submit_in(state, caller, req, &span)
+        .instrument(span.clone())
+        .await;
+    if submitted.is_err() {
+        span.record("otel.status_code", "ERROR");
+    }
+    submitted
+}
+
+async fn submit_in(
+    state: &AppState,
+    caller: Caller<'_>,
+    mut req: SubmitJob,
+    span: &tracing::Span,
+) -> Result<Submitted> {
     caller.require(Action::Submit)?;
     req.validate(state.config.payload_limit())?;
     let tenant = caller.tenant()?;
     // A queue-scoped token is told which queues it may use.
     caller.principal.require_queue(&tenant, &req.queue)?;
+    span.record("tenant", tenant.as_str());
     // Everything that can refuse the request is checked before the first write: 404 for a
     // missing queue (one found before needs no store read; job_submit reads its settings).
     if !state.shared.leases.queue_known(&tenant, &req.queue) {
@@ -50,6 +84,8 @@ pub async fn submit(state: &AppState, caller: Caller<'_>, req: SubmitJob) -> Res
 
     let now = state.clock.now();
     let job_id = new_job_id(now);
+    span.record("job_id", job_id.as_str());
+    req.spec.trace = trace::job_context(span.context().span().span_context(), req.spec.trace);
     let inputs = inputs_prefix(&tenant, &job_id);
     if let Some(upload) = &upload {
         state.blobs.copy_prefix(upload, &inputs).await?;
@@ -94,6 +130,8 @@ pub async fn submit(state: &AppState, caller: Caller<'_>, req: SubmitJob) -> Res
         }
         discard(state, upload).await;
     }
+    span.record("tasks", i64::from(job.task_count));
+    span.record("created", created);
     tracing::info!(%tenant, job_id = %job.id, queue = %job.queue, tasks = job.task_count, created, "job submitted");
     Ok(Submitted { job, created })
 }

@@ -21,6 +21,7 @@ use crate::admission::Ticket;
 use crate::ids::job_submitted_at;
 use crate::metrics::{Outcome, UNKNOWN_QUEUE};
 use crate::state::AppState;
+use crate::trace;
 
 /// Most leases one heartbeat or report may carry.
 const MAX_REPORT_BATCH: usize = MAX_LEASE_BATCH as usize;
@@ -85,6 +86,7 @@ pub async fn lease(
             used.consume();
         }
         let now = state.clock.now();
+        let started = std::time::SystemTime::now();
         let mut tasks = state
             .store
             .task_lease(TaskLease {
@@ -103,6 +105,12 @@ pub async fn lease(
                 .shared
                 .leases
                 .record(&tasks, &tenant, &worker.pool, now);
+            let leaser = trace::Leaser {
+                tenant: &tenant,
+                worker_id: &req.worker_id,
+                pool: &worker.pool,
+            };
+            trace::leased(&tasks, &leaser, started);
             break tasks;
         }
         // Retries and delayed tasks become due without a signal: look again now and then.

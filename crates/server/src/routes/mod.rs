@@ -107,6 +107,8 @@ pub fn router(state: AppState) -> Router {
             count_requests,
         ))
         .layer(TraceLayer::new_for_http().on_failure(trace_failure))
+        // Outermost, so every span of the request is in the caller's trace.
+        .layer(middleware::from_fn(crate::trace::propagate))
         .with_state(state)
 }
 

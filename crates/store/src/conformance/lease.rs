@@ -553,3 +553,33 @@ pub async fn reports_from_another_tenant_change_nothing(store: DynStore) {
     let task = must("task_get", store.task_get(None, got[0].task_id).await);
     assert_eq!(task.state, TaskState::Succeeded);
 }
+
+/// A lease hands the worker its job's trace context (kept in the spec) and when the task
+/// became due (its `run_at`: the start of its wait).
+pub async fn lease_carries_the_trace_and_when_the_task_became_due(store: DynStore) {
+    setup(&store).await;
+    let trace = spillway_core::trace_context::TraceContext {
+        traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into(),
+        tracestate: Some("congo=t61rcWkgMzE".into()),
+    };
+    let mut traced = job(TENANT, QUEUE, 1, t0());
+    traced.spec.trace = Some(trace.clone());
+    traced.run_at = after(t0(), 2);
+    let traced = submit(&store, traced).await;
+    assert_eq!(
+        traced.spec.trace.as_ref(),
+        Some(&trace),
+        "the job keeps its trace"
+    );
+    let got = lease(&store, QUEUE, 1, after(t0(), 5)).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].job_id, traced.id);
+    assert_eq!(got[0].spec.trace.as_ref(), Some(&trace));
+    assert_eq!(got[0].due_at, Some(after(t0(), 2)));
+
+    let plain = submit(&store, job(TENANT, QUEUE, 1, t0())).await;
+    let got = lease(&store, QUEUE, 1, after(t0(), 5)).await;
+    assert_eq!(got[0].job_id, plain.id);
+    assert_eq!(got[0].spec.trace, None, "no trace unless the job has one");
+    assert_eq!(got[0].due_at, Some(t0()));
+}

@@ -55,7 +55,7 @@ WITH picked AS (
     SELECT id, attempt, $7, $3, 'running' FROM leased
 )
 SELECT l.id, l.job_id, l.idx, l.queue, l.attempt, l.lease_token, l.lease_expires_at, l.payload,
-       j.spec, j.has_inputs
+       l.run_at, j.spec, j.has_inputs
 FROM leased l JOIN jobs j ON j.id = l.job_id
 ORDER BY l.priority DESC, l.run_at, l.id";
 
@@ -275,6 +275,7 @@ fn leased_task(row: &tokio_postgres::Row) -> Result<LeasedTask> {
             .map_err(|e| crate::postgres::error::corrupt("job spec", e))?,
         payload: get(row, "payload")?,
         has_inputs: get(row, "has_inputs")?,
+        due_at: Some(get(row, "run_at")?),
     })
 }
 

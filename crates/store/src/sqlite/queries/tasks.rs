@@ -214,6 +214,7 @@ pub(crate) fn task_lease(conn: &Connection, p: &TaskLease) -> Result<Vec<LeasedT
             payload,
             state,
             burstable,
+            run_at,
             ..
         } = c;
         take.execute(params![id, token, p.worker_id, expires, attempt_no])
@@ -258,6 +259,7 @@ pub(crate) fn task_lease(conn: &Connection, p: &TaskLease) -> Result<Vec<LeasedT
             spec,
             payload,
             has_inputs,
+            due_at: Some(time(run_at)),
         });
     }
     counted.apply(conn)?;
