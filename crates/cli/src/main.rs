@@ -114,7 +114,9 @@ Example:
     #[command(after_help = "Example:\n  spillway task 42")]
     Task(cmd::jobs::TaskArgs),
     /// Print the whole log of a task's attempt, or follow it live with --follow.
-    #[command(after_help = "Examples:\n  spillway logs 42 --attempt 1\n  spillway logs 42 --follow")]
+    #[command(
+        after_help = "Examples:\n  spillway logs 42 --attempt 1\n  spillway logs 42 --follow"
+    )]
     Logs(cmd::logs::LogsArgs),
     /// Say why a task is not running: its place in the queue and what holds it.
     #[command(after_help = "Example:\n  spillway why 42")]

@@ -16,10 +16,9 @@ use crate::{
     LeaseCheck, LeaseReap, LogAppend, LogAppended, LogChunk, LogChunks, LogChunksDelete,
     PoolBounds, PoolBoundsClear, PoolBoundsSave, PoolStatusSave, QueueCreate, QueueDemand,
     QueueDemandQuery, QueueStatsQuery, Reported, RetentionSweep, SealableLog, SessionCreate,
-    SessionSweep, SessionTouch, Store, StoredSession,
-    TaskComplete, TaskFail, TaskHeartbeat, TaskLease, TaskList, TaskRelease, TenantCreate,
-    TokenCreate, TokenRevoke, Wakeups, Woken, WorkerBeat, WorkerExit, WorkerList, WorkerMarkDown,
-    WorkerRegister, released,
+    SessionSweep, SessionTouch, Store, StoredSession, TaskComplete, TaskFail, TaskHeartbeat,
+    TaskLease, TaskList, TaskRelease, TenantCreate, TokenCreate, TokenRevoke, Wakeups, Woken,
+    WorkerBeat, WorkerExit, WorkerList, WorkerMarkDown, WorkerRegister, released,
 };
 
 #[async_trait]

@@ -14,10 +14,9 @@ use crate::{
     LeaseCheck, LeaseReap, LogAppend, LogAppended, LogChunk, LogChunks, LogChunksDelete,
     PoolBounds, PoolBoundsClear, PoolBoundsSave, PoolStatusSave, QueueCreate, QueueDemand,
     QueueDemandQuery, QueueStatsQuery, Reported, RetentionSweep, SealableLog, SessionCreate,
-    SessionSweep, SessionTouch, Store, StoredSession,
-    TaskComplete, TaskFail, TaskHeartbeat, TaskLease, TaskList, TaskRelease, TenantCreate,
-    TokenCreate, TokenRevoke, Wakeups, Woken, WorkerBeat, WorkerExit, WorkerList, WorkerMarkDown,
-    WorkerRegister, released,
+    SessionSweep, SessionTouch, Store, StoredSession, TaskComplete, TaskFail, TaskHeartbeat,
+    TaskLease, TaskList, TaskRelease, TenantCreate, TokenCreate, TokenRevoke, Wakeups, Woken,
+    WorkerBeat, WorkerExit, WorkerList, WorkerMarkDown, WorkerRegister, released,
 };
 
 /// Most expired leases one writer request reaps: about 10 ms of writer time.
