@@ -27,9 +27,12 @@ use crate::reaper::{ReaperArgs, ReaperCommand, ReaperStatus};
 use crate::seam::{ExecOutcome, ExecRequest, Executor, ExitKind, LiveOutput};
 use crate::task_user::TaskUser;
 
-/// Variables of the worker's own environment whose names start with this never reach a task
-/// (the token, the data dir, the config file, …); the request's own env may set such names.
-const SCRUBBED_PREFIX: &[u8] = b"SPILLWAY_";
+/// Variables of the worker's own environment whose names start with one of these never reach
+/// a task: Spillway's own (the token, the data dir, the config file, …) and the worker's
+/// OpenTelemetry exporter settings (`OTEL_EXPORTER_OTLP_HEADERS` often holds a tracing
+/// backend's API key; the task gets its trace context as `TRACEPARENT` instead). The
+/// request's own env may set such names.
+const SCRUBBED_PREFIXES: &[&[u8]] = &[b"SPILLWAY_", b"OTEL_EXPORTER_OTLP_"];
 /// How long to wait for the output pipes to close after the process group is gone; only a
 /// process that left the group (setsid) can hold them longer.
 const PIPE_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -192,7 +195,10 @@ impl LocalProcess {
         };
         // Scrub first: the job's own env may still set these names on purpose.
         for (name, _) in std::env::vars_os() {
-            if name.as_bytes().starts_with(SCRUBBED_PREFIX) {
+            if SCRUBBED_PREFIXES
+                .iter()
+                .any(|prefix| name.as_bytes().starts_with(prefix))
+            {
                 command.env_remove(&name);
             }
         }

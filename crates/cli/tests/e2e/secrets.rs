@@ -70,6 +70,9 @@ fn mode(path: &Path) -> u32 {
         & 0o7777
 }
 
+/// The OpenTelemetry exporter headers `up` is started with (a stand-in API key).
+const OTLP_HEADERS: &str = "x-api-key=otel-secret-4f1c";
+
 /// Start `spillway up` with one worker on a fresh port; returns it, its URL and the admin
 /// token read from the data directory.
 async fn start_up(dir: &Path, data: &Path) -> (ChildGuard, String, String) {
@@ -84,7 +87,10 @@ async fn start_up(dir: &Path, data: &Path) -> (ChildGuard, String, String) {
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         // As a user's shell might have it: workers must not pass it on to tasks.
-        .env("SPILLWAY_DATA_DIR", data);
+        .env("SPILLWAY_DATA_DIR", data)
+        // A tracing backend's API key for the exporter, not for tasks. No endpoint is set, so
+        // nothing is exported.
+        .env("OTEL_EXPORTER_OTLP_HEADERS", OTLP_HEADERS);
     let mut up = ChildGuard::spawn("up", up, dir);
     let token = wait_ready(&mut up, &url, data).await;
     (up, url, token)
@@ -109,6 +115,10 @@ async fn up_gives_its_workers_a_worker_token_and_tasks_find_no_admin_secret() {
         );
     }
     assert!(!env.contains("SPILLWAY_TOKEN"), "{env}");
+    assert!(
+        !env.contains(OTLP_HEADERS),
+        "the task's env holds the exporter's headers:\n{env}"
+    );
     assert!(env.contains("SPILLWAY_TASK_ID="), "the probe ran: {env}");
 
     let tokens = client.token_list().await.expect("tokens");
