@@ -64,6 +64,42 @@ impl TraceContext {
     }
 }
 
+#[cfg(feature = "opentelemetry")]
+impl TraceContext {
+    /// A span context as W3C header values.
+    pub fn from_span_context(span: &opentelemetry::trace::SpanContext) -> Self {
+        let parent = TraceParent {
+            trace_id: span.trace_id().to_bytes(),
+            span_id: span.span_id().to_bytes(),
+            flags: span.trace_flags().to_u8(),
+        };
+        let state = span.trace_state().header();
+        Self {
+            traceparent: parent.to_string(),
+            tracestate: (!state.is_empty()).then_some(state),
+        }
+    }
+
+    /// The OpenTelemetry form of this context, as a remote parent (`None` when the
+    /// `traceparent` does not parse).
+    pub fn to_span_context(&self) -> Option<opentelemetry::trace::SpanContext> {
+        use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+        let parent = self.parent()?;
+        let state = self
+            .tracestate
+            .as_deref()
+            .and_then(|s| s.parse::<TraceState>().ok())
+            .unwrap_or_default();
+        Some(SpanContext::new(
+            TraceId::from_bytes(parent.trace_id),
+            SpanId::from_bytes(parent.span_id),
+            TraceFlags::new(parent.flags),
+            true,
+            state,
+        ))
+    }
+}
+
 /// A parsed `traceparent`: which trace, which span is the parent, and whether it is sampled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TraceParent {

@@ -113,6 +113,62 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
     }
 }
 
+/// Query parameters read by hand, for lists where `label` may repeat (serde's query decoding
+/// cannot mix repeated and single parameters): every other known parameter may be given once,
+/// and an unknown one is refused with the list of those allowed.
+#[derive(Debug, Default)]
+pub struct QueryPairs {
+    single: std::collections::HashMap<String, String>,
+    labels: Vec<String>,
+}
+
+impl QueryPairs {
+    /// Sort `pairs` into single parameters among `allowed` (which may include `label`, the
+    /// one that repeats).
+    pub fn read(pairs: Vec<(String, String)>, allowed: &[&str]) -> Result<Self, Error> {
+        let mut read = QueryPairs::default();
+        for (key, value) in pairs {
+            if !allowed.contains(&key.as_str()) {
+                return Err(Error::invalid(format!(
+                    "invalid query string: unknown parameter {key:?}; use {}",
+                    allowed.join(", ")
+                )));
+            }
+            if key == "label" {
+                read.labels.push(value);
+            } else if read.single.insert(key.clone(), value).is_some() {
+                return Err(Error::invalid(format!(
+                    "invalid query string: {key} is given twice"
+                )));
+            }
+        }
+        Ok(read)
+    }
+
+    /// The value of a single parameter, if given.
+    pub fn take(&mut self, key: &str) -> Option<String> {
+        self.single.remove(key)
+    }
+
+    /// Every `label` given, in order.
+    pub fn labels(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.labels)
+    }
+
+    /// A single parameter that must be a number (`limit`).
+    pub fn number(&mut self, key: &str) -> Result<Option<u32>, Error> {
+        self.take(key)
+            .map(|value| {
+                value.parse().map_err(|_| {
+                    Error::invalid(format!(
+                        "invalid query string: {key} {value:?} is not a number"
+                    ))
+                })
+            })
+            .transpose()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,5 +192,48 @@ mod tests {
         let err = parse_json::<SubmitJob>(br#"{"command":["x"],"priority":"high"}"#)
             .expect_err("accepted");
         assert!(err.message().contains("priority"), "{err}");
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn query_pairs_take_repeated_labels_and_single_values() {
+        let mut q = QueryPairs::read(
+            pairs(&[
+                ("label", "a=1"),
+                ("queue", "q"),
+                ("label", "b"),
+                ("limit", "7"),
+            ]),
+            &["queue", "label", "limit"],
+        )
+        .expect("read");
+        assert_eq!(q.labels(), vec!["a=1".to_string(), "b".to_string()]);
+        assert_eq!(q.take("queue").as_deref(), Some("q"));
+        assert_eq!(q.number("limit").expect("number"), Some(7));
+        assert_eq!(q.take("queue"), None);
+    }
+
+    #[test]
+    fn query_pairs_refuse_repeats_unknown_names_and_bad_numbers() {
+        let err = QueryPairs::read(pairs(&[("queue", "a"), ("queue", "b")]), &["queue"])
+            .expect_err("a repeated single parameter");
+        assert!(err.message().contains("queue is given twice"), "{err}");
+        let err = QueryPairs::read(pairs(&[("bogus", "1")]), &["queue", "label"])
+            .expect_err("an unknown parameter");
+        assert!(
+            err.message().contains("\"bogus\"; use queue, label"),
+            "{err}"
+        );
+        let mut q = QueryPairs::read(pairs(&[("limit", "ten")]), &["limit"]).expect("read");
+        let err = q.number("limit").expect_err("not a number");
+        assert!(
+            err.message().contains("limit \"ten\" is not a number"),
+            "{err}"
+        );
     }
 }

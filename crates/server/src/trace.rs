@@ -16,12 +16,11 @@ use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
 use opentelemetry::trace::{
-    FutureExt as _, Span as _, SpanContext, SpanId, SpanKind, TraceContextExt as _, TraceFlags,
-    TraceId, TraceState, Tracer as _,
+    FutureExt as _, Span as _, SpanContext, SpanKind, TraceContextExt as _, Tracer as _,
 };
 use opentelemetry::{Context, KeyValue, global};
 use spillway_core::api::LeasedTask;
-use spillway_core::trace_context::{TraceContext, TraceParent};
+use spillway_core::trace_context::TraceContext;
 
 use crate::ids::job_submitted_at;
 
@@ -57,24 +56,7 @@ fn header_context(request: &Request) -> Option<Context> {
     let parent = headers.get("traceparent")?.to_str().ok()?;
     let state = headers.get("tracestate").and_then(|v| v.to_str().ok());
     let trace = TraceContext::from_headers(parent, state)?;
-    Some(Context::new().with_remote_span_context(span_context(&trace)?))
-}
-
-/// The OpenTelemetry form of a stored trace context, as a remote parent.
-pub fn span_context(trace: &TraceContext) -> Option<SpanContext> {
-    let parent = trace.parent()?;
-    let state = trace
-        .tracestate
-        .as_deref()
-        .and_then(|s| s.parse::<TraceState>().ok())
-        .unwrap_or_default();
-    Some(SpanContext::new(
-        TraceId::from_bytes(parent.trace_id),
-        SpanId::from_bytes(parent.span_id),
-        TraceFlags::new(parent.flags),
-        true,
-        state,
-    ))
+    Some(Context::new().with_remote_span_context(trace.to_span_context()?))
 }
 
 /// The trace context to keep with a job submitted inside `span`: the span's own when it is
@@ -82,28 +64,14 @@ pub fn span_context(trace: &TraceContext) -> Option<SpanContext> {
 /// body gave.
 pub fn job_context(span: &SpanContext, given: Option<TraceContext>) -> Option<TraceContext> {
     if span.is_valid() {
-        return Some(to_trace_context(span));
+        return Some(TraceContext::from_span_context(span));
     }
     let current = Context::current();
     let caller = current.span().span_context().clone();
     if caller.is_valid() {
-        return Some(to_trace_context(&caller));
+        return Some(TraceContext::from_span_context(&caller));
     }
     given
-}
-
-/// A span context as W3C header values.
-pub fn to_trace_context(span: &SpanContext) -> TraceContext {
-    let parent = TraceParent {
-        trace_id: span.trace_id().to_bytes(),
-        span_id: span.span_id().to_bytes(),
-        flags: span.trace_flags().to_u8(),
-    };
-    let state = span.trace_state().header();
-    TraceContext {
-        traceparent: parent.to_string(),
-        tracestate: (!state.is_empty()).then_some(state),
-    }
 }
 
 /// Who leased: the attributes every lease span of one call shares.
@@ -125,7 +93,7 @@ pub fn leased(tasks: &[LeasedTask], who: &Leaser<'_>, started: SystemTime) {
     }
     let mut traced = tasks
         .iter()
-        .filter_map(|t| Some((t, span_context(t.spec.trace.as_ref()?)?)))
+        .filter_map(|t| Some((t, t.spec.trace.as_ref()?.to_span_context()?)))
         .peekable();
     if traced.peek().is_none() {
         return;
@@ -178,14 +146,14 @@ mod tests {
             traceparent: EXAMPLE.into(),
             tracestate: Some("congo=t61rcWkgMzE".into()),
         };
-        let span = span_context(&trace).expect("valid");
+        let span = trace.to_span_context().expect("valid");
         assert!(span.is_remote());
         assert!(span.is_sampled());
         assert_eq!(
             span.trace_id().to_string(),
             "0af7651916cd43dd8448eb211c80319c"
         );
-        assert_eq!(to_trace_context(&span), trace);
+        assert_eq!(TraceContext::from_span_context(&span), trace);
     }
 
     #[test]
@@ -216,7 +184,8 @@ mod tests {
             traceparent: EXAMPLE.into(),
             tracestate: None,
         };
-        let caller = Context::new().with_remote_span_context(span_context(&trace).expect("valid"));
+        let caller =
+            Context::new().with_remote_span_context(trace.to_span_context().expect("valid"));
         let _attached = caller.attach();
         let kept = job_context(&SpanContext::empty_context(), None).expect("a context");
         assert_eq!(kept.traceparent, EXAMPLE);

@@ -11,11 +11,9 @@
 //! [`TaskSpec::trace`]: spillway_core::model::TaskSpec::trace
 
 use opentelemetry::Context;
-use opentelemetry::trace::{
-    SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState,
-};
+use opentelemetry::trace::TraceContextExt as _;
 use spillway_core::api::LeasedTask;
-use spillway_core::trace_context::{TraceContext, TraceParent};
+use spillway_core::trace_context::TraceContext;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
@@ -33,7 +31,12 @@ pub(crate) fn attempt_span(task: &LeasedTask, worker_id: &str) -> Span {
         worker_id = %worker_id,
         outcome = tracing::field::Empty,
     );
-    if let Some(parent) = task.spec.trace.as_ref().and_then(span_context) {
+    if let Some(parent) = task
+        .spec
+        .trace
+        .as_ref()
+        .and_then(TraceContext::to_span_context)
+    {
         // Refused only when the span is already started, which it is not.
         let _ = span.set_parent(Context::new().with_remote_span_context(parent));
     }
@@ -48,33 +51,7 @@ pub(crate) fn process_context(run: &Span, task: &LeasedTask) -> Option<TraceCont
     if !own.is_valid() {
         return task.spec.trace.clone();
     }
-    let parent = TraceParent {
-        trace_id: own.trace_id().to_bytes(),
-        span_id: own.span_id().to_bytes(),
-        flags: own.trace_flags().to_u8(),
-    };
-    let state = own.trace_state().header();
-    Some(TraceContext {
-        traceparent: parent.to_string(),
-        tracestate: (!state.is_empty()).then_some(state),
-    })
-}
-
-/// The OpenTelemetry form of a job's trace context, as a remote parent.
-fn span_context(trace: &TraceContext) -> Option<SpanContext> {
-    let parent = trace.parent()?;
-    let state = trace
-        .tracestate
-        .as_deref()
-        .and_then(|s| s.parse::<TraceState>().ok())
-        .unwrap_or_default();
-    Some(SpanContext::new(
-        TraceId::from_bytes(parent.trace_id),
-        SpanId::from_bytes(parent.span_id),
-        TraceFlags::new(parent.flags),
-        true,
-        state,
-    ))
+    Some(TraceContext::from_span_context(&own))
 }
 
 #[cfg(test)]
@@ -119,7 +96,7 @@ mod tests {
             traceparent: EXAMPLE.into(),
             tracestate: Some("congo=t61rcWkgMzE".into()),
         };
-        let span = span_context(&trace).expect("valid");
+        let span = trace.to_span_context().expect("valid");
         assert!(span.is_remote() && span.is_sampled());
         assert_eq!(
             span.trace_id().to_string(),

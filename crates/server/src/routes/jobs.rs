@@ -13,7 +13,7 @@ use utoipa::IntoParams;
 use crate::app::Caller;
 use crate::app::jobs::{self as app, JobFilter, TaskFilter};
 use crate::auth::{Auth, requested_tenant};
-use crate::extract::{JsonBody, Path, Query};
+use crate::extract::{JsonBody, Path, Query, QueryPairs};
 use crate::problem::ApiResult;
 use crate::routes::queues::TenantQuery;
 use crate::state::AppState;
@@ -84,43 +84,19 @@ pub async fn list(
 }
 
 impl JobQuery {
-    /// Read the query pairs by hand: `label` may repeat, nothing else may.
     fn from_pairs(pairs: Vec<(String, String)>) -> Result<Self, Error> {
-        let mut q = JobQuery::default();
-        for (key, value) in pairs {
-            let once = |slot: &mut Option<String>| {
-                if slot.is_some() {
-                    return Err(Error::invalid(format!(
-                        "invalid query string: {key} is given twice"
-                    )));
-                }
-                *slot = Some(value.clone());
-                Ok(())
-            };
-            match key.as_str() {
-                "queue" => once(&mut q.queue)?,
-                "state" => once(&mut q.state)?,
-                "cursor" => once(&mut q.cursor)?,
-                "tenant" => once(&mut q.tenant)?,
-                "label" => q.label.push(value),
-                "limit" => {
-                    if q.limit.is_some() {
-                        return Err(Error::invalid("invalid query string: limit is given twice"));
-                    }
-                    q.limit = Some(value.parse().map_err(|_| {
-                        Error::invalid(format!(
-                            "invalid query string: limit {value:?} is not a number"
-                        ))
-                    })?);
-                }
-                other => {
-                    return Err(Error::invalid(format!(
-                        "invalid query string: unknown parameter {other:?}; use queue, state, label, limit, cursor or tenant"
-                    )));
-                }
-            }
-        }
-        Ok(q)
+        let mut q = QueryPairs::read(
+            pairs,
+            &["queue", "state", "label", "limit", "cursor", "tenant"],
+        )?;
+        Ok(JobQuery {
+            queue: q.take("queue"),
+            state: q.take("state"),
+            label: q.labels(),
+            limit: q.number("limit")?,
+            cursor: q.take("cursor"),
+            tenant: q.take("tenant"),
+        })
     }
 }
 
