@@ -569,10 +569,11 @@ class Client:
         )
 
     def logs(self, task_id: int, attempt: int | None = None) -> str:
-        """The output tail (stdout and stderr, the last 64 KiB) of a task's attempt, the
-        latest when ``attempt`` is ``None``; what ``spillway logs TASK`` prints."""
+        """The whole log (stdout and stderr) of a task's attempt, the latest when ``attempt``
+        is ``None``; what ``spillway logs TASK`` prints. A running attempt's log is what it
+        has printed so far; attempts from before live logs give their last 64 KiB."""
         params = [] if attempt is None else [("attempt", str(int(attempt)))]
-        return self._send("GET", f"/v1/tasks/{int(task_id)}/logs", params=params).text
+        return self._send("GET", f"/v1/tasks/{int(task_id)}/logs/full", params=params).text
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a job: waiting tasks are cancelled, running ones stop at their next
@@ -723,8 +724,8 @@ class Client:
 
         A task's *result* is the file named ``result`` that it wrote to
         ``$SPILLWAY_OUTPUT_DIR`` (default ``result.json``): decoded from JSON when the name
-        ends in ``.json``, else its bytes. With ``result=None`` it is the task's output tail
-        instead (stdout and stderr, the last 64 KiB, as text).
+        ends in ``.json``, else its bytes. With ``result=None`` it is the task's whole log
+        instead (stdout and stderr, as text).
 
         A task that ends dead or cancelled raises :class:`TaskFailedError` at its place (with
         its error and output); a task that succeeded without writing ``result`` raises
@@ -835,7 +836,7 @@ class JobMap(Iterator[Any]):
             raise ResultMissingError(
                 f"task {index} (id {task.id}) of job {task.job_id} succeeded but wrote no "
                 f"{self.result} (it wrote {wrote}): write it to $SPILLWAY_OUTPUT_DIR, or pass "
-                "map(..., result=NAME) or result=None for the output tail"
+                "map(..., result=NAME) or result=None for the whole log"
             )
         data = self.client.read_result(task.job_id, index, self.result)
         if self.result.endswith(".json"):

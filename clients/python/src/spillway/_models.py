@@ -354,7 +354,7 @@ class Job:
         return self._client().download_results(self.id, dest, index=index)
 
     def logs(self, index: int, attempt: int | None = None) -> str:
-        """The output tail (stdout and stderr, last 64 KiB) of task ``index``'s attempt
+        """The whole log (stdout and stderr) of task ``index``'s attempt
         (the latest when ``attempt`` is ``None``)."""
         client = self._client()
         return client.logs(client.task_at(self.id, index).id, attempt)
@@ -457,7 +457,7 @@ class Task:
         return self._client().task(self.id)
 
     def logs(self, attempt: int | None = None) -> str:
-        """The output tail (stdout and stderr, last 64 KiB) of an attempt, the latest when
+        """The whole log (stdout and stderr) of an attempt, the latest when
         ``attempt`` is ``None``."""
         return self._client().logs(self.id, attempt)
 
