@@ -21,7 +21,7 @@ use crate::app::logs::{self, Followed};
 use crate::auth::Auth;
 use crate::extract::{Path, Query};
 use crate::problem::ApiResult;
-use crate::routes::objects::LEASE_TOKEN_HEADER;
+use crate::routes::objects::lease_token;
 use crate::routes::tasks::LogQuery;
 use crate::state::AppState;
 
@@ -64,14 +64,7 @@ pub async fn chunk_put(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<StatusCode> {
-    let token = headers
-        .get(LEASE_TOKEN_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| {
-            Error::invalid("missing header Spillway-Lease-Token: send the lease token of the task")
-        })?
-        .to_string();
+    let token = lease_token(&headers)?;
     let data = axum::body::to_bytes(body, MAX_LOG_CHUNK_BYTES)
         .await
         .map_err(|e| {

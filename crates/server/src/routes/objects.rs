@@ -21,8 +21,21 @@ use crate::problem::ApiResult;
 use crate::routes::queues::TenantQuery;
 use crate::state::AppState;
 
-/// The header that carries the lease token on result uploads.
+/// The header that carries the lease token on result uploads and live log chunks.
 pub const LEASE_TOKEN_HEADER: &str = "spillway-lease-token";
+
+/// The lease token a worker's upload or log chunk carries in [`LEASE_TOKEN_HEADER`]: the
+/// fence that refuses a stale attempt's writes.
+pub fn lease_token(headers: &HeaderMap) -> Result<String, Error> {
+    headers
+        .get(LEASE_TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            Error::invalid("missing header Spillway-Lease-Token: send the lease token of the task")
+        })
+}
 
 /// Turn a request body into a blob stream that fails once more than `limit` bytes arrived.
 /// A declared Content-Length over the limit is refused before anything is read or written.
@@ -181,14 +194,7 @@ pub async fn result_put(
 ) -> ApiResult<(StatusCode, Json<ObjectInfo>)> {
     auth.require(Action::Work)?;
     validate_relative_path(&path)?;
-    let token = headers
-        .get(LEASE_TOKEN_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| {
-            Error::invalid("missing header Spillway-Lease-Token: send the lease token of the task")
-        })?
-        .to_string();
+    let token = lease_token(&headers)?;
     let stream = limited_body(&headers, body, state.config.max_upload_bytes.0)?;
     // The caller's tenant is part of the check: another tenant's task is a 404.
     let task = state
